@@ -1,0 +1,47 @@
+//! Compute backends: burn's Flex CPU backend by default, CUDA behind the `cuda` feature.
+
+use serde::{Deserialize, Serialize};
+
+/// The CPU backend (burn-flex: pure Rust, SIMD, rayon).
+pub type Cpu = burn::backend::Flex;
+/// The CPU backend with reverse-mode autodiff.
+pub type CpuAutodiff = burn::backend::Autodiff<Cpu>;
+
+/// The CUDA backend.
+#[cfg(feature = "cuda")]
+pub type Cuda = burn::backend::Cuda;
+/// The CUDA backend with reverse-mode autodiff.
+#[cfg(feature = "cuda")]
+pub type CudaAutodiff = burn::backend::Autodiff<Cuda>;
+
+/// Where to compute, as chosen with `--device`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    /// The CPU (burn-flex), the default.
+    #[default]
+    Cpu,
+    /// The first NVIDIA GPU (needs a build with `--features cuda`).
+    Cuda,
+}
+
+/// Whether a CUDA driver library can be found, so that `--device cuda` fails with a clear message
+/// instead of a panic inside the backend.
+pub fn cuda_driver_present() -> bool {
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(
+        [
+            "/usr/lib/x86_64-linux-gnu",
+            "/usr/lib64",
+            "/usr/lib",
+            "/usr/local/cuda/lib64",
+            "/usr/local/nvidia/lib64",
+            "/usr/lib/wsl/lib",
+        ]
+        .map(std::path::PathBuf::from),
+    );
+    dirs.iter()
+        .any(|d| d.join("libcuda.so.1").exists() || d.join("libcuda.so").exists())
+}

@@ -1,0 +1,25 @@
+//! nmflow-host: the host half of nmflow.
+//!
+//! It fetches real datasets, trains zoos of small classifiers while recording their checkpoint
+//! trajectories, and (in later modules) learns and exports vector fields on weight space.
+//!
+//! | module | one job |
+//! |---|---|
+//! | [`data`] | dataset files: fetch, checksums, IDX/CSV parsers, named views |
+//! | [`arch`] | classifier architectures and their parameter layout table |
+//! | [`classifier`] | a batched burn classifier whose weights carry a run dimension |
+//! | [`zoo`] | training many runs together and recording their checkpoints |
+//! | [`inspect`] | summaries of files nmflow writes |
+//! | [`io`] | atomic writes, gzip, SHA-256 |
+//! | [`error`] | typed errors |
+
+pub mod arch;
+pub mod backend;
+pub mod classifier;
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod inspect;
+pub mod io;
+pub mod progress;
+pub mod zoo;

@@ -1,0 +1,255 @@
+//! Training one shard of runs together: every run has its own initialization, its own data order
+//! and its own minibatches, but all runs advance in the same tensor operations.
+
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::config::{Optimizer, Schedule, ZooConfig};
+use crate::arch::Layout;
+use crate::classifier::{self, Input, cross_entropy_sum, one_hot};
+use crate::data::{Dataset, dataset::NUM_CLASSES};
+use crate::error::ZooError;
+use nmflow_runtime::Rng;
+use nmflow_runtime::rng::derive_seed;
+
+/// PRNG stream of a run's initialization.
+pub const STREAM_INIT: u64 = 1;
+/// PRNG stream of a run's data order.
+pub const STREAM_DATA: u64 = 2;
+
+/// The training data on the device, ready for per-run minibatch gathers.
+pub struct DeviceData<B: Backend> {
+    x: Tensor<B, 2>,
+    onehot: Tensor<B, 2>,
+    n: usize,
+    dim: usize,
+}
+
+impl<B: Backend> DeviceData<B> {
+    /// Uploads the training split of `data`.
+    pub fn new(data: &Dataset, device: &B::Device) -> Self {
+        let n = data.train.len();
+        let dim = data.train.dim;
+        Self {
+            x: Tensor::from_data(TensorData::new(data.train.x.clone(), [n, dim]), device),
+            onehot: Tensor::from_data(
+                TensorData::new(one_hot(&data.train.y, NUM_CLASSES), [n, NUM_CLASSES]),
+                device,
+            ),
+            n,
+            dim,
+        }
+    }
+}
+
+/// What the progress display is told after every optimizer step.
+#[derive(Clone, Copy, Debug)]
+pub struct StepInfo {
+    /// Steps done in this shard.
+    pub step: usize,
+    /// Mean minibatch accuracy over the shard's runs, when it was measured at this step.
+    pub batch_acc: Option<f64>,
+}
+
+/// The result of training a shard.
+pub struct ShardResult {
+    /// Checkpoints, `[runs, K+1, P]` row-major.
+    pub weights: Vec<f32>,
+    /// Per-run seeds.
+    pub seeds: Vec<u64>,
+    /// Per-run final (loss, accuracy) on the full training split.
+    pub train: Vec<(f64, f64)>,
+    /// Per-run final (loss, accuracy) on the test split.
+    pub test: Vec<(f64, f64)>,
+}
+
+/// Optimizer state for the block tensors (PyTorch's Adam and SGD update rules).
+struct OptimState<B: Backend> {
+    kind: Optimizer,
+    lr: f64,
+    momentum: f64,
+    m: Vec<Option<Tensor<B, 3>>>,
+    v: Vec<Option<Tensor<B, 3>>>,
+    t: i32,
+}
+
+impl<B: Backend> OptimState<B> {
+    fn new(cfg: &ZooConfig, blocks: usize) -> Self {
+        Self {
+            kind: cfg.optimizer,
+            lr: cfg.lr,
+            momentum: cfg.momentum,
+            m: vec![None; blocks],
+            v: vec![None; blocks],
+            t: 0,
+        }
+    }
+
+    fn step(&mut self, params: &mut [Tensor<B, 3>], grads: Vec<Tensor<B, 3>>) {
+        self.t += 1;
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+        for (i, g) in grads.into_iter().enumerate() {
+            let p = params[i].clone();
+            params[i] = match self.kind {
+                Optimizer::Adam => {
+                    let m = match self.m[i].take() {
+                        Some(m) => m * b1 + g.clone() * (1.0 - b1),
+                        None => g.clone() * (1.0 - b1),
+                    };
+                    let v = match self.v[i].take() {
+                        Some(v) => v * b2 + g.clone() * g * (1.0 - b2),
+                        None => g.clone() * g * (1.0 - b2),
+                    };
+                    let bc1 = 1.0 - b1.powi(self.t);
+                    let bc2 = 1.0 - b2.powi(self.t);
+                    let denom = v.clone().sqrt() / bc2.sqrt() + eps;
+                    let update = m.clone() / denom * (self.lr / bc1);
+                    self.m[i] = Some(m);
+                    self.v[i] = Some(v);
+                    p - update
+                }
+                Optimizer::Sgd => {
+                    let buf = if self.momentum > 0.0 {
+                        let b = match self.m[i].take() {
+                            Some(b) => b * self.momentum + g,
+                            None => g,
+                        };
+                        self.m[i] = Some(b.clone());
+                        b
+                    } else {
+                        g
+                    };
+                    p - buf * self.lr
+                }
+            };
+        }
+    }
+}
+
+/// Trains the runs `runs` (zoo-wide indices) of a zoo and records their checkpoints.
+///
+/// `on_step` is called after every optimizer step.
+///
+/// # Errors
+/// [`ZooError::Diverged`] when a run's loss becomes non-finite.
+#[allow(clippy::too_many_arguments)]
+pub fn train_shard<B: AutodiffBackend>(
+    cfg: &ZooConfig,
+    layout: &Layout,
+    schedule: &Schedule,
+    data: &Dataset,
+    device_data: &DeviceData<B::InnerBackend>,
+    runs: std::ops::Range<usize>,
+    device: &B::Device,
+    on_step: &mut dyn FnMut(StepInfo),
+) -> Result<ShardResult, ZooError> {
+    let r = runs.len();
+    let p = layout.num_params();
+    let k = schedule.len();
+    let seeds: Vec<u64> = runs
+        .clone()
+        .map(|i| derive_seed(cfg.seed, i as u64))
+        .collect();
+    let mut init = Vec::with_capacity(r * p);
+    for &s in &seeds {
+        layout.init_into(&mut Rng::new(s, STREAM_INIT), &mut init);
+    }
+    let mut data_rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s, STREAM_DATA)).collect();
+    let mut params: Vec<Tensor<B::InnerBackend, 3>> =
+        classifier::params_from_flat(layout, &init, r, device);
+    let mut optim = OptimState::<B::InnerBackend>::new(cfg, params.len());
+    let mut weights = vec![0.0f32; r * k * p];
+    let mut record = |params: &[Tensor<B::InnerBackend, 3>], slot: usize| {
+        let flat = classifier::params_to_flat(layout, params);
+        for run in 0..r {
+            weights[(run * k + slot) * p..(run * k + slot + 1) * p]
+                .copy_from_slice(&flat[run * p..(run + 1) * p]);
+        }
+    };
+    record(&params, 0);
+    let mut next_slot = 1;
+    let n = device_data.n;
+    let bs = cfg.batch_size;
+    let mut perms: Vec<Vec<u32>> = vec![(0..n as u32).collect(); r];
+    let mut step = 0;
+    for _epoch in 0..cfg.epochs {
+        for (perm, rng) in perms.iter_mut().zip(data_rngs.iter_mut()) {
+            rng.shuffle(perm);
+        }
+        for s in 0..schedule.steps_per_epoch {
+            let lo = s * bs;
+            let hi = (lo + bs).min(n);
+            let b = hi - lo;
+            let idx: Vec<i64> = perms
+                .iter()
+                .flat_map(|perm| perm[lo..hi].iter().map(|&i| i64::from(i)))
+                .collect();
+            let idx =
+                Tensor::<B::InnerBackend, 1, Int>::from_data(TensorData::new(idx, [r * b]), device);
+            let x = device_data
+                .x
+                .clone()
+                .select(0, idx.clone())
+                .reshape([r, b, device_data.dim]);
+            let y = device_data
+                .onehot
+                .clone()
+                .select(0, idx)
+                .reshape([r, b, NUM_CLASSES]);
+            let p_ad: Vec<Tensor<B, 3>> = params
+                .iter()
+                .map(|t| Tensor::from_inner(t.clone()).require_grad())
+                .collect();
+            let logits =
+                classifier::forward(&cfg.arch, &p_ad, Input::PerRun(Tensor::from_inner(x)));
+            let measure = step % 25 == 0 || step + 1 == schedule.total_steps;
+            let batch_acc = measure.then(|| {
+                let inner = logits.clone().inner();
+                let pred = inner.argmax(2);
+                let truth = y.clone().argmax(2);
+                let correct = pred.equal(truth).float().sum().into_scalar();
+                f64::from(burn::tensor::ElementConversion::elem::<f32>(correct)) / (r * b) as f64
+            });
+            let loss = cross_entropy_sum(logits, Tensor::from_inner(y.clone()));
+            if measure {
+                let l: f32 =
+                    burn::tensor::ElementConversion::elem(loss.clone().inner().into_scalar());
+                if !l.is_finite() {
+                    return Err(ZooError::Diverged {
+                        run: runs.start,
+                        step,
+                    });
+                }
+            }
+            let grads = loss.backward();
+            let g: Vec<Tensor<B::InnerBackend, 3>> = p_ad
+                .iter()
+                .map(|t| {
+                    t.grad(&grads)
+                        .unwrap_or_else(|| Tensor::zeros(t.dims(), device))
+                })
+                .collect();
+            optim.step(&mut params, g);
+            step += 1;
+            if schedule.steps.get(next_slot) == Some(&step) {
+                record(&params, next_slot);
+                next_slot += 1;
+            }
+            on_step(StepInfo { step, batch_acc });
+        }
+    }
+    let train = classifier::evaluate(&cfg.arch, &params, &data.train.x, &data.train.y, device);
+    let test = classifier::evaluate(&cfg.arch, &params, &data.test.x, &data.test.y, device);
+    if let Some(bad) = train.iter().position(|(l, _)| !l.is_finite()) {
+        return Err(ZooError::Diverged {
+            run: runs.start + bad,
+            step,
+        });
+    }
+    Ok(ShardResult {
+        weights,
+        seeds,
+        train,
+        test,
+    })
+}
