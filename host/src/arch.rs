@@ -400,7 +400,8 @@ mod tests {
                 .flat_map(|r| flat[r * n + start..r * n + start + b.len()].iter())
                 .map(|&v| f64::from(v))
                 .collect();
-            assert!(vals.iter().all(|v| v.abs() <= b.bound), "{}", b.name);
+            let bound32 = f64::from(b.bound as f32);
+            assert!(vals.iter().all(|v| v.abs() <= bound32), "{}", b.name);
             let mean = vals.iter().sum::<f64>() / vals.len() as f64;
             let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64;
             let want = b.bound * b.bound / 3.0;

@@ -144,12 +144,12 @@ pub fn forward<B: Backend>(arch: &Arch, params: &[Tensor<B, 3>], input: Input<B>
         let (w, b) = (&params[0], &params[1]);
         linear_params = &params[2..];
         match input {
-            Input::PerRun(x) => x.matmul(w.clone()) + b.clone(),
+            Input::PerRun(x) => add_bias(x.matmul(w.clone()), b),
             Input::Shared(x) => {
                 let [r, d_in, out] = w.dims();
                 let n = x.dims()[0];
                 let y = x.matmul(w.clone().swap_dims(0, 1).reshape([d_in, r * out]));
-                y.reshape([n, r, out]).swap_dims(0, 1) + b.clone()
+                add_bias(y.reshape([n, r, out]).swap_dims(0, 1), b)
             }
         }
     } else {
@@ -189,12 +189,23 @@ pub fn forward<B: Backend>(arch: &Arch, params: &[Tensor<B, 3>], input: Input<B>
         let x = x.reshape([n, runs, features]).swap_dims(0, 1);
         let (w, b) = (&params[first], &params[first + 1]);
         linear_params = &params[first + 2..];
-        x.matmul(w.clone()) + b.clone()
+        add_bias(x.matmul(w.clone()), b)
     };
     for pair in linear_params.chunks_exact(2) {
-        h = act(h).matmul(pair[0].clone()) + pair[1].clone();
+        h = add_bias(act(h).matmul(pair[0].clone()), &pair[1]);
     }
     h
+}
+
+/// `y + b` for `y` `[R, N, out]` and a bias `b` `[R, 1, out]`.
+///
+/// The bias is broadcast by a rank-1 product `1 · b` rather than by a broadcasting add: on the CPU
+/// backend a broadcasting add (and its reduction in the backward pass) takes a slow strided path,
+/// while the product and a same-shape add stay on contiguous kernels.
+fn add_bias<B: Backend>(y: Tensor<B, 3>, b: &Tensor<B, 3>) -> Tensor<B, 3> {
+    let [r, n, _] = y.dims();
+    let ones = Tensor::<B, 3>::ones([r, n, 1], &y.device());
+    y + ones.matmul(b.clone())
 }
 
 /// Sum over runs of each run's mean cross-entropy, so each run's gradient is that of its own loss.

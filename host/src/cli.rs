@@ -22,7 +22,7 @@ use crate::zoo::{Optimizer, ZooConfig, run_zoo};
 ///
 /// Exit codes: 0 success, 1 failure, 2 usage error.
 #[derive(Debug, Parser)]
-#[command(name = "nmflow", version, about, long_about = None)]
+#[command(name = "nmflow", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -36,9 +36,46 @@ pub enum Command {
     #[command(subcommand)]
     Data(DataCommand),
     /// Train many classifiers together and record their checkpoint trajectories.
-    Zoo(ZooArgs),
+    Zoo(Box<ZooArgs>),
     /// Summarize a zoo directory (verifying its shards).
     Inspect(InspectArgs),
+    /// The main job end to end on local files: fetch MNIST, build a zoo of 256 mnist8 classifiers,
+    /// summarize it.
+    Demo(DemoArgs),
+}
+
+/// Arguments of `nmflow demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Output directory (resumed if interrupted).
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// Data folder [default: $NMFLOW_DATA, else ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The demo's zoo: 256 runs of mlp:64-16-10 on mnist8 for 3 epochs.
+pub fn demo_zoo_config() -> ZooConfig {
+    ZooConfig {
+        dataset: DatasetView::Mnist8,
+        arch: Arch::Mlp {
+            widths: vec![64, 16, 10],
+        },
+        runs: 256,
+        epochs: 3,
+        batch_size: 64,
+        optimizer: Optimizer::Adam,
+        lr: 1e-3,
+        momentum: 0.0,
+        checkpoints: DEFAULT_CHECKPOINTS.into(),
+        seed: 0,
+        shard_runs: 16,
+        heldout_fraction: 0.2,
+    }
 }
 
 /// `nmflow data …`.
@@ -103,14 +140,15 @@ pub struct ZooArgs {
     #[arg(long)]
     pub momentum: Option<f64>,
     /// Checkpoint schedule: step numbers and `epochs` (every epoch's end), comma-separated; step 0
-    /// and the last step are always included [default: 0,25,50,100,200,400,800,epochs].
+    /// and the last step are always included; `early` means 25,50,100,200,400,800 (those before the
+    /// end) [default: early,epochs].
     #[arg(long)]
     pub checkpoints: Option<String>,
     /// Master seed; run i gets its own seed derived from it [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
     /// Runs trained together and stored per shard file; a shard is the unit of resumption
-    /// [default: 64].
+    /// [default: 32].
     #[arg(long)]
     pub shard_runs: Option<usize>,
     /// Fraction of runs held out from meta-model training [default: 0.2].
@@ -214,7 +252,7 @@ impl ZooArgs {
                 .or(file.checkpoints)
                 .unwrap_or_else(|| DEFAULT_CHECKPOINTS.into()),
             seed: self.seed.or(file.seed).unwrap_or(0),
-            shard_runs: self.shard_runs.or(file.shard_runs).unwrap_or(64),
+            shard_runs: self.shard_runs.or(file.shard_runs).unwrap_or(32),
             heldout_fraction: self.heldout.or(file.heldout_fraction).unwrap_or(0.2),
         };
         cfg.validate()?;
@@ -296,6 +334,37 @@ pub fn run(cli: Cli) -> Result<()> {
                     summary.out.display()
                 );
             }
+            Ok(())
+        }
+        Command::Demo(a) => {
+            let dir = data::data_dir(a.data_dir);
+            eprintln!("[1/3] data: MNIST into {}", dir.display());
+            data::fetch(&dir, &["mnist"], &mut |l| eprintln!("  {l}"))?;
+            let cfg = demo_zoo_config();
+            let zoo_dir = a.out.join("zoo");
+            eprintln!(
+                "[2/3] zoo: {} runs of {} on {} for {} epochs → {}",
+                cfg.runs,
+                cfg.arch,
+                cfg.dataset,
+                cfg.epochs,
+                zoo_dir.display()
+            );
+            let opts = RunOptions {
+                force: false,
+                quiet: a.quiet,
+                max_new_shards: None,
+                jobs: std::thread::available_parallelism().map_or(1, usize::from),
+            };
+            let s = run_zoo::<crate::backend::CpuAutodiff>(
+                &cfg,
+                &zoo_dir,
+                &dir,
+                &opts,
+                &Default::default(),
+            )?;
+            eprintln!("[3/3] summary ({:.1}s of training)", s.seconds);
+            println!("{}", inspect::inspect_zoo(&zoo_dir)?);
             Ok(())
         }
         Command::Inspect(a) => {

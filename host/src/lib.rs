@@ -9,6 +9,7 @@
 //! | [`arch`] | classifier architectures and their parameter layout table |
 //! | [`classifier`] | a batched burn classifier whose weights carry a run dimension |
 //! | [`zoo`] | training many runs together and recording their checkpoints |
+//! | [`flow`] | flow-matching parts: probability paths, ODE solvers |
 //! | [`inspect`] | summaries of files nmflow writes |
 //! | [`io`] | atomic writes, gzip, SHA-256 |
 //! | [`error`] | typed errors |
@@ -19,6 +20,7 @@ pub mod classifier;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod flow;
 pub mod inspect;
 pub mod io;
 pub mod progress;

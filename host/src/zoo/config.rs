@@ -116,12 +116,17 @@ pub struct Schedule {
     pub total_steps: usize,
 }
 
-/// The default schedule: dense early, then every epoch's end.
-pub const DEFAULT_CHECKPOINTS: &str = "0,25,50,100,200,400,800,epochs";
+/// The default schedule: dense early (steps 25, 50, …, 800 that fall inside training), then every
+/// epoch's end.
+pub const DEFAULT_CHECKPOINTS: &str = "early,epochs";
+
+/// The steps `early` stands for (those before the end of training).
+pub const EARLY_STEPS: [usize; 6] = [25, 50, 100, 200, 400, 800];
 
 impl Schedule {
-    /// Resolves a schedule: comma-separated step numbers and `epochs` (every epoch's end). Step 0 and
-    /// the last step are always included; duplicates are merged.
+    /// Resolves a schedule: comma-separated step numbers, `epochs` (every epoch's end) and `early`
+    /// (steps 25, 50, 100, 200, 400, 800 that fall before the end). Step 0 and the last step are
+    /// always included; duplicates are merged.
     ///
     /// # Errors
     /// [`UsageError`] for an unknown token or a step past the end of training.
@@ -139,9 +144,13 @@ impl Schedule {
                 steps.extend((1..=epochs).map(|e| e * steps_per_epoch));
                 continue;
             }
+            if token == "early" {
+                steps.extend(EARLY_STEPS.iter().filter(|&&s| s < total_steps));
+                continue;
+            }
             let step: usize = token.parse().map_err(|_| {
                 UsageError(format!(
-                    "bad checkpoint {token:?} in --checkpoints {spec:?}: expected step numbers and `epochs`"
+                    "bad checkpoint {token:?} in --checkpoints {spec:?}: expected step numbers, `early` and `epochs`"
                 ))
             })?;
             if step > total_steps {
@@ -205,5 +214,7 @@ mod tests {
         assert!(Schedule::parse("0,x", 100, 10, 1).is_err());
         let s = Schedule::parse("", 100, 10, 1).unwrap();
         assert_eq!(s.steps, vec![0, 10]);
+        let s = Schedule::parse(DEFAULT_CHECKPOINTS, 60_000, 256, 1).unwrap();
+        assert_eq!(s.steps, vec![0, 25, 50, 100, 200, 235]);
     }
 }

@@ -221,7 +221,7 @@ pub fn run_zoo<B: AutodiffBackend>(
         };
         std::thread::scope(|scope| {
             for _ in 0..workers {
-                scope.spawn(&worker);
+                scope.spawn(worker);
             }
         });
         if let Some(e) = failure.into_inner().ok().flatten() {

@@ -1,0 +1,243 @@
+//! The `nmflow` command line on bad input: clear messages and exit codes (1 failure, 2 usage),
+//! and a zoo job killed with SIGKILL that resumes to the same bytes.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn nmflow(args: &[&str], data: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nmflow"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
+fn expect(out: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+}
+
+const SMALL: &[&str] = &[
+    "zoo",
+    "--dataset",
+    "mnist8",
+    "--arch",
+    "mlp:64-8-10",
+    "--runs",
+    "4",
+    "--epochs",
+    "1",
+    "--shard-runs",
+    "1",
+    "--batch-size",
+    "256",
+    "--quiet",
+    "--jobs",
+    "1",
+];
+
+fn zoo_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v: Vec<&str> = SMALL.to_vec();
+    v.extend(["--out", out]);
+    v.extend(extra);
+    v
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let data = common::data_dir();
+    let tmp = common::temp_dir("cli-usage");
+    let out = tmp.join("z");
+    let out = out.to_str().unwrap();
+    expect(
+        &nmflow(&zoo_args(out, &["--arch", "resnet18"]), &data),
+        2,
+        "unknown architecture \"resnet18\"",
+    );
+    expect(
+        &nmflow(&zoo_args(out, &["--runs", "0"]), &data),
+        2,
+        "--runs must be at least 1",
+    );
+    expect(
+        &nmflow(&zoo_args(out, &["--checkpoints", "0,100000"]), &data),
+        2,
+        "checkpoint step 100000 is past the end of training",
+    );
+    expect(
+        &nmflow(&zoo_args(out, &["--arch", "mlp:784-10-10"]), &data),
+        2,
+        "takes 784 inputs, but dataset mnist8 has 64",
+    );
+    expect(
+        &nmflow(
+            &zoo_args(out, &["--dataset", "digits", "--arch", "mlp:64-10"]),
+            &data,
+        ),
+        2,
+        "evaluation/shift set",
+    );
+    let cfg = tmp.join("bad.toml");
+    fs::write(&cfg, "runz = 3\n").unwrap();
+    expect(
+        &nmflow(&zoo_args(out, &["--config", cfg.to_str().unwrap()]), &data),
+        2,
+        "unknown field `runz`",
+    );
+    fs::remove_dir_all(tmp).unwrap();
+}
+
+#[test]
+fn missing_and_corrupt_data_exit_1() {
+    let data = common::data_dir();
+    let tmp = common::temp_dir("cli-data");
+    let empty = tmp.join("empty");
+    fs::create_dir_all(&empty).unwrap();
+    let out = tmp.join("z");
+    let out = out.to_str().unwrap();
+    expect(
+        &nmflow(&zoo_args(out, &[]), &empty),
+        1,
+        "not found; run `nmflow data fetch` first",
+    );
+
+    // A copy of MNIST with one label changed: the checksum names the file.
+    let bad = tmp.join("bad");
+    fs::create_dir_all(bad.join("mnist")).unwrap();
+    for f in fs::read_dir(data.join("mnist")).unwrap() {
+        let f = f.unwrap();
+        fs::copy(f.path(), bad.join("mnist").join(f.file_name())).unwrap();
+    }
+    let labels = bad.join("mnist/t10k-labels-idx1-ubyte.gz");
+    let mut plain = nmflow_host::io::read_maybe_gz(&labels).unwrap();
+    plain[100] = (plain[100] + 1) % 10;
+    fs::write(&labels, nmflow_host::io::gzip(&plain).unwrap()).unwrap();
+    expect(
+        &nmflow(&zoo_args(out, &[]), &bad),
+        1,
+        "t10k-labels-idx1-ubyte.gz: checksum mismatch",
+    );
+    // A truncated gzip stream is an I/O error naming the file.
+    let images = bad.join("mnist/train-images-idx3-ubyte.gz");
+    let bytes = fs::read(&images).unwrap();
+    fs::write(&images, &bytes[..bytes.len() / 2]).unwrap();
+    expect(
+        &nmflow(&zoo_args(out, &[]), &bad),
+        1,
+        "train-images-idx3-ubyte.gz",
+    );
+    fs::remove_dir_all(tmp).unwrap();
+}
+
+#[test]
+fn conflicting_output_is_refused_and_killed_job_resumes() {
+    let data = common::data_dir();
+    let tmp = common::temp_dir("cli-resume");
+    let reference = tmp.join("ref");
+    let r = nmflow(&zoo_args(reference.to_str().unwrap(), &["--json"]), &data);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    for key in [
+        "runs",
+        "checkpoints_per_run",
+        "num_params",
+        "test_acc_mean",
+        "test_acc_min",
+        "test_acc_max",
+        "seconds",
+        "out",
+    ] {
+        assert!(json.get(key).is_some(), "--json lacks {key}: {json}");
+    }
+    assert_eq!(json["runs"], 4);
+
+    // Same directory, other settings: refused with exit 1 and a hint.
+    let out = nmflow(
+        &zoo_args(reference.to_str().unwrap(), &["--seed", "5"]),
+        &data,
+    );
+    expect(
+        &out,
+        1,
+        "already holds a zoo with different settings (seed: existing 0, requested 5)",
+    );
+    // An output path that is a file.
+    let file = tmp.join("file");
+    fs::write(&file, b"x").unwrap();
+    expect(
+        &nmflow(&zoo_args(file.to_str().unwrap(), &[]), &data),
+        1,
+        "is not a directory",
+    );
+
+    // kill -9 once the first shard exists, then rerun: identical files.
+    let victim = tmp.join("victim");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nmflow"))
+        .args(zoo_args(victim.to_str().unwrap(), &[]))
+        .arg("--data-dir")
+        .arg(&data)
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !victim.join("shard-00000.safetensors").exists()
+        && start.elapsed() < Duration::from_secs(120)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !victim.join("manifest.json").exists(),
+        "killed before the end"
+    );
+    let again = nmflow(&zoo_args(victim.to_str().unwrap(), &[]), &data);
+    assert!(again.status.success());
+    let summary = String::from_utf8_lossy(&again.stdout);
+    assert!(summary.starts_with("zoo: 4 runs"), "{summary}");
+    for name in [
+        "manifest.json",
+        "settings.json",
+        "shard-00000.safetensors",
+        "shard-00003.safetensors",
+    ] {
+        assert_eq!(
+            fs::read(reference.join(name)).unwrap(),
+            fs::read(victim.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+
+    // inspect verifies hashes and reports a damaged shard with exit 1.
+    let ok = nmflow_plain(&["inspect", victim.to_str().unwrap()]);
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("shards: 4 verified"));
+    let shard = victim.join("shard-00002.safetensors");
+    let mut bytes = fs::read(&shard).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&shard, bytes).unwrap();
+    expect(
+        &nmflow_plain(&["inspect", victim.to_str().unwrap()]),
+        1,
+        "1 shard(s) failed verification",
+    );
+    expect(
+        &nmflow_plain(&["inspect", tmp.to_str().unwrap()]),
+        1,
+        "not something nmflow can inspect",
+    );
+    fs::remove_dir_all(tmp).unwrap();
+}
+
+fn nmflow_plain(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nmflow"))
+        .args(args)
+        .output()
+        .unwrap()
+}
