@@ -13,7 +13,12 @@ use crate::arch::Arch;
 use crate::backend::DeviceKind;
 use crate::data::{self, DatasetView};
 use crate::error::UsageError;
+use crate::flow::path::SplineKind;
+use crate::flow::solver::Solver;
 use crate::inspect;
+use crate::meta::config::{Coupling, MetaConfig, Method};
+use crate::meta::field::FieldConfig;
+use crate::meta::source::Source;
 use crate::zoo::config::DEFAULT_CHECKPOINTS;
 use crate::zoo::run::RunOptions;
 use crate::zoo::{Optimizer, ZooConfig, run_zoo};
@@ -39,6 +44,12 @@ pub enum Command {
     Zoo(Box<ZooArgs>),
     /// Summarize a zoo directory (verifying its shards).
     Inspect(InspectArgs),
+    /// Train a meta-model (NM-CFM or NM-MMFM) on a zoo's trajectories.
+    Train(Box<TrainArgs>),
+    /// Synthesize classifiers by integrating a meta-model's field.
+    Sample(SampleArgs),
+    /// Evaluate a meta-model against its zoo: accuracy, novelty, trajectory fidelity.
+    Eval(EvalArgs),
     /// The main job end to end on local files: fetch MNIST, build a zoo of 256 mnist8 classifiers,
     /// summarize it.
     Demo(DemoArgs),
@@ -176,6 +187,132 @@ pub struct ZooArgs {
     /// Stop after training this many shards (testing interruption; a rerun resumes).
     #[arg(long, hide = true)]
     pub max_new_shards: Option<usize>,
+}
+
+/// Arguments of `nmflow train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The zoo directory (written by `nmflow zoo`).
+    #[arg(long)]
+    pub zoo: PathBuf,
+    /// Output model directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Meta-model family.
+    #[arg(long, value_enum, default_value_t = Method::Cfm)]
+    pub method: Method,
+    /// NM-CFM coupling of (x0, x1).
+    #[arg(long, value_enum, default_value_t = Coupling::Natural)]
+    pub coupling: Coupling,
+    /// NM-MMFM spline through the checkpoints.
+    #[arg(long, value_enum, default_value_t = SplineKind::Pchip)]
+    pub spline: SplineKind,
+    /// Source law for sampling: `kaiming` (per block, the runs' init law) or `gaussian`.
+    #[arg(long, default_value = "kaiming")]
+    pub source: String,
+    /// Standard deviation of the Gaussian source (raw weight units).
+    #[arg(long, default_value_t = 0.1)]
+    pub source_std: f32,
+    /// Path noise σ in standardized units.
+    #[arg(long, default_value_t = 0.0)]
+    pub sigma: f32,
+    /// Do not augment training pairs with random hidden-unit permutations (on by default for MLPs).
+    #[arg(long)]
+    pub no_permute: bool,
+    /// Hidden width of the field MLP.
+    #[arg(long, default_value_t = 512)]
+    pub hidden: usize,
+    /// Hidden layers of the field MLP.
+    #[arg(long, default_value_t = 3)]
+    pub depth: usize,
+    /// Width of the sinusoidal time embedding.
+    #[arg(long, default_value_t = 32)]
+    pub time_dim: usize,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    /// Samples per minibatch.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Steps between held-out evaluations (the best held-out model is kept).
+    #[arg(long, default_value_t = 100)]
+    pub eval_every: usize,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Default sampling solver stored with the model.
+    #[arg(long, value_enum, default_value_t = Solver::Rk4)]
+    pub solver: Solver,
+    /// Default sampling steps stored with the model.
+    #[arg(long, default_value_t = 2)]
+    pub solver_steps: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `nmflow sample`.
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Model directory (written by `nmflow train`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Number of classifiers.
+    #[arg(long, default_value_t = 100)]
+    pub n: usize,
+    /// Solver [default: the model's].
+    #[arg(long, value_enum)]
+    pub solver: Option<Solver>,
+    /// Solver steps [default: the model's].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Seed of the source samples.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output safetensors file: `weights` F32 [n, num_params] in the zoo's layout.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `nmflow eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The zoo [default: the one recorded in the model].
+    #[arg(long)]
+    pub zoo: Option<PathBuf>,
+    /// Classifiers generated per step count.
+    #[arg(long, default_value_t = 100)]
+    pub n: usize,
+    /// Solver.
+    #[arg(long, value_enum, default_value_t = Solver::Rk4)]
+    pub solver: Solver,
+    /// Step counts to sweep (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
+    pub steps: Vec<usize>,
+    /// Seed of the source samples.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Data folder [default: $NMFLOW_DATA, else ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Print the JSON report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `nmflow inspect`.
@@ -365,6 +502,181 @@ pub fn run(cli: Cli) -> Result<()> {
             )?;
             eprintln!("[3/3] summary ({:.1}s of training)", s.seconds);
             println!("{}", inspect::inspect_zoo(&zoo_dir)?);
+            Ok(())
+        }
+        Command::Train(a) => {
+            let manifest = crate::zoo::Manifest::read(&a.zoo)?;
+            let source = match a.source.as_str() {
+                "kaiming" => Source::Kaiming,
+                "gaussian" => Source::Gaussian { std: a.source_std },
+                other => {
+                    return Err(UsageError(format!(
+                        "unknown source {other:?}; expected kaiming or gaussian"
+                    ))
+                    .into());
+                }
+            };
+            if a.steps == 0
+                || a.batch_size == 0
+                || a.hidden == 0
+                || a.time_dim < 2
+                || a.solver_steps == 0
+            {
+                return Err(UsageError("--steps, --batch-size, --hidden and --solver-steps must be at least 1, --time-dim at least 2".into()).into());
+            }
+            let cfg = MetaConfig {
+                method: a.method,
+                coupling: a.coupling,
+                spline: a.spline,
+                source,
+                sigma: a.sigma,
+                permute: !a.no_permute,
+                field: FieldConfig {
+                    dim: manifest.num_params,
+                    hidden: a.hidden,
+                    depth: a.depth,
+                    time_dim: a.time_dim,
+                },
+                steps: a.steps,
+                batch_size: a.batch_size,
+                lr: a.lr,
+                weight_decay: a.weight_decay,
+                eval_every: a.eval_every,
+                seed: a.seed,
+                solver: a.solver,
+                solver_steps: a.solver_steps,
+                zoo_manifest_sha256: crate::meta::train::manifest_hash(&a.zoo)?,
+                zoo: a.zoo.display().to_string(),
+            };
+            let s = crate::meta::train::train_meta::<crate::backend::CpuAutodiff>(
+                &cfg,
+                &a.zoo,
+                &a.out,
+                &Default::default(),
+                a.quiet || a.json,
+            )?;
+            if a.json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else {
+                println!(
+                    "train: {:?} {} steps in {:.1}s ({:.1} steps/s); loss {:.4}; best held-out loss {:.4} at step {} (zero-velocity baseline {:.4}) → {}",
+                    s.method,
+                    s.steps,
+                    s.seconds,
+                    s.steps_per_second,
+                    s.final_loss,
+                    s.best_heldout_loss,
+                    s.best_step,
+                    s.heldout_zero_loss,
+                    s.out.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Sample(a) => {
+            let device = Default::default();
+            let model =
+                crate::meta::sample::MetaModel::<crate::backend::Cpu>::load(&a.model, &device)?;
+            let solver = a.solver.unwrap_or(model.config.solver);
+            let steps = a.steps.unwrap_or(model.config.solver_steps);
+            if a.n == 0 || steps == 0 {
+                return Err(UsageError("--n and --steps must be at least 1".into()).into());
+            }
+            let t0 = std::time::Instant::now();
+            let (w, nfe) = model.sample(a.n, solver, steps, a.seed, &device);
+            let seconds = t0.elapsed().as_secs_f64();
+            let p = model.layout.num_params();
+            let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let view = safetensors::tensor::TensorView::new(
+                safetensors::Dtype::F32,
+                vec![a.n, p],
+                &bytes,
+            )?;
+            let file = safetensors::serialize([("weights", view)], None)?;
+            crate::io::write_atomic(&a.out, &file)
+                .with_context(|| format!("writing {}", a.out.display()))?;
+            let summary = serde_json::json!({
+                "n": a.n, "solver": solver, "steps": steps, "nfe": nfe, "num_params": p,
+                "seconds": seconds, "ms_per_classifier": seconds * 1000.0 / a.n as f64,
+                "out": a.out,
+            });
+            if a.json {
+                println!("{summary}");
+            } else {
+                println!(
+                    "sample: {} classifiers × {} params with {:?} in {} steps (NFE {}) in {:.2}s → {}",
+                    a.n,
+                    p,
+                    solver,
+                    steps,
+                    nfe,
+                    seconds,
+                    a.out.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Eval(a) => {
+            let device = Default::default();
+            let cfg: MetaConfig = serde_json::from_str(
+                &std::fs::read_to_string(a.model.join(crate::meta::train::files::CONFIG))
+                    .with_context(|| format!("{}: not a model directory", a.model.display()))?,
+            )?;
+            let zoo = a.zoo.clone().unwrap_or_else(|| PathBuf::from(&cfg.zoo));
+            let opts = crate::meta::eval::EvalOptions {
+                n: a.n,
+                solver: a.solver,
+                steps: a.steps.clone(),
+                seed: a.seed,
+                agreement_samples: 2000,
+                w1_directions: 64,
+            };
+            let r = crate::meta::eval::evaluate::<crate::backend::Cpu>(
+                &a.model,
+                &zoo,
+                &data::data_dir(a.data_dir),
+                &opts,
+                &device,
+            )?;
+            let text = serde_json::to_string_pretty(&r)?;
+            crate::io::write_atomic(&a.model.join("eval.json"), text.as_bytes())?;
+            if a.json {
+                println!("{text}");
+            } else {
+                println!(
+                    "trained (held out): acc mean {:.2}% min {:.2}%",
+                    100.0 * r.trained_heldout.acc_mean,
+                    100.0 * r.trained_heldout.acc_min
+                );
+                for g in &r.generated {
+                    println!(
+                        "generated {:?} steps {:>3} (NFE {:>3}): acc mean {:.2}% min {:.2}% max {:.2}%",
+                        g.solver,
+                        g.steps,
+                        g.nfe,
+                        100.0 * g.acc_mean,
+                        100.0 * g.acc_min,
+                        100.0 * g.acc_max
+                    );
+                }
+                println!(
+                    "novelty: NN distance median generated {:.3} vs held-out {:.3}; agreement {:.3} vs {:.3}",
+                    r.novelty.nn_dist_median_generated,
+                    r.novelty.nn_dist_median_heldout,
+                    r.novelty.agreement_median_generated,
+                    r.novelty.agreement_median_heldout
+                );
+                let w1: Vec<String> =
+                    r.w1.iter()
+                        .map(|w| {
+                            format!(
+                                "t={:.2}: {:.3} (floor {:.3})",
+                                w.t, w.generated, w.train_runs
+                            )
+                        })
+                        .collect();
+                println!("sliced W1 to held-out marginals: {}", w1.join(", "));
+            }
             Ok(())
         }
         Command::Inspect(a) => {

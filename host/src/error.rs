@@ -166,3 +166,62 @@ impl ZooError {
         }
     }
 }
+
+/// Problems training, loading or using a meta-model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetaError {
+    /// Invalid settings.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// The zoo could not be read.
+    #[error(transparent)]
+    Zoo(#[from] ZooError),
+    /// The dataset could not be read.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// A model file could not be read or written.
+    #[error("{path}: {problem}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        problem: String,
+    },
+    /// The loss became non-finite; the last good checkpoint was kept.
+    #[error(
+        "training diverged at step {step} (non-finite loss); the last good model (step {kept}) is kept in {out}; lower --lr"
+    )]
+    Diverged {
+        /// The step.
+        step: usize,
+        /// The step of the kept model.
+        kept: usize,
+        /// The model directory.
+        out: PathBuf,
+    },
+    /// The model was trained on another zoo than the one given.
+    #[error(
+        "model {model} was trained on a zoo with manifest sha256 {expected}, but {zoo} has {found}"
+    )]
+    Incompatible {
+        /// The model directory.
+        model: PathBuf,
+        /// The zoo directory.
+        zoo: PathBuf,
+        /// The hash recorded in the model.
+        expected: String,
+        /// The hash of the given zoo's manifest.
+        found: String,
+    },
+}
+
+impl MetaError {
+    /// A file problem.
+    pub fn file(path: impl Into<PathBuf>, problem: impl ToString) -> Self {
+        Self::File {
+            path: path.into(),
+            problem: problem.to_string(),
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! | [`classifier`] | a batched burn classifier whose weights carry a run dimension |
 //! | [`zoo`] | training many runs together and recording their checkpoints |
 //! | [`flow`] | flow-matching parts: probability paths, ODE solvers |
+//! | [`meta`] | meta-models: training, sampling and evaluating vector fields on weight space |
 //! | [`inspect`] | summaries of files nmflow writes |
 //! | [`io`] | atomic writes, gzip, SHA-256 |
 //! | [`error`] | typed errors |
@@ -23,5 +24,6 @@ pub mod error;
 pub mod flow;
 pub mod inspect;
 pub mod io;
+pub mod meta;
 pub mod progress;
 pub mod zoo;

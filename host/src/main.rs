@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use nmflow_host::cli::{Cli, run};
-use nmflow_host::error::{UsageError, ZooError};
+use nmflow_host::error::{MetaError, UsageError, ZooError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -13,7 +13,8 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             let usage = e.downcast_ref::<UsageError>().is_some()
-                || matches!(e.downcast_ref::<ZooError>(), Some(ZooError::Usage(_)));
+                || matches!(e.downcast_ref::<ZooError>(), Some(ZooError::Usage(_)))
+                || matches!(e.downcast_ref::<MetaError>(), Some(MetaError::Usage(_)));
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }

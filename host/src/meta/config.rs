@@ -1,0 +1,67 @@
+//! Every hyper-parameter of a meta-model, saved as `config.json` in the model directory.
+
+use serde::{Deserialize, Serialize};
+
+use super::field::FieldConfig;
+use super::source::Source;
+use crate::flow::path::SplineKind;
+use crate::flow::solver::Solver;
+
+/// The meta-model family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// NM-CFM: flow matching from initializations to trained weights (two marginals).
+    Cfm,
+    /// NM-MMFM: multi-marginal flow matching along a spline through every checkpoint.
+    Mmfm,
+}
+
+/// How `(x0, x1)` pairs are formed for NM-CFM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Coupling {
+    /// A run's own initialization and its final weights.
+    Natural,
+    /// A fresh source sample and a random run's final weights.
+    Independent,
+}
+
+/// The settings of `nmflow train`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetaConfig {
+    /// Method.
+    pub method: Method,
+    /// Coupling (NM-CFM).
+    pub coupling: Coupling,
+    /// Spline (NM-MMFM).
+    pub spline: SplineKind,
+    /// Source law `p_0` for sampling (and for independent coupling).
+    pub source: Source,
+    /// Path noise in standardized units.
+    pub sigma: f32,
+    /// Augment every training pair with a random permutation of hidden units (MLPs).
+    pub permute: bool,
+    /// The field network.
+    pub field: FieldConfig,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Runs per minibatch.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Decoupled weight decay (AdamW-style, applied by burn's Adam as L2).
+    pub weight_decay: f64,
+    /// Steps between held-out evaluations (the best held-out loss is kept).
+    pub eval_every: usize,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Default solver for sampling.
+    pub solver: Solver,
+    /// Default number of solver steps.
+    pub solver_steps: usize,
+    /// SHA-256 of the zoo's manifest.
+    pub zoo_manifest_sha256: String,
+    /// The zoo directory the model was trained on.
+    pub zoo: String,
+}

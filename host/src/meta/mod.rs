@@ -1,0 +1,23 @@
+//! Meta-models: vector fields on weight space learned from a zoo's checkpoint trajectories.
+//!
+//! | module | one job |
+//! |---|---|
+//! | [`trajectories`] | a zoo's runs in memory, split into training and held-out runs |
+//! | [`normalize`] | per-block standardization (statistics from training runs only) |
+//! | [`source`] | samples of the source law `p_0` (Kaiming-uniform per block, or Gaussian) |
+//! | [`symmetry`] | hidden-unit permutations (data augmentation by the network's symmetry) |
+//! | [`field`] | the vector-field network `v(x, t)` |
+//! | [`config`] | every hyper-parameter of a meta-model (`config.json`) |
+//! | [`train`] | the NM-CFM / NM-MMFM training loop |
+//! | [`sample`] | integrating the field to synthesize classifiers |
+//! | [`eval`] | accuracy, novelty and trajectory fidelity of generated classifiers |
+
+pub mod config;
+pub mod eval;
+pub mod field;
+pub mod normalize;
+pub mod sample;
+pub mod source;
+pub mod symmetry;
+pub mod train;
+pub mod trajectories;

@@ -1,0 +1,57 @@
+//! The source law `p_0`: Kaiming-uniform per block (the runs' own initialization law) or an
+//! isotropic Gaussian, sampled from a seeded [`Rng`] so the device can sample the same source.
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Layout;
+use nmflow_runtime::Rng;
+
+/// A source distribution, in raw weight units.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Source {
+    /// U(−b, b) per block with that block's bound `1/√fan_in` (PyTorch's default init).
+    Kaiming,
+    /// N(0, std²) for every parameter.
+    Gaussian {
+        /// Standard deviation.
+        std: f32,
+    },
+}
+
+/// A standard normal sample by Box–Muller from two uniforms (deterministic across targets).
+pub fn standard_normal(rng: &mut Rng) -> f32 {
+    let u1 = (rng.uniform() + 1.0 / 33_554_432.0).min(1.0);
+    let u2 = rng.uniform();
+    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+}
+
+impl Source {
+    /// Appends `n` samples (each `num_params` values in layout order) to `out`.
+    pub fn sample_into(&self, layout: &Layout, n: usize, rng: &mut Rng, out: &mut Vec<f32>) {
+        for _ in 0..n {
+            match *self {
+                Self::Kaiming => layout.init_into(rng, out),
+                Self::Gaussian { std } => {
+                    out.extend((0..layout.num_params()).map(|_| std * standard_normal(rng)));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_samples_have_unit_variance() {
+        let mut rng = Rng::new(3, 9);
+        let v: Vec<f64> = (0..50_000)
+            .map(|_| f64::from(standard_normal(&mut rng)))
+            .collect();
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64;
+        assert!(m.abs() < 0.02 && (var - 1.0).abs() < 0.03, "{m} {var}");
+    }
+}

@@ -1,0 +1,137 @@
+//! The permutation symmetry of hidden units.
+//!
+//! Permuting the hidden units of an MLP layer (the rows of its weight and bias, and the columns of
+//! the next layer's weight) leaves the network's function unchanged. Applying one random
+//! permutation per hidden layer jointly to every point of a training pair (or a whole trajectory)
+//! turns one run into `∏ H_l!` equally valid runs: the meta-model can no longer memorize runs by
+//! position and must learn a field that respects the symmetry.
+
+use crate::arch::Layout;
+use nmflow_runtime::Rng;
+
+/// For each hidden layer of an MLP layout: (weight block, bias block, next weight block, width).
+#[derive(Clone, Debug)]
+pub struct HiddenLayers {
+    layers: Vec<HiddenLayer>,
+    num_params: usize,
+}
+
+#[derive(Clone, Debug)]
+struct HiddenLayer {
+    weight_off: usize,
+    d_in: usize,
+    bias_off: usize,
+    next_off: usize,
+    next_out: usize,
+    width: usize,
+}
+
+impl HiddenLayers {
+    /// The hidden layers of an MLP layout (`fcN.weight`, `fcN.bias` pairs); `None` for a layout with
+    /// convolutions or without hidden layers.
+    pub fn of(layout: &Layout) -> Option<Self> {
+        if layout.blocks.iter().any(|b| b.shape.len() > 2) {
+            return None;
+        }
+        let off = layout.offsets();
+        let n_layers = layout.blocks.len() / 2;
+        let layers: Vec<HiddenLayer> = (0..n_layers.saturating_sub(1))
+            .map(|l| {
+                let w = &layout.blocks[2 * l];
+                let next = &layout.blocks[2 * l + 2];
+                HiddenLayer {
+                    weight_off: off[2 * l],
+                    d_in: w.shape[1],
+                    bias_off: off[2 * l + 1],
+                    next_off: off[2 * l + 2],
+                    next_out: next.shape[0],
+                    width: w.shape[0],
+                }
+            })
+            .collect();
+        (!layers.is_empty()).then(|| Self {
+            layers,
+            num_params: layout.num_params(),
+        })
+    }
+
+    /// Draws one permutation per hidden layer.
+    pub fn draw(&self, rng: &mut Rng) -> Vec<Vec<usize>> {
+        self.layers
+            .iter()
+            .map(|l| {
+                let mut p: Vec<usize> = (0..l.width).collect();
+                rng.shuffle(&mut p);
+                p
+            })
+            .collect()
+    }
+
+    /// Applies `perms` to every row (`num_params` values) of `rows` in place: new unit `j` of layer
+    /// `l` is old unit `perms[l][j]`.
+    pub fn apply(&self, perms: &[Vec<usize>], rows: &mut [f32]) {
+        let mut old = vec![0.0f32; self.num_params];
+        for row in rows.chunks_exact_mut(self.num_params) {
+            old.copy_from_slice(row);
+            for (l, perm) in self.layers.iter().zip(perms) {
+                for (j, &src) in perm.iter().enumerate() {
+                    let (dst_w, src_w) = (l.weight_off + j * l.d_in, l.weight_off + src * l.d_in);
+                    row[dst_w..dst_w + l.d_in].copy_from_slice(&old[src_w..src_w + l.d_in]);
+                    row[l.bias_off + j] = old[l.bias_off + src];
+                    for o in 0..l.next_out {
+                        row[l.next_off + o * l.width + j] = old[l.next_off + o * l.width + src];
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::Arch;
+
+    fn mlp_forward(layout: &Layout, w: &[f32], x: &[f32]) -> Vec<f32> {
+        let blocks = layout.unflatten(w).unwrap();
+        let mut h = x.to_vec();
+        let n_layers = blocks.len() / 2;
+        for l in 0..n_layers {
+            let (wt, b) = (&blocks[2 * l], &blocks[2 * l + 1]);
+            let d_in = h.len();
+            let mut y: Vec<f32> = (0..b.len())
+                .map(|o| b[o] + (0..d_in).map(|i| wt[o * d_in + i] * h[i]).sum::<f32>())
+                .collect();
+            if l + 1 < n_layers {
+                y.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            h = y;
+        }
+        h
+    }
+
+    #[test]
+    fn permuting_hidden_units_keeps_the_function() {
+        let layout = "mlp:5-4-3-2".parse::<Arch>().unwrap().layout();
+        let mut rng = Rng::new(1, 0);
+        let mut w = Vec::new();
+        layout.init_into(&mut rng, &mut w);
+        let sym = HiddenLayers::of(&layout).unwrap();
+        let perms = sym.draw(&mut rng);
+        let mut pw = w.clone();
+        sym.apply(&perms, &mut pw);
+        assert_ne!(pw, w);
+        let x = [0.3, -1.0, 0.5, 2.0, 0.1];
+        let (a, b) = (mlp_forward(&layout, &w, &x), mlp_forward(&layout, &pw, &x));
+        for (u, v) in a.iter().zip(&b) {
+            assert!((u - v).abs() < 1e-5);
+        }
+        // Same multiset of values per block.
+        let mut s1 = w.clone();
+        let mut s2 = pw.clone();
+        s1.sort_by(f32::total_cmp);
+        s2.sort_by(f32::total_cmp);
+        assert_eq!(s1, s2);
+        assert!(HiddenLayers::of(&Arch::CnnS.layout()).is_none());
+    }
+}

@@ -1,0 +1,368 @@
+//! The NM-CFM / NM-MMFM training loop (burn's custom training loop shape).
+//!
+//! Each step draws a minibatch of training runs, a time `t ~ U(0, 1)` and noise `ε ~ N(0, I)` per
+//! sample, forms `(xt, ut)` on the chosen path, and regresses `v(xt, t)` on `ut` (mean squared
+//! error). Every `eval_every` steps the same loss is measured on a fixed set of held-out-run
+//! samples; the model with the lowest held-out loss is the one kept (early stopping).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer, decay::WeightDecayConfig};
+use burn::record::{BinFileRecorder, FullPrecisionSettings};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
+use serde::Serialize;
+
+use super::config::{Coupling, MetaConfig, Method};
+use super::field::VectorField;
+use super::normalize::Normalizer;
+use super::source::standard_normal;
+use super::symmetry::HiddenLayers;
+use super::trajectories::{self, Trajectories};
+use crate::arch::Layout;
+use crate::error::MetaError;
+use crate::flow::path::{Spline, linear};
+use crate::io::{sha256_hex, write_atomic};
+use crate::progress;
+use nmflow_runtime::Rng;
+
+/// Files of a model directory.
+pub mod files {
+    /// Hyper-parameters.
+    pub const CONFIG: &str = "config.json";
+    /// Normalization statistics.
+    pub const NORMALIZER: &str = "normalizer.json";
+    /// The zoo's layout table.
+    pub const LAYOUT: &str = "layout.json";
+    /// Field weights (burn record, without the `.bin` extension burn adds).
+    pub const WEIGHTS: &str = "field";
+    /// Loss log (CSV: step, train loss, held-out loss).
+    pub const LOSS_LOG: &str = "loss.csv";
+    /// Training summary.
+    pub const SUMMARY: &str = "train.json";
+}
+
+/// The result of `nmflow train`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainSummary {
+    /// `cfm` or `mmfm`.
+    pub method: Method,
+    /// Optimizer steps taken.
+    pub steps: usize,
+    /// Training loss averaged over the last 50 steps.
+    pub final_loss: f64,
+    /// Lowest held-out loss (NaN without held-out runs).
+    pub best_heldout_loss: f64,
+    /// Step of the kept model.
+    pub best_step: usize,
+    /// Held-out loss of predicting zero velocity (the trivial baseline).
+    pub heldout_zero_loss: f64,
+    /// Parameters of the field network.
+    pub field_params: usize,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Optimizer steps per second.
+    pub steps_per_second: f64,
+    /// The model directory.
+    pub out: PathBuf,
+}
+
+/// PRNG stream of minibatch draws.
+const STREAM_BATCH: u64 = 10;
+/// PRNG stream of the fixed held-out evaluation set.
+const STREAM_HELDOUT: u64 = 11;
+/// Samples in the held-out evaluation set.
+const HELDOUT_SAMPLES: usize = 512;
+
+/// A flow-matching sampler of `(xt, t, ut)` over a set of runs (standardized weights).
+pub struct PairSampler<'a> {
+    cfg: &'a MetaConfig,
+    runs: &'a Trajectories,
+    splines: Vec<Spline>,
+    layout: &'a Layout,
+    normalizer: &'a Normalizer,
+    symmetry: Option<HiddenLayers>,
+}
+
+impl<'a> PairSampler<'a> {
+    /// Prepares the sampler (fits one spline per run for NM-MMFM).
+    pub fn new(
+        cfg: &'a MetaConfig,
+        runs: &'a Trajectories,
+        layout: &'a Layout,
+        normalizer: &'a Normalizer,
+    ) -> Self {
+        let splines = if cfg.method == Method::Mmfm {
+            (0..runs.len())
+                .map(|i| Spline::fit(cfg.spline, &runs.times, runs.trajectory(i), runs.num_params))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self {
+            cfg,
+            runs,
+            splines,
+            layout,
+            normalizer,
+            symmetry: if cfg.permute {
+                HiddenLayers::of(layout)
+            } else {
+                None
+            },
+        }
+    }
+
+    /// Draws `n` samples: returns `(xt [n, P], t [n], ut [n, P])`.
+    pub fn draw(&self, n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let p = self.runs.num_params;
+        let k_last = self.runs.checkpoints() - 1;
+        let mut xt = vec![0.0f32; n * p];
+        let mut ut = vec![0.0f32; n * p];
+        let mut ts = Vec::with_capacity(n);
+        let mut eps = vec![0.0f32; p];
+        let mut x0 = Vec::with_capacity(p);
+        for s in 0..n {
+            let i = rng.below(u32::try_from(self.runs.len()).unwrap_or(u32::MAX)) as usize;
+            let t = rng.uniform();
+            ts.push(t);
+            for e in &mut eps {
+                *e = standard_normal(rng);
+            }
+            let (xs, us) = (&mut xt[s * p..(s + 1) * p], &mut ut[s * p..(s + 1) * p]);
+            match self.cfg.method {
+                Method::Cfm => {
+                    x0.clear();
+                    match self.cfg.coupling {
+                        Coupling::Natural => x0.extend_from_slice(self.runs.point(i, 0)),
+                        Coupling::Independent => {
+                            self.cfg.source.sample_into(self.layout, 1, rng, &mut x0);
+                            self.normalizer.apply(&mut x0);
+                        }
+                    }
+                    linear(
+                        &x0,
+                        self.runs.point(i, k_last),
+                        &eps,
+                        t,
+                        self.cfg.sigma,
+                        xs,
+                        us,
+                    );
+                }
+                Method::Mmfm => {
+                    self.splines[i].eval(t, xs, us);
+                    for (x, e) in xs.iter_mut().zip(&eps) {
+                        *x += self.cfg.sigma * e;
+                    }
+                }
+            }
+            if let Some(sym) = &self.symmetry {
+                let perms = sym.draw(rng);
+                sym.apply(&perms, xs);
+                sym.apply(&perms, us);
+            }
+        }
+        (xt, ts, ut)
+    }
+}
+
+fn to_tensors<B: Backend>(
+    xt: Vec<f32>,
+    ts: Vec<f32>,
+    ut: Vec<f32>,
+    p: usize,
+    device: &B::Device,
+) -> (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 2>) {
+    let n = ts.len();
+    (
+        Tensor::from_data(TensorData::new(xt, [n, p]), device),
+        Tensor::from_data(TensorData::new(ts, [n, 1]), device),
+        Tensor::from_data(TensorData::new(ut, [n, p]), device),
+    )
+}
+
+/// Mean squared error of `field` on a fixed sample set, in chunks.
+fn set_loss<B: Backend>(
+    field: &VectorField<B>,
+    set: &(Vec<f32>, Vec<f32>, Vec<f32>),
+    p: usize,
+    device: &B::Device,
+) -> f64 {
+    let n = set.1.len();
+    let chunk = 128;
+    let mut total = 0.0;
+    for start in (0..n).step_by(chunk) {
+        let m = chunk.min(n - start);
+        let (x, t, u) = to_tensors::<B>(
+            set.0[start * p..(start + m) * p].to_vec(),
+            set.1[start..start + m].to_vec(),
+            set.2[start * p..(start + m) * p].to_vec(),
+            p,
+            device,
+        );
+        let v = field.forward(x, t);
+        let se: f32 = (v - u).powi_scalar(2).sum().into_scalar().elem();
+        total += f64::from(se);
+    }
+    total / (n * p) as f64
+}
+
+/// Saves the field weights atomically as `dir/field.bin`.
+pub fn save_field<B: Backend>(field: &VectorField<B>, dir: &Path) -> Result<(), MetaError> {
+    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+    let tmp = dir.join("field-partial");
+    field
+        .clone()
+        .save_file(tmp.clone(), &recorder)
+        .map_err(|e| MetaError::file(&tmp, e))?;
+    let from = dir.join("field-partial.bin");
+    let to = dir.join("field.bin");
+    fs::rename(&from, &to).map_err(|e| MetaError::file(&to, e))
+}
+
+/// Trains a meta-model on the zoo in `zoo_dir` and writes it to `out`.
+///
+/// # Errors
+/// Zoo errors, I/O errors, and [`MetaError::Diverged`] (the best model so far is kept).
+pub fn train_meta<B: AutodiffBackend>(
+    cfg: &MetaConfig,
+    zoo_dir: &Path,
+    out: &Path,
+    device: &B::Device,
+    quiet: bool,
+) -> Result<TrainSummary, MetaError> {
+    let started = Instant::now();
+    let (manifest, mut train, mut held) = trajectories::load(zoo_dir)?;
+    let layout = manifest.layout.clone();
+    let normalizer = Normalizer::fit(&layout, &train);
+    normalizer.apply(&mut train.data);
+    normalizer.apply(&mut held.data);
+    let p = layout.num_params();
+    fs::create_dir_all(out).map_err(|e| MetaError::file(out, e))?;
+    let json = |v: &dyn erased::Json| v.to_json();
+    write_atomic(&out.join(files::CONFIG), json(cfg).as_bytes())
+        .map_err(|e| MetaError::file(out, e))?;
+    write_atomic(&out.join(files::NORMALIZER), json(&normalizer).as_bytes())
+        .map_err(|e| MetaError::file(out, e))?;
+    write_atomic(&out.join(files::LAYOUT), json(&layout).as_bytes())
+        .map_err(|e| MetaError::file(out, e))?;
+
+    B::seed(device, cfg.seed);
+    let mut field: VectorField<B> = cfg.field.init(device);
+    let mut optim = AdamConfig::new()
+        .with_weight_decay(
+            (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32)),
+        )
+        .init::<B, VectorField<B>>();
+    let sampler = PairSampler::new(cfg, &train, &layout, &normalizer);
+    let held_set = (!held.is_empty()).then(|| {
+        PairSampler::new(cfg, &held, &layout, &normalizer)
+            .draw(HELDOUT_SAMPLES, &mut Rng::new(cfg.seed, STREAM_HELDOUT))
+    });
+    let zero_loss = held_set.as_ref().map_or(f64::NAN, |s| {
+        s.2.iter()
+            .map(|&u| f64::from(u) * f64::from(u))
+            .sum::<f64>()
+            / s.2.len() as f64
+    });
+    let mut rng = Rng::new(cfg.seed, STREAM_BATCH);
+    let pb = progress::bar(cfg.steps as u64, "steps", quiet);
+    pb.set_prefix(format!("train {:?}", cfg.method).to_lowercase());
+    let mut log = String::from("step,train_loss,heldout_loss\n");
+    let mut recent: Vec<f64> = Vec::new();
+    let (mut best, mut best_step) = (f64::INFINITY, 0);
+    save_field(&field.valid(), out)?;
+    for step in 1..=cfg.steps {
+        let (xt, ts, ut) = sampler.draw(cfg.batch_size, &mut rng);
+        let (x, t, u) = to_tensors::<B>(xt, ts, ut, p, device);
+        let v = field.forward(x, t);
+        let loss = (v - u).powi_scalar(2).mean();
+        let value: f32 = loss.clone().into_scalar().elem();
+        if !value.is_finite() {
+            pb.abandon();
+            return Err(MetaError::Diverged {
+                step,
+                kept: best_step,
+                out: out.into(),
+            });
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &field);
+        field = optim.step(cfg.lr, field, grads);
+        recent.push(f64::from(value));
+        if recent.len() > 50 {
+            recent.remove(0);
+        }
+        let evaluate = step % cfg.eval_every.max(1) == 0 || step == cfg.steps;
+        let held_loss = match (&held_set, evaluate) {
+            (Some(set), true) => Some(set_loss(&field.valid(), set, p, device)),
+            _ => None,
+        };
+        if step % 10 == 0 || held_loss.is_some() {
+            let h = held_loss.map_or(String::new(), |h| format!("{h}"));
+            log.push_str(&format!("{step},{value},{h}\n"));
+        }
+        match held_loss {
+            Some(h) if h < best => {
+                best = h;
+                best_step = step;
+                save_field(&field.valid(), out)?;
+            }
+            None if held_set.is_none() && evaluate => {
+                best_step = step;
+                save_field(&field.valid(), out)?;
+            }
+            _ => {}
+        }
+        pb.inc(1);
+        if step % 10 == 0 {
+            pb.set_message(format!("loss {value:.4} held-out best {best:.4}"));
+        }
+    }
+    pb.finish_and_clear();
+    write_atomic(&out.join(files::LOSS_LOG), log.as_bytes())
+        .map_err(|e| MetaError::file(out, e))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = TrainSummary {
+        method: cfg.method,
+        steps: cfg.steps,
+        final_loss: recent.iter().sum::<f64>() / recent.len().max(1) as f64,
+        best_heldout_loss: if best.is_finite() { best } else { f64::NAN },
+        best_step,
+        heldout_zero_loss: zero_loss,
+        field_params: cfg.field.num_params(),
+        seconds,
+        steps_per_second: cfg.steps as f64 / seconds.max(1e-9),
+        out: out.into(),
+    };
+    write_atomic(&out.join(files::SUMMARY), json(&summary).as_bytes())
+        .map_err(|e| MetaError::file(out, e))?;
+    Ok(summary)
+}
+
+/// SHA-256 of a zoo's manifest file (recorded in the model so a model and a zoo can be matched).
+///
+/// # Errors
+/// I/O errors naming the file.
+pub fn manifest_hash(zoo_dir: &Path) -> Result<String, MetaError> {
+    let path = zoo_dir.join(crate::zoo::manifest::MANIFEST);
+    let bytes = fs::read(&path).map_err(|e| MetaError::file(&path, e))?;
+    Ok(sha256_hex(&bytes))
+}
+
+/// Pretty JSON for anything serializable (object-safe helper).
+mod erased {
+    /// A value that can be written as pretty JSON.
+    pub trait Json {
+        /// The JSON text.
+        fn to_json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> String {
+            serde_json::to_string_pretty(self).unwrap_or_default()
+        }
+    }
+}
