@@ -17,7 +17,7 @@ use crate::flow::path::SplineKind;
 use crate::flow::solver::Solver;
 use crate::inspect;
 use crate::meta::config::{Coupling, MetaConfig, Method};
-use crate::meta::field::FieldConfig;
+use crate::meta::field::{FieldConfig, FieldKind};
 use crate::meta::source::Source;
 use crate::zoo::config::DEFAULT_CHECKPOINTS;
 use crate::zoo::run::RunOptions;
@@ -219,7 +219,11 @@ pub struct TrainArgs {
     /// Do not augment training pairs with random hidden-unit permutations (on by default for MLPs).
     #[arg(long)]
     pub no_permute: bool,
-    /// Hidden width of the field MLP.
+    /// Field network: `set` (permutation-equivariant over hidden units; one-hidden-layer MLP
+    /// classifiers) or `mlp` (on the flat vector) [default: set when the classifier allows it].
+    #[arg(long, value_enum)]
+    pub field: Option<FieldKind>,
+    /// Hidden width of the field network.
     #[arg(long, default_value_t = 512)]
     pub hidden: usize,
     /// Hidden layers of the field MLP.
@@ -524,6 +528,19 @@ pub fn run(cli: Cli) -> Result<()> {
             {
                 return Err(UsageError("--steps, --batch-size, --hidden and --solver-steps must be at least 1, --time-dim at least 2".into()).into());
             }
+            let set_dims = crate::meta::field::SetDims::of(&manifest.layout);
+            let field_kind = match (a.field, set_dims) {
+                (Some(FieldKind::Set), None) => {
+                    return Err(UsageError(format!(
+                        "--field set needs a one-hidden-layer MLP classifier, but the zoo's is {}",
+                        manifest.config.arch
+                    ))
+                    .into());
+                }
+                (Some(k), _) => k,
+                (None, Some(_)) => FieldKind::Set,
+                (None, None) => FieldKind::Mlp,
+            };
             let cfg = MetaConfig {
                 method: a.method,
                 coupling: a.coupling,
@@ -532,6 +549,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 sigma: a.sigma,
                 permute: !a.no_permute,
                 field: FieldConfig {
+                    kind: field_kind,
+                    set: set_dims,
                     dim: manifest.num_params,
                     hidden: a.hidden,
                     depth: a.depth,

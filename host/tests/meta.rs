@@ -10,7 +10,7 @@ use nmflow_host::backend::{Cpu, CpuAutodiff};
 use nmflow_host::flow::path::SplineKind;
 use nmflow_host::flow::solver::Solver;
 use nmflow_host::meta::config::{Coupling, MetaConfig, Method};
-use nmflow_host::meta::field::FieldConfig;
+use nmflow_host::meta::field::{FieldConfig, FieldKind};
 use nmflow_host::meta::sample::MetaModel;
 use nmflow_host::meta::source::Source;
 use nmflow_host::meta::train::{manifest_hash, train_meta};
@@ -49,6 +49,8 @@ fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
         sigma: 0.0,
         permute: true,
         field: FieldConfig {
+            kind: FieldKind::Mlp,
+            set: None,
             dim: 64 * 16 + 16 + 16 * 10 + 10,
             hidden: 256,
             depth: 2,

@@ -37,9 +37,9 @@ impl Rng {
     pub fn next_u32(&mut self) -> u32 {
         let old = self.state;
         self.state = old.wrapping_mul(MULTIPLIER).wrapping_add(self.increment);
-        // cannot truncate wrongly: the shifted value is masked to 32 bits by design of PCG-XSH-RR
-        let xorshifted = (((old >> 18) ^ old) >> 27) as u32;
-        let rot = (old >> 59) as u32;
+        // PCG-XSH-RR keeps the low 32 bits of the xorshifted state by design.
+        let xorshifted = low_u32(((old >> 18) ^ old) >> 27);
+        let rot = low_u32(old >> 59);
         xorshifted.rotate_right(rot)
     }
 
@@ -66,13 +66,11 @@ impl Rng {
         if n == 0 {
             return 0;
         }
-        let threshold = n.wrapping_neg() % n;
+        let threshold = n.wrapping_neg().checked_rem(n).unwrap_or(0);
         loop {
-            let m = u64::from(self.next_u32()) * u64::from(n);
-            // cannot truncate wrongly: the low word of a 64-bit product
-            let low = m as u32;
-            if low >= threshold {
-                return (m >> 32) as u32;
+            let m = u64::from(self.next_u32()).wrapping_mul(u64::from(n));
+            if low_u32(m) >= threshold {
+                return low_u32(m >> 32);
             }
         }
     }
@@ -82,10 +80,15 @@ impl Rng {
         let mut i = items.len();
         while i > 1 {
             let j = self.below(u32::try_from(i).unwrap_or(u32::MAX)) as usize;
-            i -= 1;
+            i = i.wrapping_sub(1);
             items.swap(i, j);
         }
     }
+}
+
+/// The low 32 bits of `v`.
+const fn low_u32(v: u64) -> u32 {
+    (v & 0xFFFF_FFFF) as u32
 }
 
 /// Mixes a seed with an index into a new, well spread 64-bit seed (SplitMix64's finalizer).
@@ -152,7 +155,7 @@ mod tests {
     #[test]
     fn shuffle_is_permutation() {
         let mut rng = Rng::new(5, 0);
-        let mut v: [u16; 100] = core::array::from_fn(|i| i as u16);
+        let mut v: [u16; 100] = core::array::from_fn(|i| u16::try_from(i).unwrap());
         rng.shuffle(&mut v);
         let mut sorted = v;
         sorted.sort_unstable();

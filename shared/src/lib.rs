@@ -1,2 +1,27 @@
-//! nmflow-format: the model file format shared by host and device (no_std).
+//! nmflow-format: the model file shared by the host (which writes it) and the device runtime
+//! (which reads it in place).
+//!
+//! A file is a fixed 16-byte [`header`] followed by a postcard payload holding a [`ModelFile`]:
+//! the classifier's layer table, the source law, the normalization statistics, the vector field
+//! (int8 weights with one f32 scale per output row, or f32 weights; f32 biases), the time
+//! embedding, the default solver and step count, and an id of the host model. Tensors are borrowed
+//! byte slices of the input (zero-copy); nothing needs an allocator to read. See
+//! `docs/wire-format.md` for the byte-level description.
 #![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod crc;
+pub mod error;
+pub mod header;
+pub mod model;
+
+pub use error::FormatError;
+pub use header::{FORMAT_VERSION, HEADER_LEN, Header, MAGIC};
+pub use model::{
+    Activation, ClassifierLayer, FieldLayer, FieldWeights, MAX_CLASSIFIER_LAYERS, MAX_FIELD_LAYERS,
+    ModelFile, Normalization, SolverKind, SourceKind, TimeEmbedding,
+};

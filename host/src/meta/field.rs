@@ -1,4 +1,12 @@
-//! The vector-field network: an MLP on `[x, emb(t)]` with SiLU activations.
+//! The vector-field networks.
+//!
+//! * `mlp`: an MLP on `[x, emb(t)]` with SiLU activations (the method's default).
+//! * `set`: a permutation-equivariant field for one-hidden-layer MLP classifiers. Hidden unit `j`
+//!   is a token `[W1[j, :], b1[j], W2[:, j]]`; a shared network updates every token from itself, the
+//!   mean of all tokens (DeepSets pooling), the output bias and the time, and a pooled head gives
+//!   the output bias's velocity. Permuting the classifier's hidden units permutes the field's output
+//!   the same way, so the field cannot memorize runs by unit position, and its size does not grow
+//!   with the number of hidden units.
 //!
 //! `emb(t)` is a sinusoidal embedding: `[sin(2π f_j t), cos(2π f_j t)]` with `time_dim/2`
 //! frequencies `f_j` spaced geometrically from 1 to 100.
@@ -11,9 +19,46 @@ use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
+/// Which field network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldKind {
+    /// MLP on the flat vector.
+    Mlp,
+    /// Permutation-equivariant set field over hidden units (one-hidden-layer MLPs).
+    Set,
+}
+
+/// Token dimensions of the set field: hidden units, classifier input width, classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetDims {
+    /// Hidden units (tokens).
+    pub units: usize,
+    /// Classifier input width.
+    pub d_in: usize,
+    /// Classifier output width.
+    pub d_out: usize,
+}
+
+impl SetDims {
+    /// The dims of a one-hidden-layer MLP layout, or `None`.
+    pub fn of(layout: &crate::arch::Layout) -> Option<Self> {
+        let b = &layout.blocks;
+        (b.len() == 4 && b[0].shape.len() == 2 && b[2].shape.len() == 2).then(|| Self {
+            units: b[0].shape[0],
+            d_in: b[0].shape[1],
+            d_out: b[2].shape[0],
+        })
+    }
+}
+
 /// Shape of the field network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldConfig {
+    /// Network kind.
+    pub kind: FieldKind,
+    /// Token dimensions (set field only).
+    pub set: Option<SetDims>,
     /// Dimension of the state (parameters per classifier).
     pub dim: usize,
     /// Width of the hidden layers.
@@ -28,11 +73,59 @@ pub struct FieldConfig {
 #[derive(Module, Debug)]
 pub struct VectorField<B: Backend> {
     layers: Vec<Linear<B>>,
+    set: Option<SetField<B>>,
+}
+
+/// One residual block of the set field.
+#[derive(Module, Debug)]
+pub struct SetBlock<B: Backend> {
+    local: Linear<B>,
+    pooled: Linear<B>,
+    mlp: Linear<B>,
+}
+
+/// The permutation-equivariant field (see the module docs).
+#[derive(Module, Debug)]
+pub struct SetField<B: Backend> {
+    embed: Linear<B>,
+    global_in: Linear<B>,
+    time_in: Linear<B>,
+    blocks: Vec<SetBlock<B>>,
+    token_out: Linear<B>,
+    global_out: Linear<B>,
+    units: usize,
+    d_in: usize,
+    d_out: usize,
 }
 
 impl FieldConfig {
     /// Creates the network with burn's default (Kaiming-uniform) initialization.
     pub fn init<B: Backend>(&self, device: &B::Device) -> VectorField<B> {
+        if let (FieldKind::Set, Some(d)) = (self.kind, self.set) {
+            let h = self.hidden;
+            let lin = |a: usize, b: usize| LinearConfig::new(a, b).init(device);
+            let d_tok = d.d_in + 1 + d.d_out;
+            return VectorField {
+                layers: Vec::new(),
+                set: Some(SetField {
+                    embed: lin(d_tok, h),
+                    global_in: lin(d.d_out, h),
+                    time_in: lin(self.time_dim, h),
+                    blocks: (0..self.depth)
+                        .map(|_| SetBlock {
+                            local: lin(h, h),
+                            pooled: lin(h, h),
+                            mlp: lin(h, h),
+                        })
+                        .collect(),
+                    token_out: lin(h, d_tok),
+                    global_out: lin(h, d.d_out),
+                    units: d.units,
+                    d_in: d.d_in,
+                    d_out: d.d_out,
+                }),
+            };
+        }
         let mut widths = vec![self.dim + self.time_dim];
         widths.extend(std::iter::repeat_n(self.hidden, self.depth));
         widths.push(self.dim);
@@ -41,11 +134,23 @@ impl FieldConfig {
                 .windows(2)
                 .map(|w| LinearConfig::new(w[0], w[1]).init(device))
                 .collect(),
+            set: None,
         }
     }
 
     /// Number of trainable parameters.
     pub fn num_params(&self) -> usize {
+        if let (FieldKind::Set, Some(d)) = (self.kind, self.set) {
+            let h = self.hidden;
+            let lin = |a: usize, b: usize| a * b + b;
+            let d_tok = d.d_in + 1 + d.d_out;
+            return lin(d_tok, h)
+                + lin(d.d_out, h)
+                + lin(self.time_dim, h)
+                + self.depth * 3 * lin(h, h)
+                + lin(h, d_tok)
+                + lin(h, d.d_out);
+        }
         let mut widths = vec![self.dim + self.time_dim];
         widths.extend(std::iter::repeat_n(self.hidden, self.depth));
         widths.push(self.dim);
@@ -74,14 +179,12 @@ impl<B: Backend> VectorField<B> {
     /// # Shapes
     /// `x` `[N, dim]`, `t` `[N, 1]` → `[N, dim]`.
     pub fn forward(&self, x: Tensor<B, 2>, t: Tensor<B, 2>) -> Tensor<B, 2> {
+        if let Some(set) = &self.set {
+            return set.forward(x, t);
+        }
         let time_dim = self.layers[0].weight.dims()[0] - x.dims()[1];
-        let freqs = time_frequencies(time_dim);
-        let f = Tensor::<B, 2>::from_data(
-            TensorData::new(freqs.clone(), [1, freqs.len()]),
-            &x.device(),
-        );
-        let angle = t.matmul(f);
-        let mut h = Tensor::cat(vec![x, angle.clone().sin(), angle.cos()], 1);
+        let emb = time_embedding(t, time_dim);
+        let mut h = Tensor::cat(vec![x, emb], 1);
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
             h = layer.forward(h);
@@ -90,5 +193,119 @@ impl<B: Backend> VectorField<B> {
             }
         }
         h
+    }
+}
+
+/// `[sin(2π f_j t), cos(2π f_j t)]`, `[N, 1]` → `[N, time_dim]`.
+fn time_embedding<B: Backend>(t: Tensor<B, 2>, time_dim: usize) -> Tensor<B, 2> {
+    let freqs = time_frequencies(time_dim);
+    let f = Tensor::<B, 2>::from_data(
+        TensorData::new(freqs.clone(), [1, freqs.len()]),
+        &t.device(),
+    );
+    let angle = t.matmul(f);
+    Tensor::cat(vec![angle.clone().sin(), angle.cos()], 1)
+}
+
+/// A Linear layer applied to every token: `[N, U, d_in]` → `[N, U, d_out]` as one 2-D product
+/// (burn's rank-3 `Linear` broadcasts the weight over the batch, which is far slower).
+fn per_token<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [n, u, d] = x.dims();
+    let y = layer.forward(x.reshape([n * u, d]));
+    let out = y.dims()[1];
+    y.reshape([n, u, out])
+}
+
+impl<B: Backend> SetField<B> {
+    /// # Shapes
+    /// `x` `[N, P]` (layout order: W1 `[U, d_in]`, b1 `[U]`, W2 `[d_out, U]`, b2 `[d_out]`), `t`
+    /// `[N, 1]` → `[N, P]`.
+    pub fn forward(&self, x: Tensor<B, 2>, t: Tensor<B, 2>) -> Tensor<B, 2> {
+        let (u, d_in, d_out) = (self.units, self.d_in, self.d_out);
+        let n = x.dims()[0];
+        let w1 = x.clone().narrow(1, 0, u * d_in).reshape([n, u, d_in]);
+        let b1 = x.clone().narrow(1, u * d_in, u).reshape([n, u, 1]);
+        let w2 = x
+            .clone()
+            .narrow(1, u * d_in + u, d_out * u)
+            .reshape([n, d_out, u])
+            .swap_dims(1, 2);
+        let b2 = x.narrow(1, u * d_in + u + d_out * u, d_out);
+        let tokens = Tensor::cat(vec![w1, b1, w2], 2);
+        let time_dim = self.time_in.weight.dims()[0];
+        let tau = self.time_in.forward(time_embedding(t, time_dim));
+        let g = self.global_in.forward(b2);
+        let context: Tensor<B, 3> = (tau + g).unsqueeze_dim(1);
+        let mut h = per_token(&self.embed, tokens) + context.clone();
+        for block in &self.blocks {
+            let pooled = per_token(&block.pooled, h.clone().mean_dim(1));
+            let z = silu(per_token(&block.local, h.clone()) + pooled + context.clone());
+            h = h + per_token(&block.mlp, z);
+        }
+        let v = per_token(&self.token_out, silu(h.clone()));
+        let vg = self
+            .global_out
+            .forward(silu(h.mean_dim(1) + context).reshape([n, self.global_out.weight.dims()[0]]))
+            .reshape([n, d_out]);
+        let v_w1 = v.clone().narrow(2, 0, d_in).reshape([n, u * d_in]);
+        let v_b1 = v.clone().narrow(2, d_in, 1).reshape([n, u]);
+        let v_w2 = v
+            .narrow(2, d_in + 1, d_out)
+            .swap_dims(1, 2)
+            .reshape([n, d_out * u]);
+        Tensor::cat(vec![v_w1, v_b1, v_w2, vg], 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::Arch;
+    use crate::backend::Cpu;
+    use crate::meta::symmetry::HiddenLayers;
+    use nmflow_runtime::Rng;
+
+    #[test]
+    fn set_field_is_permutation_equivariant() {
+        let layout = "mlp:6-5-3".parse::<Arch>().unwrap().layout();
+        let cfg = FieldConfig {
+            kind: FieldKind::Set,
+            set: SetDims::of(&layout),
+            dim: layout.num_params(),
+            hidden: 16,
+            depth: 2,
+            time_dim: 8,
+        };
+        let dev = Default::default();
+        Cpu::seed(&dev, 0);
+        let field = cfg.init::<Cpu>(&dev);
+        let mut rng = Rng::new(2, 0);
+        let mut x = Vec::new();
+        layout.init_into(&mut rng, &mut x);
+        let sym = HiddenLayers::of(&layout).unwrap();
+        let perms = sym.draw(&mut rng);
+        let mut px = x.clone();
+        sym.apply(&perms, &mut px);
+        let run = |v: Vec<f32>| {
+            let xt =
+                Tensor::<Cpu, 2>::from_data(TensorData::new(v, [1, layout.num_params()]), &dev);
+            let t = Tensor::<Cpu, 2>::full([1, 1], 0.3, &dev);
+            field.forward(xt, t).into_data().to_vec::<f32>().unwrap()
+        };
+        let mut v = run(x);
+        let pv = run(px);
+        sym.apply(&perms, &mut v);
+        for (a, b) in v.iter().zip(&pv) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        assert_eq!(cfg.num_params(), {
+            let d_tok = 6 + 1 + 3;
+            (d_tok * 16 + 16)
+                + (3 * 16 + 16)
+                + (8 * 16 + 16)
+                + 2 * 3 * (16 * 16 + 16)
+                + (16 * d_tok + d_tok)
+                + (16 * 3 + 3)
+        });
     }
 }

@@ -1,0 +1,67 @@
+//! The runtime's error type.
+
+use core::fmt;
+
+pub use nmflow_format::FormatError;
+
+/// Why the runtime refused a model or an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// The model file is malformed.
+    Format(FormatError),
+    /// A caller-owned buffer is too small for the model.
+    CapacityTooSmall {
+        /// Values needed.
+        needed: u32,
+        /// Values available.
+        available: u32,
+    },
+    /// The ODE state became non-finite at a step.
+    NonFiniteState {
+        /// The step.
+        step: u16,
+    },
+    /// An input has the wrong length.
+    InputLength {
+        /// Expected length.
+        expected: u32,
+        /// Given length.
+        found: u32,
+    },
+}
+
+impl From<FormatError> for Error {
+    fn from(e: FormatError) -> Self {
+        Self::Format(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Format(e) => write!(f, "{e}"),
+            Self::CapacityTooSmall { needed, available } => {
+                write!(
+                    f,
+                    "workspace too small: needs {needed} values, has {available}"
+                )
+            }
+            Self::NonFiniteState { step } => write!(f, "state became non-finite at step {step}"),
+            Self::InputLength { expected, found } => {
+                write!(
+                    f,
+                    "input has {found} values, the classifier takes {expected}"
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// `usize` → `u32`, saturating (for error payloads).
+pub(crate) fn sat_u32(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,54 @@
+//! Sampling the source law in the classifier's layout order (the host draws the same values).
+
+use nmflow_format::{ModelFile, SourceKind};
+
+use crate::math;
+use crate::rng::Rng;
+
+/// PRNG stream of source samples (the host's `STREAM_SOURCE`).
+pub const STREAM_SOURCE: u64 = 20;
+
+/// A standard normal sample by Box–Muller (the host's formula).
+pub fn standard_normal(rng: &mut Rng) -> f32 {
+    let u1 = (rng.uniform() + 1.0 / 33_554_432.0).min(1.0);
+    let u2 = rng.uniform();
+    math::sqrt(-2.0 * math::ln(u1)) * math::cos(core::f32::consts::TAU * u2)
+}
+
+/// Fills `x` (length `P`) with a raw-weight source sample: per layer, the weight block then the
+/// bias block.
+pub fn sample(file: &ModelFile<'_>, rng: &mut Rng, x: &mut [f32]) {
+    let mut it = x.iter_mut();
+    for layer in &file.classifier {
+        let n = (layer.d_out as usize)
+            .saturating_mul(layer.d_in as usize)
+            .saturating_add(layer.d_out as usize);
+        for v in it.by_ref().take(n) {
+            *v = match file.source {
+                SourceKind::Kaiming => rng.uniform_symmetric(layer.init_bound),
+                SourceKind::Gaussian { std } => std * standard_normal(rng),
+            };
+        }
+    }
+}
+
+/// Applies `f(value, mean, std)` block by block (weight, bias of each layer).
+pub fn map_blocks(file: &ModelFile<'_>, x: &mut [f32], f: impl Fn(f32, f32, f32) -> f32) {
+    let n = &file.normalization;
+    let mut it = x.iter_mut();
+    let mut block = 0usize;
+    for layer in &file.classifier {
+        let lens = [
+            (layer.d_out as usize).saturating_mul(layer.d_in as usize),
+            layer.d_out as usize,
+        ];
+        for len in lens {
+            let m = nmflow_format::model::le_f32(n.mean, block).unwrap_or(0.0);
+            let s = nmflow_format::model::le_f32(n.std, block).unwrap_or(1.0);
+            for v in it.by_ref().take(len) {
+                *v = f(*v, m, s);
+            }
+            block = block.saturating_add(1);
+        }
+    }
+}
