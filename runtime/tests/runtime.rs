@@ -140,7 +140,7 @@ fn random_bytes_never_panic() {
     for round in 0..20_000 {
         let len = rng.below(600) as usize;
         for b in &mut buf[..len] {
-            *b = rng.next_u32() as u8;
+            *b = rng.next_u32().to_le_bytes()[0];
         }
         if round % 2 == 0 && len >= 4 {
             buf[..4].copy_from_slice(b"NMFL");
@@ -150,7 +150,7 @@ fn random_bytes_never_panic() {
     // Valid headers around random payloads reach the postcard decoder and validation.
     for _ in 0..20_000 {
         let len = rng.below(400) as usize;
-        let payload: Vec<u8> = (0..len).map(|_| rng.next_u32() as u8).collect();
+        let payload: Vec<u8> = (0..len).map(|_| rng.next_u32().to_le_bytes()[0]).collect();
         let mut file = nmflow_format::Header::for_payload(&payload)
             .to_bytes()
             .to_vec();
