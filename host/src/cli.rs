@@ -50,6 +50,10 @@ pub enum Command {
     Sample(SampleArgs),
     /// Evaluate a meta-model against its zoo: accuracy, novelty, trajectory fidelity.
     Eval(EvalArgs),
+    /// Export a meta-model as a quantized model file for the device runtime.
+    Export(ExportArgs),
+    /// Synthesize and evaluate classifiers from a model file with the device runtime itself.
+    EdgeEval(EdgeEvalArgs),
     /// The main job end to end on local files: fetch MNIST, build a zoo of 256 mnist8 classifiers,
     /// summarize it.
     Demo(DemoArgs),
@@ -319,10 +323,55 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
+/// Arguments of `nmflow export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Model directory (written by `nmflow train`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Field weight encoding.
+    #[arg(long, value_enum, default_value_t = crate::export::Quant::Int8)]
+    pub quant: crate::export::Quant,
+    /// Solver stored as the device default [default: the model's].
+    #[arg(long, value_enum)]
+    pub solver: Option<Solver>,
+    /// Steps stored as the device default [default: the model's].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Output model file (.nmf).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `nmflow edge-eval`.
+#[derive(Debug, Args)]
+pub struct EdgeEvalArgs {
+    /// Model file (.nmf).
+    pub model: PathBuf,
+    /// Classifiers to synthesize.
+    #[arg(long, default_value_t = 100)]
+    pub n: usize,
+    /// Seed; classifier i uses derive_seed(seed, i).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Dataset whose test split measures accuracy.
+    #[arg(long, default_value = "mnist8")]
+    pub dataset: String,
+    /// Data folder [default: $NMFLOW_DATA, else ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Arguments of `nmflow inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A zoo directory.
+    /// A zoo directory or a model file (.nmf).
     pub path: PathBuf,
     /// Print JSON.
     #[arg(long)]
@@ -696,6 +745,53 @@ pub fn run(cli: Cli) -> Result<()> {
                         .collect();
                 println!("sliced W1 to held-out marginals: {}", w1.join(", "));
             }
+            Ok(())
+        }
+        Command::Export(a) => {
+            let r = crate::export::export(&a.model, a.quant, a.solver, a.steps, &a.out)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                let worst = r.layers.iter().map(|l| l.rel_rms).fold(0.0f32, f32::max);
+                println!(
+                    "export: {} bytes ({:?}, field {} bytes) for {}-parameter classifiers; worst layer relative RMS quantization error {:.2e} → {}",
+                    r.bytes,
+                    r.quant,
+                    r.field_bytes,
+                    r.num_params,
+                    worst,
+                    r.out.display()
+                );
+            }
+            Ok(())
+        }
+        Command::EdgeEval(a) => {
+            let view: DatasetView = a.dataset.parse()?;
+            let r =
+                crate::edge::edge_eval(&a.model, a.n, a.seed, view, &data::data_dir(a.data_dir))?;
+            if a.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "edge-eval: {} classifiers from {} ({} bytes, {}, {} × {} steps, NFE {}, {} MACs each, {:.2} ms each): test acc mean {:.2}% min {:.2}% max {:.2}%",
+                    r.n,
+                    a.model.display(),
+                    r.bytes,
+                    r.quant,
+                    r.solver,
+                    r.steps,
+                    r.nfe,
+                    r.macs_per_synthesis,
+                    r.ms_per_synthesis,
+                    100.0 * r.acc_mean,
+                    100.0 * r.acc_min,
+                    100.0 * r.acc_max
+                );
+            }
+            Ok(())
+        }
+        Command::Inspect(a) if a.path.is_file() => {
+            println!("{}", crate::edge::describe(&a.path)?);
             Ok(())
         }
         Command::Inspect(a) => {

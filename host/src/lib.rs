@@ -11,6 +11,8 @@
 //! | [`zoo`] | training many runs together and recording their checkpoints |
 //! | [`flow`] | flow-matching parts: probability paths, ODE solvers |
 //! | [`meta`] | meta-models: training, sampling and evaluating vector fields on weight space |
+//! | [`edge`] | exported model files run with the device runtime on the host |
+//! | [`export`] | meta-model → quantized device model file |
 //! | [`inspect`] | summaries of files nmflow writes |
 //! | [`io`] | atomic writes, gzip, SHA-256 |
 //! | [`error`] | typed errors |
@@ -20,7 +22,9 @@ pub mod backend;
 pub mod classifier;
 pub mod cli;
 pub mod data;
+pub mod edge;
 pub mod error;
+pub mod export;
 pub mod flow;
 pub mod inspect;
 pub mod io;

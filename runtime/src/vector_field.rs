@@ -10,6 +10,13 @@ fn f32_from_chunk(c: &[u8]) -> f32 {
     <[u8; 4]>::try_from(c).map_or(0.0, f32::from_le_bytes)
 }
 
+/// `Σ w_i · x_i` over a weight row and the concatenated input `[first, second]`.
+fn dot(row: impl Iterator<Item = f32>, first: &[f32], second: &[f32]) -> f32 {
+    row.zip(first.iter().chain(second.iter()))
+        .map(|(w, x)| w * x)
+        .sum()
+}
+
 /// Applies an activation.
 pub fn activate(act: Activation, v: f32) -> f32 {
     match act {
@@ -44,17 +51,12 @@ pub fn time_embedding(max_frequency: f32, t: f32, emb: &mut [f32]) {
 /// of `first` and `second` (the field's first layer takes `[x, emb(t)]`; later layers pass an empty
 /// `second`).
 pub fn dense(layer: &FieldLayer<'_>, first: &[f32], second: &[f32], out: &mut [f32]) {
-    let d_in = layer.d_in as usize;
-    let dot = |row: &mut dyn Iterator<Item = f32>| -> f32 {
-        row.zip(first.iter().chain(second.iter()))
-            .map(|(w, x)| w * x)
-            .sum()
-    };
+    let d_in = (layer.d_in as usize).max(1);
     match layer.weights {
         FieldWeights::Int8 { q, scales } => {
             for (o, (row, y)) in q.chunks_exact(d_in).zip(out.iter_mut()).enumerate() {
                 let s = le_f32(scales, o).unwrap_or(0.0);
-                let acc = dot(&mut row.iter().map(|&b| f32::from(b as i8)));
+                let acc = dot(row.iter().map(|&b| f32::from(b as i8)), first, second);
                 *y = activate(
                     layer.activation,
                     acc * s + le_f32(layer.bias, o).unwrap_or(0.0),
@@ -63,11 +65,11 @@ pub fn dense(layer: &FieldLayer<'_>, first: &[f32], second: &[f32], out: &mut [f
         }
         FieldWeights::F32 { w } => {
             for (o, (row, y)) in w
-                .chunks_exact(d_in.saturating_mul(4))
+                .chunks_exact(d_in.saturating_mul(4).max(4))
                 .zip(out.iter_mut())
                 .enumerate()
             {
-                let acc = dot(&mut row.chunks_exact(4).map(f32_from_chunk));
+                let acc = dot(row.chunks_exact(4).map(f32_from_chunk), first, second);
                 *y = activate(layer.activation, acc + le_f32(layer.bias, o).unwrap_or(0.0));
             }
         }

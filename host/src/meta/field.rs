@@ -158,7 +158,11 @@ impl FieldConfig {
     }
 }
 
-/// Frequencies of the time embedding.
+/// Highest frequency of the time embedding (cycles per unit time).
+pub const MAX_FREQUENCY: f32 = 100.0;
+
+/// Frequencies of the time embedding: `2π · MAX_FREQUENCY^(j/(half−1))` (the runtime computes the
+/// same).
 pub fn time_frequencies(time_dim: usize) -> Vec<f32> {
     let half = (time_dim / 2).max(1);
     (0..half)
@@ -168,12 +172,63 @@ pub fn time_frequencies(time_dim: usize) -> Vec<f32> {
             } else {
                 0.0
             };
-            std::f32::consts::TAU * 100f32.powf(e)
+            std::f32::consts::TAU * MAX_FREQUENCY.powf(e)
         })
         .collect()
 }
 
+/// One dense layer of an MLP field as plain data: weight row-major `[d_out][d_in]`, bias.
+#[derive(Clone, Debug)]
+pub struct DenseLayer {
+    /// Inputs.
+    pub d_in: usize,
+    /// Outputs.
+    pub d_out: usize,
+    /// Weights, row-major `[d_out][d_in]` (burn stores `[d_in, d_out]`; this is transposed).
+    pub weight: Vec<f32>,
+    /// Biases.
+    pub bias: Vec<f32>,
+}
+
 impl<B: Backend> VectorField<B> {
+    /// The layers of an MLP field as row-major data (`None` for the set field).
+    pub fn dense_layers(&self) -> Option<Vec<DenseLayer>> {
+        if self.set.is_some() {
+            return None;
+        }
+        Some(
+            self.layers
+                .iter()
+                .map(|l| {
+                    let [d_in, d_out] = l.weight.dims();
+                    let w = l
+                        .weight
+                        .val()
+                        .into_data()
+                        .to_vec::<f32>()
+                        .unwrap_or_default();
+                    let mut weight = vec![0.0f32; d_in * d_out];
+                    for i in 0..d_in {
+                        for o in 0..d_out {
+                            weight[o * d_in + i] = w[i * d_out + o];
+                        }
+                    }
+                    let bias = l
+                        .bias
+                        .as_ref()
+                        .map(|b| b.val().into_data().to_vec::<f32>().unwrap_or_default())
+                        .unwrap_or_else(|| vec![0.0; d_out]);
+                    DenseLayer {
+                        d_in,
+                        d_out,
+                        weight,
+                        bias,
+                    }
+                })
+                .collect(),
+        )
+    }
+
     /// The predicted velocity.
     ///
     /// # Shapes

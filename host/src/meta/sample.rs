@@ -17,9 +17,10 @@ use crate::arch::Layout;
 use crate::error::MetaError;
 use crate::flow::solver::{Solver, integrate};
 use nmflow_runtime::Rng;
+use nmflow_runtime::rng::derive_seed;
 
-/// PRNG stream of source samples drawn for sampling.
-pub const STREAM_SOURCE: u64 = 20;
+/// PRNG stream of source samples drawn for sampling (shared with the runtime).
+pub const STREAM_SOURCE: u64 = nmflow_runtime::source::STREAM_SOURCE;
 
 /// A trained meta-model, ready to sample.
 pub struct MetaModel<B: Backend> {
@@ -70,15 +71,19 @@ impl<B: Backend> MetaModel<B> {
         })
     }
 
-    /// Draws `n` source samples (raw weights, `[n, P]`) from `seed`.
+    /// Draws `n` source samples (raw weights, `[n, P]`) from `seed`: sample `i` comes from
+    /// `Rng::new(derive_seed(seed, i), STREAM_SOURCE)`, exactly what the device runtime's
+    /// `synthesize(model, derive_seed(seed, i), …)` draws.
     pub fn source_samples(&self, n: usize, seed: u64) -> Vec<f32> {
         let mut x0 = Vec::with_capacity(n * self.layout.num_params());
-        self.config.source.sample_into(
-            &self.layout,
-            n,
-            &mut Rng::new(seed, STREAM_SOURCE),
-            &mut x0,
-        );
+        for i in 0..n {
+            self.config.source.sample_into(
+                &self.layout,
+                1,
+                &mut Rng::new(derive_seed(seed, i as u64), STREAM_SOURCE),
+                &mut x0,
+            );
+        }
         x0
     }
 

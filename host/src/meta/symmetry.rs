@@ -72,8 +72,10 @@ impl HiddenLayers {
     pub fn apply(&self, perms: &[Vec<usize>], rows: &mut [f32]) {
         let mut old = vec![0.0f32; self.num_params];
         for row in rows.chunks_exact_mut(self.num_params) {
-            old.copy_from_slice(row);
             for (l, perm) in self.layers.iter().zip(perms) {
+                // Layers are permuted one after another: layer l+1's rows must see the columns
+                // layer l's permutation already moved.
+                old.copy_from_slice(row);
                 for (j, &src) in perm.iter().enumerate() {
                     let (dst_w, src_w) = (l.weight_off + j * l.d_in, l.weight_off + src * l.d_in);
                     row[dst_w..dst_w + l.d_in].copy_from_slice(&old[src_w..src_w + l.d_in]);

@@ -1,0 +1,64 @@
+//! Builds for a bare-metal target with no allocator: if `alloc` or `std` sneaks into
+//! nmflow-runtime, this fails to link or compile. With `--features panic-never`, the panic handler
+//! calls an undefined symbol, so a release link succeeds only if no panic path survives
+//! optimisation in the public API used here (parse arbitrary bytes, synthesize, classify, ensemble
+//! statistics).
+#![no_std]
+#![no_main]
+
+use core::hint::black_box;
+use nmflow_runtime::classifier::{Classifier, ClassifierScratch};
+use nmflow_runtime::shift::{EnsembleStats, softmax};
+use nmflow_runtime::{ModelView, Workspace, synthesize};
+
+#[cfg(feature = "panic-never")]
+unsafe extern "C" {
+    fn __a_panic_path_is_reachable() -> !;
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    #[cfg(feature = "panic-never")]
+    unsafe {
+        __a_panic_path_is_reachable()
+    }
+    #[cfg(not(feature = "panic-never"))]
+    loop {}
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn _start() -> ! {
+    let bytes = black_box([0u8; 4096]);
+    let len = black_box(4096usize).min(bytes.len());
+    let mut ws: Workspace<2048, 256> = Workspace::new();
+    let mut scratch: ClassifierScratch<256> = ClassifierScratch::new();
+    let mut logits = [0.0f32; 16];
+    let mut probs = [0.0f32; 16];
+    if let Ok(model) = ModelView::parse(bytes.get(..len).unwrap_or(&[])) {
+        let classes = model.num_classes().min(16);
+        let input = black_box([0.5f32; 64]);
+        let dim = model.input_dim().min(64);
+        if let Ok(stats) = EnsembleStats::<8, 16>::new(black_box(4)).as_mut() {
+            for seed in 0..black_box(3u64) {
+                if let Ok(w) = synthesize(&model, seed, &mut ws) {
+                    let w = black_box(w);
+                    if let Ok(clf) = Classifier::new(&model, w) {
+                        let out = logits.get_mut(..classes).unwrap_or(&mut []);
+                        if clf
+                            .logits(input.get(..dim).unwrap_or(&[]), &mut scratch, out)
+                            .is_ok()
+                        {
+                            let p = probs.get_mut(..classes).unwrap_or(&mut []);
+                            softmax(out, p);
+                            stats.add(0, p);
+                        }
+                    }
+                }
+                stats.finish_member();
+            }
+            black_box(stats.statistics());
+        }
+    }
+    black_box(&ws);
+    loop {}
+}

@@ -1,0 +1,275 @@
+//! `nmflow export`: a trained meta-model → one quantized, postcard-serialized model file for the
+//! device runtime (see `docs/wire-format.md`).
+//!
+//! Field weights are quantized symmetrically per output row: `scale = max|w_row| / 127`,
+//! `q = round(w / scale)` in −127..=127, so every weight's error is at most `scale / 2`.
+
+use std::path::Path;
+
+use nmflow_format::{
+    Activation, ClassifierLayer, FieldLayer, FieldWeights, ModelFile, Normalization, SolverKind,
+    SourceKind, TimeEmbedding,
+};
+use serde::Serialize;
+
+use crate::arch::Arch;
+use crate::backend::Cpu;
+use crate::error::{MetaError, UsageError};
+use crate::flow::solver::Solver;
+use crate::io::{sha256_hex, write_atomic};
+use crate::meta::field::DenseLayer;
+use crate::meta::sample::MetaModel;
+use crate::meta::source::Source;
+
+/// Weight encoding of the exported field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Quant {
+    /// int8 weights, one f32 scale per output row.
+    Int8,
+    /// f32 weights.
+    F32,
+}
+
+/// Per-layer quantization error.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerError {
+    /// Layer index.
+    pub layer: usize,
+    /// `d_out × d_in`.
+    pub shape: [usize; 2],
+    /// Largest absolute weight error.
+    pub max_abs: f32,
+    /// RMS error relative to the RMS weight.
+    pub rel_rms: f32,
+}
+
+/// What `nmflow export` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportReport {
+    /// File size.
+    pub bytes: usize,
+    /// Weight encoding.
+    pub quant: Quant,
+    /// Bytes of field weights (+ scales) and biases.
+    pub field_bytes: usize,
+    /// Parameters per synthesized classifier.
+    pub num_params: usize,
+    /// Quantization error per field layer (zero for f32).
+    pub layers: Vec<LayerError>,
+    /// The output path.
+    pub out: std::path::PathBuf,
+}
+
+/// Symmetric per-row int8 quantization of a row-major `[d_out][d_in]` matrix: `(q, scales)`.
+pub fn quantize_rows(w: &[f32], d_in: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut q = Vec::with_capacity(w.len());
+    let mut scales = Vec::with_capacity(w.len() / d_in.max(1));
+    for row in w.chunks_exact(d_in.max(1)) {
+        let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let scale = if max > 0.0 { max / 127.0 } else { 0.0 };
+        scales.push(scale);
+        q.extend(row.iter().map(|&v| {
+            if scale > 0.0 {
+                (v / scale).round().clamp(-127.0, 127.0) as i8
+            } else {
+                0
+            }
+        }));
+    }
+    (q, scales)
+}
+
+fn le_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Exports the model in `model_dir` to `out`.
+///
+/// # Errors
+/// [`UsageError`] (as [`MetaError::Usage`]) for a model the format cannot represent (a set field,
+/// a CNN classifier, more layers than the format holds), file errors.
+pub fn export(
+    model_dir: &Path,
+    quant: Quant,
+    solver: Option<Solver>,
+    steps: Option<usize>,
+    out: &Path,
+) -> Result<ExportReport, MetaError> {
+    let model = MetaModel::<Cpu>::load(model_dir, &Default::default())?;
+    let refuse = |why: String| {
+        MetaError::Usage(UsageError(format!(
+            "{}: cannot export: {why}",
+            model_dir.display()
+        )))
+    };
+    let layers: Vec<DenseLayer> = model.field.dense_layers().ok_or_else(|| {
+        refuse("the set field is not in the model format yet (train with --field mlp)".into())
+    })?;
+    let layout = &model.layout;
+    if layout
+        .blocks
+        .iter()
+        .any(|b| b.shape.len() != if b.name.ends_with("bias") { 1 } else { 2 })
+    {
+        return Err(refuse(format!(
+            "only MLP classifiers run on the device ({} blocks are not dense)",
+            Arch::CnnS
+        )));
+    }
+    let n_cls = layout.blocks.len() / 2;
+    let mut classifier = heapless::Vec::new();
+    for l in 0..n_cls {
+        let w = &layout.blocks[2 * l];
+        let layer = ClassifierLayer {
+            d_in: w.shape[1] as u32,
+            d_out: w.shape[0] as u32,
+            activation: if l + 1 < n_cls {
+                Activation::Relu
+            } else {
+                Activation::Identity
+            },
+            init_bound: w.bound as f32,
+        };
+        classifier.push(layer).map_err(|_| {
+            refuse(format!(
+                "more than {} classifier layers",
+                nmflow_format::MAX_CLASSIFIER_LAYERS
+            ))
+        })?;
+    }
+    let mean = le_bytes(&model.normalizer.mean);
+    let std = le_bytes(&model.normalizer.std);
+    // Owned tensors first, then a file that borrows them.
+    let mut owned: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut errors = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        match quant {
+            Quant::Int8 => {
+                let (q, scales) = quantize_rows(&l.weight, l.d_in);
+                let (mut max_abs, mut se, mut ss) = (0.0f32, 0.0f64, 0.0f64);
+                for (j, &w) in l.weight.iter().enumerate() {
+                    let deq = f32::from(q[j]) * scales[j / l.d_in];
+                    max_abs = max_abs.max((deq - w).abs());
+                    se += f64::from(deq - w).powi(2);
+                    ss += f64::from(w).powi(2);
+                }
+                errors.push(LayerError {
+                    layer: i,
+                    shape: [l.d_out, l.d_in],
+                    max_abs,
+                    rel_rms: (se / ss.max(1e-30)).sqrt() as f32,
+                });
+                owned.push((
+                    q.iter().map(|&v| v as u8).collect(),
+                    le_bytes(&scales),
+                    le_bytes(&l.bias),
+                ));
+            }
+            Quant::F32 => {
+                errors.push(LayerError {
+                    layer: i,
+                    shape: [l.d_out, l.d_in],
+                    max_abs: 0.0,
+                    rel_rms: 0.0,
+                });
+                owned.push((le_bytes(&l.weight), Vec::new(), le_bytes(&l.bias)));
+            }
+        }
+    }
+    let mut field = heapless::Vec::new();
+    for (i, (l, (w, s, b))) in layers.iter().zip(&owned).enumerate() {
+        let last = i + 1 == layers.len();
+        let weights = match quant {
+            Quant::Int8 => FieldWeights::Int8 { q: w, scales: s },
+            Quant::F32 => FieldWeights::F32 { w },
+        };
+        field
+            .push(FieldLayer {
+                d_in: l.d_in as u32,
+                d_out: l.d_out as u32,
+                activation: if last {
+                    Activation::Identity
+                } else {
+                    Activation::Silu
+                },
+                weights,
+                bias: b,
+            })
+            .map_err(|_| {
+                refuse(format!(
+                    "more than {} field layers",
+                    nmflow_format::MAX_FIELD_LAYERS
+                ))
+            })?;
+    }
+    let config_bytes = std::fs::read(model_dir.join(crate::meta::train::files::CONFIG))
+        .map_err(|e| MetaError::file(model_dir, e))?;
+    let mut model_id = [0u8; 16];
+    let digest = sha256_hex(&config_bytes);
+    for (k, slot) in model_id.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(&digest[2 * k..2 * k + 2], 16).unwrap_or(0);
+    }
+    let steps = steps.unwrap_or(model.config.solver_steps);
+    let file = ModelFile {
+        model_id,
+        classifier,
+        source: match model.config.source {
+            Source::Kaiming => SourceKind::Kaiming,
+            Source::Gaussian { std } => SourceKind::Gaussian { std },
+        },
+        normalization: Normalization {
+            mean: &mean,
+            std: &std,
+        },
+        time: TimeEmbedding {
+            dim: model.config.field.time_dim as u32,
+            max_frequency: crate::meta::field::MAX_FREQUENCY,
+        },
+        field,
+        solver: match solver.unwrap_or(model.config.solver) {
+            Solver::Euler => SolverKind::Euler,
+            Solver::Heun => SolverKind::Heun,
+            Solver::Rk4 => SolverKind::Rk4,
+        },
+        steps: u16::try_from(steps).map_err(|_| {
+            refuse(format!(
+                "{steps} steps do not fit the format (at most 65535)"
+            ))
+        })?,
+    };
+    let bytes = file.encode().map_err(|e| MetaError::file(out, e))?;
+    write_atomic(out, &bytes).map_err(|e| MetaError::file(out, e))?;
+    let field_bytes = owned
+        .iter()
+        .map(|(w, s, b)| w.len() + s.len() + b.len())
+        .sum();
+    Ok(ExportReport {
+        bytes: bytes.len(),
+        quant,
+        field_bytes,
+        num_params: layout.num_params(),
+        layers: errors,
+        out: out.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantization_error_is_at_most_half_a_step() {
+        let w = [0.5f32, -1.27, 0.0, 0.003, 2.0, -2.0, 1.0, 0.25];
+        let (q, s) = quantize_rows(&w, 4);
+        assert_eq!(q[1], -127);
+        assert!((s[0] - 1.27 / 127.0).abs() < 1e-9);
+        assert_eq!(q[4], 127);
+        for (j, &v) in w.iter().enumerate() {
+            let deq = f32::from(q[j]) * s[j / 4];
+            assert!((deq - v).abs() <= s[j / 4] / 2.0 + 1e-7);
+        }
+        let (qz, sz) = quantize_rows(&[0.0; 3], 3);
+        assert_eq!((qz, sz), (vec![0, 0, 0], vec![0.0]));
+    }
+}

@@ -1,0 +1,124 @@
+//! The key integration test: train a small flow, export it, synthesize with the no_std runtime on
+//! the host, and compare with burn's sampler for the same seeds.
+
+use nmflow_host::backend::{Cpu, CpuAutodiff};
+use nmflow_host::classifier;
+use nmflow_host::data::Dataset;
+use nmflow_host::edge::{HOST_MAX_PARAMS, HOST_MAX_WIDTH, edge_eval, synthesize_one};
+use nmflow_host::export::{Quant, export};
+use nmflow_host::flow::path::SplineKind;
+use nmflow_host::flow::solver::Solver;
+use nmflow_host::meta::config::{Coupling, MetaConfig, Method};
+use nmflow_host::meta::field::{FieldConfig, FieldKind};
+use nmflow_host::meta::sample::MetaModel;
+use nmflow_host::meta::source::Source;
+use nmflow_host::meta::train::{manifest_hash, train_meta};
+use nmflow_host::zoo::run::RunOptions;
+use nmflow_host::zoo::{Optimizer, ZooConfig, run_zoo};
+use nmflow_runtime::{ModelView, Workspace};
+use nmflow_tests::{data_dir, temp_dir};
+
+#[test]
+fn runtime_synthesis_matches_the_host_sampler() {
+    let tmp = temp_dir("parity");
+    let zoo = tmp.join("zoo");
+    let zcfg = ZooConfig {
+        dataset: "mnist8".parse().unwrap(),
+        arch: "mlp:64-16-10".parse().unwrap(),
+        runs: 32,
+        epochs: 1,
+        batch_size: 128,
+        optimizer: Optimizer::Adam,
+        lr: 3e-3,
+        momentum: 0.0,
+        checkpoints: "early,epochs".into(),
+        seed: 11,
+        shard_runs: 16,
+        heldout_fraction: 0.25,
+    };
+    let opts = RunOptions {
+        quiet: true,
+        jobs: 2,
+        ..RunOptions::default()
+    };
+    run_zoo::<CpuAutodiff>(&zcfg, &zoo, &data_dir(), &opts, &Default::default()).unwrap();
+    let mcfg = MetaConfig {
+        method: Method::Cfm,
+        coupling: Coupling::Natural,
+        spline: SplineKind::Pchip,
+        source: Source::Kaiming,
+        sigma: 0.0,
+        permute: true,
+        field: FieldConfig {
+            kind: FieldKind::Mlp,
+            set: None,
+            dim: 1210,
+            hidden: 128,
+            depth: 2,
+            time_dim: 16,
+        },
+        steps: 300,
+        batch_size: 64,
+        lr: 1e-3,
+        weight_decay: 0.0,
+        eval_every: 100,
+        seed: 0,
+        solver: Solver::Rk4,
+        solver_steps: 2,
+        zoo_manifest_sha256: manifest_hash(&zoo).unwrap(),
+        zoo: zoo.display().to_string(),
+    };
+    let model_dir = tmp.join("model");
+    train_meta::<CpuAutodiff>(&mcfg, &zoo, &model_dir, &Default::default(), true).unwrap();
+
+    // f32 export: the runtime's weights equal burn's within 1e-4 relative L2, per classifier.
+    let f32_file = tmp.join("model-f32.nmf");
+    export(&model_dir, Quant::F32, None, None, &f32_file).unwrap();
+    let host = MetaModel::<Cpu>::load(&model_dir, &Default::default()).unwrap();
+    let (n, seed) = (100, 5);
+    let (host_w, host_nfe) = host.sample(n, Solver::Rk4, 2, seed, &Default::default());
+    let bytes = std::fs::read(&f32_file).unwrap();
+    let view = ModelView::parse(&bytes).unwrap();
+    let mut ws: Box<Workspace<HOST_MAX_PARAMS, HOST_MAX_WIDTH>> = Box::default();
+    let p = 1210;
+    for i in 0..n {
+        let (w, nfe) = synthesize_one(&view, seed, i, &mut ws, &f32_file).unwrap();
+        assert_eq!(nfe as usize, host_nfe);
+        let h = &host_w[i * p..(i + 1) * p];
+        let diff: f64 = w
+            .iter()
+            .zip(h)
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let norm: f64 = h.iter().map(|b| f64::from(*b).powi(2)).sum::<f64>().sqrt();
+        assert!(
+            diff / norm < 1e-4,
+            "classifier {i}: relative L2 {}",
+            diff / norm
+        );
+    }
+
+    // int8 export: mean accuracy of 100 runtime classifiers within 0.5 pp of the host's f32 sampler.
+    let int8_file = tmp.join("model-int8.nmf");
+    export(&model_dir, Quant::Int8, None, None, &int8_file).unwrap();
+    let edge = edge_eval(&int8_file, n, seed, "mnist8".parse().unwrap(), &data_dir()).unwrap();
+    let data = Dataset::load("mnist8".parse().unwrap(), &data_dir()).unwrap();
+    let params = classifier::params_from_flat::<Cpu>(&host.layout, &host_w, n, &Default::default());
+    let accs = classifier::evaluate(
+        &"mlp:64-16-10".parse().unwrap(),
+        &params,
+        &data.test.x,
+        &data.test.y,
+        &Default::default(),
+    );
+    let host_mean = accs.iter().map(|a| a.1).sum::<f64>() / n as f64;
+    assert!(edge.acc_mean > 0.2, "{edge:?}");
+    assert!(
+        (edge.acc_mean - host_mean).abs() < 0.005,
+        "int8 {} vs host f32 {host_mean}",
+        edge.acc_mean
+    );
+    assert!(edge.bytes < std::fs::metadata(&f32_file).unwrap().len() as usize / 3);
+    std::fs::remove_dir_all(tmp).unwrap();
+}
