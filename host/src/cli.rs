@@ -54,6 +54,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Synthesize and evaluate classifiers from a model file with the device runtime itself.
     EdgeEval(EdgeEvalArgs),
+    /// Write test inputs of an 8×8 dataset as raw bytes for firmware (`N×64` pixel values 0..=16
+    /// in `OUT.images`, `N` labels in `OUT.labels`).
+    DumpInputs(DumpInputsArgs),
     /// The main job end to end on local files: fetch MNIST, build a zoo of 256 mnist8 classifiers,
     /// summarize it.
     Demo(DemoArgs),
@@ -366,6 +369,23 @@ pub struct EdgeEvalArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Arguments of `nmflow dump-inputs`.
+#[derive(Debug, Args)]
+pub struct DumpInputsArgs {
+    /// Dataset: mnist8 or digits (test split).
+    #[arg(long)]
+    pub dataset: String,
+    /// Number of samples (the first N of the test split).
+    #[arg(long, default_value_t = 300)]
+    pub n: usize,
+    /// Output prefix.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Data folder [default: $NMFLOW_DATA, else ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Arguments of `nmflow inspect`.
@@ -788,6 +808,20 @@ pub fn run(cli: Cli) -> Result<()> {
                     100.0 * r.acc_max
                 );
             }
+            Ok(())
+        }
+        Command::DumpInputs(a) => {
+            let view: DatasetView = a.dataset.parse()?;
+            if view.input_shape() != [1, 8, 8] {
+                return Err(UsageError(format!("dump-inputs writes 8×8 datasets (mnist8, digits), not {view}")).into());
+            }
+            let data = crate::data::Dataset::load(view, &data::data_dir(a.data_dir))?;
+            let split = data.test.head(a.n);
+            let images: Vec<u8> = split.x.iter().map(|&v| (v * 16.0).round() as u8).collect();
+            let (img_path, lab_path) = (a.out.with_extension("images"), a.out.with_extension("labels"));
+            crate::io::write_atomic(&img_path, &images).with_context(|| format!("writing {}", img_path.display()))?;
+            crate::io::write_atomic(&lab_path, &split.y).with_context(|| format!("writing {}", lab_path.display()))?;
+            println!("dump-inputs: {} {view} test samples → {} and {}", split.len(), img_path.display(), lab_path.display());
             Ok(())
         }
         Command::Inspect(a) if a.path.is_file() => {

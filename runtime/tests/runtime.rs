@@ -12,7 +12,7 @@ fn tiny_model_parses_and_synthesizes_deterministically() {
     let bytes = tiny_model_bytes();
     let model = ModelView::parse(&bytes).unwrap();
     assert_eq!(model.num_params(), 23);
-    assert_eq!(model.max_width(), 23);
+    assert_eq!(model.max_width(), 8);
     assert_eq!(model.macs_per_evaluation(), 27 * 8 + 8 * 23);
     let mut ws: Workspace<32, 32> = Workspace::new();
     let a = synthesize(&model, 5, &mut ws).unwrap().to_vec();
@@ -43,7 +43,7 @@ fn capacity_is_checked_before_any_work() {
             available: 16
         }
     );
-    let mut narrow: Workspace<32, 8> = Workspace::new();
+    let mut narrow: Workspace<32, 4> = Workspace::new();
     assert!(matches!(
         synthesize(&model, 1, &mut narrow),
         Err(Error::CapacityTooSmall { .. })

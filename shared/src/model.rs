@@ -209,13 +209,11 @@ impl<'a> ModelFile<'a> {
             .fold(0usize, usize::saturating_add)
     }
 
-    /// Widest field layer output (activation buffer size).
+    /// Widest hidden field layer output (the activation buffer size).
     pub fn max_field_width(&self) -> usize {
-        self.field
-            .iter()
-            .map(|l| l.d_out as usize)
-            .max()
-            .unwrap_or(0)
+        // The last layer writes the P-sized velocity directly, not an activation buffer.
+        let hidden = self.field.len().saturating_sub(1);
+        self.field.iter().take(hidden).map(|l| l.d_out as usize).max().unwrap_or(0)
     }
 
     /// Widest classifier layer output.

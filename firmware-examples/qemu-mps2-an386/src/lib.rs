@@ -1,0 +1,227 @@
+//! The board-independent application: read 8×8 frames from a sensor through `embedded-hal` 1.0
+//! I²C, synthesize classifiers from an embedded nmflow model, classify, and compute the ensemble
+//! disagreement statistics on a window of MNIST-8×8 frames and one of optdigits frames.
+//!
+//! The same code runs on the host (its tests compute the expected report) and on any board whose
+//! HAL implements `embedded_hal::i2c::I2c`.
+#![no_std]
+
+use embedded_hal::i2c::I2c;
+use nmflow_runtime::classifier::{Classifier, ClassifierScratch};
+use nmflow_runtime::rng::derive_seed;
+use nmflow_runtime::shift::{EnsembleStats, ShiftStatistics, softmax};
+use nmflow_runtime::{Error, ModelView, Workspace, synthesize};
+
+/// The model and the test frames, embedded in flash.
+pub mod assets {
+    /// The exported model (mnist8, mlp:64-16-10, int8 field).
+    pub static MODEL: &[u8] = include_bytes!("../assets/model.nmf");
+    /// 300 MNIST-8×8 test frames (64 values 0..=16 each) and labels.
+    pub static MNIST8_IMAGES: &[u8] = include_bytes!("../assets/mnist8.images");
+    /// Labels of [`MNIST8_IMAGES`].
+    pub static MNIST8_LABELS: &[u8] = include_bytes!("../assets/mnist8.labels");
+    /// 300 optdigits frames and labels (a real covariate shift from MNIST).
+    pub static DIGITS_IMAGES: &[u8] = include_bytes!("../assets/digits.images");
+    /// Labels of [`DIGITS_IMAGES`].
+    pub static DIGITS_LABELS: &[u8] = include_bytes!("../assets/digits.labels");
+}
+
+/// Pixels per frame.
+pub const FRAME: usize = 64;
+/// Workspace capacity: parameters.
+pub const MAX_PARAMS: usize = 1280;
+/// Workspace capacity: activations.
+pub const MAX_WIDTH: usize = 128;
+/// Ensemble members.
+pub const MEMBERS: u64 = 5;
+/// Frames per shift window.
+pub const WINDOW: usize = 32;
+/// Classes.
+pub const CLASSES: usize = 10;
+
+/// A frame sensor on an I²C bus: writing the big-endian frame index to register 0 and reading 65
+/// bytes returns the 64 pixel values (0..=16) and the label.
+pub struct FrameSensor<I> {
+    bus: I,
+    address: u8,
+}
+
+impl<I: I2c> FrameSensor<I> {
+    /// A sensor at `address` on `bus`.
+    pub fn new(bus: I, address: u8) -> Self {
+        Self { bus, address }
+    }
+
+    /// Reads frame `index` into `pixels` (scaled to \[0, 1\]) and returns its label.
+    ///
+    /// # Errors
+    /// The bus error.
+    pub fn read(&mut self, index: u16, pixels: &mut [f32; FRAME]) -> Result<u8, I::Error> {
+        let mut raw = [0u8; FRAME + 1];
+        let [hi, lo] = index.to_be_bytes();
+        self.bus.write_read(self.address, &[0, hi, lo], &mut raw)?;
+        for (p, &r) in pixels.iter_mut().zip(raw.iter()) {
+            *p = f32::from(r) / 16.0;
+        }
+        Ok(raw[FRAME])
+    }
+}
+
+/// An I²C device backed by frames in memory (what QEMU's board "sees"; tests use it too).
+pub struct MemoryFrames<'a> {
+    images: &'a [u8],
+    labels: &'a [u8],
+}
+
+impl<'a> MemoryFrames<'a> {
+    /// Frames `images` (`N×64`) with `labels` (`N`).
+    pub fn new(images: &'a [u8], labels: &'a [u8]) -> Self {
+        Self { images, labels }
+    }
+
+    /// Number of frames.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no frames.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+impl embedded_hal::i2c::ErrorType for MemoryFrames<'_> {
+    type Error = embedded_hal::i2c::ErrorKind;
+}
+
+impl I2c for MemoryFrames<'_> {
+    fn transaction(
+        &mut self,
+        _address: u8,
+        operations: &mut [embedded_hal::i2c::Operation<'_>],
+    ) -> Result<(), Self::Error> {
+        let mut index = 0usize;
+        for op in operations {
+            match op {
+                embedded_hal::i2c::Operation::Write(bytes) => {
+                    if let [0, hi, lo] = bytes {
+                        index = usize::from(u16::from_be_bytes([*hi, *lo]));
+                    }
+                }
+                embedded_hal::i2c::Operation::Read(buf) => {
+                    let start = index * FRAME;
+                    let frame = self.images.get(start..start + FRAME).ok_or(
+                        embedded_hal::i2c::ErrorKind::NoAcknowledge(
+                            embedded_hal::i2c::NoAcknowledgeSource::Data,
+                        ),
+                    )?;
+                    let label = self.labels.get(index).copied().unwrap_or(0);
+                    for (b, v) in buf
+                        .iter_mut()
+                        .zip(frame.iter().chain(core::iter::once(&label)))
+                    {
+                        *b = *v;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the application measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Report {
+    /// Frames classified by the single synthesized classifier.
+    pub frames: u32,
+    /// Correct predictions among them.
+    pub correct: u32,
+    /// FNV-1a hash of the predicted classes, in frame order (compares runs bit for bit).
+    pub prediction_hash: u32,
+    /// Ensemble statistics on a window of MNIST-8×8 frames.
+    pub mnist: ShiftStatistics,
+    /// Ensemble statistics on a window of optdigits frames.
+    pub digits: ShiftStatistics,
+}
+
+/// Application errors.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AppError<E> {
+    /// The runtime refused the model or failed.
+    Runtime(Error),
+    /// The sensor bus failed.
+    Bus(E),
+}
+
+impl<E> From<Error> for AppError<E> {
+    fn from(e: Error) -> Self {
+        Self::Runtime(e)
+    }
+}
+
+fn fnv1a(hash: u32, byte: u8) -> u32 {
+    (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+}
+
+/// Runs the application: classifier `seed`'s accuracy on `frames` frames of `test`, and the
+/// ensemble statistics of `MEMBERS` classifiers on the first `WINDOW` frames of `test` and of
+/// `shifted`. `on_synthesis(seed)` is called after each synthesis (for cycle counting).
+///
+/// # Errors
+/// Runtime and bus errors.
+pub fn run<I: I2c>(
+    model_bytes: &[u8],
+    test: &mut FrameSensor<I>,
+    shifted: &mut FrameSensor<I>,
+    frames: u16,
+    seed: u64,
+    ws: &mut Workspace<MAX_PARAMS, MAX_WIDTH>,
+    on_synthesis: &mut dyn FnMut(u64),
+) -> Result<Report, AppError<I::Error>> {
+    let model = ModelView::parse(model_bytes)?;
+    let mut scratch: ClassifierScratch<MAX_WIDTH> = ClassifierScratch::new();
+    let mut logits = [0.0f32; CLASSES];
+    let mut probs = [0.0f32; CLASSES];
+    let mut pixels = [0.0f32; FRAME];
+    let mut correct = 0u32;
+    let mut hash = 0x811C_9DC5u32;
+    {
+        let w = synthesize(&model, derive_seed(seed, 0), ws)?;
+        on_synthesis(seed);
+        let clf = Classifier::new(&model, w)?;
+        for i in 0..frames {
+            let label = test.read(i, &mut pixels).map_err(AppError::Bus)?;
+            let class = clf.logits(&pixels, &mut scratch, &mut logits)?;
+            correct += u32::from(class == usize::from(label));
+            hash = fnv1a(hash, u8::try_from(class).unwrap_or(u8::MAX));
+        }
+    }
+    let mut stats_test: EnsembleStats<WINDOW, CLASSES> = EnsembleStats::new(WINDOW)?;
+    let mut stats_shift: EnsembleStats<WINDOW, CLASSES> = EnsembleStats::new(WINDOW)?;
+    for m in 0..MEMBERS {
+        let w = synthesize(&model, derive_seed(seed.wrapping_add(1000), m), ws)?;
+        on_synthesis(m);
+        let clf = Classifier::new(&model, w)?;
+        for (sensor, stats) in [
+            (&mut *test, &mut stats_test),
+            (&mut *shifted, &mut stats_shift),
+        ] {
+            for i in 0..WINDOW {
+                sensor
+                    .read(u16::try_from(i).unwrap_or(0), &mut pixels)
+                    .map_err(AppError::Bus)?;
+                clf.logits(&pixels, &mut scratch, &mut logits)?;
+                softmax(&logits, &mut probs);
+                stats.add(i, &probs);
+            }
+            stats.finish_member();
+        }
+    }
+    Ok(Report {
+        frames: u32::from(frames),
+        correct,
+        prediction_hash: hash,
+        mnist: stats_test.statistics(),
+        digits: stats_shift.statistics(),
+    })
+}

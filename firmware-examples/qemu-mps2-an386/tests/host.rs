@@ -1,0 +1,41 @@
+//! The application on the host: prints the lines the firmware logs, so `run-qemu.sh` can compare
+//! QEMU's output with the host's for the same seeds.
+
+use nmflow_fw_qemu::{FrameSensor, MAX_PARAMS, MAX_WIDTH, MemoryFrames, assets, run};
+use nmflow_runtime::Workspace;
+
+#[test]
+fn host_report() {
+    let mut ws: Box<Workspace<MAX_PARAMS, MAX_WIDTH>> = Box::default();
+    let mut test = FrameSensor::new(
+        MemoryFrames::new(assets::MNIST8_IMAGES, assets::MNIST8_LABELS),
+        0x42,
+    );
+    let mut shifted = FrameSensor::new(
+        MemoryFrames::new(assets::DIGITS_IMAGES, assets::DIGITS_LABELS),
+        0x43,
+    );
+    let r = run(
+        assets::MODEL,
+        &mut test,
+        &mut shifted,
+        300,
+        1,
+        &mut ws,
+        &mut |_| {},
+    )
+    .unwrap();
+    println!(
+        "accuracy {}/{} predictions-hash {:08x}",
+        r.correct, r.frames, r.prediction_hash
+    );
+    println!(
+        "mnist8 window: disagreement {} entropy {} members {}",
+        r.mnist.disagreement, r.mnist.mean_entropy, r.mnist.members
+    );
+    println!(
+        "digits window: disagreement {} entropy {} members {}",
+        r.digits.disagreement, r.digits.mean_entropy, r.digits.members
+    );
+    assert!(r.correct > 30, "far above chance (10%): {r:?}");
+}
