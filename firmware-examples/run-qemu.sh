@@ -27,7 +27,7 @@ if [ "$status" -ne 0 ]; then
   echo "FAIL: firmware exited with status $status" >&2
   exit 1
 fi
-cargo test --release -q --target x86_64-unknown-linux-gnu --test host -- --nocapture 2>/dev/null \
+(cd ../app && cargo test --release -q --test host -- --nocapture 2>/dev/null) \
   | grep -E '^(accuracy|mnist8 window|digits window)' > "$out/host.log"
 grep -oE '(accuracy|mnist8 window|digits window).*' "$out/fw.log" > "$out/fw-results.log"
 if ! diff -u "$out/host.log" "$out/fw-results.log"; then

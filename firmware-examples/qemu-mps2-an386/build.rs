@@ -8,7 +8,6 @@ fn main() {
         println!("cargo:rustc-link-search={}", out.display());
     }
     println!("cargo:rerun-if-changed=memory.x");
-    println!("cargo:rerun-if-changed=assets");
     if env::var("TARGET").is_ok_and(|t| t.starts_with("thumb")) {
         println!("cargo:rustc-link-arg-bins=-Tlink.x");
         println!("cargo:rustc-link-arg-bins=-Tdefmt.x");

@@ -13,7 +13,7 @@ mod firmware {
     use cortex_m_rt::entry;
     use cortex_m_semihosting::debug::{self, EXIT_FAILURE, EXIT_SUCCESS};
     use defmt_semihosting as _;
-    use nmflow_fw_qemu::{FrameSensor, MAX_PARAMS, MAX_WIDTH, MemoryFrames, assets, run};
+    use nmflow_fw_app::{FrameSensor, MAX_PARAMS, MAX_WIDTH, MemoryFrames, assets, run};
     use nmflow_runtime::Workspace;
 
     static mut WORKSPACE: Workspace<MAX_PARAMS, MAX_WIDTH> = Workspace::new();
