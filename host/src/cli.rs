@@ -230,6 +230,10 @@ pub struct TrainArgs {
     /// classifiers) or `mlp` (on the flat vector) [default: set when the classifier allows it].
     #[arg(long, value_enum)]
     pub field: Option<FieldKind>,
+    /// NM-JKO step size τ (in standardized units); sampling takes one step per checkpoint
+    /// interval, Euler with k steps of v = −kτ∇V.
+    #[arg(long, default_value_t = 1.0)]
+    pub tau: f32,
     /// Hidden width of the field network.
     #[arg(long, default_value_t = 512)]
     pub hidden: usize,
@@ -257,7 +261,8 @@ pub struct TrainArgs {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Default sampling solver stored with the model.
+    /// Default sampling solver stored with the model (NM-JKO: always Euler with one step per
+    /// checkpoint interval).
     #[arg(long, value_enum, default_value_t = Solver::Rk4)]
     pub solver: Solver,
     /// Default sampling steps stored with the model.
@@ -599,6 +604,12 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             let set_dims = crate::meta::field::SetDims::of(&manifest.layout);
             let field_kind = match (a.field, set_dims) {
+                _ if a.method == Method::Jko => FieldKind::Potential,
+                (Some(FieldKind::Potential), _) => {
+                    return Err(
+                        UsageError("--field potential goes with --method jko".into()).into(),
+                    );
+                }
                 (Some(FieldKind::Set), None) => {
                     return Err(UsageError(format!(
                         "--field set needs a one-hidden-layer MLP classifier, but the zoo's is {}",
@@ -620,6 +631,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 field: FieldConfig {
                     kind: field_kind,
                     set: set_dims,
+                    jko: (a.method == Method::Jko).then(|| crate::meta::field::JkoSteps {
+                        steps: manifest.schedule.len() - 1,
+                        tau: a.tau,
+                    }),
                     dim: manifest.num_params,
                     hidden: a.hidden,
                     depth: a.depth,
@@ -631,8 +646,16 @@ pub fn run(cli: Cli) -> Result<()> {
                 weight_decay: a.weight_decay,
                 eval_every: a.eval_every,
                 seed: a.seed,
-                solver: a.solver,
-                solver_steps: a.solver_steps,
+                solver: if a.method == Method::Jko {
+                    Solver::Euler
+                } else {
+                    a.solver
+                },
+                solver_steps: if a.method == Method::Jko {
+                    manifest.schedule.len() - 1
+                } else {
+                    a.solver_steps
+                },
                 zoo_manifest_sha256: crate::meta::train::manifest_hash(&a.zoo)?,
                 zoo: a.zoo.display().to_string(),
             };
@@ -813,15 +836,28 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::DumpInputs(a) => {
             let view: DatasetView = a.dataset.parse()?;
             if view.input_shape() != [1, 8, 8] {
-                return Err(UsageError(format!("dump-inputs writes 8×8 datasets (mnist8, digits), not {view}")).into());
+                return Err(UsageError(format!(
+                    "dump-inputs writes 8×8 datasets (mnist8, digits), not {view}"
+                ))
+                .into());
             }
             let data = crate::data::Dataset::load(view, &data::data_dir(a.data_dir))?;
             let split = data.test.head(a.n);
             let images: Vec<u8> = split.x.iter().map(|&v| (v * 16.0).round() as u8).collect();
-            let (img_path, lab_path) = (a.out.with_extension("images"), a.out.with_extension("labels"));
-            crate::io::write_atomic(&img_path, &images).with_context(|| format!("writing {}", img_path.display()))?;
-            crate::io::write_atomic(&lab_path, &split.y).with_context(|| format!("writing {}", lab_path.display()))?;
-            println!("dump-inputs: {} {view} test samples → {} and {}", split.len(), img_path.display(), lab_path.display());
+            let (img_path, lab_path) = (
+                a.out.with_extension("images"),
+                a.out.with_extension("labels"),
+            );
+            crate::io::write_atomic(&img_path, &images)
+                .with_context(|| format!("writing {}", img_path.display()))?;
+            crate::io::write_atomic(&lab_path, &split.y)
+                .with_context(|| format!("writing {}", lab_path.display()))?;
+            println!(
+                "dump-inputs: {} {view} test samples → {} and {}",
+                split.len(),
+                img_path.display(),
+                lab_path.display()
+            );
             Ok(())
         }
         Command::Inspect(a) if a.path.is_file() => {

@@ -10,7 +10,7 @@ use nmflow_host::backend::{Cpu, CpuAutodiff};
 use nmflow_host::flow::path::SplineKind;
 use nmflow_host::flow::solver::Solver;
 use nmflow_host::meta::config::{Coupling, MetaConfig, Method};
-use nmflow_host::meta::field::{FieldConfig, FieldKind};
+use nmflow_host::meta::field::{FieldConfig, FieldKind, JkoSteps};
 use nmflow_host::meta::sample::MetaModel;
 use nmflow_host::meta::source::Source;
 use nmflow_host::meta::train::{manifest_hash, train_meta};
@@ -41,6 +41,12 @@ fn small_zoo(dir: &Path) {
 }
 
 fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
+    let jko = method == Method::Jko;
+    let intervals = nmflow_host::zoo::Manifest::read(zoo)
+        .unwrap()
+        .schedule
+        .len()
+        - 1;
     MetaConfig {
         method,
         coupling: Coupling::Natural,
@@ -49,8 +55,16 @@ fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
         sigma: 0.0,
         permute: true,
         field: FieldConfig {
-            kind: FieldKind::Mlp,
+            kind: if jko {
+                FieldKind::Potential
+            } else {
+                FieldKind::Mlp
+            },
             set: None,
+            jko: jko.then_some(JkoSteps {
+                steps: intervals,
+                tau: 1.0,
+            }),
             dim: 64 * 16 + 16 + 16 * 10 + 10,
             hidden: 256,
             depth: 2,
@@ -62,8 +76,8 @@ fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
         weight_decay: 0.0,
         eval_every: 100,
         seed: 0,
-        solver: Solver::Rk4,
-        solver_steps: 2,
+        solver: if jko { Solver::Euler } else { Solver::Rk4 },
+        solver_steps: if jko { intervals } else { 2 },
         zoo_manifest_sha256: manifest_hash(zoo).unwrap(),
         zoo: zoo.display().to_string(),
     }
@@ -76,7 +90,7 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
     small_zoo(&zoo);
     let data =
         nmflow_host::data::Dataset::load("mnist8".parse().unwrap(), &common::data_dir()).unwrap();
-    for method in [Method::Cfm, Method::Mmfm] {
+    for method in [Method::Cfm, Method::Mmfm, Method::Jko] {
         let out = tmp.join(format!("{method:?}"));
         let s = train_meta::<CpuAutodiff>(
             &meta_config(method, &zoo),
@@ -91,8 +105,9 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
             "{method:?}: {s:?}"
         );
         let model = MetaModel::<Cpu>::load(&out, &Default::default()).unwrap();
-        let (w, nfe) = model.sample(20, Solver::Rk4, 2, 1, &Default::default());
-        assert_eq!(nfe, 8);
+        let (solver, steps) = (model.config.solver, model.config.solver_steps);
+        let (w, nfe) = model.sample(20, solver, steps, 1, &Default::default());
+        assert_eq!(nfe, steps * solver.stages());
         let params = nmflow_host::classifier::params_from_flat::<Cpu>(
             &model.layout,
             &w,
@@ -110,7 +125,7 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
         let mean = accs.iter().map(|a| a.1).sum::<f64>() / 20.0;
         assert!(mean > 0.3, "{method:?}: generated accuracy {mean}");
         // Sampling is deterministic for a seed.
-        let (w2, _) = model.sample(20, Solver::Rk4, 2, 1, &Default::default());
+        let (w2, _) = model.sample(20, solver, steps, 1, &Default::default());
         assert_eq!(w, w2);
     }
     // A model is tied to its zoo: an altered manifest is refused.

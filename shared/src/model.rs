@@ -213,7 +213,12 @@ impl<'a> ModelFile<'a> {
     pub fn max_field_width(&self) -> usize {
         // The last layer writes the P-sized velocity directly, not an activation buffer.
         let hidden = self.field.len().saturating_sub(1);
-        self.field.iter().take(hidden).map(|l| l.d_out as usize).max().unwrap_or(0)
+        self.field
+            .iter()
+            .take(hidden)
+            .map(|l| l.d_out as usize)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Widest classifier layer output.

@@ -52,6 +52,7 @@ fn runtime_synthesis_matches_the_host_sampler() {
         field: FieldConfig {
             kind: FieldKind::Mlp,
             set: None,
+            jko: None,
             dim: 1210,
             hidden: 128,
             depth: 2,

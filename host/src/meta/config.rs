@@ -15,6 +15,8 @@ pub enum Method {
     Cfm,
     /// NM-MMFM: multi-marginal flow matching along a spline through every checkpoint.
     Mmfm,
+    /// NM-JKO: a scalar potential whose gradient steps reproduce consecutive checkpoints.
+    Jko,
 }
 
 /// How `(x0, x1)` pairs are formed for NM-CFM.

@@ -27,6 +27,17 @@ pub enum FieldKind {
     Mlp,
     /// Permutation-equivariant set field over hidden units (one-hidden-layer MLPs).
     Set,
+    /// The gradient of a scalar potential (NM-JKO): `v(x) = −kτ∇V(x)`.
+    Potential,
+}
+
+/// NM-JKO's step: `k` steps of size `τ`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JkoSteps {
+    /// Number of JKO steps (the zoo's checkpoint intervals).
+    pub steps: usize,
+    /// Step size τ.
+    pub tau: f32,
 }
 
 /// Token dimensions of the set field: hidden units, classifier input width, classes.
@@ -53,12 +64,15 @@ impl SetDims {
 }
 
 /// Shape of the field network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FieldConfig {
     /// Network kind.
     pub kind: FieldKind,
     /// Token dimensions (set field only).
     pub set: Option<SetDims>,
+    /// JKO steps (potential field only).
+    #[serde(default)]
+    pub jko: Option<JkoSteps>,
     /// Dimension of the state (parameters per classifier).
     pub dim: usize,
     /// Width of the hidden layers.
@@ -74,6 +88,9 @@ pub struct FieldConfig {
 pub struct VectorField<B: Backend> {
     layers: Vec<Linear<B>>,
     set: Option<SetField<B>>,
+    potential: Option<super::potential::Potential<B>>,
+    /// `k·τ` of a potential field.
+    jko_scale: f32,
 }
 
 /// One residual block of the set field.
@@ -101,6 +118,20 @@ pub struct SetField<B: Backend> {
 impl FieldConfig {
     /// Creates the network with burn's default (Kaiming-uniform) initialization.
     pub fn init<B: Backend>(&self, device: &B::Device) -> VectorField<B> {
+        if self.kind == FieldKind::Potential {
+            let jko = self.jko.unwrap_or(JkoSteps { steps: 1, tau: 1.0 });
+            return VectorField {
+                layers: Vec::new(),
+                set: None,
+                potential: Some(super::potential::init(
+                    self.dim,
+                    self.hidden,
+                    self.depth,
+                    device,
+                )),
+                jko_scale: jko.steps as f32 * jko.tau,
+            };
+        }
         if let (FieldKind::Set, Some(d)) = (self.kind, self.set) {
             let h = self.hidden;
             let lin = |a: usize, b: usize| LinearConfig::new(a, b).init(device);
@@ -124,6 +155,8 @@ impl FieldConfig {
                     d_in: d.d_in,
                     d_out: d.d_out,
                 }),
+                potential: None,
+                jko_scale: 0.0,
             };
         }
         let mut widths = vec![self.dim + self.time_dim];
@@ -135,11 +168,16 @@ impl FieldConfig {
                 .map(|w| LinearConfig::new(w[0], w[1]).init(device))
                 .collect(),
             set: None,
+            potential: None,
+            jko_scale: 0.0,
         }
     }
 
     /// Number of trainable parameters.
     pub fn num_params(&self) -> usize {
+        if self.kind == FieldKind::Potential {
+            return super::potential::num_params(self.dim, self.hidden, self.depth);
+        }
         if let (FieldKind::Set, Some(d)) = (self.kind, self.set) {
             let h = self.hidden;
             let lin = |a: usize, b: usize| a * b + b;
@@ -191,9 +229,18 @@ pub struct DenseLayer {
 }
 
 impl<B: Backend> VectorField<B> {
-    /// The layers of an MLP field as row-major data (`None` for the set field).
+    /// The JKO residual `τ∇V(y) + y − x` (potential fields; `None` otherwise).
+    ///
+    /// # Shapes
+    /// `x`, `y` `[N, P]` → `[N, P]`.
+    pub fn jko_residual(&self, x: Tensor<B, 2>, y: Tensor<B, 2>, tau: f32) -> Option<Tensor<B, 2>> {
+        let p = self.potential.as_ref()?;
+        Some(p.value_and_grad(y.clone()).1 * tau + y - x)
+    }
+
+    /// The layers of an MLP field as row-major data (`None` for the set and potential fields).
     pub fn dense_layers(&self) -> Option<Vec<DenseLayer>> {
-        if self.set.is_some() {
+        if self.set.is_some() || self.potential.is_some() {
             return None;
         }
         Some(
@@ -236,6 +283,9 @@ impl<B: Backend> VectorField<B> {
     pub fn forward(&self, x: Tensor<B, 2>, t: Tensor<B, 2>) -> Tensor<B, 2> {
         if let Some(set) = &self.set {
             return set.forward(x, t);
+        }
+        if let Some(p) = &self.potential {
+            return p.value_and_grad(x).1 * (-self.jko_scale);
         }
         let time_dim = self.layers[0].weight.dims()[0] - x.dims()[1];
         let emb = time_embedding(t, time_dim);
@@ -326,6 +376,7 @@ mod tests {
         let cfg = FieldConfig {
             kind: FieldKind::Set,
             set: SetDims::of(&layout),
+            jko: None,
             dim: layout.num_params(),
             hidden: 16,
             depth: 2,

@@ -7,8 +7,9 @@
 //! | [`source`] | samples of the source law `p_0` (Kaiming-uniform per block, or Gaussian) |
 //! | [`symmetry`] | hidden-unit permutations (data augmentation by the network's symmetry) |
 //! | [`field`] | the vector-field network `v(x, t)` |
+//! | [`potential`] | NM-JKO's scalar potential with its closed-form gradient |
 //! | [`config`] | every hyper-parameter of a meta-model (`config.json`) |
-//! | [`train`] | the NM-CFM / NM-MMFM training loop |
+//! | [`train`] | the NM-CFM / NM-MMFM / NM-JKO training loop |
 //! | [`sample`] | integrating the field to synthesize classifiers |
 //! | [`eval`] | accuracy, novelty and trajectory fidelity of generated classifiers |
 
@@ -16,6 +17,7 @@ pub mod config;
 pub mod eval;
 pub mod field;
 pub mod normalize;
+pub mod potential;
 pub mod sample;
 pub mod source;
 pub mod symmetry;

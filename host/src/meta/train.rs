@@ -134,6 +134,12 @@ impl<'a> PairSampler<'a> {
             }
             let (xs, us) = (&mut xt[s * p..(s + 1) * p], &mut ut[s * p..(s + 1) * p]);
             match self.cfg.method {
+                Method::Jko => {
+                    // (xt, ut) = (y, x): consecutive checkpoints θ_{k+1}, θ_k of one run.
+                    let k = rng.below(u32::try_from(k_last).unwrap_or(1)) as usize;
+                    xs.copy_from_slice(self.runs.point(i, k + 1));
+                    us.copy_from_slice(self.runs.point(i, k));
+                }
                 Method::Cfm => {
                     x0.clear();
                     match self.cfg.coupling {
@@ -185,11 +191,27 @@ fn to_tensors<B: Backend>(
     )
 }
 
+/// The per-element residual of a batch: `v(xt, t) − ut` for flows, and for NM-JKO (where
+/// `xt = y`, `ut = x`) `τ∇V(y) + y − x`.
+fn residual<B: Backend>(
+    field: &VectorField<B>,
+    x: Tensor<B, 2>,
+    t: Tensor<B, 2>,
+    u: Tensor<B, 2>,
+    tau: f32,
+) -> Tensor<B, 2> {
+    match field.jko_residual(u.clone(), x.clone(), tau) {
+        Some(r) => r,
+        None => field.forward(x, t) - u,
+    }
+}
+
 /// Mean squared error of `field` on a fixed sample set, in chunks.
 fn set_loss<B: Backend>(
     field: &VectorField<B>,
     set: &(Vec<f32>, Vec<f32>, Vec<f32>),
     p: usize,
+    tau: f32,
     device: &B::Device,
 ) -> f64 {
     let n = set.1.len();
@@ -204,8 +226,11 @@ fn set_loss<B: Backend>(
             p,
             device,
         );
-        let v = field.forward(x, t);
-        let se: f32 = (v - u).powi_scalar(2).sum().into_scalar().elem();
+        let se: f32 = residual(field, x, t, u, tau)
+            .powi_scalar(2)
+            .sum()
+            .into_scalar()
+            .elem();
         total += f64::from(se);
     }
     total / (n * p) as f64
@@ -263,11 +288,18 @@ pub fn train_meta<B: AutodiffBackend>(
         PairSampler::new(cfg, &held, &layout, &normalizer)
             .draw(HELDOUT_SAMPLES, &mut Rng::new(cfg.seed, STREAM_HELDOUT))
     });
+    let tau = cfg.field.jko.map_or(1.0, |j| j.tau);
+    // The loss of the trivial model: zero velocity, or for NM-JKO a flat potential (‖y − x‖²).
     let zero_loss = held_set.as_ref().map_or(f64::NAN, |s| {
-        s.2.iter()
-            .map(|&u| f64::from(u) * f64::from(u))
-            .sum::<f64>()
-            / s.2.len() as f64
+        let sq: f64 = if cfg.method == Method::Jko {
+            s.0.iter()
+                .zip(&s.2)
+                .map(|(&y, &x)| f64::from(y - x).powi(2))
+                .sum()
+        } else {
+            s.2.iter().map(|&u| f64::from(u) * f64::from(u)).sum()
+        };
+        sq / s.2.len() as f64
     });
     let mut rng = Rng::new(cfg.seed, STREAM_BATCH);
     let pb = progress::bar(cfg.steps as u64, "steps", quiet);
@@ -279,8 +311,7 @@ pub fn train_meta<B: AutodiffBackend>(
     for step in 1..=cfg.steps {
         let (xt, ts, ut) = sampler.draw(cfg.batch_size, &mut rng);
         let (x, t, u) = to_tensors::<B>(xt, ts, ut, p, device);
-        let v = field.forward(x, t);
-        let loss = (v - u).powi_scalar(2).mean();
+        let loss = residual(&field, x, t, u, tau).powi_scalar(2).mean();
         let value: f32 = loss.clone().into_scalar().elem();
         if !value.is_finite() {
             pb.abandon();
@@ -298,7 +329,7 @@ pub fn train_meta<B: AutodiffBackend>(
         }
         let evaluate = step % cfg.eval_every.max(1) == 0 || step == cfg.steps;
         let held_loss = match (&held_set, evaluate) {
-            (Some(set), true) => Some(set_loss(&field.valid(), set, p, device)),
+            (Some(set), true) => Some(set_loss(&field.valid(), set, p, tau, device)),
             _ => None,
         };
         if step % 10 == 0 || held_loss.is_some() {
