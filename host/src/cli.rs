@@ -58,7 +58,7 @@ pub enum Command {
     /// in `OUT.images`, `N` labels in `OUT.labels`).
     DumpInputs(DumpInputsArgs),
     /// The main job end to end on local files: fetch MNIST, build a zoo of 256 mnist8 classifiers,
-    /// summarize it.
+    /// train an NM-CFM meta-model on it, sample 100 classifiers, and evaluate them.
     Demo(DemoArgs),
 }
 
@@ -553,12 +553,12 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Demo(a) => {
             let dir = data::data_dir(a.data_dir);
-            eprintln!("[1/3] data: MNIST into {}", dir.display());
+            eprintln!("[1/5] data: MNIST into {}", dir.display());
             data::fetch(&dir, &["mnist"], &mut |l| eprintln!("  {l}"))?;
             let cfg = demo_zoo_config();
             let zoo_dir = a.out.join("zoo");
             eprintln!(
-                "[2/3] zoo: {} runs of {} on {} for {} epochs → {}",
+                "[2/5] zoo: {} runs of {} on {} for {} epochs → {}",
                 cfg.runs,
                 cfg.arch,
                 cfg.dataset,
@@ -578,8 +578,44 @@ pub fn run(cli: Cli) -> Result<()> {
                 &opts,
                 &Default::default(),
             )?;
-            eprintln!("[3/3] summary ({:.1}s of training)", s.seconds);
+            eprintln!("      zoo ready ({:.1}s of training this time)", s.seconds);
             println!("{}", inspect::inspect_zoo(&zoo_dir)?);
+            // The later stages are the CLI's own commands, so the demo uses their defaults.
+            let path = |p: &std::path::Path| p.display().to_string();
+            let model = a.out.join("cfm");
+            let quiet: &[&str] = if a.quiet { &["--quiet"] } else { &[] };
+            eprintln!(
+                "[3/5] train: NM-CFM (natural coupling, set field) → {}",
+                model.display()
+            );
+            let mut train = vec![
+                "nmflow", "train", "--method", "cfm", "--hidden", "128", "--steps", "1000",
+            ];
+            let (zoo_s, model_s) = (path(&zoo_dir), path(&model));
+            train.extend(["--zoo", &zoo_s, "--out", &model_s]);
+            train.extend(quiet);
+            run(Cli::try_parse_from(train)?)?;
+            let generated = path(&a.out.join("generated.safetensors"));
+            eprintln!("[4/5] sample: 100 classifiers → {generated}");
+            run(Cli::try_parse_from([
+                "nmflow", "sample", "--model", &model_s, "--n", "100", "--out", &generated,
+            ])?)?;
+            eprintln!("[5/5] eval: generated vs trained classifiers on the test set");
+            let data_s = path(&dir);
+            run(Cli::try_parse_from([
+                "nmflow",
+                "eval",
+                "--model",
+                &model_s,
+                "--zoo",
+                &zoo_s,
+                "--n",
+                "100",
+                "--steps",
+                "1,2,4,8",
+                "--data-dir",
+                &data_s,
+            ])?)?;
             Ok(())
         }
         Command::Train(a) => {
