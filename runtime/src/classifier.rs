@@ -94,8 +94,10 @@ impl<'m, 'w> Classifier<'m, 'w> {
             } else {
                 nxt.get_mut(..d_out).unwrap_or(&mut [])
             };
-            for ((row, bo), y) in w.chunks_exact(d_in.max(1)).zip(bias).zip(dst.iter_mut()) {
-                let s: f32 = row.iter().zip(src).map(|(a, b)| a * b).sum();
+            let mut rows = w.chunks_exact(d_in.max(1));
+            for (bo, y) in bias.iter().zip(dst.iter_mut()) {
+                let Some(row) = rows.next() else { break };
+                let s = crate::kernels::dot_f32(row, src);
                 *y = activate(layer.activation, s + bo);
             }
             if !last {

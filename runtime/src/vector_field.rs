@@ -2,20 +2,9 @@
 
 use nmflow_format::{Activation, FieldLayer, FieldWeights};
 
+use crate::kernels;
 use crate::math;
 use crate::model_view::{ModelView, le_f32};
-
-/// An f32 from 4 little-endian bytes (0 for a short chunk, which validation rules out).
-fn f32_from_chunk(c: &[u8]) -> f32 {
-    <[u8; 4]>::try_from(c).map_or(0.0, f32::from_le_bytes)
-}
-
-/// `Σ w_i · x_i` over a weight row and the concatenated input `[first, second]`.
-fn dot(row: impl Iterator<Item = f32>, first: &[f32], second: &[f32]) -> f32 {
-    row.zip(first.iter().chain(second.iter()))
-        .map(|(w, x)| w * x)
-        .sum()
-}
 
 /// Applies an activation.
 pub fn activate(act: Activation, v: f32) -> f32 {
@@ -54,9 +43,12 @@ pub fn dense(layer: &FieldLayer<'_>, first: &[f32], second: &[f32], out: &mut [f
     let d_in = (layer.d_in as usize).max(1);
     match layer.weights {
         FieldWeights::Int8 { q, scales } => {
-            for (o, (row, y)) in q.chunks_exact(d_in).zip(out.iter_mut()).enumerate() {
+            let mut rows = q.chunks_exact(d_in);
+            for (o, y) in out.iter_mut().enumerate() {
+                let Some(row) = rows.next() else { break };
                 let s = le_f32(scales, o).unwrap_or(0.0);
-                let acc = dot(row.iter().map(|&b| f32::from(b as i8)), first, second);
+                let (head, tail) = row.split_at(first.len().min(row.len()));
+                let acc = kernels::dot_i8(head, first) + kernels::dot_i8(tail, second);
                 *y = activate(
                     layer.activation,
                     acc * s + le_f32(layer.bias, o).unwrap_or(0.0),
@@ -64,12 +56,12 @@ pub fn dense(layer: &FieldLayer<'_>, first: &[f32], second: &[f32], out: &mut [f
             }
         }
         FieldWeights::F32 { w } => {
-            for (o, (row, y)) in w
-                .chunks_exact(d_in.saturating_mul(4).max(4))
-                .zip(out.iter_mut())
-                .enumerate()
-            {
-                let acc = dot(row.chunks_exact(4).map(f32_from_chunk), first, second);
+            let mut rows = w.chunks_exact(d_in.saturating_mul(4).max(4));
+            for (o, y) in out.iter_mut().enumerate() {
+                let Some(row) = rows.next() else { break };
+                let (head, tail) = row.split_at(first.len().saturating_mul(4).min(row.len()));
+                let acc =
+                    kernels::dot_f32_bytes(head, first) + kernels::dot_f32_bytes(tail, second);
                 *y = activate(layer.activation, acc + le_f32(layer.bias, o).unwrap_or(0.0));
             }
         }
