@@ -1,6 +1,6 @@
 //! Ensemble statistics over a window of unlabeled inputs: the on-device half of shift detection.
 //!
-//! Synthesize `M` classifiers from `M` seeds; for each, call [`EnsembleStats::add_member`] with its
+//! Synthesize `M` classifiers from `M` seeds; for each, call [`EnsembleStats::add`] with its
 //! predicted probabilities on every input of the window. The statistics are the ensemble's
 //! disagreement rate (mean over inputs of `1 − (votes for the modal class)/M`) and its mean
 //! predictive entropy (entropy of the averaged probabilities, in nats). Calibrated thresholds come
