@@ -1,7 +1,7 @@
 //! Host time per synthesized classifier (the runtime's code, one thread).
 //!
 //! `cargo bench -p nmflow-runtime --bench synthesize`; model files are taken from
-//! `$NMFLOW_BENCH_MODELS` (colon-separated), else the firmware example's model.
+//! `$NMFLOW_BENCH_MODELS` (colon-separated absolute paths), else the firmware example's model.
 // A benchmark harness, not device code: panicking on a bad model file is fine here.
 #![allow(clippy::expect_used, clippy::arithmetic_side_effects)]
 use std::hint::black_box;

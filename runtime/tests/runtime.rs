@@ -170,7 +170,7 @@ fn encode_decode_round_trips_for_generated_models() {
     let mut rng = Rng::new(17, 0);
     for _ in 0..200 {
         let mut m = model.clone();
-        m.steps = 1 + (rng.below(1000) as u16);
+        m.steps = 1 + u16::try_from(rng.below(1000)).unwrap();
         m.time.max_frequency = 1.0 + rng.uniform() * 200.0;
         m.solver = match rng.below(3) {
             0 => SolverKind::Euler,

@@ -130,8 +130,11 @@ impl<'a> PairSampler<'a> {
             let i = rng.below(u32::try_from(self.runs.len()).unwrap_or(u32::MAX)) as usize;
             let t = rng.uniform();
             ts.push(t);
-            for e in &mut eps {
-                *e = standard_normal(rng);
+            if self.cfg.sigma != 0.0 {
+                // Noise is drawn only when it is used (σ = 0 paths need none).
+                for e in &mut eps {
+                    *e = standard_normal(rng);
+                }
             }
             let (xs, us) = (&mut xt[s * p..(s + 1) * p], &mut ut[s * p..(s + 1) * p]);
             match self.cfg.method {
