@@ -144,6 +144,54 @@ pub struct Report {
     pub digits: ShiftStatistics,
 }
 
+impl Report {
+    /// Logs the report through defmt: the lines `run-qemu.sh` compares with the host's.
+    #[cfg(feature = "defmt")]
+    pub fn log(&self) {
+        defmt::info!(
+            "accuracy {=u32}/{=u32} predictions-hash {=u32:08x}",
+            self.correct,
+            self.frames,
+            self.prediction_hash
+        );
+        for (name, s) in [("mnist8", &self.mnist), ("digits", &self.digits)] {
+            defmt::info!(
+                "{=str} window: disagreement {=f32} entropy {=f32} members {=u16}",
+                name,
+                s.disagreement,
+                s.mean_entropy,
+                s.members
+            );
+        }
+    }
+}
+
+/// Frames classified by the demo's single classifier.
+pub const DEMO_FRAMES: u16 = 300;
+/// Seed of the demo.
+pub const DEMO_SEED: u64 = 1;
+
+/// The demo every board runs: [`run`] on the embedded model with [`DEMO_FRAMES`] and [`DEMO_SEED`].
+///
+/// # Errors
+/// As [`run`].
+pub fn run_demo<I: I2c>(
+    test: &mut FrameSensor<I>,
+    shifted: &mut FrameSensor<I>,
+    ws: &mut Workspace<MAX_PARAMS, MAX_WIDTH>,
+    on_synthesis: &mut dyn FnMut(u64),
+) -> Result<Report, AppError<I::Error>> {
+    run(
+        assets::MODEL,
+        test,
+        shifted,
+        DEMO_FRAMES,
+        DEMO_SEED,
+        ws,
+        on_synthesis,
+    )
+}
+
 /// Application errors.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum AppError<E> {

@@ -1,7 +1,7 @@
 //! The application on the host: prints the lines the firmware logs, so `run-qemu.sh` can compare
 //! QEMU's output with the host's for the same seeds.
 
-use nmflow_fw_app::{FrameSensor, MAX_PARAMS, MAX_WIDTH, MemoryFrames, assets, run};
+use nmflow_fw_app::{FrameSensor, MAX_PARAMS, MAX_WIDTH, MemoryFrames, assets, run_demo};
 use nmflow_runtime::Workspace;
 
 #[test]

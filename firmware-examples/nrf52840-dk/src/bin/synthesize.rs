@@ -7,7 +7,7 @@
 
 use cortex_m_rt::entry;
 use defmt_rtt as _;
-use nmflow_fw_app::{FrameSensor, MAX_PARAMS, MAX_WIDTH, assets, run};
+use nmflow_fw_app::{FrameSensor, MAX_PARAMS, MAX_WIDTH, assets, run_demo};
 use nmflow_runtime::Workspace;
 use nrf52840_hal::{self as hal, gpio::p0, twim};
 use panic_probe as _;
@@ -44,33 +44,8 @@ fn main() -> ! {
         }
         start = now;
     };
-    match run(
-        assets::MODEL,
-        &mut test,
-        &mut shifted,
-        300,
-        1,
-        ws,
-        &mut on_synthesis,
-    ) {
-        Ok(r) => {
-            defmt::info!(
-                "accuracy {=u32}/{=u32} predictions-hash {=u32:08x}",
-                r.correct,
-                r.frames,
-                r.prediction_hash
-            );
-            defmt::info!(
-                "test window: disagreement {=f32} entropy {=f32}",
-                r.mnist.disagreement,
-                r.mnist.mean_entropy
-            );
-            defmt::info!(
-                "shifted window: disagreement {=f32} entropy {=f32}",
-                r.digits.disagreement,
-                r.digits.mean_entropy
-            );
-        }
+    match run_demo(&mut test, &mut shifted, ws, &mut on_synthesis) {
+        Ok(r) => r.log(),
         Err(e) => defmt::error!("failed: {}", defmt::Debug2Format(&e)),
     }
     loop {

@@ -13,7 +13,7 @@ mod firmware {
     use cortex_m_rt::entry;
     use cortex_m_semihosting::debug::{self, EXIT_FAILURE, EXIT_SUCCESS};
     use defmt_semihosting as _;
-    use nmflow_fw_app::{FrameSensor, MAX_PARAMS, MAX_WIDTH, MemoryFrames, assets, run};
+    use nmflow_fw_app::{FrameSensor, MAX_PARAMS, MAX_WIDTH, MemoryFrames, assets, run_demo};
     use nmflow_runtime::Workspace;
 
     static mut WORKSPACE: Workspace<MAX_PARAMS, MAX_WIDTH> = Workspace::new();
@@ -83,35 +83,9 @@ mod firmware {
             }
             last = now;
         };
-        match run(
-            assets::MODEL,
-            &mut test,
-            &mut shifted,
-            300,
-            1,
-            ws,
-            &mut on_synthesis,
-        ) {
+        match run_demo(&mut test, &mut shifted, ws, &mut on_synthesis) {
             Ok(r) => {
-                defmt::info!(
-                    "accuracy {=u32}/{=u32} predictions-hash {=u32:08x}",
-                    r.correct,
-                    r.frames,
-                    r.prediction_hash
-                );
-                defmt::info!(
-                    "mnist8 window: disagreement {=f32} entropy {=f32} members {=u16}",
-                    r.mnist.disagreement,
-                    r.mnist.mean_entropy,
-                    r.mnist.members
-                );
-                defmt::info!(
-                    "digits window: disagreement {=f32} entropy {=f32} members {=u16}",
-                    r.digits.disagreement,
-                    r.digits.mean_entropy,
-                    r.digits.members
-                );
-                // SysTick runs on the 25 MHz core clock; under -icount shift=0 one instruction is 1 ns.
+                r.log();
                 defmt::info!(
                     "synthesis: {=u32} SysTick ticks (~{=u32} instructions under -icount shift=0)",
                     ticks_per_synthesis,
