@@ -15,16 +15,7 @@ fn host_report() {
         MemoryFrames::new(assets::DIGITS_IMAGES, assets::DIGITS_LABELS),
         0x43,
     );
-    let r = run(
-        assets::MODEL,
-        &mut test,
-        &mut shifted,
-        300,
-        1,
-        &mut ws,
-        &mut |_| {},
-    )
-    .unwrap();
+    let r = run_demo(&mut test, &mut shifted, &mut ws, &mut |_| {}).unwrap();
     println!(
         "accuracy {}/{} predictions-hash {:08x}",
         r.correct, r.frames, r.prediction_hash
