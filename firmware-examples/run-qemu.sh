@@ -27,8 +27,12 @@ if [ "$status" -ne 0 ]; then
   echo "FAIL: firmware exited with status $status" >&2
   exit 1
 fi
-(cd ../app && cargo test --release -q --test host -- --nocapture 2>/dev/null) \
-  | grep -E '^(accuracy|mnist8 window|digits window)' > "$out/host.log"
+if ! (cd ../app && cargo test --release -q --test host -- --nocapture) > "$out/host-run.log" 2>&1; then
+  cat "$out/host-run.log" >&2
+  echo "FAIL: the host run of the application failed" >&2
+  exit 1
+fi
+grep -E '^(accuracy|mnist8 window|digits window)' "$out/host-run.log" > "$out/host.log"
 grep -oE '(accuracy|mnist8 window|digits window).*' "$out/fw.log" > "$out/fw-results.log"
 if ! diff -u "$out/host.log" "$out/fw-results.log"; then
   echo "FAIL: QEMU results differ from the host runtime's" >&2
