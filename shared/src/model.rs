@@ -375,6 +375,3 @@ impl<'a> ModelFile<'a> {
         Ok(out)
     }
 }
-
-/// Payload offset in a file (for tools).
-pub const PAYLOAD_OFFSET: usize = HEADER_LEN;

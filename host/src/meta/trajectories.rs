@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use crate::arch::Layout;
 use crate::error::ZooError;
 use crate::zoo::manifest::Manifest;
 use crate::zoo::shard;
@@ -105,9 +104,4 @@ pub fn load(zoo_dir: &Path) -> Result<(Manifest, Trajectories, Trajectories), Zo
         }
     }
     Ok((m, train, held))
-}
-
-/// The layout of a zoo (convenience for callers holding only the manifest).
-pub fn layout(m: &Manifest) -> &Layout {
-    &m.layout
 }
