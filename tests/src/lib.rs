@@ -1,7 +1,17 @@
 //! Cross-crate tests of nmflow (host ↔ runtime): see `tests/`. This library holds their helpers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+use nmflow_host::backend::CpuAutodiff;
+use nmflow_host::flow::path::SplineKind;
+use nmflow_host::flow::solver::Solver;
+use nmflow_host::meta::config::{Coupling, MetaConfig, Method};
+use nmflow_host::meta::field::{FieldConfig, FieldKind, JkoSteps};
+use nmflow_host::meta::source::Source;
+use nmflow_host::meta::train::manifest_hash;
+use nmflow_host::zoo::run::RunOptions;
+use nmflow_host::zoo::{Optimizer, ZooConfig, run_zoo};
 
 /// The data folder (`$NMFLOW_DATA`, else the workspace's `data/`), fetched on first use.
 ///
@@ -34,4 +44,79 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// The fixtures folder.
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Builds a small real zoo (32 runs of `mlp:64-16-10` on mnist8, one epoch) in `dir`.
+///
+/// # Panics
+/// When the zoo cannot be built.
+pub fn small_zoo(dir: &Path, seed: u64) {
+    let cfg = ZooConfig {
+        dataset: "mnist8".parse().unwrap(),
+        arch: "mlp:64-16-10".parse().unwrap(),
+        runs: 32,
+        epochs: 1,
+        batch_size: 128,
+        optimizer: Optimizer::Adam,
+        lr: 3e-3,
+        momentum: 0.0,
+        checkpoints: "early,epochs".into(),
+        seed,
+        shard_runs: 16,
+        heldout_fraction: 0.25,
+    };
+    let opts = RunOptions {
+        quiet: true,
+        jobs: 2,
+        ..RunOptions::default()
+    };
+    run_zoo::<CpuAutodiff>(&cfg, dir, &data_dir(), &opts, &Default::default()).unwrap();
+}
+
+/// A brief meta-model configuration for `method` on the zoo in `zoo` (MLP field 2×256, 400 steps;
+/// NM-JKO gets its potential and one Euler step per checkpoint interval).
+///
+/// # Panics
+/// When the zoo's manifest cannot be read.
+pub fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
+    let jko = method == Method::Jko;
+    let intervals = nmflow_host::zoo::Manifest::read(zoo)
+        .unwrap()
+        .schedule
+        .len()
+        - 1;
+    MetaConfig {
+        method,
+        coupling: Coupling::Natural,
+        spline: SplineKind::Pchip,
+        source: Source::Kaiming,
+        sigma: 0.0,
+        permute: true,
+        field: FieldConfig {
+            kind: if jko {
+                FieldKind::Potential
+            } else {
+                FieldKind::Mlp
+            },
+            set: None,
+            jko: jko.then_some(JkoSteps {
+                steps: intervals,
+                tau: 1.0,
+            }),
+            dim: 64 * 16 + 16 + 16 * 10 + 10,
+            hidden: 256,
+            depth: 2,
+            time_dim: 16,
+        },
+        steps: 400,
+        batch_size: 64,
+        lr: 1e-3,
+        weight_decay: 0.0,
+        eval_every: 100,
+        seed: 0,
+        solver: if jko { Solver::Euler } else { Solver::Rk4 },
+        solver_steps: if jko { intervals } else { 2 },
+        zoo_manifest_sha256: manifest_hash(zoo).unwrap(),
+        zoo: zoo.display().to_string(),
+    }
 }

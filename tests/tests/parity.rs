@@ -6,69 +6,21 @@ use nmflow_host::classifier;
 use nmflow_host::data::Dataset;
 use nmflow_host::edge::{HOST_MAX_PARAMS, HOST_MAX_WIDTH, edge_eval, synthesize_one};
 use nmflow_host::export::{Quant, export};
-use nmflow_host::flow::path::SplineKind;
 use nmflow_host::flow::solver::Solver;
-use nmflow_host::meta::config::{Coupling, MetaConfig, Method};
-use nmflow_host::meta::field::{FieldConfig, FieldKind};
+use nmflow_host::meta::config::Method;
 use nmflow_host::meta::sample::MetaModel;
-use nmflow_host::meta::source::Source;
-use nmflow_host::meta::train::{manifest_hash, train_meta};
-use nmflow_host::zoo::run::RunOptions;
-use nmflow_host::zoo::{Optimizer, ZooConfig, run_zoo};
+use nmflow_host::meta::train::train_meta;
 use nmflow_runtime::{ModelView, Workspace};
-use nmflow_tests::{data_dir, temp_dir};
+use nmflow_tests::{data_dir, meta_config, small_zoo, temp_dir};
 
 #[test]
 fn runtime_synthesis_matches_the_host_sampler() {
     let tmp = temp_dir("parity");
     let zoo = tmp.join("zoo");
-    let zcfg = ZooConfig {
-        dataset: "mnist8".parse().unwrap(),
-        arch: "mlp:64-16-10".parse().unwrap(),
-        runs: 32,
-        epochs: 1,
-        batch_size: 128,
-        optimizer: Optimizer::Adam,
-        lr: 3e-3,
-        momentum: 0.0,
-        checkpoints: "early,epochs".into(),
-        seed: 11,
-        shard_runs: 16,
-        heldout_fraction: 0.25,
-    };
-    let opts = RunOptions {
-        quiet: true,
-        jobs: 2,
-        ..RunOptions::default()
-    };
-    run_zoo::<CpuAutodiff>(&zcfg, &zoo, &data_dir(), &opts, &Default::default()).unwrap();
-    let mcfg = MetaConfig {
-        method: Method::Cfm,
-        coupling: Coupling::Natural,
-        spline: SplineKind::Pchip,
-        source: Source::Kaiming,
-        sigma: 0.0,
-        permute: true,
-        field: FieldConfig {
-            kind: FieldKind::Mlp,
-            set: None,
-            jko: None,
-            dim: 1210,
-            hidden: 128,
-            depth: 2,
-            time_dim: 16,
-        },
-        steps: 300,
-        batch_size: 64,
-        lr: 1e-3,
-        weight_decay: 0.0,
-        eval_every: 100,
-        seed: 0,
-        solver: Solver::Rk4,
-        solver_steps: 2,
-        zoo_manifest_sha256: manifest_hash(&zoo).unwrap(),
-        zoo: zoo.display().to_string(),
-    };
+    small_zoo(&zoo, 11);
+    let mut mcfg = meta_config(Method::Cfm, &zoo);
+    mcfg.field.hidden = 128;
+    mcfg.steps = 300;
     let model_dir = tmp.join("model");
     train_meta::<CpuAutodiff>(&mcfg, &zoo, &model_dir, &Default::default(), true).unwrap();
 
