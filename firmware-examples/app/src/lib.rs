@@ -129,6 +129,29 @@ impl I2c for MemoryFrames<'_> {
     }
 }
 
+/// I²C address of the test-stream sensor.
+pub const TEST_ADDRESS: u8 = 0x42;
+/// I²C address of the comparison-stream (shifted) sensor.
+pub const SHIFTED_ADDRESS: u8 = 0x43;
+
+/// The two sensors backed by the embedded frames: MNIST-8×8 (test stream) and optdigits
+/// (shifted stream).
+pub fn embedded_sensors() -> (
+    FrameSensor<MemoryFrames<'static>>,
+    FrameSensor<MemoryFrames<'static>>,
+) {
+    (
+        FrameSensor::new(
+            MemoryFrames::new(assets::MNIST8_IMAGES, assets::MNIST8_LABELS),
+            TEST_ADDRESS,
+        ),
+        FrameSensor::new(
+            MemoryFrames::new(assets::DIGITS_IMAGES, assets::DIGITS_LABELS),
+            SHIFTED_ADDRESS,
+        ),
+    )
+}
+
 /// What the application measured.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Report {

@@ -1,20 +1,13 @@
 //! The application on the host: prints the lines the firmware logs, so `run-qemu.sh` can compare
 //! QEMU's output with the host's for the same seeds.
 
-use nmflow_fw_app::{FrameSensor, MAX_PARAMS, MAX_WIDTH, MemoryFrames, assets, run_demo};
+use nmflow_fw_app::{MAX_PARAMS, MAX_WIDTH, embedded_sensors, run_demo};
 use nmflow_runtime::Workspace;
 
 #[test]
 fn host_report() {
     let mut ws: Box<Workspace<MAX_PARAMS, MAX_WIDTH>> = Box::default();
-    let mut test = FrameSensor::new(
-        MemoryFrames::new(assets::MNIST8_IMAGES, assets::MNIST8_LABELS),
-        0x42,
-    );
-    let mut shifted = FrameSensor::new(
-        MemoryFrames::new(assets::DIGITS_IMAGES, assets::DIGITS_LABELS),
-        0x43,
-    );
+    let (mut test, mut shifted) = embedded_sensors();
     let r = run_demo(&mut test, &mut shifted, &mut ws, &mut |_| {}).unwrap();
     println!(
         "accuracy {}/{} predictions-hash {:08x}",

@@ -7,7 +7,9 @@
 
 use cortex_m_rt::entry;
 use defmt_rtt as _;
-use nmflow_fw_app::{FrameSensor, MAX_PARAMS, MAX_WIDTH, assets, run_demo};
+use nmflow_fw_app::{
+    FrameSensor, MAX_PARAMS, MAX_WIDTH, SHIFTED_ADDRESS, TEST_ADDRESS, assets, run_demo,
+};
 use nmflow_runtime::Workspace;
 use nrf52840_hal::{self as hal, gpio::p0, twim};
 use panic_probe as _;
@@ -29,8 +31,8 @@ fn main() -> ! {
     // Both streams share the bus through a critical-section device wrapper in a real design; here
     // one sensor serves both addresses in turn.
     let shared = core::cell::RefCell::new(bus);
-    let mut test = FrameSensor::new(RefI2c(&shared), 0x42);
-    let mut shifted = FrameSensor::new(RefI2c(&shared), 0x43);
+    let mut test = FrameSensor::new(RefI2c(&shared), TEST_ADDRESS);
+    let mut shifted = FrameSensor::new(RefI2c(&shared), SHIFTED_ADDRESS);
     // SAFETY: the only reference to the workspace, taken once in main.
     let ws = unsafe { &mut *core::ptr::addr_of_mut!(WORKSPACE) };
     defmt::info!("model {=usize} bytes", assets::MODEL.len());

@@ -13,7 +13,7 @@ mod firmware {
     use cortex_m_rt::entry;
     use cortex_m_semihosting::debug::{self, EXIT_FAILURE, EXIT_SUCCESS};
     use defmt_semihosting as _;
-    use nmflow_fw_app::{FrameSensor, MAX_PARAMS, MAX_WIDTH, MemoryFrames, assets, run_demo};
+    use nmflow_fw_app::{MAX_PARAMS, MAX_WIDTH, assets, embedded_sensors, run_demo};
     use nmflow_runtime::Workspace;
 
     static mut WORKSPACE: Workspace<MAX_PARAMS, MAX_WIDTH> = Workspace::new();
@@ -59,14 +59,7 @@ mod firmware {
         cp.SYST.enable_counter();
         // SAFETY: the only reference to the workspace, taken once in main.
         let ws = unsafe { &mut *core::ptr::addr_of_mut!(WORKSPACE) };
-        let mut test = FrameSensor::new(
-            MemoryFrames::new(assets::MNIST8_IMAGES, assets::MNIST8_LABELS),
-            0x42,
-        );
-        let mut shifted = FrameSensor::new(
-            MemoryFrames::new(assets::DIGITS_IMAGES, assets::DIGITS_LABELS),
-            0x43,
-        );
+        let (mut test, mut shifted) = embedded_sensors();
         defmt::info!(
             "model {=usize} bytes; workspace {=usize} bytes",
             assets::MODEL.len(),
