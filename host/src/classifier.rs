@@ -90,6 +90,24 @@ pub fn params_from_flat<B: Backend>(
         .collect()
 }
 
+/// Block tensors from a `[runs, num_params]` tensor (layout order), as tensor operations, so that
+/// gradients flow back to the flat vectors (used by the functional loss of meta-model training).
+pub fn params_from_tensor<B: Backend>(layout: &Layout, flat: Tensor<B, 2>) -> Vec<Tensor<B, 3>> {
+    let runs = flat.dims()[0];
+    block_dims(layout)
+        .into_iter()
+        .zip(layout.offsets())
+        .map(|(d, off)| {
+            let block = flat.clone().narrow(1, off, d.rows * d.cols);
+            if d.transposed {
+                block.reshape([runs, d.cols, d.rows]).swap_dims(1, 2)
+            } else {
+                block.reshape([runs, d.rows, d.cols])
+            }
+        })
+        .collect()
+}
+
 /// Flattens block tensors back to `[runs, num_params]` in layout order.
 pub fn params_to_flat<B: Backend>(layout: &Layout, params: &[Tensor<B, 3>]) -> Vec<f32> {
     let runs = params[0].dims()[0];
@@ -293,4 +311,34 @@ pub fn evaluate<B: Backend>(
         .zip(&correct)
         .map(|(l, c)| (l / nf, c / nf))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Cpu;
+
+    #[test]
+    fn tensor_blocks_equal_flat_blocks() {
+        let arch: Arch = "mlp:5-3-2".parse().unwrap();
+        let layout = arch.layout();
+        let p = layout.num_params();
+        let flat: Vec<f32> = (0..2 * p).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let dev = Default::default();
+        let a = params_from_flat::<Cpu>(&layout, &flat, 2, &dev);
+        let t = Tensor::<Cpu, 2>::from_data(TensorData::new(flat.clone(), [2, p]), &dev);
+        let b = params_from_tensor(&layout, t);
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.into_iter().zip(b) {
+            assert_eq!(x.dims(), y.dims());
+            assert_eq!(
+                x.into_data().to_vec::<f32>().unwrap(),
+                y.into_data().to_vec::<f32>().unwrap()
+            );
+        }
+        assert_eq!(
+            params_to_flat(&layout, &params_from_flat::<Cpu>(&layout, &flat, 2, &dev)),
+            flat
+        );
+    }
 }

@@ -255,6 +255,16 @@ pub struct TrainArgs {
     /// Weight decay.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
+    /// Weight of the functional term (NM-CFM only): cross-entropy on the zoo's training images of
+    /// the classifier the field points to, x̂₁ = x_t + (1 − t)·v(x_t, t); 0 turns it off.
+    #[arg(long, default_value_t = 0.0)]
+    pub functional_weight: f32,
+    /// Training images per step for the functional term.
+    #[arg(long, default_value_t = 256)]
+    pub functional_batch: usize,
+    /// Data folder for the functional term [default: $NMFLOW_DATA, else ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     /// Steps between held-out evaluations (the best held-out model is kept).
     #[arg(long, default_value_t = 100)]
     pub eval_every: usize,
@@ -320,15 +330,25 @@ pub struct EvalArgs {
     /// Step counts to sweep (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
     pub steps: Vec<usize>,
-    /// Seed of the source samples.
+    /// Seed of the source samples (and of the downstream comparison's inits and data orders).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Downstream comparison: generated classifiers (model's default solver steps) and as many
+    /// Kaiming-uniform inits are fine-tuned with the zoo's optimizer; 0 skips it.
+    #[arg(long, default_value_t = 32)]
+    pub downstream: usize,
+    /// Fine-tuning epochs of the downstream comparison [default: twice the zoo's epochs].
+    #[arg(long)]
+    pub downstream_epochs: Option<usize>,
     /// Data folder [default: $NMFLOW_DATA, else ./data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Print the JSON report.
     #[arg(long)]
     pub json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Arguments of `nmflow export`.
@@ -680,6 +700,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 batch_size: a.batch_size,
                 lr: a.lr,
                 weight_decay: a.weight_decay,
+                functional_weight: a.functional_weight,
+                functional_batch: a.functional_batch,
                 eval_every: a.eval_every,
                 seed: a.seed,
                 solver: if a.method == Method::Jko {
@@ -695,12 +717,28 @@ pub fn run(cli: Cli) -> Result<()> {
                 zoo_manifest_sha256: crate::meta::train::manifest_hash(&a.zoo)?,
                 zoo: a.zoo.display().to_string(),
             };
+            if !(a.functional_weight.is_finite() && a.functional_weight >= 0.0) {
+                return Err(UsageError(format!(
+                    "--functional-weight must be a finite number ≥ 0 (got {})",
+                    a.functional_weight
+                ))
+                .into());
+            }
+            if a.functional_weight > 0.0 && (a.method != Method::Cfm || a.functional_batch == 0) {
+                return Err(UsageError(
+                    "--functional-weight goes with --method cfm and a --functional-batch of at least 1".into(),
+                )
+                .into());
+            }
             let s = crate::meta::train::train_meta::<crate::backend::CpuAutodiff>(
                 &cfg,
                 &a.zoo,
                 &a.out,
+                &crate::meta::train::TrainEnv {
+                    data_dir: data::data_dir(a.data_dir.clone()),
+                    quiet: a.quiet || a.json,
+                },
                 &Default::default(),
-                a.quiet || a.json,
             )?;
             if a.json {
                 println!("{}", serde_json::to_string(&s)?);
@@ -777,8 +815,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 seed: a.seed,
                 agreement_samples: 2000,
                 w1_directions: 64,
+                downstream_n: a.downstream,
+                downstream_epochs: a.downstream_epochs,
+                quiet: a.quiet,
             };
-            let r = crate::meta::eval::evaluate::<crate::backend::Cpu>(
+            let r = crate::meta::eval::evaluate::<crate::backend::CpuAutodiff>(
                 &a.model,
                 &zoo,
                 &data::data_dir(a.data_dir),
@@ -823,6 +864,20 @@ pub fn run(cli: Cli) -> Result<()> {
                         })
                         .collect();
                 println!("sliced W1 to held-out marginals: {}", w1.join(", "));
+                if let Some(d) = &r.downstream {
+                    let show = |s: Option<usize>| {
+                        s.map_or(format!("not within {} steps", d.budget_steps), |s| {
+                            format!("{s} steps")
+                        })
+                    };
+                    println!(
+                        "downstream ({} per group, target {:.2}% = the zoo's mean final accuracy): generated inits {}, Kaiming inits {}",
+                        d.n,
+                        100.0 * d.target_acc,
+                        show(d.steps_generated),
+                        show(d.steps_kaiming)
+                    );
+                }
             }
             Ok(())
         }

@@ -200,6 +200,17 @@ pub enum MetaError {
         /// The model directory.
         out: PathBuf,
     },
+    /// A chart could not be written.
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
+    /// Fine-tuning (the downstream comparison of `nmflow eval`) produced a non-finite loss.
+    #[error(
+        "fine-tuning for the downstream comparison diverged at step {step} (non-finite loss) with the zoo's optimizer settings; skip it with --downstream 0"
+    )]
+    FineTuneDiverged {
+        /// The optimizer step.
+        step: usize,
+    },
     /// The model was trained on another zoo than the one given.
     #[error(
         "model {model} was trained on a zoo with manifest sha256 {expected}, but {zoo} has {found}"

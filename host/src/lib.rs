@@ -15,6 +15,7 @@
 //! | [`export`] | meta-model → quantized device model file |
 //! | [`inspect`] | summaries of files nmflow writes |
 //! | [`io`] | atomic writes, gzip, SHA-256 |
+//! | [`plot`] | PNG line charts and histograms |
 //! | [`error`] | typed errors |
 
 pub mod arch;
@@ -29,5 +30,6 @@ pub mod flow;
 pub mod inspect;
 pub mod io;
 pub mod meta;
+pub mod plot;
 pub mod progress;
 pub mod zoo;

@@ -241,3 +241,87 @@ fn nmflow_plain(args: &[&str]) -> Output {
         .output()
         .unwrap()
 }
+
+/// `nmflow train` killed with SIGKILL after a checkpoint resumes from it and ends with the same
+/// weights and loss log as an uninterrupted run (functional term on, so its data draws count too).
+#[test]
+fn killed_training_resumes_to_the_same_bytes() {
+    let data = common::data_dir();
+    let tmp = common::temp_dir("cli-train-resume");
+    let zoo = tmp.join("zoo");
+    let z = nmflow(&zoo_args(zoo.to_str().unwrap(), &[]), &data);
+    assert!(z.status.success(), "{}", String::from_utf8_lossy(&z.stderr));
+    let train = |out: &Path| -> Vec<String> {
+        [
+            "train",
+            "--zoo",
+            zoo.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--field",
+            "mlp",
+            "--hidden",
+            "128",
+            "--depth",
+            "2",
+            "--steps",
+            "1500",
+            "--eval-every",
+            "25",
+            "--batch-size",
+            "32",
+            "--functional-weight",
+            "0.1",
+            "--functional-batch",
+            "64",
+            "--quiet",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let reference = tmp.join("ref");
+    let args = train(&reference);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = nmflow(&args, &data);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    for f in ["loss.csv", "loss.png", "field.bin", "train.json"] {
+        assert!(reference.join(f).is_file(), "{f}");
+    }
+    assert!(!reference.join("checkpoint").exists(), "removed at the end");
+    let victim = tmp.join("victim");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nmflow"))
+        .args(train(&victim))
+        .arg("--data-dir")
+        .arg(&data)
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let state = victim.join("checkpoint/state.json");
+    while !state.exists() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_millis(30));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!victim.join("train.json").exists(), "killed before the end");
+    let again = nmflow(&args_for(&train(&victim)), &data);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    for name in ["field.bin", "loss.csv"] {
+        assert_eq!(
+            fs::read(reference.join(name)).unwrap(),
+            fs::read(victim.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    let log = fs::read_to_string(victim.join("loss.csv")).unwrap();
+    assert!(log.starts_with("step,train_loss,heldout_loss,functional_loss\n10,"));
+    fs::remove_dir_all(tmp).unwrap();
+}
+
+fn args_for(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}

@@ -112,6 +112,8 @@ pub fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
         batch_size: 64,
         lr: 1e-3,
         weight_decay: 0.0,
+        functional_weight: 0.0,
+        functional_batch: 256,
         eval_every: 100,
         seed: 0,
         solver: if jko { Solver::Euler } else { Solver::Rk4 },

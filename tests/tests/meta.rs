@@ -6,8 +6,16 @@ use nmflow_host::backend::{Cpu, CpuAutodiff};
 use nmflow_host::flow::solver::Solver;
 use nmflow_host::meta::config::Method;
 use nmflow_host::meta::sample::MetaModel;
+use nmflow_host::meta::train::TrainEnv;
 use nmflow_host::meta::train::train_meta;
 use nmflow_tests::{data_dir, meta_config, small_zoo, temp_dir};
+
+fn env() -> TrainEnv {
+    TrainEnv {
+        data_dir: data_dir(),
+        quiet: true,
+    }
+}
 
 #[test]
 fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
@@ -21,8 +29,8 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
             &meta_config(method, &zoo),
             &zoo,
             &out,
+            &env(),
             &Default::default(),
-            true,
         )
         .unwrap();
         assert!(
@@ -70,8 +78,56 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
         seed: 0,
         agreement_samples: 100,
         w1_directions: 2,
+        downstream_n: 4,
+        downstream_epochs: Some(1),
+        quiet: true,
     };
-    let err = nmflow_host::meta::eval::evaluate::<Cpu>(
+    // On its own zoo the report is complete; the downstream comparison starts from exactly the
+    // classifiers the sampler makes, and fine-tuning Kaiming inits improves them.
+    let r = nmflow_host::meta::eval::evaluate::<CpuAutodiff>(
+        &tmp.join("Cfm"),
+        &zoo,
+        &data_dir(),
+        &opts,
+        &Default::default(),
+    )
+    .unwrap();
+    let d = r.downstream.as_ref().unwrap();
+    assert_eq!(d.n, 4);
+    assert_eq!(d.curve.first().unwrap().step, 0);
+    assert_eq!(d.curve.last().unwrap().step, d.budget_steps);
+    let model = MetaModel::<Cpu>::load(&tmp.join("Cfm"), &Default::default()).unwrap();
+    let (w, _) = model.sample(
+        4,
+        Solver::Euler,
+        model.config.solver_steps,
+        0,
+        &Default::default(),
+    );
+    let params =
+        nmflow_host::classifier::params_from_flat::<Cpu>(&model.layout, &w, 4, &Default::default());
+    let accs = nmflow_host::classifier::evaluate(
+        &"mlp:64-16-10".parse().unwrap(),
+        &params,
+        &data.test.x,
+        &data.test.y,
+        &Default::default(),
+    );
+    let start = accs.iter().map(|a| a.1).sum::<f64>() / 4.0;
+    assert!(
+        (d.curve[0].acc_generated - start).abs() < 1e-9,
+        "{d:?} vs {start}"
+    );
+    assert!(d.curve[0].acc_kaiming < 0.3, "{d:?}");
+    assert!(d.curve.last().unwrap().acc_kaiming > 0.8, "{d:?}");
+    assert_eq!(
+        d.steps_kaiming,
+        d.curve
+            .iter()
+            .find(|p| p.acc_kaiming >= d.target_acc)
+            .map(|p| p.step)
+    );
+    let err = nmflow_host::meta::eval::evaluate::<CpuAutodiff>(
         &tmp.join("Cfm"),
         &other,
         &data_dir(),
@@ -91,7 +147,8 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
     wild.lr = 1e8;
     wild.steps = 200;
     let out = tmp.join("wild");
-    let err = train_meta::<CpuAutodiff>(&wild, &zoo, &out, &Default::default(), true).unwrap_err();
+    let err =
+        train_meta::<CpuAutodiff>(&wild, &zoo, &out, &env(), &Default::default()).unwrap_err();
     assert!(err.to_string().contains("non-finite loss"), "{err}");
     assert!(out.join("field.bin").exists());
     std::fs::remove_dir_all(tmp).unwrap();

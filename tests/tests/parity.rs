@@ -22,7 +22,17 @@ fn runtime_synthesis_matches_the_host_sampler() {
     mcfg.field.hidden = 128;
     mcfg.steps = 300;
     let model_dir = tmp.join("model");
-    train_meta::<CpuAutodiff>(&mcfg, &zoo, &model_dir, &Default::default(), true).unwrap();
+    train_meta::<CpuAutodiff>(
+        &mcfg,
+        &zoo,
+        &model_dir,
+        &nmflow_host::meta::train::TrainEnv {
+            data_dir: data_dir(),
+            quiet: true,
+        },
+        &Default::default(),
+    )
+    .unwrap();
 
     // f32 export: the runtime's weights equal burn's within 1e-4 relative L2, per classifier.
     let f32_file = tmp.join("model-f32.nmf");

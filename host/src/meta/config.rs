@@ -29,6 +29,10 @@ pub enum Coupling {
     Independent,
 }
 
+fn default_functional_batch() -> usize {
+    256
+}
+
 /// The settings of `nmflow train`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MetaConfig {
@@ -54,6 +58,14 @@ pub struct MetaConfig {
     pub lr: f64,
     /// Decoupled weight decay (AdamW-style, applied by burn's Adam as L2).
     pub weight_decay: f64,
+    /// Weight λ of the functional term (NM-CFM): the cross-entropy, on a minibatch of the zoo's
+    /// training images, of the classifier the field predicts as the endpoint,
+    /// `x̂₁ = x_t + (1 − t)·v(x_t, t)`. 0 turns it off.
+    #[serde(default)]
+    pub functional_weight: f32,
+    /// Images per step for the functional term.
+    #[serde(default = "default_functional_batch")]
+    pub functional_batch: usize,
     /// Steps between held-out evaluations (the best held-out loss is kept).
     pub eval_every: usize,
     /// Seed of every random choice.

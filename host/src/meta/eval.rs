@@ -1,14 +1,17 @@
 //! Evaluation of a meta-model against its zoo: accuracy of generated classifiers (per solver step
 //! count), novelty (nearest training run, prediction agreement), trajectory fidelity (sliced W1 to
-//! held-out marginals) and the classifier loss along the sampling path.
+//! held-out marginals), the classifier loss along the sampling path, and fine-tuning from generated
+//! vs Kaiming-uniform initializations; the figures are also drawn as PNG charts.
 
 use std::path::Path;
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use serde::Serialize;
 
+use super::charts;
+use super::downstream::{Downstream, downstream};
 use super::sample::MetaModel;
 use super::source::standard_normal;
 use super::trajectories::{self, Trajectories};
@@ -17,6 +20,8 @@ use crate::classifier::{self, Input};
 use crate::data::Dataset;
 use crate::error::MetaError;
 use crate::flow::solver::Solver;
+use crate::progress;
+use crate::zoo::manifest::Manifest;
 use nmflow_runtime::Rng;
 
 /// What to evaluate.
@@ -34,6 +39,12 @@ pub struct EvalOptions {
     pub agreement_samples: usize,
     /// Random directions of the sliced Wasserstein distance.
     pub w1_directions: usize,
+    /// Classifiers per group fine-tuned for the downstream comparison (0: skip it).
+    pub downstream_n: usize,
+    /// Fine-tuning epochs [default: twice the zoo's].
+    pub downstream_epochs: Option<usize>,
+    /// No progress bar.
+    pub quiet: bool,
 }
 
 /// Accuracy statistics.
@@ -128,6 +139,11 @@ pub struct EvalReport {
     pub w1: Vec<W1Row>,
     /// Loss along the sampling path (default solver steps).
     pub path_loss: Vec<PathLoss>,
+    /// Fine-tuning generated vs Kaiming-uniform initializations (`null` when skipped).
+    pub downstream: Option<Downstream>,
+    /// Test accuracy of every classifier of the last sweep row (not in the JSON).
+    #[serde(skip)]
+    pub generated_accs: Vec<f64>,
 }
 
 fn accuracies<B: Backend>(
@@ -223,17 +239,88 @@ pub fn sliced_w1(a: &[f32], b: &[f32], p: usize, directions: usize, rng: &mut Rn
     total / directions.max(1) as f64
 }
 
-/// Evaluates the model in `model_dir` against the zoo it was trained on.
+/// Evaluates the model in `model_dir` against the zoo it was trained on (fine-tuning, for the
+/// downstream comparison, needs an autodiff backend; everything else runs on its inner backend).
 ///
 /// # Errors
-/// Model, zoo and data errors; [`MetaError::Incompatible`] when the zoo is not the model's.
-pub fn evaluate<B: Backend>(
+/// Model, zoo and data errors; [`MetaError::Incompatible`] when the zoo is not the model's;
+/// [`MetaError::FineTuneDiverged`] when fine-tuning diverges.
+pub fn evaluate<B: AutodiffBackend>(
     model_dir: &Path,
     zoo_dir: &Path,
     data_dir: &Path,
     opts: &EvalOptions,
     device: &B::Device,
 ) -> Result<EvalReport, MetaError> {
+    let (mut report, model, manifest, data) =
+        generation::<B::InnerBackend>(model_dir, zoo_dir, data_dir, opts, device)?;
+    if opts.downstream_n > 0 {
+        let x0 = model.source_samples(opts.downstream_n, opts.seed);
+        let (w, _) = model.integrate_from(
+            &x0,
+            opts.solver,
+            model.config.solver_steps,
+            device,
+            &mut |_, _| {},
+        );
+        let target = AccStats::of(
+            &manifest
+                .runs
+                .iter()
+                .map(|r| f64::from(r.final_test_acc))
+                .collect::<Vec<_>>(),
+        )
+        .acc_mean;
+        let epochs = opts
+            .downstream_epochs
+            .unwrap_or(2 * manifest.config.epochs)
+            .max(1);
+        let pb = progress::bar(0, "steps", opts.quiet);
+        pb.set_prefix("fine-tune");
+        let d = downstream::<B>(
+            &manifest.config,
+            &model.layout,
+            &w,
+            &data,
+            target,
+            epochs,
+            opts.seed,
+            device,
+            &mut |step, total| {
+                pb.set_length(total as u64);
+                pb.set_position(step as u64);
+            },
+        )
+        .map_err(|step| MetaError::FineTuneDiverged { step })?;
+        pb.finish_and_clear();
+        report.downstream = Some(d);
+    }
+    let finals = |heldout: bool| -> Vec<f64> {
+        manifest
+            .runs
+            .iter()
+            .filter(|r| r.heldout == heldout)
+            .map(|r| f64::from(r.final_test_acc))
+            .collect()
+    };
+    charts::evaluation(
+        model_dir,
+        &report,
+        &report.generated_accs,
+        &finals(false),
+        &finals(true),
+    )?;
+    Ok(report)
+}
+
+/// Everything but the downstream comparison.
+fn generation<B: Backend>(
+    model_dir: &Path,
+    zoo_dir: &Path,
+    data_dir: &Path,
+    opts: &EvalOptions,
+    device: &B::Device,
+) -> Result<(EvalReport, MetaModel<B>, Manifest, Dataset), MetaError> {
     let model = MetaModel::<B>::load(model_dir, device)?;
     let found = super::train::manifest_hash(zoo_dir)?;
     if found != model.config.zoo_manifest_sha256 {
@@ -261,6 +348,7 @@ pub fn evaluate<B: Backend>(
     let x0 = model.source_samples(opts.n, opts.seed);
     let mut generated = Vec::new();
     let mut last = Vec::new();
+    let mut last_accs = Vec::new();
     for &steps in &opts.steps {
         let t0 = Instant::now();
         let (w, nfe) = model.integrate_from(&x0, opts.solver, steps, device, &mut |_, _| {});
@@ -280,6 +368,7 @@ pub fn evaluate<B: Backend>(
             ms_per_classifier: ms,
         });
         last = w;
+        last_accs = accs;
     }
     let novelty = novelty::<B>(&arch, layout, &last, &train, &held, &data, opts, device);
     // Trajectory fidelity: integrate with one step per marginal interval so states land on t_k.
@@ -334,15 +423,17 @@ pub fn evaluate<B: Backend>(
             }
         })
         .collect();
-    let _ = p;
-    Ok(EvalReport {
+    let report = EvalReport {
         trained_train: acc_of(false),
         trained_heldout: acc_of(true),
         generated,
         novelty,
         w1,
         path_loss,
-    })
+        downstream: None,
+        generated_accs: last_accs,
+    };
+    Ok((report, model, manifest, data))
 }
 
 #[allow(clippy::too_many_arguments)]

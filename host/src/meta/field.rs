@@ -11,7 +11,7 @@
 //! `emb(t)` is a sinusoidal embedding: `[sin(2π f_j t), cos(2π f_j t)]` with `time_dim/2`
 //! frequencies `f_j` spaced geometrically from 1 to 100.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::Tensor;
 use burn::tensor::TensorData;
@@ -115,9 +115,26 @@ pub struct SetField<B: Backend> {
     d_out: usize,
 }
 
+/// Renumbers parameters 1, 2, 3, … in module order: burn draws parameter ids at random, and they
+/// are written into the weight files, so fixed ids make a seed's files identical byte for byte.
+struct SequentialIds(u64);
+
+impl<B: Backend> ModuleMapper<B> for SequentialIds {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (_, tensor, mapper) = param.consume();
+        self.0 += 1;
+        Param::from_mapped_value(ParamId::from(self.0), tensor, mapper)
+    }
+}
+
 impl FieldConfig {
-    /// Creates the network with burn's default (Kaiming-uniform) initialization.
+    /// Creates the network with burn's default (Kaiming-uniform) initialization (drawn from the
+    /// backend's seed) and parameter ids numbered in module order.
     pub fn init<B: Backend>(&self, device: &B::Device) -> VectorField<B> {
+        self.init_random_ids(device).map(&mut SequentialIds(0))
+    }
+
+    fn init_random_ids<B: Backend>(&self, device: &B::Device) -> VectorField<B> {
         if self.kind == FieldKind::Potential {
             let jko = self.jko.unwrap_or(JkoSteps { steps: 1, tau: 1.0 });
             return VectorField {

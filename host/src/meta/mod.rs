@@ -9,11 +9,17 @@
 //! | [`field`] | the vector-field network `v(x, t)` |
 //! | [`potential`] | NM-JKO's scalar potential with its closed-form gradient |
 //! | [`config`] | every hyper-parameter of a meta-model (`config.json`) |
+//! | [`checkpoint`] | mid-training checkpoints (resume after an interruption) |
 //! | [`train`] | the NM-CFM / NM-MMFM / NM-JKO training loop |
 //! | [`sample`] | integrating the field to synthesize classifiers |
 //! | [`eval`] | accuracy, novelty and trajectory fidelity of generated classifiers |
+//! | [`charts`] | the PNG charts of training and evaluation |
+//! | [`downstream`] | fine-tuning generated vs Kaiming-uniform initializations |
 
+pub mod charts;
+pub mod checkpoint;
 pub mod config;
+pub mod downstream;
 pub mod eval;
 pub mod field;
 pub mod normalize;

@@ -53,6 +53,18 @@ impl Normalizer {
         self.map(rows, |v, m, s| (v - m) / s);
     }
 
+    /// Per-coordinate `(std, mean)` rows of length `num_params`, so that `z · std + mean` undoes
+    /// [`Normalizer::apply`] as tensor operations.
+    pub fn coordinate_scales(&self) -> (Vec<f32>, Vec<f32>) {
+        let mut s = Vec::new();
+        let mut m = Vec::new();
+        for ((&len, &mu), &sd) in self.block_len.iter().zip(&self.mean).zip(&self.std) {
+            s.extend(std::iter::repeat_n(sd, len));
+            m.extend(std::iter::repeat_n(mu, len));
+        }
+        (s, m)
+    }
+
     /// Undoes [`Normalizer::apply`] in place.
     pub fn invert(&self, rows: &mut [f32]) {
         self.map(rows, |v, m, s| v * s + m);

@@ -4,6 +4,9 @@
 //! sample, forms `(xt, ut)` on the chosen path, and regresses `v(xt, t)` on `ut` (mean squared
 //! error). Every `eval_every` steps the same loss is measured on a fixed set of held-out-run
 //! samples; the model with the lowest held-out loss is the one kept (early stopping).
+//!
+//! With `functional_weight > 0` (NM-CFM), the loss also holds the cross-entropy, on training images
+//! of the zoo's dataset, of the classifier the field points to, `x̂₁ = x_t + (1 − t)·v(x_t, t)`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,21 +16,25 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer, decay::WeightDecayConfig};
 use burn::record::{BinFileRecorder, FullPrecisionSettings};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::Serialize;
 
+use super::checkpoint;
 use super::config::{Coupling, MetaConfig, Method};
 use super::field::VectorField;
 use super::normalize::Normalizer;
 use super::source::standard_normal;
 use super::symmetry::HiddenLayers;
 use super::trajectories::{self, Trajectories};
-use crate::arch::Layout;
+use crate::arch::{Arch, Layout};
+use crate::classifier::{Input, one_hot};
+use crate::data::{Dataset, dataset::NUM_CLASSES};
 use crate::error::MetaError;
 use crate::flow::path::{Spline, linear};
 use crate::io::{sha256_hex, write_atomic};
 use crate::progress;
 use nmflow_runtime::Rng;
+use nmflow_runtime::rng::derive_seed;
 
 /// Files of a model directory.
 pub mod files {
@@ -73,6 +80,8 @@ pub struct TrainSummary {
 
 /// PRNG stream of minibatch draws.
 const STREAM_BATCH: u64 = 10;
+/// PRNG stream of the functional term's image minibatches.
+const STREAM_FUNCTIONAL: u64 = 12;
 /// PRNG stream of the fixed held-out evaluation set.
 const STREAM_HELDOUT: u64 = 11;
 /// Samples in the held-out evaluation set.
@@ -253,6 +262,56 @@ pub fn save_field<B: Backend>(field: &VectorField<B>, dir: &Path) -> Result<(), 
     fs::rename(&from, &to).map_err(|e| MetaError::file(&to, e))
 }
 
+/// Where a training job runs (not hyper-parameters: not saved with the model).
+#[derive(Clone, Debug)]
+pub struct TrainEnv {
+    /// The data folder (the functional term reads the zoo's dataset from it).
+    pub data_dir: PathBuf,
+    /// No progress bar.
+    pub quiet: bool,
+}
+
+/// The functional term's data: the zoo's training images and one-hot labels on the device, and the
+/// per-coordinate scales that undo the standardization.
+struct Functional<B: AutodiffBackend> {
+    arch: Arch,
+    layout: Layout,
+    x: Tensor<B::InnerBackend, 2>,
+    onehot: Tensor<B::InnerBackend, 2>,
+    n: usize,
+    std: Tensor<B, 2>,
+    mean: Tensor<B, 2>,
+}
+
+impl<B: AutodiffBackend> Functional<B> {
+    /// Mean cross-entropy over the batch of classifiers `x̂₁ = x + (1 − t)·v` (standardized) on
+    /// `m` training images drawn from `rng`.
+    fn loss(
+        &self,
+        x: Tensor<B, 2>,
+        t: Tensor<B, 2>,
+        v: Tensor<B, 2>,
+        m: usize,
+        rng: &mut Rng,
+    ) -> Tensor<B, 1> {
+        let runs = x.dims()[0];
+        let end = x + (t.neg() + 1.0) * v;
+        let raw = end * self.std.clone() + self.mean.clone();
+        let params = crate::classifier::params_from_tensor(&self.layout, raw);
+        let idx: Vec<i64> = (0..m)
+            .map(|_| i64::from(rng.below(u32::try_from(self.n).unwrap_or(u32::MAX))))
+            .collect();
+        let idx = Tensor::<B::InnerBackend, 1, Int>::from_data(
+            TensorData::new(idx, [m]),
+            &self.x.device(),
+        );
+        let xb = Tensor::<B, 2>::from_inner(self.x.clone().select(0, idx.clone()));
+        let yb = Tensor::<B, 2>::from_inner(self.onehot.clone().select(0, idx)).unsqueeze_dim(0);
+        let logits = crate::classifier::forward(&self.arch, &params, Input::Shared(xb));
+        crate::classifier::cross_entropy_sum(logits, yb) / runs as f64
+    }
+}
+
 /// Trains a meta-model on the zoo in `zoo_dir` and writes it to `out`.
 ///
 /// # Errors
@@ -261,9 +320,10 @@ pub fn train_meta<B: AutodiffBackend>(
     cfg: &MetaConfig,
     zoo_dir: &Path,
     out: &Path,
+    env: &TrainEnv,
     device: &B::Device,
-    quiet: bool,
 ) -> Result<TrainSummary, MetaError> {
+    let quiet = env.quiet;
     let started = Instant::now();
     // A finished model with the same settings is not trained again.
     let summary_path = out.join(files::SUMMARY);
@@ -275,6 +335,18 @@ pub fn train_meta<B: AutodiffBackend>(
     {
         return Ok(s);
     }
+    // An interrupted run with the same settings resumes from its last checkpoint; a checkpoint
+    // of other settings is discarded.
+    let same_config = fs::read_to_string(out.join(files::CONFIG))
+        .ok()
+        .and_then(|c| serde_json::from_str::<MetaConfig>(&c).ok())
+        .is_some_and(|c| c == *cfg);
+    let resume = if same_config {
+        checkpoint::load_state(out)
+    } else {
+        checkpoint::discard(out)?;
+        None
+    };
     let (manifest, mut train, mut held) = trajectories::load(zoo_dir)?;
     let layout = manifest.layout.clone();
     let normalizer = Normalizer::fit(&layout, &train);
@@ -315,32 +387,82 @@ pub fn train_meta<B: AutodiffBackend>(
         };
         sq / s.2.len() as f64
     });
-    let mut rng = Rng::new(cfg.seed, STREAM_BATCH);
+    let functional = if cfg.functional_weight > 0.0 {
+        let data = Dataset::load(manifest.config.dataset, &env.data_dir)?;
+        let n = data.train.len();
+        let (sd, mu) = normalizer.coordinate_scales();
+        Some(Functional::<B> {
+            arch: manifest.config.arch.clone(),
+            layout: layout.clone(),
+            x: Tensor::from_data(
+                TensorData::new(data.train.x.clone(), [n, data.train.dim]),
+                device,
+            ),
+            onehot: Tensor::from_data(
+                TensorData::new(one_hot(&data.train.y, NUM_CLASSES), [n, NUM_CLASSES]),
+                device,
+            ),
+            n,
+            std: Tensor::from_data(TensorData::new(sd, [1, p]), device),
+            mean: Tensor::from_data(TensorData::new(mu, [1, p]), device),
+        })
+    } else {
+        None
+    };
     let loop_started = Instant::now();
     let pb = progress::bar(cfg.steps as u64, "steps", quiet);
     pb.set_prefix(format!("train {:?}", cfg.method).to_lowercase());
-    let mut log = String::from("step,train_loss,heldout_loss\n");
-    let mut recent: Vec<f64> = Vec::new();
-    let (mut best, mut best_step) = (f64::INFINITY, 0);
-    save_field(&field.valid(), out)?;
-    for step in 1..=cfg.steps {
+    let mut state = match resume {
+        Some(state) => {
+            let (f, o) = checkpoint::load_model(out, cfg, optim, device)?;
+            field = f;
+            optim = o;
+            pb.set_position(state.step as u64);
+            state
+        }
+        None => {
+            save_field(&field.valid(), out)?;
+            checkpoint::State::default()
+        }
+    };
+    let first_step = state.step + 1;
+    for step in first_step..=cfg.steps {
+        // Every step's random draws come from its own stream, so a resumed run draws exactly
+        // what an uninterrupted one would.
+        let mut rng = Rng::new(derive_seed(cfg.seed, step as u64), STREAM_BATCH);
+        let mut data_rng = Rng::new(derive_seed(cfg.seed, step as u64), STREAM_FUNCTIONAL);
         let (xt, ts, ut) = sampler.draw(cfg.batch_size, &mut rng);
         let (x, t, u) = to_tensors::<B>(xt, ts, ut, p, device);
-        let loss = residual(&field, x, t, u, tau).powi_scalar(2).mean();
-        let value: f32 = loss.clone().into_scalar().elem();
-        if !value.is_finite() {
+        let (loss, ce) = match &functional {
+            Some(f) => {
+                let v = field.forward(x.clone(), t.clone());
+                let fm = (v.clone() - u).powi_scalar(2).mean();
+                let ce = f.loss(x, t, v, cfg.functional_batch, &mut data_rng);
+                let ce_value: f32 = ce.clone().into_scalar().elem();
+                (
+                    fm.clone() + ce * f64::from(cfg.functional_weight),
+                    Some((fm, ce_value)),
+                )
+            }
+            None => (residual(&field, x, t, u, tau).powi_scalar(2).mean(), None),
+        };
+        let (value, ce_value): (f32, Option<f32>) = match &ce {
+            Some((fm, c)) => (fm.clone().into_scalar().elem(), Some(*c)),
+            None => (loss.clone().into_scalar().elem(), None),
+        };
+        if !value.is_finite() || ce_value.is_some_and(|c| !c.is_finite()) {
             pb.abandon();
             return Err(MetaError::Diverged {
                 step,
-                kept: best_step,
+                kept: state.best_step,
                 out: out.into(),
             });
         }
         let grads = GradientsParams::from_grads(loss.backward(), &field);
         field = optim.step(cfg.lr, field, grads);
-        recent.push(f64::from(value));
-        if recent.len() > 50 {
-            recent.remove(0);
+        state.recent.push(f64::from(value));
+        if state.recent.len() > 50 {
+            state.recent.remove(0);
         }
         let evaluate = step % cfg.eval_every.max(1) == 0 || step == cfg.steps;
         let held_loss = match (&held_set, evaluate) {
@@ -348,40 +470,61 @@ pub fn train_meta<B: AutodiffBackend>(
             _ => None,
         };
         if step % 10 == 0 || held_loss.is_some() {
-            let h = held_loss.map_or(String::new(), |h| format!("{h}"));
-            log.push_str(&format!("{step},{value},{h}\n"));
+            state.rows.push(checkpoint::LogRow {
+                step,
+                train_loss: f64::from(value),
+                heldout_loss: held_loss,
+                functional_loss: ce_value.map(f64::from),
+            });
         }
         match held_loss {
-            Some(h) if h < best => {
-                best = h;
-                best_step = step;
+            Some(h) if state.best.is_none_or(|b| h < b) => {
+                state.best = Some(h);
+                state.best_step = step;
                 save_field(&field.valid(), out)?;
             }
             None if held_set.is_none() && evaluate => {
-                best_step = step;
+                state.best_step = step;
                 save_field(&field.valid(), out)?;
             }
             _ => {}
         }
+        if evaluate && step < cfg.steps {
+            state.step = step;
+            checkpoint::save(out, &state, &field, &optim)?;
+        }
         pb.inc(1);
         if step % 10 == 0 {
+            let best = state.best.unwrap_or(f64::NAN);
             pb.set_message(format!("loss {value:.4} held-out best {best:.4}"));
         }
     }
     pb.finish_and_clear();
-    write_atomic(&out.join(files::LOSS_LOG), log.as_bytes())
-        .map_err(|e| MetaError::file(out, e))?;
+    write_atomic(
+        &out.join(files::LOSS_LOG),
+        checkpoint::csv(&state.rows).as_bytes(),
+    )
+    .map_err(|e| MetaError::file(out, e))?;
+    let chart_rows: Vec<(usize, f64, Option<f64>)> = state
+        .rows
+        .iter()
+        .map(|r| (r.step, r.train_loss, r.heldout_loss))
+        .collect();
+    super::charts::loss_curve(out, &chart_rows, zero_loss)?;
+    checkpoint::discard(out)?;
+    let (recent, best, best_step) = (&state.recent, state.best, state.best_step);
     let seconds = started.elapsed().as_secs_f64();
     let summary = TrainSummary {
         method: cfg.method,
         steps: cfg.steps,
         final_loss: recent.iter().sum::<f64>() / recent.len().max(1) as f64,
-        best_heldout_loss: if best.is_finite() { best } else { f64::NAN },
+        best_heldout_loss: best.unwrap_or(f64::NAN),
         best_step,
         heldout_zero_loss: zero_loss,
         field_params: cfg.field.num_params(),
         seconds,
-        steps_per_second: cfg.steps as f64 / loop_started.elapsed().as_secs_f64().max(1e-9),
+        steps_per_second: (cfg.steps + 1 - first_step) as f64
+            / loop_started.elapsed().as_secs_f64().max(1e-9),
         out: out.into(),
     };
     write_atomic(&out.join(files::SUMMARY), json(&summary).as_bytes())

@@ -154,10 +154,6 @@ pub fn train_shard<B: AutodiffBackend>(
     for &s in &seeds {
         layout.init_into(&mut Rng::new(s, STREAM_INIT), &mut init);
     }
-    let mut data_rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s, STREAM_DATA)).collect();
-    let mut params: Vec<Tensor<B::InnerBackend, 3>> =
-        classifier::params_from_flat(layout, &init, r, device);
-    let mut optim = OptimState::<B::InnerBackend>::new(cfg, params.len());
     let mut weights = vec![0.0f32; r * k * p];
     let mut record = |params: &[Tensor<B::InnerBackend, 3>], slot: usize| {
         let flat = classifier::params_to_flat(layout, params);
@@ -166,17 +162,89 @@ pub fn train_shard<B: AutodiffBackend>(
                 .copy_from_slice(&flat[run * p..(run + 1) * p]);
         }
     };
-    record(&params, 0);
-    let mut next_slot = 1;
+    let mut next_slot = 0;
+    let params = train_runs::<B>(
+        cfg,
+        layout,
+        &init,
+        &seeds,
+        device_data,
+        cfg.epochs,
+        device,
+        &mut |step, params, batch_acc| {
+            if schedule.steps.get(next_slot) == Some(&step) {
+                record(params, next_slot);
+                next_slot += 1;
+            }
+            if step > 0 {
+                on_step(StepInfo { step, batch_acc });
+            }
+        },
+    )
+    .map_err(|step| ZooError::Diverged {
+        run: runs.start,
+        step,
+    })?;
+    let step = schedule.total_steps;
+    let train = classifier::evaluate(&cfg.arch, &params, &data.train.x, &data.train.y, device);
+    let test = classifier::evaluate(&cfg.arch, &params, &data.test.x, &data.test.y, device);
+    if let Some(bad) = train.iter().position(|(l, _)| !l.is_finite()) {
+        return Err(ZooError::Diverged {
+            run: runs.start + bad,
+            step,
+        });
+    }
+    Ok(ShardResult {
+        weights,
+        seeds,
+        train,
+        test,
+    })
+}
+
+/// The observer of [`train_runs`]: `(step, parameter blocks, mean minibatch accuracy)`.
+pub type OnStep<'a, B> = dyn FnMut(usize, &[Tensor<B, 3>], Option<f64>) + 'a;
+
+/// Trains classifiers from the given initializations (`init`, `[runs, P]`) with the zoo's
+/// optimizer, batch size and per-run data order (`data_seeds`, one per run) for `epochs` epochs.
+///
+/// `on_step(step, params, batch_acc)` is called before the first step (`step` 0) and after every
+/// optimizer step; `batch_acc` is the mean minibatch accuracy when it was measured. Returns the
+/// final parameters, or the step at which the loss became non-finite.
+///
+/// # Errors
+/// The step number at which the minibatch loss became non-finite.
+#[allow(clippy::too_many_arguments)]
+pub fn train_runs<B: AutodiffBackend>(
+    cfg: &ZooConfig,
+    layout: &Layout,
+    init: &[f32],
+    data_seeds: &[u64],
+    device_data: &DeviceData<B::InnerBackend>,
+    epochs: usize,
+    device: &B::Device,
+    on_step: &mut OnStep<'_, B::InnerBackend>,
+) -> Result<Vec<Tensor<B::InnerBackend, 3>>, usize> {
+    let r = data_seeds.len();
+    let mut data_rngs: Vec<Rng> = data_seeds
+        .iter()
+        .map(|&s| Rng::new(s, STREAM_DATA))
+        .collect();
+    let mut params: Vec<Tensor<B::InnerBackend, 3>> =
+        classifier::params_from_flat(layout, init, r, device);
+    let mut optim = OptimState::<B::InnerBackend>::new(cfg, params.len());
+    on_step(0, &params, None);
     let n = device_data.n;
     let bs = cfg.batch_size;
+    let steps_per_epoch = n.div_ceil(bs);
+    let total_steps = steps_per_epoch * epochs;
     let mut perms: Vec<Vec<u32>> = vec![(0..n as u32).collect(); r];
     let mut step = 0;
-    for _epoch in 0..cfg.epochs {
+    for _epoch in 0..epochs {
         for (perm, rng) in perms.iter_mut().zip(data_rngs.iter_mut()) {
             rng.shuffle(perm);
         }
-        for s in 0..schedule.steps_per_epoch {
+        for s in 0..steps_per_epoch {
             let lo = s * bs;
             let hi = (lo + bs).min(n);
             let b = hi - lo;
@@ -202,7 +270,7 @@ pub fn train_shard<B: AutodiffBackend>(
                 .collect();
             let logits =
                 classifier::forward(&cfg.arch, &p_ad, Input::PerRun(Tensor::from_inner(x)));
-            let measure = step % 25 == 0 || step + 1 == schedule.total_steps;
+            let measure = step % 25 == 0 || step + 1 == total_steps;
             let batch_acc = measure.then(|| {
                 let inner = logits.clone().inner();
                 let pred = inner.argmax(2);
@@ -215,10 +283,7 @@ pub fn train_shard<B: AutodiffBackend>(
                 let l: f32 =
                     burn::tensor::ElementConversion::elem(loss.clone().inner().into_scalar());
                 if !l.is_finite() {
-                    return Err(ZooError::Diverged {
-                        run: runs.start,
-                        step,
-                    });
+                    return Err(step);
                 }
             }
             let grads = loss.backward();
@@ -231,25 +296,8 @@ pub fn train_shard<B: AutodiffBackend>(
                 .collect();
             optim.step(&mut params, g);
             step += 1;
-            if schedule.steps.get(next_slot) == Some(&step) {
-                record(&params, next_slot);
-                next_slot += 1;
-            }
-            on_step(StepInfo { step, batch_acc });
+            on_step(step, &params, batch_acc);
         }
     }
-    let train = classifier::evaluate(&cfg.arch, &params, &data.train.x, &data.train.y, device);
-    let test = classifier::evaluate(&cfg.arch, &params, &data.test.x, &data.test.y, device);
-    if let Some(bad) = train.iter().position(|(l, _)| !l.is_finite()) {
-        return Err(ZooError::Diverged {
-            run: runs.start + bad,
-            step,
-        });
-    }
-    Ok(ShardResult {
-        weights,
-        seeds,
-        train,
-        test,
-    })
+    Ok(params)
 }

@@ -1,0 +1,210 @@
+//! Mid-training checkpoints of `nmflow train`, so that an interrupted run resumes where it stopped
+//! and ends with the same bytes as an uninterrupted one.
+//!
+//! A checkpoint is the folder `checkpoint/` in the model directory: the field's weights
+//! (`field.bin`), the optimizer state (`optim.bin`) and the loop state (`state.json`: step, loss
+//! log, best held-out loss). It is written as `checkpoint-partial/` and then swapped in with
+//! renames, so a kill at any moment leaves either the old or the new checkpoint whole. It is
+//! removed when training finishes.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::Optimizer;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use super::config::MetaConfig;
+use super::field::VectorField;
+use crate::error::MetaError;
+use crate::io::write_atomic;
+
+/// The optimizer of the field.
+pub type FieldOptimizer<B> = OptimizerAdaptor<burn::optim::Adam, VectorField<B>, B>;
+
+const DIR: &str = "checkpoint";
+const PARTIAL: &str = "checkpoint-partial";
+const OLD: &str = "checkpoint-old";
+const STATE: &str = "state.json";
+
+/// One row of the loss log (`loss.csv`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogRow {
+    /// Optimizer step.
+    pub step: usize,
+    /// Flow-matching loss of the step's minibatch.
+    pub train_loss: f64,
+    /// Loss on the fixed held-out set, when measured at this step.
+    pub heldout_loss: Option<f64>,
+    /// The functional term's cross-entropy, when it is on.
+    pub functional_loss: Option<f64>,
+}
+
+/// The training loop's state at a step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Steps done.
+    pub step: usize,
+    /// The loss log so far.
+    pub rows: Vec<LogRow>,
+    /// The last (up to 50) minibatch losses.
+    pub recent: Vec<f64>,
+    /// The best held-out loss so far.
+    pub best: Option<f64>,
+    /// Its step (the weights in the model directory's `field.bin`).
+    pub best_step: usize,
+}
+
+/// The loss log as CSV.
+pub fn csv(rows: &[LogRow]) -> String {
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    let mut s = String::from("step,train_loss,heldout_loss,functional_loss\n");
+    for r in rows {
+        s.push_str(&format!(
+            "{},{},{},{}\n",
+            r.step,
+            r.train_loss,
+            opt(r.heldout_loss),
+            opt(r.functional_loss)
+        ));
+    }
+    s
+}
+
+/// The folder holding the current checkpoint, if a whole one exists (after a kill between the
+/// two renames of [`save`] the previous one is still whole under its old name).
+fn current(out: &Path) -> Option<PathBuf> {
+    [DIR, OLD]
+        .map(|d| out.join(d))
+        .into_iter()
+        .find(|d| d.join(STATE).is_file())
+}
+
+/// The loop state of the checkpoint in `out`, if there is a readable one.
+pub fn load_state(out: &Path) -> Option<State> {
+    let dir = current(out)?;
+    let text = fs::read_to_string(dir.join(STATE)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Loads the checkpoint's field and optimizer state (`optim` is a fresh optimizer).
+///
+/// # Errors
+/// [`MetaError::File`] naming the unreadable file.
+pub fn load_model<B: AutodiffBackend>(
+    out: &Path,
+    cfg: &MetaConfig,
+    optim: FieldOptimizer<B>,
+    device: &B::Device,
+) -> Result<(VectorField<B>, FieldOptimizer<B>), MetaError> {
+    let dir = current(out).unwrap_or_else(|| out.join(DIR));
+    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+    let field = cfg
+        .field
+        .init::<B>(device)
+        .load_file(dir.join("field"), &recorder, device)
+        .map_err(|e| MetaError::file(dir.join("field.bin"), e))?;
+    let record = Recorder::<B>::load(&recorder, dir.join("optim"), device)
+        .map_err(|e| MetaError::file(dir.join("optim.bin"), e))?;
+    Ok((field, optim.load_record(record)))
+}
+
+/// Writes a checkpoint of the loop state, the field and the optimizer.
+///
+/// # Errors
+/// [`MetaError::File`] naming the file that could not be written.
+pub fn save<B: AutodiffBackend>(
+    out: &Path,
+    state: &State,
+    field: &VectorField<B>,
+    optim: &FieldOptimizer<B>,
+) -> Result<(), MetaError> {
+    let partial = out.join(PARTIAL);
+    remove(&partial)?;
+    fs::create_dir_all(&partial).map_err(|e| MetaError::file(&partial, e))?;
+    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+    field
+        .clone()
+        .save_file(partial.join("field"), &recorder)
+        .map_err(|e| MetaError::file(partial.join("field.bin"), e))?;
+    Recorder::<B>::record(&recorder, optim.to_record(), partial.join("optim"))
+        .map_err(|e| MetaError::file(partial.join("optim.bin"), e))?;
+    let text = serde_json::to_string(state).map_err(|e| MetaError::file(&partial, e))?;
+    write_atomic(&partial.join(STATE), text.as_bytes())
+        .map_err(|e| MetaError::file(partial.join(STATE), e))?;
+    let (dir, old) = (out.join(DIR), out.join(OLD));
+    remove(&old)?;
+    if dir.exists() {
+        fs::rename(&dir, &old).map_err(|e| MetaError::file(&dir, e))?;
+    }
+    fs::rename(&partial, &dir).map_err(|e| MetaError::file(&dir, e))?;
+    remove(&old)
+}
+
+/// Removes every checkpoint folder in `out`.
+///
+/// # Errors
+/// [`MetaError::File`] naming the folder that could not be removed.
+pub fn discard(out: &Path) -> Result<(), MetaError> {
+    for d in [DIR, PARTIAL, OLD] {
+        remove(&out.join(d))?;
+    }
+    Ok(())
+}
+
+fn remove(dir: &Path) -> Result<(), MetaError> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(MetaError::file(dir, e)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_is_csv_with_empty_cells_for_missing_values() {
+        let rows = [
+            LogRow {
+                step: 10,
+                train_loss: 0.5,
+                heldout_loss: None,
+                functional_loss: Some(2.0),
+            },
+            LogRow {
+                step: 20,
+                train_loss: 0.25,
+                heldout_loss: Some(0.3),
+                functional_loss: None,
+            },
+        ];
+        assert_eq!(
+            csv(&rows),
+            "step,train_loss,heldout_loss,functional_loss\n10,0.5,,2\n20,0.25,0.3,\n"
+        );
+    }
+
+    #[test]
+    fn a_half_swapped_checkpoint_is_still_found() {
+        let out = std::env::temp_dir().join(format!("nmflow-ckpt-{}", std::process::id()));
+        discard(&out).unwrap();
+        assert!(load_state(&out).is_none());
+        let old = out.join(OLD);
+        fs::create_dir_all(&old).unwrap();
+        let state = State {
+            step: 7,
+            ..State::default()
+        };
+        fs::write(old.join(STATE), serde_json::to_string(&state).unwrap()).unwrap();
+        // A partial folder without its state file does not count.
+        fs::create_dir_all(out.join(PARTIAL)).unwrap();
+        assert_eq!(load_state(&out), Some(state));
+        discard(&out).unwrap();
+        assert!(!old.exists() && !out.join(PARTIAL).exists());
+        fs::remove_dir_all(&out).unwrap();
+    }
+}
