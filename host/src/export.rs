@@ -231,6 +231,12 @@ pub fn export(
             Solver::Euler => SolverKind::Euler,
             Solver::Heun => SolverKind::Heun,
             Solver::Rk4 => SolverKind::Rk4,
+            Solver::Dopri5 => {
+                return Err(refuse(
+                    "the device runtime integrates with fixed steps; pass --solver euler, heun or rk4"
+                        .into(),
+                ));
+            }
         },
         steps: u16::try_from(steps).map_err(|_| {
             refuse(format!(

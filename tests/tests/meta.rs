@@ -153,3 +153,41 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
     assert!(out.join("field.bin").exists());
     std::fs::remove_dir_all(tmp).unwrap();
 }
+
+/// The minibatch OT coupling pairs sources and trained weights more closely than independent
+/// pairing of the same kind of draws: its mean squared target velocity is lower (by ~2 % here:
+/// in 1,210 dimensions the distances between inits and trained weights concentrate).
+#[test]
+fn ot_coupling_shortens_the_pairs() {
+    use nmflow_host::meta::config::Coupling;
+    use nmflow_host::meta::normalize::Normalizer;
+    use nmflow_host::meta::train::PairSampler;
+    use nmflow_runtime::Rng;
+    let tmp = temp_dir("meta-ot");
+    let zoo = tmp.join("zoo");
+    small_zoo(&zoo, 3);
+    let (manifest, mut train, _) = nmflow_host::meta::trajectories::load(&zoo).unwrap();
+    let normalizer = Normalizer::fit(&manifest.layout, &train);
+    normalizer.apply(&mut train.data);
+    let mean_sq = |coupling: Coupling| {
+        let mut cfg = meta_config(Method::Cfm, &zoo);
+        cfg.coupling = coupling;
+        let sampler = PairSampler::new(&cfg, &train, &manifest.layout, &normalizer);
+        let mut rng = Rng::new(5, 0);
+        let mut total = 0.0f64;
+        let mut count = 0usize;
+        for _ in 0..8 {
+            let (_, ts, ut) = sampler.draw(32, &mut rng);
+            assert!(ts.iter().all(|t| (0.0..1.0).contains(t)));
+            total += ut.iter().map(|u| f64::from(*u).powi(2)).sum::<f64>();
+            count += ut.len();
+        }
+        total / count as f64
+    };
+    let (ot, independent) = (mean_sq(Coupling::Ot), mean_sq(Coupling::Independent));
+    assert!(
+        ot < 0.99 * independent,
+        "OT {ot} vs independent {independent}"
+    );
+    std::fs::remove_dir_all(tmp).unwrap();
+}

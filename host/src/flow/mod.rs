@@ -7,8 +7,10 @@
 //!
 //! | module | one job |
 //! |---|---|
+//! | [`assignment`] | exact minimum-cost assignment (minibatch OT coupling) |
 //! | [`path`] | `xt` and `ut` for the linear (CFM) and spline (multi-marginal) paths |
 //! | [`solver`] | Euler, Heun and RK4 integration with an explicit step count and NFE |
 
+pub mod assignment;
 pub mod path;
 pub mod solver;

@@ -27,6 +27,9 @@ pub enum Coupling {
     Natural,
     /// A fresh source sample and a random run's final weights.
     Independent,
+    /// Fresh source samples matched to a minibatch of runs' final weights by an exact
+    /// minimum-cost assignment of squared distances (minibatch optimal transport).
+    Ot,
 }
 
 fn default_functional_batch() -> usize {

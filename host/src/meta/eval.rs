@@ -371,10 +371,16 @@ fn generation<B: Backend>(
         last_accs = accs;
     }
     let novelty = novelty::<B>(&arch, layout, &last, &train, &held, &data, opts, device);
-    // Trajectory fidelity: integrate with one step per marginal interval so states land on t_k.
+    // Trajectory fidelity: integrate with one step per marginal interval so states land on t_k
+    // (an adaptive solver's states do not: RK4 stands in for it there).
+    let fixed = if opts.solver.is_adaptive() {
+        Solver::Rk4
+    } else {
+        opts.solver
+    };
     let k = train.checkpoints() - 1;
     let mut states: Vec<Vec<f32>> = Vec::new();
-    model.integrate_from(&x0, opts.solver, k, device, &mut |_, s| states.push(s));
+    model.integrate_from(&x0, fixed, k, device, &mut |_, s| states.push(s));
     let mut rng = Rng::new(opts.seed, 30);
     let normalized = |rows: &[f32]| {
         let mut z = rows.to_vec();
@@ -406,7 +412,7 @@ fn generation<B: Backend>(
     let sub = data.test.head(opts.agreement_samples);
     let default_steps = model.config.solver_steps;
     let mut path_states: Vec<Vec<f32>> = Vec::new();
-    model.integrate_from(&x0, opts.solver, default_steps, device, &mut |_, s| {
+    model.integrate_from(&x0, fixed, default_steps, device, &mut |_, s| {
         path_states.push(s)
     });
     let path_loss = path_states

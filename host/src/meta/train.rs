@@ -128,6 +128,9 @@ impl<'a> PairSampler<'a> {
 
     /// Draws `n` samples: returns `(xt [n, P], t [n], ut [n, P])`.
     pub fn draw(&self, n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        if self.cfg.method == Method::Cfm && self.cfg.coupling == Coupling::Ot {
+            return self.draw_ot(n, rng);
+        }
         let p = self.runs.num_params;
         let k_last = self.runs.checkpoints() - 1;
         let mut xt = vec![0.0f32; n * p];
@@ -157,7 +160,7 @@ impl<'a> PairSampler<'a> {
                     x0.clear();
                     match self.cfg.coupling {
                         Coupling::Natural => x0.extend_from_slice(self.runs.point(i, 0)),
-                        Coupling::Independent => {
+                        Coupling::Independent | Coupling::Ot => {
                             self.cfg.source.sample_into(self.layout, 1, rng, &mut x0);
                             self.normalizer.apply(&mut x0);
                         }
@@ -179,6 +182,58 @@ impl<'a> PairSampler<'a> {
                     }
                 }
             }
+            if let Some(sym) = &self.symmetry {
+                let perms = sym.draw(rng);
+                sym.apply(&perms, xs);
+                sym.apply(&perms, us);
+            }
+        }
+        (xt, ts, ut)
+    }
+}
+
+impl PairSampler<'_> {
+    /// NM-CFM with the minibatch OT coupling: `n` source samples and `n` runs' final weights,
+    /// paired by the assignment that minimizes the total squared distance.
+    fn draw_ot(&self, n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let p = self.runs.num_params;
+        let k_last = self.runs.checkpoints() - 1;
+        let runs: Vec<usize> = (0..n)
+            .map(|_| rng.below(u32::try_from(self.runs.len()).unwrap_or(u32::MAX)) as usize)
+            .collect();
+        let mut x0 = Vec::with_capacity(n * p);
+        self.cfg.source.sample_into(self.layout, n, rng, &mut x0);
+        self.normalizer.apply(&mut x0);
+        let x1 = |j: usize| self.runs.point(runs[j], k_last);
+        let cost: Vec<f64> = (0..n * n)
+            .map(|ab| {
+                let (a, b) = (&x0[(ab / n) * p..(ab / n + 1) * p], x1(ab % n));
+                a.iter().zip(b).map(|(u, v)| f64::from(u - v).powi(2)).sum()
+            })
+            .collect();
+        let pair = crate::flow::assignment::min_cost_assignment(&cost, n);
+        let mut xt = vec![0.0f32; n * p];
+        let mut ut = vec![0.0f32; n * p];
+        let mut ts = Vec::with_capacity(n);
+        let mut eps = vec![0.0f32; p];
+        for s in 0..n {
+            let t = rng.uniform();
+            ts.push(t);
+            if self.cfg.sigma != 0.0 {
+                for e in &mut eps {
+                    *e = standard_normal(rng);
+                }
+            }
+            let (xs, us) = (&mut xt[s * p..(s + 1) * p], &mut ut[s * p..(s + 1) * p]);
+            linear(
+                &x0[s * p..(s + 1) * p],
+                x1(pair[s]),
+                &eps,
+                t,
+                self.cfg.sigma,
+                xs,
+                us,
+            );
             if let Some(sym) = &self.symmetry {
                 let perms = sym.draw(rng);
                 sym.apply(&perms, xs);
