@@ -255,13 +255,22 @@ pub struct TrainArgs {
     /// Weight decay.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
-    /// Weight of the functional term (NM-CFM only): cross-entropy on the zoo's training images of
-    /// the classifier the field points to, x̂₁ = x_t + (1 − t)·v(x_t, t); 0 turns it off.
+    /// Weight of the functional term: cross-entropy on the zoo's training images of the classifier
+    /// the field points to, x̂₁ = x_t + (1 − t)·v(x_t, t) (NM-CFM), or of the sampler's output
+    /// with --functional-rollout (NM-CFM, NM-MMFM); 0 turns it off.
     #[arg(long, default_value_t = 0.0)]
     pub functional_weight: f32,
     /// Training images per step for the functional term.
     #[arg(long, default_value_t = 256)]
     pub functional_batch: usize,
+    /// Score the sampler itself in the functional term: K Euler steps from fresh source samples,
+    /// backpropagated through every step (0: score x̂₁ of the flow-matching minibatch). Sample
+    /// with `--solver euler --steps K` to use what it was trained for.
+    #[arg(long, default_value_t = 0)]
+    pub functional_rollout: usize,
+    /// Source samples rolled out per step for the functional term.
+    #[arg(long, default_value_t = 32)]
+    pub functional_samples: usize,
     /// Data folder for the functional term [default: $NMFLOW_DATA, else ./data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -702,6 +711,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 weight_decay: a.weight_decay,
                 functional_weight: a.functional_weight,
                 functional_batch: a.functional_batch,
+                functional_rollout: a.functional_rollout,
+                functional_samples: a.functional_samples,
                 eval_every: a.eval_every,
                 seed: a.seed,
                 solver: if a.method == Method::Jko {
@@ -724,9 +735,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 ))
                 .into());
             }
-            if a.functional_weight > 0.0 && (a.method != Method::Cfm || a.functional_batch == 0) {
+            let method_ok = match a.method {
+                Method::Cfm => true,
+                Method::Mmfm => a.functional_rollout > 0,
+                Method::Jko => false,
+            };
+            if a.functional_weight > 0.0
+                && (!method_ok
+                    || a.functional_batch == 0
+                    || (a.functional_rollout > 0 && a.functional_samples == 0))
+            {
                 return Err(UsageError(
-                    "--functional-weight goes with --method cfm and a --functional-batch of at least 1".into(),
+                    "--functional-weight goes with --method cfm (or mmfm with --functional-rollout), a --functional-batch of at least 1 and, with --functional-rollout, --functional-samples of at least 1".into(),
                 )
                 .into());
             }
@@ -848,11 +868,13 @@ pub fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 println!(
-                    "novelty: NN distance median generated {:.3} vs held-out {:.3}; agreement {:.3} vs {:.3}",
+                    "novelty: NN distance median generated {:.3} vs held-out {:.3}; agreement {:.3} vs {:.3}; pairwise distance {:.3} vs {:.3}",
                     r.novelty.nn_dist_median_generated,
                     r.novelty.nn_dist_median_heldout,
                     r.novelty.agreement_median_generated,
-                    r.novelty.agreement_median_heldout
+                    r.novelty.agreement_median_heldout,
+                    r.novelty.pairwise_dist_median_generated,
+                    r.novelty.pairwise_dist_median_heldout
                 );
                 let w1: Vec<String> =
                     r.w1.iter()

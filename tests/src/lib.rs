@@ -114,6 +114,8 @@ pub fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
         weight_decay: 0.0,
         functional_weight: 0.0,
         functional_batch: 256,
+        functional_rollout: 0,
+        functional_samples: 32,
         eval_every: 100,
         seed: 0,
         solver: if jko { Solver::Euler } else { Solver::Rk4 },

@@ -36,6 +36,10 @@ fn default_functional_batch() -> usize {
     256
 }
 
+fn default_functional_samples() -> usize {
+    32
+}
+
 /// The settings of `nmflow train`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MetaConfig {
@@ -61,14 +65,23 @@ pub struct MetaConfig {
     pub lr: f64,
     /// Decoupled weight decay (AdamW-style, applied by burn's Adam as L2).
     pub weight_decay: f64,
-    /// Weight λ of the functional term (NM-CFM): the cross-entropy, on a minibatch of the zoo's
-    /// training images, of the classifier the field predicts as the endpoint,
-    /// `x̂₁ = x_t + (1 − t)·v(x_t, t)`. 0 turns it off.
+    /// Weight λ of the functional term: the cross-entropy, on a minibatch of the zoo's training
+    /// images, of the classifier the field predicts as the endpoint, `x̂₁ = x_t + (1 − t)·v(x_t, t)`
+    /// (NM-CFM), or of the sampler's output (see `functional_rollout`; NM-CFM and NM-MMFM).
+    /// 0 turns it off.
     #[serde(default)]
     pub functional_weight: f32,
     /// Images per step for the functional term.
     #[serde(default = "default_functional_batch")]
     pub functional_batch: usize,
+    /// 0: the functional term scores `x̂₁` of the flow-matching minibatch; `K ≥ 1`: it scores the
+    /// classifiers made by `K` Euler steps of the sampler from fresh source samples
+    /// (backpropagated through all steps).
+    #[serde(default)]
+    pub functional_rollout: usize,
+    /// Source samples per step rolled out for the functional term (`functional_rollout ≥ 1`).
+    #[serde(default = "default_functional_samples")]
+    pub functional_samples: usize,
     /// Steps between held-out evaluations (the best held-out loss is kept).
     pub eval_every: usize,
     /// Seed of every random choice.

@@ -100,6 +100,11 @@ pub struct Novelty {
     pub agreement_median_generated: f64,
     /// The same for held-out runs.
     pub agreement_median_heldout: f64,
+    /// Median L2 distance between two generated classifiers (diversity: a generator that
+    /// collapses onto a few classifiers shows up here).
+    pub pairwise_dist_median_generated: f64,
+    /// The same between two held-out runs.
+    pub pairwise_dist_median_heldout: f64,
 }
 
 /// Sliced W1 at one marginal.
@@ -483,7 +488,27 @@ fn novelty<B: Backend>(
         } else {
             median(agreement(&held_finals, &nn_held))
         },
+        pairwise_dist_median_generated: median(pairwise(generated, p)),
+        pairwise_dist_median_heldout: median(pairwise(&held_finals, p)),
     }
+}
+
+/// L2 distances between all pairs of rows (at most the first 200 rows).
+pub fn pairwise(rows: &[f32], p: usize) -> Vec<f64> {
+    let rows: Vec<&[f32]> = rows.chunks_exact(p).take(200).collect();
+    let mut d = Vec::new();
+    for (i, a) in rows.iter().enumerate() {
+        for b in &rows[i + 1..] {
+            d.push(
+                a.iter()
+                    .zip(*b)
+                    .map(|(x, y)| f64::from(x - y).powi(2))
+                    .sum::<f64>()
+                    .sqrt(),
+            );
+        }
+    }
+    d
 }
 
 #[cfg(test)]
@@ -510,5 +535,7 @@ mod tests {
         assert_eq!(nn[1].0, 0);
         assert!((nn[1].1 - 2f64.sqrt()).abs() < 1e-12);
         assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), 2.5);
+        let d = pairwise(&[0.0, 0.0, 3.0, 4.0, 0.0, 1.0], 2);
+        assert_eq!(d, vec![5.0, 1.0, 3f64.hypot(3.0)]);
     }
 }

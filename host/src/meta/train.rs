@@ -5,8 +5,10 @@
 //! error). Every `eval_every` steps the same loss is measured on a fixed set of held-out-run
 //! samples; the model with the lowest held-out loss is the one kept (early stopping).
 //!
-//! With `functional_weight > 0` (NM-CFM), the loss also holds the cross-entropy, on training images
-//! of the zoo's dataset, of the classifier the field points to, `x̂₁ = x_t + (1 − t)·v(x_t, t)`.
+//! With `functional_weight > 0`, the loss also holds the cross-entropy, on training images
+//! of the zoo's dataset, of the classifier the field points to, `x̂₁ = x_t + (1 − t)·v(x_t, t)`, or
+//! (`functional_rollout = K`) of the classifiers that `K` Euler steps of the sampler make from fresh
+//! source samples, differentiated through every step (reward fine-tuning by direct backpropagation).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -339,18 +341,10 @@ struct Functional<B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> Functional<B> {
-    /// Mean cross-entropy over the batch of classifiers `x̂₁ = x + (1 − t)·v` (standardized) on
-    /// `m` training images drawn from `rng`.
-    fn loss(
-        &self,
-        x: Tensor<B, 2>,
-        t: Tensor<B, 2>,
-        v: Tensor<B, 2>,
-        m: usize,
-        rng: &mut Rng,
-    ) -> Tensor<B, 1> {
-        let runs = x.dims()[0];
-        let end = x + (t.neg() + 1.0) * v;
+    /// Mean cross-entropy of the classifiers `end` (standardized, `[runs, P]`) on `m` training
+    /// images drawn from `rng`.
+    fn loss(&self, end: Tensor<B, 2>, m: usize, rng: &mut Rng) -> Tensor<B, 1> {
+        let runs = end.dims()[0];
         let raw = end * self.std.clone() + self.mean.clone();
         let params = crate::classifier::params_from_tensor(&self.layout, raw);
         let idx: Vec<i64> = (0..m)
@@ -492,7 +486,26 @@ pub fn train_meta<B: AutodiffBackend>(
             Some(f) => {
                 let v = field.forward(x.clone(), t.clone());
                 let fm = (v.clone() - u).powi_scalar(2).mean();
-                let ce = f.loss(x, t, v, cfg.functional_batch, &mut data_rng);
+                let end = if cfg.functional_rollout == 0 {
+                    // The endpoint the field points to from each training pair's x_t.
+                    x + (t.neg() + 1.0) * v
+                } else {
+                    // The sampler itself: Euler steps from fresh source samples, differentiated
+                    // through every step.
+                    let mut z = Vec::new();
+                    cfg.source
+                        .sample_into(&layout, cfg.functional_samples, &mut data_rng, &mut z);
+                    normalizer.apply(&mut z);
+                    let k = cfg.functional_rollout;
+                    let n = cfg.functional_samples;
+                    let mut z = Tensor::<B, 2>::from_data(TensorData::new(z, [n, p]), device);
+                    for j in 0..k {
+                        let tj = Tensor::<B, 2>::full([n, 1], j as f32 / k as f32, device);
+                        z = z.clone() + field.forward(z, tj) / k as f64;
+                    }
+                    z
+                };
+                let ce = f.loss(end, cfg.functional_batch, &mut data_rng);
                 let ce_value: f32 = ce.clone().into_scalar().elem();
                 (
                     fm.clone() + ce * f64::from(cfg.functional_weight),
