@@ -333,9 +333,9 @@ pub struct EvalArgs {
     /// Classifiers generated per step count.
     #[arg(long, default_value_t = 100)]
     pub n: usize,
-    /// Solver.
-    #[arg(long, value_enum, default_value_t = Solver::Rk4)]
-    pub solver: Solver,
+    /// Solver [default: the model's].
+    #[arg(long, value_enum)]
+    pub solver: Option<Solver>,
     /// Step counts to sweep (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
     pub steps: Vec<usize>,
@@ -614,14 +614,29 @@ pub fn run(cli: Cli) -> Result<()> {
             let model = a.out.join("cfm");
             let quiet: &[&str] = if a.quiet { &["--quiet"] } else { &[] };
             eprintln!(
-                "[3/5] train: NM-CFM (natural coupling, set field) → {}",
+                "[3/5] train: NM-CFM (natural coupling, set field, functional term on the 4-step Euler sampler) → {}",
                 model.display()
             );
             let mut train = vec![
-                "nmflow", "train", "--method", "cfm", "--hidden", "128", "--steps", "1000",
+                "nmflow",
+                "train",
+                "--method",
+                "cfm",
+                "--hidden",
+                "128",
+                "--steps",
+                "1000",
+                "--functional-weight",
+                "1",
+                "--functional-rollout",
+                "4",
+                "--solver",
+                "euler",
+                "--solver-steps",
+                "4",
             ];
-            let (zoo_s, model_s) = (path(&zoo_dir), path(&model));
-            train.extend(["--zoo", &zoo_s, "--out", &model_s]);
+            let (zoo_s, model_s, data_s) = (path(&zoo_dir), path(&model), path(&dir));
+            train.extend(["--zoo", &zoo_s, "--out", &model_s, "--data-dir", &data_s]);
             train.extend(quiet);
             run(Cli::try_parse_from(train)?)?;
             let generated = path(&a.out.join("generated.safetensors"));
@@ -630,7 +645,6 @@ pub fn run(cli: Cli) -> Result<()> {
                 "nmflow", "sample", "--model", &model_s, "--n", "100", "--out", &generated,
             ])?)?;
             eprintln!("[5/5] eval: generated vs trained classifiers on the test set");
-            let data_s = path(&dir);
             run(Cli::try_parse_from([
                 "nmflow",
                 "eval",
@@ -830,7 +844,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let zoo = a.zoo.clone().unwrap_or_else(|| PathBuf::from(&cfg.zoo));
             let opts = crate::meta::eval::EvalOptions {
                 n: a.n,
-                solver: a.solver,
+                solver: a.solver.unwrap_or(cfg.solver),
                 steps: a.steps.clone(),
                 seed: a.seed,
                 agreement_samples: 2000,

@@ -54,8 +54,8 @@ pub fn loss_curve(
     )
 }
 
-/// Every evaluation chart. `generated` holds the accuracies of the classifiers of the last sweep
-/// row, `trained` and `heldout` the zoo's final test accuracies.
+/// Every evaluation chart. `generated` holds the accuracies of the classifiers of the sweep row
+/// `report.generated_accs_steps`, `trained` and `heldout` the zoo's final test accuracies.
 ///
 /// # Errors
 /// [`PlotError`].
@@ -67,14 +67,17 @@ pub fn evaluation(
     heldout: &[f64],
 ) -> Result<(), PlotError> {
     let pct = |v: &[f64]| v.iter().map(|a| 100.0 * a).collect::<Vec<_>>();
-    let last = report.generated.last();
+    let shown = report
+        .generated
+        .iter()
+        .find(|g| g.steps == report.generated_accs_steps);
     plot::histogram(
         &dir.join(files::ACC_HIST),
         "test accuracy: generated vs trained classifiers",
         "test accuracy (%)",
         &[
             (
-                last.map_or("generated".into(), |g| format!("generated (NFE {})", g.nfe)),
+                shown.map_or("generated".into(), |g| format!("generated (NFE {})", g.nfe)),
                 pct(generated),
             ),
             ("trained (training runs)".into(), pct(trained)),

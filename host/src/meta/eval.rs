@@ -146,9 +146,13 @@ pub struct EvalReport {
     pub path_loss: Vec<PathLoss>,
     /// Fine-tuning generated vs Kaiming-uniform initializations (`null` when skipped).
     pub downstream: Option<Downstream>,
-    /// Test accuracy of every classifier of the last sweep row (not in the JSON).
+    /// Test accuracy of every classifier of the sweep row with the model's own solver and steps,
+    /// else of the last row (not in the JSON).
     #[serde(skip)]
     pub generated_accs: Vec<f64>,
+    /// The step count of that row (not in the JSON).
+    #[serde(skip)]
+    pub generated_accs_steps: usize,
 }
 
 fn accuracies<B: Backend>(
@@ -354,6 +358,8 @@ fn generation<B: Backend>(
     let mut generated = Vec::new();
     let mut last = Vec::new();
     let mut last_accs = Vec::new();
+    let mut hist_row: Option<usize> = None;
+    let mut own_found = false;
     for &steps in &opts.steps {
         let t0 = Instant::now();
         let (w, nfe) = model.integrate_from(&x0, opts.solver, steps, device, &mut |_, _| {});
@@ -372,8 +378,14 @@ fn generation<B: Backend>(
             acc_max: s.acc_max,
             ms_per_classifier: ms,
         });
+        // The histogram shows the model's own solver setting when the sweep has it.
+        let own = opts.solver == model.config.solver && steps == model.config.solver_steps;
+        if !own_found {
+            hist_row = Some(steps);
+            last_accs = accs;
+            own_found = own;
+        }
         last = w;
-        last_accs = accs;
     }
     let novelty = novelty::<B>(&arch, layout, &last, &train, &held, &data, opts, device);
     // Trajectory fidelity: integrate with one step per marginal interval so states land on t_k
@@ -443,6 +455,7 @@ fn generation<B: Backend>(
         path_loss,
         downstream: None,
         generated_accs: last_accs,
+        generated_accs_steps: hist_row.unwrap_or(0),
     };
     Ok((report, model, manifest, data))
 }
