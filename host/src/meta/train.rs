@@ -381,6 +381,16 @@ pub fn train_meta<B: AutodiffBackend>(
         fs::read_to_string(&summary_path),
     ) && serde_json::from_str::<MetaConfig>(&old_cfg).is_ok_and(|c| c == *cfg)
         && let Ok(s) = serde_json::from_str::<TrainSummary>(&old_summary)
+        // Weights written by an older, incompatible build are trained again.
+        && cfg
+            .field
+            .init::<B>(device)
+            .load_file(
+                out.join(files::WEIGHTS),
+                &BinFileRecorder::<FullPrecisionSettings>::new(),
+                device,
+            )
+            .is_ok()
     {
         return Ok(s);
     }
