@@ -264,8 +264,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 256)]
     pub functional_batch: usize,
     /// Score the sampler itself in the functional term: K Euler steps from fresh source samples,
-    /// backpropagated through every step (0: score x̂₁ of the flow-matching minibatch). Sample
-    /// with `--solver euler --steps K` to use what it was trained for.
+    /// backpropagated through every step (0: score x̂₁ of the flow-matching minibatch). Pass
+    /// `--solver euler --solver-steps K` too, so that sampling defaults to what was trained.
     #[arg(long, default_value_t = 0)]
     pub functional_rollout: usize,
     /// Source samples rolled out per step for the functional term.

@@ -155,7 +155,14 @@ fn tick_label(v: f64, log: bool) -> String {
     if log {
         let x = 10f64.powf(v);
         if (0.01..10_000.0).contains(&x) {
-            format!("{}", (x * 1000.0).round() / 1000.0)
+            // Two significant digits: ticks sit at even steps of log10, not at round values.
+            let decimals = (1 - x.log10().floor() as i32).max(0) as usize;
+            let text = format!("{x:.decimals$}");
+            if text.contains('.') {
+                text.trim_end_matches('0').trim_end_matches('.').to_string()
+            } else {
+                text
+            }
         } else {
             format!("{x:.0e}")
         }
@@ -415,6 +422,10 @@ mod tests {
         assert!((a - 0.9).abs() < 1e-12 && (b - 3.1).abs() < 1e-12);
         assert_eq!(axis_value(-1.0, true), None);
         assert_eq!(tick_label(2.0, true), "100");
+        assert_eq!(tick_label(3.981f64.log10(), true), "4");
+        assert_eq!(tick_label(1.585f64.log10(), true), "1.6");
+        assert_eq!(tick_label(0.398f64.log10(), true), "0.4");
+        assert_eq!(tick_label(12.589f64.log10(), true), "13");
         assert_eq!(tick_label(-5.0, true), "1e-5");
         assert_eq!(tick_label(0.25, false), "0.25");
     }
