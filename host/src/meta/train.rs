@@ -18,7 +18,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer, decay::WeightDecayConfig};
 use burn::record::{BinFileRecorder, FullPrecisionSettings};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::Serialize;
 
 use super::checkpoint;
@@ -29,12 +29,13 @@ use super::source::standard_normal;
 use super::symmetry::HiddenLayers;
 use super::trajectories::{self, Trajectories};
 use crate::arch::{Arch, Layout};
-use crate::classifier::{Input, one_hot};
-use crate::data::{Dataset, dataset::NUM_CLASSES};
+use crate::classifier::Input;
+use crate::data::Dataset;
 use crate::error::MetaError;
 use crate::flow::path::{Spline, linear};
 use crate::io::{sha256_hex, write_atomic};
 use crate::progress;
+use crate::zoo::train::DeviceData;
 use nmflow_runtime::Rng;
 use nmflow_runtime::rng::derive_seed;
 
@@ -333,9 +334,7 @@ pub struct TrainEnv {
 struct Functional<B: AutodiffBackend> {
     arch: Arch,
     layout: Layout,
-    x: Tensor<B::InnerBackend, 2>,
-    onehot: Tensor<B::InnerBackend, 2>,
-    n: usize,
+    data: DeviceData<B::InnerBackend>,
     std: Tensor<B, 2>,
     mean: Tensor<B, 2>,
 }
@@ -347,15 +346,9 @@ impl<B: AutodiffBackend> Functional<B> {
         let runs = end.dims()[0];
         let raw = end * self.std.clone() + self.mean.clone();
         let params = crate::classifier::params_from_tensor(&self.layout, raw);
-        let idx: Vec<i64> = (0..m)
-            .map(|_| i64::from(rng.below(u32::try_from(self.n).unwrap_or(u32::MAX))))
-            .collect();
-        let idx = Tensor::<B::InnerBackend, 1, Int>::from_data(
-            TensorData::new(idx, [m]),
-            &self.x.device(),
-        );
-        let xb = Tensor::<B, 2>::from_inner(self.x.clone().select(0, idx.clone()));
-        let yb = Tensor::<B, 2>::from_inner(self.onehot.clone().select(0, idx)).unsqueeze_dim(0);
+        let (xb, yb) = self.data.draw(m, rng);
+        let xb = Tensor::<B, 2>::from_inner(xb);
+        let yb = Tensor::<B, 2>::from_inner(yb).unsqueeze_dim(0);
         let logits = crate::classifier::forward(&self.arch, &params, Input::Shared(xb));
         crate::classifier::cross_entropy_sum(logits, yb) / runs as f64
     }
@@ -448,20 +441,11 @@ pub fn train_meta<B: AutodiffBackend>(
     });
     let functional = if cfg.functional_weight > 0.0 {
         let data = Dataset::load(manifest.config.dataset, &env.data_dir)?;
-        let n = data.train.len();
         let (sd, mu) = normalizer.coordinate_scales();
         Some(Functional::<B> {
             arch: manifest.config.arch.clone(),
             layout: layout.clone(),
-            x: Tensor::from_data(
-                TensorData::new(data.train.x.clone(), [n, data.train.dim]),
-                device,
-            ),
-            onehot: Tensor::from_data(
-                TensorData::new(one_hot(&data.train.y, NUM_CLASSES), [n, NUM_CLASSES]),
-                device,
-            ),
-            n,
+            data: DeviceData::new(&data, device),
             std: Tensor::from_data(TensorData::new(sd, [1, p]), device),
             mean: Tensor::from_data(TensorData::new(mu, [1, p]), device),
         })

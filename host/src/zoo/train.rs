@@ -42,6 +42,21 @@ impl<B: Backend> DeviceData<B> {
     }
 }
 
+impl<B: Backend> DeviceData<B> {
+    /// `m` samples drawn uniformly with replacement from `rng`: inputs `[m, d]` and one-hot
+    /// labels `[m, classes]`.
+    pub fn draw(&self, m: usize, rng: &mut Rng) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let idx: Vec<i64> = (0..m)
+            .map(|_| i64::from(rng.below(u32::try_from(self.n).unwrap_or(u32::MAX))))
+            .collect();
+        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [m]), &self.x.device());
+        (
+            self.x.clone().select(0, idx.clone()),
+            self.onehot.clone().select(0, idx),
+        )
+    }
+}
+
 /// What the progress display is told after every optimizer step.
 #[derive(Clone, Copy, Debug)]
 pub struct StepInfo {
