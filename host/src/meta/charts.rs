@@ -54,15 +54,14 @@ pub fn loss_curve(
     )
 }
 
-/// Every evaluation chart. `generated` holds the accuracies of the classifiers of the sweep row
-/// `report.generated_accs_steps`, `trained` and `heldout` the zoo's final test accuracies.
+/// Every evaluation chart; `trained` and `heldout` are the zoo's final test accuracies (the
+/// histogram shows `report.generated_accs`, the sweep row `report.generated_accs_steps`).
 ///
 /// # Errors
 /// [`PlotError`].
 pub fn evaluation(
     dir: &Path,
     report: &EvalReport,
-    generated: &[f64],
     trained: &[f64],
     heldout: &[f64],
 ) -> Result<(), PlotError> {
@@ -78,7 +77,7 @@ pub fn evaluation(
         &[
             (
                 shown.map_or("generated".into(), |g| format!("generated (NFE {})", g.nfe)),
-                pct(generated),
+                pct(&report.generated_accs),
             ),
             ("trained (training runs)".into(), pct(trained)),
             ("trained (held-out runs)".into(), pct(heldout)),

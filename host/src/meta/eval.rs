@@ -312,13 +312,7 @@ pub fn evaluate<B: AutodiffBackend>(
             .map(|r| f64::from(r.final_test_acc))
             .collect()
     };
-    charts::evaluation(
-        model_dir,
-        &report,
-        &report.generated_accs,
-        &finals(false),
-        &finals(true),
-    )?;
+    charts::evaluation(model_dir, &report, &finals(false), &finals(true))?;
     Ok(report)
 }
 
