@@ -84,14 +84,16 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
     };
     // On its own zoo the report is complete; the downstream comparison starts from exactly the
     // classifiers the sampler makes, and fine-tuning Kaiming inits improves them.
-    let r = nmflow_host::meta::eval::evaluate::<CpuAutodiff>(
-        &tmp.join("Cfm"),
-        &zoo,
-        &data_dir(),
-        &opts,
-        &Default::default(),
-    )
-    .unwrap();
+    let evaluate = |zoo: &std::path::Path| {
+        nmflow_host::meta::eval::evaluate::<CpuAutodiff>(
+            &tmp.join("Cfm"),
+            zoo,
+            &data_dir(),
+            &opts,
+            &Default::default(),
+        )
+    };
+    let r = evaluate(&zoo).unwrap();
     let d = r.downstream.as_ref().unwrap();
     assert_eq!(d.n, 4);
     assert_eq!(d.curve.first().unwrap().step, 0);
@@ -127,15 +129,7 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
             .find(|p| p.acc_kaiming >= d.target_acc)
             .map(|p| p.step)
     );
-    let err = nmflow_host::meta::eval::evaluate::<CpuAutodiff>(
-        &tmp.join("Cfm"),
-        &other,
-        &data_dir(),
-        &opts,
-        &Default::default(),
-    )
-    .err()
-    .unwrap();
+    let err = evaluate(&other).err().unwrap();
     assert!(
         err.to_string()
             .contains("was trained on a zoo with manifest sha256"),
