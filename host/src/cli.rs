@@ -287,6 +287,12 @@ pub struct TrainArgs {
     /// Default sampling steps stored with the model.
     #[arg(long, default_value_t = 2)]
     pub solver_steps: usize,
+    /// Implementation of the training step: `fused` is a hand-written CPU trainer of the MLP
+    /// field (NM-CFM or NM-MMFM without functional term; several times faster), `burn` is burn's
+    /// autodiff (everything); `auto` picks `fused` where it applies. Both train the same network
+    /// with the same algorithm; results differ by floating-point rounding only.
+    #[arg(long, value_enum, default_value_t = crate::meta::train::Engine::Auto)]
+    pub engine: crate::meta::train::Engine,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -771,6 +777,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 &crate::meta::train::TrainEnv {
                     data_dir: data::data_dir(a.data_dir.clone()),
                     quiet: a.quiet || a.json,
+                    engine: a.engine,
                 },
                 &Default::default(),
             )?;
@@ -778,11 +785,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string(&s)?);
             } else {
                 println!(
-                    "train: {:?} {} steps in {:.1}s ({:.1} steps/s); loss {:.4}; best held-out loss {:.4} at step {} (zero-velocity baseline {:.4}) → {}",
+                    "train: {:?} {} steps in {:.1}s ({:.1} steps/s, {} engine); loss {:.4}; best held-out loss {:.4} at step {} (zero-velocity baseline {:.4}) → {}",
                     s.method,
                     s.steps,
                     s.seconds,
                     s.steps_per_second,
+                    format!("{:?}", s.engine).to_lowercase(),
                     s.final_loss,
                     s.best_heldout_loss,
                     s.best_step,

@@ -15,6 +15,7 @@
 //! | [`export`] | meta-model → quantized device model file |
 //! | [`inspect`] | summaries of files nmflow writes |
 //! | [`io`] | atomic writes, gzip, SHA-256 |
+//! | [`linalg`] | matrix products on preallocated buffers (the fused trainer's GEMMs) |
 //! | [`plot`] | PNG line charts and histograms |
 //! | [`error`] | typed errors |
 
@@ -29,6 +30,7 @@ pub mod export;
 pub mod flow;
 pub mod inspect;
 pub mod io;
+pub mod linalg;
 pub mod meta;
 pub mod plot;
 pub mod progress;

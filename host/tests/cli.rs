@@ -243,11 +243,39 @@ fn nmflow_plain(args: &[&str]) -> Output {
 }
 
 /// `nmflow train` killed with SIGKILL after a checkpoint resumes from it and ends with the same
-/// weights and loss log as an uninterrupted run (functional term on, so its data draws count too).
+/// weights and loss log as an uninterrupted run: burn's engine (functional term on, so its data
+/// draws count too) ...
 #[test]
 fn killed_training_resumes_to_the_same_bytes() {
+    killed_training_resumes(
+        "cli-train-resume",
+        &[
+            "--steps",
+            "1500",
+            "--eval-every",
+            "25",
+            "--functional-weight",
+            "0.1",
+            "--functional-batch",
+            "64",
+        ],
+        "burn",
+    );
+}
+
+/// ... and the fused CPU trainer (its own optimizer file in the checkpoint).
+#[test]
+fn killed_fused_training_resumes_to_the_same_bytes() {
+    killed_training_resumes(
+        "cli-train-resume-fused",
+        &["--steps", "4000", "--eval-every", "50"],
+        "fused",
+    );
+}
+
+fn killed_training_resumes(name: &str, extra: &[&str], engine: &str) {
     let data = common::data_dir();
-    let tmp = common::temp_dir("cli-train-resume");
+    let tmp = common::temp_dir(name);
     let zoo = tmp.join("zoo");
     let z = nmflow(&zoo_args(zoo.to_str().unwrap(), &[]), &data);
     assert!(z.status.success(), "{}", String::from_utf8_lossy(&z.stderr));
@@ -264,21 +292,25 @@ fn killed_training_resumes_to_the_same_bytes() {
             "128",
             "--depth",
             "2",
-            "--steps",
-            "1500",
-            "--eval-every",
-            "25",
             "--batch-size",
             "32",
-            "--functional-weight",
-            "0.1",
-            "--functional-batch",
-            "64",
             "--quiet",
         ]
-        .map(String::from)
-        .to_vec()
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
     };
+    if engine == "fused" {
+        // The fused trainer covers the MLP field only; asking it for more is a usage error.
+        let mut args = train(&tmp.join("set"));
+        args.extend(["--field", "set", "--engine", "fused"].map(String::from));
+        expect(
+            &nmflow(&args_for(&args), &data),
+            2,
+            "--engine fused trains the MLP field",
+        );
+    }
     let reference = tmp.join("ref");
     let args = train(&reference);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -287,6 +319,11 @@ fn killed_training_resumes_to_the_same_bytes() {
     for f in ["loss.csv", "loss.png", "field.bin", "train.json"] {
         assert!(reference.join(f).is_file(), "{f}");
     }
+    let summary = fs::read_to_string(reference.join("train.json")).unwrap();
+    assert!(
+        summary.contains(&format!("\"engine\": \"{engine}\"")),
+        "{summary}"
+    );
     assert!(!reference.join("checkpoint").exists(), "removed at the end");
     let victim = tmp.join("victim");
     let mut child = Command::new(env!("CARGO_BIN_EXE_nmflow"))
@@ -319,6 +356,7 @@ fn killed_training_resumes_to_the_same_bytes() {
     }
     let log = fs::read_to_string(victim.join("loss.csv")).unwrap();
     assert!(log.starts_with("step,train_loss,heldout_loss,functional_loss\n10,"));
+
     fs::remove_dir_all(tmp).unwrap();
 }
 

@@ -14,6 +14,7 @@ fn env() -> TrainEnv {
     TrainEnv {
         data_dir: data_dir(),
         quiet: true,
+        engine: nmflow_host::meta::train::Engine::Auto,
     }
 }
 

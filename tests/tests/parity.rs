@@ -29,6 +29,7 @@ fn runtime_synthesis_matches_the_host_sampler() {
         &nmflow_host::meta::train::TrainEnv {
             data_dir: data_dir(),
             quiet: true,
+            engine: nmflow_host::meta::train::Engine::Auto,
         },
         &Default::default(),
     )

@@ -56,6 +56,9 @@ pub struct State {
     pub best: Option<f64>,
     /// Its step (the weights in the model directory's `field.bin`).
     pub best_step: usize,
+    /// The checkpoint was written by the fused CPU trainer (its optimizer file differs).
+    #[serde(default)]
+    pub fused: bool,
 }
 
 /// The loss log as CSV.
@@ -100,7 +103,7 @@ pub fn load_model<B: AutodiffBackend>(
     optim: FieldOptimizer<B>,
     device: &B::Device,
 ) -> Result<(VectorField<B>, FieldOptimizer<B>), MetaError> {
-    let dir = current(out).unwrap_or_else(|| out.join(DIR));
+    let dir = folder(out);
     let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
     let field = cfg
         .field
@@ -122,16 +125,31 @@ pub fn save<B: AutodiffBackend>(
     field: &VectorField<B>,
     optim: &FieldOptimizer<B>,
 ) -> Result<(), MetaError> {
+    save_with(out, state, |partial| {
+        let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+        field
+            .clone()
+            .save_file(partial.join("field"), &recorder)
+            .map_err(|e| MetaError::file(partial.join("field.bin"), e))?;
+        Recorder::<B>::record(&recorder, optim.to_record(), partial.join("optim"))
+            .map_err(|e| MetaError::file(partial.join("optim.bin"), e))
+    })
+}
+
+/// Writes a checkpoint of the loop state and whatever `write` puts into the new checkpoint folder
+/// (it gets the folder's path), swapping it in whole.
+///
+/// # Errors
+/// [`MetaError::File`] naming the file that could not be written, or `write`'s error.
+pub fn save_with(
+    out: &Path,
+    state: &State,
+    write: impl FnOnce(&Path) -> Result<(), MetaError>,
+) -> Result<(), MetaError> {
     let partial = out.join(PARTIAL);
     remove(&partial)?;
     fs::create_dir_all(&partial).map_err(|e| MetaError::file(&partial, e))?;
-    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
-    field
-        .clone()
-        .save_file(partial.join("field"), &recorder)
-        .map_err(|e| MetaError::file(partial.join("field.bin"), e))?;
-    Recorder::<B>::record(&recorder, optim.to_record(), partial.join("optim"))
-        .map_err(|e| MetaError::file(partial.join("optim.bin"), e))?;
+    write(&partial)?;
     let text = serde_json::to_string(state).map_err(|e| MetaError::file(&partial, e))?;
     write_atomic(&partial.join(STATE), text.as_bytes())
         .map_err(|e| MetaError::file(partial.join(STATE), e))?;
@@ -142,6 +160,11 @@ pub fn save<B: AutodiffBackend>(
     }
     fs::rename(&partial, &dir).map_err(|e| MetaError::file(&dir, e))?;
     remove(&old)
+}
+
+/// The folder of the current checkpoint of `out` (for engines that read their own files).
+pub fn folder(out: &Path) -> PathBuf {
+    current(out).unwrap_or_else(|| out.join(DIR))
 }
 
 /// Removes every checkpoint folder in `out`.

@@ -246,6 +246,47 @@ pub struct DenseLayer {
 }
 
 impl<B: Backend> VectorField<B> {
+    /// The MLP field's layers as `(weight, bias)` pairs, the weight row-major `[d_in][d_out]`
+    /// (burn's `Linear` layout); `None` for the set and potential fields.
+    pub fn mlp_layers(&self) -> Option<Vec<(Vec<f32>, Vec<f32>)>> {
+        if self.set.is_some() || self.potential.is_some() {
+            return None;
+        }
+        let values = |data: TensorData| data.convert::<f32>().into_vec::<f32>().ok();
+        self.layers
+            .iter()
+            .map(|l| {
+                let bias = l.bias.as_ref()?.val().into_data();
+                Some((values(l.weight.val().into_data())?, values(bias)?))
+            })
+            .collect()
+    }
+
+    /// This MLP field with its layers' values replaced by `layers` (as [`Self::mlp_layers`] gives
+    /// them); parameter ids are kept.
+    ///
+    /// # Panics
+    /// If `layers` does not have this field's layer shapes.
+    pub fn with_mlp_layers(mut self, layers: &[(Vec<f32>, Vec<f32>)]) -> Self {
+        assert_eq!(self.layers.len(), layers.len(), "number of MLP layers");
+        for (layer, (w, b)) in self.layers.iter_mut().zip(layers) {
+            layer.weight = layer.weight.clone().map(|old: Tensor<B, 2>| {
+                let dims = old.dims();
+                assert_eq!(w.len(), dims[0] * dims[1], "weight of shape {dims:?}");
+                Tensor::from_data(TensorData::new(w.clone(), dims), &old.device())
+                    .set_require_grad(old.is_require_grad())
+            });
+            layer.bias = layer.bias.take().map(|p| {
+                p.map(|old: Tensor<B, 1>| {
+                    assert_eq!(b.len(), old.dims()[0], "bias length");
+                    Tensor::from_data(TensorData::new(b.clone(), [b.len()]), &old.device())
+                        .set_require_grad(old.is_require_grad())
+                })
+            });
+        }
+        self
+    }
+
     /// The JKO residual `τ∇V(y) + y − x` (potential fields; `None` otherwise).
     ///
     /// # Shapes

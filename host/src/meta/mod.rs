@@ -22,6 +22,7 @@ pub mod config;
 pub mod downstream;
 pub mod eval;
 pub mod field;
+pub mod fused;
 pub mod normalize;
 pub mod potential;
 pub mod sample;

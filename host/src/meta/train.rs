@@ -23,15 +23,17 @@ use serde::Serialize;
 
 use super::checkpoint;
 use super::config::{Coupling, MetaConfig, Method};
-use super::field::VectorField;
+use super::field::{FieldKind, VectorField};
+use super::fused::{AdamSettings, Buffers, FusedAdam, FusedMlp};
 use super::normalize::Normalizer;
 use super::source::standard_normal;
 use super::symmetry::HiddenLayers;
 use super::trajectories::{self, Trajectories};
 use crate::arch::{Arch, Layout};
+use crate::backend::Cpu;
 use crate::classifier::Input;
 use crate::data::Dataset;
-use crate::error::MetaError;
+use crate::error::{MetaError, UsageError};
 use crate::flow::path::{Spline, linear};
 use crate::io::{sha256_hex, write_atomic};
 use crate::progress;
@@ -72,6 +74,9 @@ pub struct TrainSummary {
     pub heldout_zero_loss: f64,
     /// Parameters of the field network.
     pub field_params: usize,
+    /// Which implementation ran the training steps (`burn` or `fused`).
+    #[serde(default)]
+    pub engine: Engine,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Optimizer steps per second of the training loop (minibatch drawing, forward, backward,
@@ -131,14 +136,24 @@ impl<'a> PairSampler<'a> {
 
     /// Draws `n` samples: returns `(xt [n, P], t [n], ut [n, P])`.
     pub fn draw(&self, n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let mut batch = Batch::default();
+        self.draw_into(n, rng, &mut batch);
+        batch
+    }
+
+    /// [`Self::draw`] into reused buffers (the same draws).
+    pub fn draw_into(&self, n: usize, rng: &mut Rng, batch: &mut Batch) {
         if self.cfg.method == Method::Cfm && self.cfg.coupling == Coupling::Ot {
-            return self.draw_ot(n, rng);
+            *batch = self.draw_ot(n, rng);
+            return;
         }
         let p = self.runs.num_params;
         let k_last = self.runs.checkpoints() - 1;
-        let mut xt = vec![0.0f32; n * p];
-        let mut ut = vec![0.0f32; n * p];
-        let mut ts = Vec::with_capacity(n);
+        let (xt, ts, ut) = batch;
+        // Every value is overwritten below.
+        xt.resize(n * p, 0.0);
+        ut.resize(n * p, 0.0);
+        ts.clear();
         let mut eps = vec![0.0f32; p];
         let mut x0 = Vec::with_capacity(p);
         for s in 0..n {
@@ -191,7 +206,6 @@ impl<'a> PairSampler<'a> {
                 sym.apply(&perms, us);
             }
         }
-        (xt, ts, ut)
     }
 }
 
@@ -327,6 +341,25 @@ pub struct TrainEnv {
     pub data_dir: PathBuf,
     /// No progress bar.
     pub quiet: bool,
+    /// Which implementation of the training step runs.
+    pub engine: Engine,
+}
+
+/// The implementation of the training step (not a hyper-parameter: both train the same network
+/// with the same algorithm and differ only in floating-point rounding).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// `fused` where it applies, else `burn`.
+    #[default]
+    Auto,
+    /// burn's autodiff and optimizer (every field, method and loss).
+    Burn,
+    /// The fused CPU trainer ([`super::fused`]): the MLP field with NM-CFM or NM-MMFM and no
+    /// functional term.
+    Fused,
 }
 
 /// The functional term's data: the zoo's training images and one-hot labels on the device, and the
@@ -351,6 +384,199 @@ impl<B: AutodiffBackend> Functional<B> {
         let yb = Tensor::<B, 2>::from_inner(yb).unsqueeze_dim(0);
         let logits = crate::classifier::forward(&self.arch, &params, Input::Shared(xb));
         crate::classifier::cross_entropy_sum(logits, yb) / runs as f64
+    }
+}
+
+/// One implementation of the training step, with the model files it owns.
+trait Trainer {
+    /// One optimizer step on a minibatch `(xt, t, ut)`; returns the flow-matching loss and the
+    /// functional term's cross-entropy (when on), both before the update.
+    fn step(&mut self, batch: &Batch, data_rng: &mut Rng) -> (f32, Option<f32>);
+    /// Mean squared error on the held-out set.
+    fn heldout_loss(&mut self, set: &Batch) -> f64;
+    /// Writes the current field as the model's `field.bin`.
+    fn save_field(&self, out: &Path) -> Result<(), MetaError>;
+    /// Writes a checkpoint with the loop state.
+    fn checkpoint(&self, out: &Path, state: &checkpoint::State) -> Result<(), MetaError>;
+    /// Loads the field and optimizer state of the checkpoint in `out`.
+    fn resume(&mut self, out: &Path) -> Result<(), MetaError>;
+}
+
+/// A minibatch `(xt [n, P], t [n], ut [n, P])`.
+pub type Batch = (Vec<f32>, Vec<f32>, Vec<f32>);
+
+/// burn's autodiff and Adam: every field, method and loss.
+struct BurnTrainer<'a, B: AutodiffBackend> {
+    cfg: &'a MetaConfig,
+    layout: &'a Layout,
+    normalizer: &'a Normalizer,
+    device: B::Device,
+    field: VectorField<B>,
+    optim: checkpoint::FieldOptimizer<B>,
+    functional: Option<Functional<B>>,
+    tau: f32,
+}
+
+impl<B: AutodiffBackend> Trainer for BurnTrainer<'_, B> {
+    fn step(&mut self, (xt, ts, ut): &Batch, data_rng: &mut Rng) -> (f32, Option<f32>) {
+        let (cfg, device, field) = (self.cfg, &self.device, &self.field);
+        let p = self.layout.num_params();
+        let (x, t, u) = to_tensors::<B>(xt.clone(), ts.clone(), ut.clone(), p, device);
+        let (loss, ce) = match &self.functional {
+            Some(f) => {
+                let v = field.forward(x.clone(), t.clone());
+                let fm = (v.clone() - u).powi_scalar(2).mean();
+                let end = if cfg.functional_rollout == 0 {
+                    // The endpoint the field points to from each training pair's x_t.
+                    x + (t.neg() + 1.0) * v
+                } else {
+                    // The sampler itself: Euler steps from fresh source samples, differentiated
+                    // through every step.
+                    let mut z = Vec::new();
+                    cfg.source
+                        .sample_into(self.layout, cfg.functional_samples, data_rng, &mut z);
+                    self.normalizer.apply(&mut z);
+                    let k = cfg.functional_rollout;
+                    let n = cfg.functional_samples;
+                    let mut z = Tensor::<B, 2>::from_data(TensorData::new(z, [n, p]), device);
+                    for j in 0..k {
+                        let tj = Tensor::<B, 2>::full([n, 1], j as f32 / k as f32, device);
+                        z = z.clone() + field.forward(z, tj) / k as f64;
+                    }
+                    z
+                };
+                let ce = f.loss(end, cfg.functional_batch, data_rng);
+                let ce_value: f32 = ce.clone().into_scalar().elem();
+                (
+                    fm.clone() + ce * f64::from(cfg.functional_weight),
+                    Some((fm, ce_value)),
+                )
+            }
+            None => (
+                residual(field, x, t, u, self.tau).powi_scalar(2).mean(),
+                None,
+            ),
+        };
+        let (value, ce_value): (f32, Option<f32>) = match &ce {
+            Some((fm, c)) => (fm.clone().into_scalar().elem(), Some(*c)),
+            None => (loss.clone().into_scalar().elem(), None),
+        };
+        if value.is_finite() && ce_value.is_none_or(f32::is_finite) {
+            let grads = GradientsParams::from_grads(loss.backward(), field);
+            self.field = self.optim.step(cfg.lr, self.field.clone(), grads);
+        }
+        (value, ce_value)
+    }
+
+    fn heldout_loss(&mut self, set: &Batch) -> f64 {
+        let p = self.layout.num_params();
+        set_loss(&self.field.valid(), set, p, self.tau, &self.device)
+    }
+
+    fn save_field(&self, out: &Path) -> Result<(), MetaError> {
+        save_field(&self.field.valid(), out)
+    }
+
+    fn checkpoint(&self, out: &Path, state: &checkpoint::State) -> Result<(), MetaError> {
+        checkpoint::save(out, state, &self.field, &self.optim)
+    }
+
+    fn resume(&mut self, out: &Path) -> Result<(), MetaError> {
+        let fresh = AdamConfig::new()
+            .with_weight_decay(
+                (self.cfg.weight_decay > 0.0)
+                    .then(|| WeightDecayConfig::new(self.cfg.weight_decay as f32)),
+            )
+            .init::<B, VectorField<B>>();
+        let (f, o) = checkpoint::load_model(out, self.cfg, fresh, &self.device)?;
+        self.field = f;
+        self.optim = o;
+        Ok(())
+    }
+}
+
+/// The fused CPU trainer of the MLP field ([`super::fused`]).
+struct FusedTrainer<'a> {
+    cfg: &'a MetaConfig,
+    device: burn::tensor::Device<Cpu>,
+    mlp: FusedMlp,
+    adam: FusedAdam,
+    settings: AdamSettings,
+    buf: Buffers,
+}
+
+/// The fused trainer's optimizer file in a checkpoint.
+const FUSED_OPTIM: &str = "optim-fused.safetensors";
+
+impl FusedTrainer<'_> {
+    /// The field as a burn module (for saving and loading burn records).
+    fn field(&self) -> VectorField<Cpu> {
+        self.cfg
+            .field
+            .init::<Cpu>(&self.device)
+            .with_mlp_layers(self.mlp.layers())
+    }
+}
+
+impl Trainer for FusedTrainer<'_> {
+    fn step(&mut self, (xt, ts, ut): &Batch, _data_rng: &mut Rng) -> (f32, Option<f32>) {
+        let loss = self
+            .mlp
+            .step(&mut self.adam, xt, ts, ut, self.cfg.lr, &mut self.buf);
+        (loss as f32, None)
+    }
+
+    fn heldout_loss(&mut self, (xt, ts, ut): &Batch) -> f64 {
+        let (n, p) = (ts.len(), self.cfg.field.dim);
+        let chunk = 128;
+        let mut total = 0.0;
+        for start in (0..n).step_by(chunk) {
+            let end = (start + chunk).min(n);
+            total += self.mlp.sum_sq(
+                &xt[start * p..end * p],
+                &ts[start..end],
+                &ut[start * p..end * p],
+                &mut self.buf,
+            );
+        }
+        total / (n * p) as f64
+    }
+
+    fn save_field(&self, out: &Path) -> Result<(), MetaError> {
+        save_field(&self.field(), out)
+    }
+
+    fn checkpoint(&self, out: &Path, state: &checkpoint::State) -> Result<(), MetaError> {
+        checkpoint::save_with(out, state, |dir| {
+            let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+            self.field()
+                .save_file(dir.join("field"), &recorder)
+                .map_err(|e| MetaError::file(dir.join("field.bin"), e))?;
+            let path = dir.join(FUSED_OPTIM);
+            let bytes = self
+                .adam
+                .to_bytes()
+                .map_err(|e| MetaError::file(&path, e))?;
+            write_atomic(&path, &bytes).map_err(|e| MetaError::file(&path, e))
+        })
+    }
+
+    fn resume(&mut self, out: &Path) -> Result<(), MetaError> {
+        let dir = checkpoint::folder(out);
+        let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+        let field: VectorField<Cpu> = self
+            .cfg
+            .field
+            .init(&self.device)
+            .load_file(dir.join("field"), &recorder, &self.device)
+            .map_err(|e| MetaError::file(dir.join("field.bin"), e))?;
+        let layers = field
+            .mlp_layers()
+            .ok_or_else(|| MetaError::file(dir.join("field.bin"), "not an MLP field"))?;
+        self.mlp = FusedMlp::new(self.cfg.field.dim, self.cfg.field.time_dim, layers)
+            .map_err(|e| MetaError::file(dir.join("field.bin"), e))?;
+        self.adam = FusedAdam::read(&dir.join(FUSED_OPTIM), self.settings, &self.mlp)?;
+        Ok(())
     }
 }
 
@@ -415,18 +641,77 @@ pub fn train_meta<B: AutodiffBackend>(
         .map_err(|e| MetaError::file(out, e))?;
 
     B::seed(device, cfg.seed);
-    let mut field: VectorField<B> = cfg.field.init(device);
-    let mut optim = AdamConfig::new()
-        .with_weight_decay(
-            (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32)),
-        )
-        .init::<B, VectorField<B>>();
+    let tau = cfg.field.jko.map_or(1.0, |j| j.tau);
+    // The fused trainer runs on the CPU: it stands in for burn's CPU backend only.
+    let on_cpu = std::any::TypeId::of::<B::InnerBackend>() == std::any::TypeId::of::<Cpu>();
+    let fusable = on_cpu
+        && cfg.field.kind == FieldKind::Mlp
+        && cfg.method != Method::Jko
+        && cfg.functional_weight == 0.0;
+    let fused = match env.engine {
+        Engine::Auto => fusable,
+        Engine::Burn => false,
+        Engine::Fused if fusable => true,
+        Engine::Fused => {
+            return Err(UsageError(
+                "--engine fused trains the MLP field (--field mlp) with NM-CFM or NM-MMFM and no functional term, on the CPU".into(),
+            )
+            .into());
+        }
+    };
+    let field: VectorField<B> = cfg.field.init(device);
+    let adam = AdamSettings {
+        weight_decay: cfg.weight_decay as f32,
+        ..AdamSettings::default()
+    };
+    let mut trainer: Box<dyn Trainer + '_> = if fused {
+        let layers = field
+            .mlp_layers()
+            .ok_or_else(|| UsageError("the fused trainer needs an MLP field".into()))?;
+        let mlp = FusedMlp::new(cfg.field.dim, cfg.field.time_dim, layers).map_err(UsageError)?;
+        Box::new(FusedTrainer {
+            cfg,
+            device: Default::default(),
+            adam: FusedAdam::new(adam, &mlp),
+            settings: adam,
+            mlp,
+            buf: Buffers::default(),
+        })
+    } else {
+        let functional = if cfg.functional_weight > 0.0 {
+            let data = Dataset::load(manifest.config.dataset, &env.data_dir)?;
+            let (sd, mu) = normalizer.coordinate_scales();
+            Some(Functional::<B> {
+                arch: manifest.config.arch.clone(),
+                layout: layout.clone(),
+                data: DeviceData::new(&data, device),
+                std: Tensor::from_data(TensorData::new(sd, [1, p]), device),
+                mean: Tensor::from_data(TensorData::new(mu, [1, p]), device),
+            })
+        } else {
+            None
+        };
+        Box::new(BurnTrainer {
+            cfg,
+            layout: &layout,
+            normalizer: &normalizer,
+            device: device.clone(),
+            field,
+            optim: AdamConfig::new()
+                .with_weight_decay(
+                    (cfg.weight_decay > 0.0)
+                        .then(|| WeightDecayConfig::new(cfg.weight_decay as f32)),
+                )
+                .init::<B, VectorField<B>>(),
+            functional,
+            tau,
+        })
+    };
     let sampler = PairSampler::new(cfg, &train, &layout, &normalizer);
     let held_set = (!held.is_empty()).then(|| {
         PairSampler::new(cfg, &held, &layout, &normalizer)
             .draw(HELDOUT_SAMPLES, &mut Rng::new(cfg.seed, STREAM_HELDOUT))
     });
-    let tau = cfg.field.jko.map_or(1.0, |j| j.tau);
     // The loss of the trivial model: zero velocity, or for NM-JKO a flat potential (‖y − x‖²).
     let zero_loss = held_set.as_ref().map_or(f64::NAN, |s| {
         let sq: f64 = if cfg.method == Method::Jko {
@@ -439,79 +724,34 @@ pub fn train_meta<B: AutodiffBackend>(
         };
         sq / s.2.len() as f64
     });
-    let functional = if cfg.functional_weight > 0.0 {
-        let data = Dataset::load(manifest.config.dataset, &env.data_dir)?;
-        let (sd, mu) = normalizer.coordinate_scales();
-        Some(Functional::<B> {
-            arch: manifest.config.arch.clone(),
-            layout: layout.clone(),
-            data: DeviceData::new(&data, device),
-            std: Tensor::from_data(TensorData::new(sd, [1, p]), device),
-            mean: Tensor::from_data(TensorData::new(mu, [1, p]), device),
-        })
-    } else {
-        None
-    };
     let loop_started = Instant::now();
     let pb = progress::bar(cfg.steps as u64, "steps", quiet);
     pb.set_prefix(format!("train {:?}", cfg.method).to_lowercase());
+    // A checkpoint of the other engine is not resumed (its optimizer file differs).
+    let resume = resume.filter(|s| s.fused == fused);
     let mut state = match resume {
         Some(state) => {
-            let (f, o) = checkpoint::load_model(out, cfg, optim, device)?;
-            field = f;
-            optim = o;
+            trainer.resume(out)?;
             pb.set_position(state.step as u64);
             state
         }
         None => {
-            save_field(&field.valid(), out)?;
-            checkpoint::State::default()
+            trainer.save_field(out)?;
+            checkpoint::State {
+                fused,
+                ..checkpoint::State::default()
+            }
         }
     };
     let first_step = state.step + 1;
+    let mut batch = Batch::default();
     for step in first_step..=cfg.steps {
         // Every step's random draws come from its own stream, so a resumed run draws exactly
         // what an uninterrupted one would.
         let mut rng = Rng::new(derive_seed(cfg.seed, step as u64), STREAM_BATCH);
         let mut data_rng = Rng::new(derive_seed(cfg.seed, step as u64), STREAM_FUNCTIONAL);
-        let (xt, ts, ut) = sampler.draw(cfg.batch_size, &mut rng);
-        let (x, t, u) = to_tensors::<B>(xt, ts, ut, p, device);
-        let (loss, ce) = match &functional {
-            Some(f) => {
-                let v = field.forward(x.clone(), t.clone());
-                let fm = (v.clone() - u).powi_scalar(2).mean();
-                let end = if cfg.functional_rollout == 0 {
-                    // The endpoint the field points to from each training pair's x_t.
-                    x + (t.neg() + 1.0) * v
-                } else {
-                    // The sampler itself: Euler steps from fresh source samples, differentiated
-                    // through every step.
-                    let mut z = Vec::new();
-                    cfg.source
-                        .sample_into(&layout, cfg.functional_samples, &mut data_rng, &mut z);
-                    normalizer.apply(&mut z);
-                    let k = cfg.functional_rollout;
-                    let n = cfg.functional_samples;
-                    let mut z = Tensor::<B, 2>::from_data(TensorData::new(z, [n, p]), device);
-                    for j in 0..k {
-                        let tj = Tensor::<B, 2>::full([n, 1], j as f32 / k as f32, device);
-                        z = z.clone() + field.forward(z, tj) / k as f64;
-                    }
-                    z
-                };
-                let ce = f.loss(end, cfg.functional_batch, &mut data_rng);
-                let ce_value: f32 = ce.clone().into_scalar().elem();
-                (
-                    fm.clone() + ce * f64::from(cfg.functional_weight),
-                    Some((fm, ce_value)),
-                )
-            }
-            None => (residual(&field, x, t, u, tau).powi_scalar(2).mean(), None),
-        };
-        let (value, ce_value): (f32, Option<f32>) = match &ce {
-            Some((fm, c)) => (fm.clone().into_scalar().elem(), Some(*c)),
-            None => (loss.clone().into_scalar().elem(), None),
-        };
+        sampler.draw_into(cfg.batch_size, &mut rng, &mut batch);
+        let (value, ce_value) = trainer.step(&batch, &mut data_rng);
         if !value.is_finite() || ce_value.is_some_and(|c| !c.is_finite()) {
             pb.abandon();
             return Err(MetaError::Diverged {
@@ -520,15 +760,13 @@ pub fn train_meta<B: AutodiffBackend>(
                 out: out.into(),
             });
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &field);
-        field = optim.step(cfg.lr, field, grads);
         state.recent.push(f64::from(value));
         if state.recent.len() > 50 {
             state.recent.remove(0);
         }
         let evaluate = step % cfg.eval_every.max(1) == 0 || step == cfg.steps;
         let held_loss = match (&held_set, evaluate) {
-            (Some(set), true) => Some(set_loss(&field.valid(), set, p, tau, device)),
+            (Some(set), true) => Some(trainer.heldout_loss(set)),
             _ => None,
         };
         if step % 10 == 0 || held_loss.is_some() {
@@ -543,17 +781,17 @@ pub fn train_meta<B: AutodiffBackend>(
             Some(h) if state.best.is_none_or(|b| h < b) => {
                 state.best = Some(h);
                 state.best_step = step;
-                save_field(&field.valid(), out)?;
+                trainer.save_field(out)?;
             }
             None if held_set.is_none() && evaluate => {
                 state.best_step = step;
-                save_field(&field.valid(), out)?;
+                trainer.save_field(out)?;
             }
             _ => {}
         }
         if evaluate && step < cfg.steps {
             state.step = step;
-            checkpoint::save(out, &state, &field, &optim)?;
+            trainer.checkpoint(out, &state)?;
         }
         pb.inc(1);
         if step % 10 == 0 {
@@ -584,6 +822,7 @@ pub fn train_meta<B: AutodiffBackend>(
         best_step,
         heldout_zero_loss: zero_loss,
         field_params: cfg.field.num_params(),
+        engine: if fused { Engine::Fused } else { Engine::Burn },
         seconds,
         steps_per_second: (cfg.steps + 1 - first_step) as f64
             / loop_started.elapsed().as_secs_f64().max(1e-9),
