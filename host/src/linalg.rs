@@ -12,6 +12,9 @@ use rayon::prelude::*;
 /// Fewest rows of `C` per parallel task.
 pub const ROWS_PER_TASK: usize = 64;
 
+/// Fewest columns of `C` per parallel task when a product has too few rows to split.
+pub const COLS_PER_TASK: usize = 64;
+
 /// Most parallel tasks per product (each task packs all of `B` again, so more tasks cost more).
 pub const MAX_TASKS: usize = 8;
 
@@ -57,6 +60,23 @@ impl<'a> View<'a> {
         }
     }
 
+    /// Columns `start..start + len` (no copy).
+    fn cols(self, start: usize, len: usize) -> Self {
+        assert!(start + len <= self.cols, "column range out of the matrix");
+        if len == 0 {
+            return Self {
+                data: &[],
+                cols: 0,
+                ..self
+            };
+        }
+        Self {
+            data: &self.data[start * self.col_stride..],
+            cols: len,
+            ..self
+        }
+    }
+
     /// Rows `start..start + len` (no copy).
     fn rows(self, start: usize, len: usize) -> Self {
         assert!(start + len <= self.rows, "row range out of the matrix");
@@ -88,6 +108,31 @@ pub fn matmul(c: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool) {
     );
     assert_eq!(c.len(), m * n, "output of a {m}×{n} product");
     if m == 0 || n == 0 {
+        return;
+    }
+    if m < 2 * ROWS_PER_TASK && n >= 2 * COLS_PER_TASK {
+        // Few rows: split the columns instead, so that each task packs only its part of `B`.
+        let per = n.div_ceil(MAX_TASKS).max(COLS_PER_TASK);
+        let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(per))
+            .into_par_iter()
+            .map(|block| {
+                let (start, cols) = (block * per, per.min(n - block * per));
+                let mut part = vec![0.0f32; m * cols];
+                if accumulate {
+                    for (dst, src) in part.chunks_exact_mut(cols).zip(c.chunks_exact(n)) {
+                        dst.copy_from_slice(&src[start..start + cols]);
+                    }
+                }
+                gemm_serial(&mut part, a, b.cols(start, cols), accumulate);
+                (start, part)
+            })
+            .collect();
+        for (start, part) in blocks {
+            let cols = part.len() / m;
+            for (dst, src) in c.chunks_exact_mut(n).zip(part.chunks_exact(cols)) {
+                dst[start..start + cols].copy_from_slice(src);
+            }
+        }
         return;
     }
     let per = m.div_ceil(MAX_TASKS).max(ROWS_PER_TASK);
@@ -169,8 +214,9 @@ mod tests {
 
     #[test]
     fn products_match_the_definition_for_every_transpose_and_block_split() {
-        // m = 150 spans three row blocks (64, 64, 22); m = 600 eight blocks of 75.
-        for (m, k, n) in [(150, 37, 23), (600, 9, 5)] {
+        // m = 150 spans three row blocks (64, 64, 22); m = 600 eight blocks of 75; m = 100
+        // splits the columns into blocks of 64 and 36.
+        for (m, k, n) in [(150, 37, 23), (600, 9, 5), (100, 13, 100)] {
             check_product(m, k, n);
         }
     }

@@ -317,6 +317,8 @@ impl FusedAdam {
         let factor = bc2 / (1.0 - s.beta_1.powi(time));
         let eps = s.epsilon * bc2;
         let lr = lr as f32;
+        // All tensors' chunks as one list of tasks: one fork-join per step.
+        let mut tasks = Vec::new();
         let tensors = params
             .iter_mut()
             .zip(grads)
@@ -324,19 +326,21 @@ impl FusedAdam {
         for ((theta, grad), (m1, m2)) in
             tensors.zip(self.moment_1.iter_mut().zip(&mut self.moment_2))
         {
-            theta
-                .par_chunks_mut(CHUNK)
-                .zip(grad.par_chunks(CHUNK))
-                .zip(m1.par_chunks_mut(CHUNK).zip(m2.par_chunks_mut(CHUNK)))
-                .for_each(|((theta, grad), (m1, m2))| {
-                    for (((p, &g), m), v) in theta.iter_mut().zip(grad).zip(m1).zip(m2) {
-                        let g = g + s.weight_decay * *p;
-                        *m = s.beta_1 * *m + (1.0 - s.beta_1) * g;
-                        *v = s.beta_2 * *v + (1.0 - s.beta_2) * g * g;
-                        *p -= lr * (*m * factor / (v.sqrt() + eps));
-                    }
-                });
+            tasks.extend(
+                theta
+                    .chunks_mut(CHUNK)
+                    .zip(grad.chunks(CHUNK))
+                    .zip(m1.chunks_mut(CHUNK).zip(m2.chunks_mut(CHUNK))),
+            );
         }
+        tasks.into_par_iter().for_each(|((theta, grad), (m1, m2))| {
+            for (((p, &g), m), v) in theta.iter_mut().zip(grad).zip(m1).zip(m2) {
+                let g = g + s.weight_decay * *p;
+                *m = s.beta_1 * *m + (1.0 - s.beta_1) * g;
+                *v = s.beta_2 * *v + (1.0 - s.beta_2) * g * g;
+                *p -= lr * (*m * factor / (v.sqrt() + eps));
+            }
+        });
     }
 
     /// The optimizer state as a safetensors file's bytes (`m.{i}`, `v.{i}`; the step count and
