@@ -288,9 +288,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 2)]
     pub solver_steps: usize,
     /// Implementation of the training step: `fused` is a hand-written CPU trainer of the MLP
-    /// field (NM-CFM or NM-MMFM without functional term; several times faster), `burn` is burn's
-    /// autodiff (everything); `auto` picks `fused` where it applies. Both train the same network
-    /// with the same algorithm; results differ by floating-point rounding only.
+    /// field (NM-CFM or NM-MMFM without functional term; 2.6× faster than `burn` in
+    /// bench/field_bench.sh), `burn` is burn's autodiff (everything); `auto` picks `fused` where
+    /// it applies. Both train the same network with the same algorithm; results differ by
+    /// floating-point rounding only.
     #[arg(long, value_enum, default_value_t = crate::meta::train::Engine::Auto)]
     pub engine: crate::meta::train::Engine,
     /// Print one JSON object.

@@ -357,8 +357,8 @@ pub enum Engine {
     Auto,
     /// burn's autodiff and optimizer (every field, method and loss).
     Burn,
-    /// The fused CPU trainer ([`super::fused`]): the MLP field with NM-CFM or NM-MMFM and no
-    /// functional term.
+    /// The fused CPU trainer (module `meta::fused`): the MLP field with NM-CFM or NM-MMFM and
+    /// no functional term.
     Fused,
 }
 
