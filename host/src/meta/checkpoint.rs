@@ -41,6 +41,9 @@ pub struct LogRow {
     pub heldout_loss: Option<f64>,
     /// The functional term's cross-entropy, when it is on.
     pub functional_loss: Option<f64>,
+    /// The functional term's validation cross-entropy (fixed held-out draws), when measured.
+    #[serde(default)]
+    pub validation_functional_loss: Option<f64>,
 }
 
 /// The training loop's state at a step.
@@ -64,14 +67,16 @@ pub struct State {
 /// The loss log as CSV.
 pub fn csv(rows: &[LogRow]) -> String {
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
-    let mut s = String::from("step,train_loss,heldout_loss,functional_loss\n");
+    let mut s =
+        String::from("step,train_loss,heldout_loss,functional_loss,validation_functional_loss\n");
     for r in rows {
         s.push_str(&format!(
-            "{},{},{},{}\n",
+            "{},{},{},{},{}\n",
             r.step,
             r.train_loss,
             opt(r.heldout_loss),
-            opt(r.functional_loss)
+            opt(r.functional_loss),
+            opt(r.validation_functional_loss)
         ));
     }
     s
@@ -197,17 +202,19 @@ mod tests {
                 train_loss: 0.5,
                 heldout_loss: None,
                 functional_loss: Some(2.0),
+                validation_functional_loss: None,
             },
             LogRow {
                 step: 20,
                 train_loss: 0.25,
                 heldout_loss: Some(0.3),
-                functional_loss: None,
+                functional_loss: Some(1.5),
+                validation_functional_loss: Some(1.25),
             },
         ];
         assert_eq!(
             csv(&rows),
-            "step,train_loss,heldout_loss,functional_loss\n10,0.5,,2\n20,0.25,0.3,\n"
+            "step,train_loss,heldout_loss,functional_loss,validation_functional_loss\n10,0.5,,2,\n20,0.25,0.3,1.5,1.25\n"
         );
     }
 

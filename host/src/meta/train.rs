@@ -66,7 +66,8 @@ pub struct TrainSummary {
     pub steps: usize,
     /// Training loss averaged over the last 50 steps.
     pub final_loss: f64,
-    /// Lowest held-out loss (NaN without held-out runs).
+    /// Lowest held-out objective (NaN without held-out runs): the flow-matching loss on held-out
+    /// runs, plus with a functional term λ × its validation cross-entropy.
     pub best_heldout_loss: f64,
     /// Step of the kept model.
     pub best_step: usize,
@@ -94,6 +95,12 @@ const STREAM_FUNCTIONAL: u64 = 12;
 const STREAM_HELDOUT: u64 = 11;
 /// Samples in the held-out evaluation set.
 const HELDOUT_SAMPLES: usize = 512;
+/// PRNG stream of the functional term's fixed validation draws.
+const STREAM_VALIDATION: u64 = 13;
+/// Classifiers the sampler makes for the functional term's validation.
+pub const VALIDATION_SAMPLES: usize = 64;
+/// Training images the functional term's validation scores them on.
+pub const VALIDATION_IMAGES: usize = 4096;
 
 /// A flow-matching sampler of `(xt, t, ut)` over a set of runs (standardized weights).
 pub struct PairSampler<'a> {
@@ -376,14 +383,66 @@ impl<B: AutodiffBackend> Functional<B> {
     /// Mean cross-entropy of the classifiers `end` (standardized, `[runs, P]`) on `m` training
     /// images drawn from `rng`.
     fn loss(&self, end: Tensor<B, 2>, m: usize, rng: &mut Rng) -> Tensor<B, 1> {
-        let runs = end.dims()[0];
-        let raw = end * self.std.clone() + self.mean.clone();
-        let params = crate::classifier::params_from_tensor(&self.layout, raw);
         let (xb, yb) = self.data.draw(m, rng);
-        let xb = Tensor::<B, 2>::from_inner(xb);
-        let yb = Tensor::<B, 2>::from_inner(yb).unsqueeze_dim(0);
+        self.cross_entropy(
+            end,
+            self.std.clone(),
+            self.mean.clone(),
+            Tensor::from_inner(xb),
+            Tensor::from_inner(yb),
+        )
+    }
+
+    /// The functional term on held-out draws, without gradients: the mean cross-entropy of the
+    /// classifiers the model's own sampler (solver and steps) makes from a fixed set of
+    /// [`VALIDATION_SAMPLES`] source samples, on a fixed set of [`VALIDATION_IMAGES`] training
+    /// images (the same draws at every evaluation, from their own PRNG stream).
+    fn validation(
+        &self,
+        cfg: &MetaConfig,
+        normalizer: &Normalizer,
+        field: &VectorField<B::InnerBackend>,
+    ) -> f64 {
+        let mut rng = Rng::new(cfg.seed, STREAM_VALIDATION);
+        let (n, p) = (VALIDATION_SAMPLES, self.layout.num_params());
+        let mut z = Vec::new();
+        cfg.source.sample_into(&self.layout, n, &mut rng, &mut z);
+        normalizer.apply(&mut z);
+        let device = self.std.device();
+        let x = Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(z, [n, p]), &device);
+        let mut v = |x: Tensor<B::InnerBackend, 2>, t: f32| {
+            field.forward(x, Tensor::full([n, 1], t, &device))
+        };
+        let (end, _) =
+            crate::flow::solver::integrate(cfg.solver, cfg.solver_steps, x, &mut v, &mut |_, _| {});
+        let (xb, yb) = self.data.draw(VALIDATION_IMAGES, &mut rng);
+        let ce: f32 = self
+            .cross_entropy(
+                end,
+                self.std.clone().inner(),
+                self.mean.clone().inner(),
+                xb,
+                yb,
+            )
+            .into_scalar()
+            .elem();
+        f64::from(ce)
+    }
+
+    /// Mean cross-entropy of the classifiers `end` (standardized, `[runs, P]`; `std`, `mean`
+    /// undo the standardization) on the images `xb` with one-hot labels `yb`.
+    fn cross_entropy<C: Backend>(
+        &self,
+        end: Tensor<C, 2>,
+        std: Tensor<C, 2>,
+        mean: Tensor<C, 2>,
+        xb: Tensor<C, 2>,
+        yb: Tensor<C, 2>,
+    ) -> Tensor<C, 1> {
+        let runs = end.dims()[0];
+        let params = crate::classifier::params_from_tensor(&self.layout, end * std + mean);
         let logits = crate::classifier::forward(&self.arch, &params, Input::Shared(xb));
-        crate::classifier::cross_entropy_sum(logits, yb) / runs as f64
+        crate::classifier::cross_entropy_sum(logits, yb.unsqueeze_dim(0)) / runs as f64
     }
 }
 
@@ -392,8 +451,9 @@ trait Trainer {
     /// One optimizer step on a minibatch `(xt, t, ut)`; returns the flow-matching loss and the
     /// functional term's cross-entropy (when on), both before the update.
     fn step(&mut self, batch: &Batch, data_rng: &mut Rng) -> (f32, Option<f32>);
-    /// Mean squared error on the held-out set.
-    fn heldout_loss(&mut self, set: &Batch) -> f64;
+    /// Mean squared error on the held-out set, and the functional term's validation
+    /// cross-entropy (when on).
+    fn heldout_loss(&mut self, set: &Batch) -> (f64, Option<f64>);
     /// Writes the current field as the model's `field.bin`.
     fn save_field(&self, out: &Path) -> Result<(), MetaError>;
     /// Writes a checkpoint with the loop state.
@@ -468,9 +528,15 @@ impl<B: AutodiffBackend> Trainer for BurnTrainer<'_, B> {
         (value, ce_value)
     }
 
-    fn heldout_loss(&mut self, set: &Batch) -> f64 {
+    fn heldout_loss(&mut self, set: &Batch) -> (f64, Option<f64>) {
         let p = self.layout.num_params();
-        set_loss(&self.field.valid(), set, p, self.tau, &self.device)
+        let field = self.field.valid();
+        let fm = set_loss(&field, set, p, self.tau, &self.device);
+        let ce = self
+            .functional
+            .as_ref()
+            .map(|f| f.validation(self.cfg, self.normalizer, &field));
+        (fm, ce)
     }
 
     fn save_field(&self, out: &Path) -> Result<(), MetaError> {
@@ -526,7 +592,7 @@ impl Trainer for FusedTrainer<'_> {
         (loss as f32, None)
     }
 
-    fn heldout_loss(&mut self, (xt, ts, ut): &Batch) -> f64 {
+    fn heldout_loss(&mut self, (xt, ts, ut): &Batch) -> (f64, Option<f64>) {
         let (n, p) = (ts.len(), self.cfg.field.dim);
         let chunk = 128;
         let mut total = 0.0;
@@ -539,7 +605,7 @@ impl Trainer for FusedTrainer<'_> {
                 &mut self.buf,
             );
         }
-        total / (n * p) as f64
+        (total / (n * p) as f64, None)
     }
 
     fn save_field(&self, out: &Path) -> Result<(), MetaError> {
@@ -765,18 +831,23 @@ pub fn train_meta<B: AutodiffBackend>(
             state.recent.remove(0);
         }
         let evaluate = step % cfg.eval_every.max(1) == 0 || step == cfg.steps;
-        let held_loss = match (&held_set, evaluate) {
+        let held = match (&held_set, evaluate) {
             (Some(set), true) => Some(trainer.heldout_loss(set)),
             _ => None,
         };
-        if step % 10 == 0 || held_loss.is_some() {
+        if step % 10 == 0 || held.is_some() {
             state.rows.push(checkpoint::LogRow {
                 step,
                 train_loss: f64::from(value),
-                heldout_loss: held_loss,
+                heldout_loss: held.map(|h| h.0),
                 functional_loss: ce_value.map(f64::from),
+                validation_functional_loss: held.and_then(|h| h.1),
             });
         }
+        // The kept model minimizes the training objective on held-out data: the flow-matching
+        // loss on held-out runs, plus λ × the functional term's validation cross-entropy.
+        let held_loss =
+            held.map(|(fm, ce)| fm + ce.map_or(0.0, |c| f64::from(cfg.functional_weight) * c));
         match held_loss {
             Some(h) if state.best.is_none_or(|b| h < b) => {
                 state.best = Some(h);
