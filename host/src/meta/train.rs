@@ -659,6 +659,23 @@ pub fn train_meta<B: AutodiffBackend>(
 ) -> Result<TrainSummary, MetaError> {
     let quiet = env.quiet;
     let started = Instant::now();
+    // The fused trainer runs on the CPU: it stands in for burn's CPU backend only.
+    let on_cpu = std::any::TypeId::of::<B::InnerBackend>() == std::any::TypeId::of::<Cpu>();
+    let fusable = on_cpu
+        && cfg.field.kind == FieldKind::Mlp
+        && cfg.method != Method::Jko
+        && cfg.functional_weight == 0.0;
+    let fused = match env.engine {
+        Engine::Auto => fusable,
+        Engine::Burn => false,
+        Engine::Fused if fusable => true,
+        Engine::Fused => {
+            return Err(UsageError(
+                "--engine fused trains the MLP field (--field mlp) with NM-CFM or NM-MMFM and no functional term, on the CPU".into(),
+            )
+            .into());
+        }
+    };
     // A finished model with the same settings is not trained again.
     let summary_path = out.join(files::SUMMARY);
     if let (Ok(old_cfg), Ok(old_summary)) = (
@@ -708,23 +725,6 @@ pub fn train_meta<B: AutodiffBackend>(
 
     B::seed(device, cfg.seed);
     let tau = cfg.field.jko.map_or(1.0, |j| j.tau);
-    // The fused trainer runs on the CPU: it stands in for burn's CPU backend only.
-    let on_cpu = std::any::TypeId::of::<B::InnerBackend>() == std::any::TypeId::of::<Cpu>();
-    let fusable = on_cpu
-        && cfg.field.kind == FieldKind::Mlp
-        && cfg.method != Method::Jko
-        && cfg.functional_weight == 0.0;
-    let fused = match env.engine {
-        Engine::Auto => fusable,
-        Engine::Burn => false,
-        Engine::Fused if fusable => true,
-        Engine::Fused => {
-            return Err(UsageError(
-                "--engine fused trains the MLP field (--field mlp) with NM-CFM or NM-MMFM and no functional term, on the CPU".into(),
-            )
-            .into());
-        }
-    };
     let field: VectorField<B> = cfg.field.init(device);
     let adam = AdamSettings {
         weight_decay: cfg.weight_decay as f32,
