@@ -310,7 +310,10 @@ fn killed_training_resumes(name: &str, extra: &[&str], engine: &str) {
             2,
             "--engine fused trains the MLP field",
         );
-        assert!(!tmp.join("set").exists(), "nothing is written on a usage error");
+        assert!(
+            !tmp.join("set").exists(),
+            "nothing is written on a usage error"
+        );
     }
     let reference = tmp.join("ref");
     let args = train(&reference);
