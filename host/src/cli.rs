@@ -785,8 +785,14 @@ pub fn run(cli: Cli) -> Result<()> {
             if a.json {
                 println!("{}", serde_json::to_string(&s)?);
             } else {
+                // With a functional term the kept model minimizes a sum, not the plain loss.
+                let kept_by = if cfg.functional_weight > 0.0 {
+                    "held-out objective (flow matching + λ × validation cross-entropy)"
+                } else {
+                    "held-out loss"
+                };
                 println!(
-                    "train: {:?} {} steps in {:.1}s ({:.1} steps/s, {} engine); loss {:.4}; best held-out loss {:.4} at step {} (zero-velocity baseline {:.4}) → {}",
+                    "train: {:?} {} steps in {:.1}s ({:.1} steps/s, {} engine); loss {:.4}; best {kept_by} {:.4} at step {} (zero-velocity loss {:.4}) → {}",
                     s.method,
                     s.steps,
                     s.seconds,

@@ -82,7 +82,7 @@ pub struct MetaConfig {
     /// Source samples per step rolled out for the functional term (`functional_rollout ≥ 1`).
     #[serde(default = "default_functional_samples")]
     pub functional_samples: usize,
-    /// Steps between held-out evaluations (the best held-out loss is kept).
+    /// Steps between held-out evaluations (the model with the best held-out objective is kept).
     pub eval_every: usize,
     /// Seed of every random choice.
     pub seed: u64,
