@@ -60,46 +60,32 @@ impl<'a> View<'a> {
         }
     }
 
-    /// Columns `start..start + len` (no copy).
-    fn cols(self, start: usize, len: usize) -> Self {
-        assert!(start + len <= self.cols, "column range out of the matrix");
-        if len == 0 {
-            return Self {
-                data: &[],
-                cols: 0,
-                ..self
-            };
-        }
+    /// The block of rows `r0..r0 + rows` and columns `c0..c0 + cols` (no copy).
+    fn block(self, r0: usize, rows: usize, c0: usize, cols: usize) -> Self {
+        assert!(
+            r0 + rows <= self.rows && c0 + cols <= self.cols,
+            "block out of the matrix"
+        );
+        let data = if rows == 0 || cols == 0 {
+            &[]
+        } else {
+            &self.data[r0 * self.row_stride + c0 * self.col_stride..]
+        };
         Self {
-            data: &self.data[start * self.col_stride..],
-            cols: len,
-            ..self
-        }
-    }
-
-    /// Rows `start..start + len` (no copy).
-    fn rows(self, start: usize, len: usize) -> Self {
-        assert!(start + len <= self.rows, "row range out of the matrix");
-        if len == 0 {
-            return Self {
-                data: &[],
-                rows: 0,
-                ..self
-            };
-        }
-        Self {
-            data: &self.data[start * self.row_stride..],
-            rows: len,
+            data,
+            rows,
+            cols,
             ..self
         }
     }
 }
 
-/// `C = A·B`, or `C += A·B` with `accumulate`; `C` is row-major `A.rows × B.cols`.
+/// `C = A·B`, or `C += A·B` with `accumulate`; `C` is row-major `A.rows × B.cols`. `scratch` is
+/// reused working memory (it holds column blocks when a product has too few rows to split).
 ///
 /// # Panics
 /// If the shapes do not match or `c` has the wrong length.
-pub fn matmul(c: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool) {
+pub fn matmul(c: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool, scratch: &mut Vec<f32>) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(
         b.rows, k,
@@ -112,23 +98,23 @@ pub fn matmul(c: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool) {
     }
     if m < 2 * ROWS_PER_TASK && n >= 2 * COLS_PER_TASK {
         // Few rows: split the columns instead, so that each task packs only its part of `B`.
+        // Block j (columns start..start + cols) is computed row-major into scratch[m·start..].
         let per = n.div_ceil(MAX_TASKS).max(COLS_PER_TASK);
-        let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(per))
-            .into_par_iter()
-            .map(|block| {
-                let (start, cols) = (block * per, per.min(n - block * per));
-                let mut part = vec![0.0f32; m * cols];
+        scratch.resize(m * n, 0.0);
+        scratch
+            .par_chunks_mut(m * per)
+            .enumerate()
+            .for_each(|(block, part)| {
+                let (start, cols) = (block * per, part.len() / m);
                 if accumulate {
                     for (dst, src) in part.chunks_exact_mut(cols).zip(c.chunks_exact(n)) {
                         dst.copy_from_slice(&src[start..start + cols]);
                     }
                 }
-                gemm_serial(&mut part, a, b.cols(start, cols), accumulate);
-                (start, part)
-            })
-            .collect();
-        for (start, part) in blocks {
-            let cols = part.len() / m;
+                gemm_serial(part, a, b.block(0, k, start, cols), accumulate);
+            });
+        for (block, part) in scratch.chunks(m * per).enumerate() {
+            let (start, cols) = (block * per, part.len() / m);
             for (dst, src) in c.chunks_exact_mut(n).zip(part.chunks_exact(cols)) {
                 dst[start..start + cols].copy_from_slice(src);
             }
@@ -140,7 +126,7 @@ pub fn matmul(c: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool) {
         .enumerate()
         .for_each(|(block, c_rows)| {
             let rows = c_rows.len() / n;
-            gemm_serial(c_rows, a.rows(block * per, rows), b, accumulate);
+            gemm_serial(c_rows, a.block(block * per, rows, 0, k), b, accumulate);
         });
 }
 
@@ -238,12 +224,12 @@ mod tests {
         for (va, vb) in cases {
             let want = naive(va, vb);
             let mut c = vec![f32::NAN; m * n];
-            matmul(&mut c, va, vb, false);
+            matmul(&mut c, va, vb, false, &mut Vec::new());
             for (x, y) in c.iter().zip(&want) {
                 assert!((x - y).abs() < 1e-4, "{x} vs {y}");
             }
             // Accumulating adds the product once more.
-            matmul(&mut c, va, vb, true);
+            matmul(&mut c, va, vb, true, &mut Vec::new());
             for (x, y) in c.iter().zip(&want) {
                 assert!((x - 2.0 * y).abs() < 2e-4, "{x} vs {}", 2.0 * y);
             }
@@ -258,6 +244,7 @@ mod tests {
             View::row_major(&[], 2, 0),
             View::row_major(&[], 0, 3),
             false,
+            &mut Vec::new(),
         );
         assert_eq!(c, vec![0.0; 6]);
     }
@@ -272,6 +259,7 @@ mod tests {
             View::row_major(&a, 2, 3),
             View::row_major(&a, 2, 3),
             false,
+            &mut Vec::new(),
         );
     }
 }

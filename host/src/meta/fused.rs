@@ -88,6 +88,8 @@ pub struct Buffers {
     grad_pre: Vec<Vec<f32>>,
     /// Gradients of every layer's weight and bias.
     grad_params: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Working memory of the matrix products.
+    scratch: Vec<f32>,
 }
 
 impl FusedMlp {
@@ -165,6 +167,7 @@ impl FusedMlp {
                 View::row_major(a, n, d_in),
                 View::row_major(w, d_in, d_out),
                 true,
+                &mut buf.scratch,
             );
             if l + 1 < layers {
                 let act = &mut buf.act[l];
@@ -250,6 +253,7 @@ impl FusedMlp {
                 View::row_major(a, n, d_in).t(),
                 View::row_major(gz, n, d_out),
                 false,
+                &mut buf.scratch,
             );
             gb.clear();
             gb.resize(d_out, 0.0);
@@ -267,6 +271,7 @@ impl FusedMlp {
                     View::row_major(gz, n, d_out),
                     View::row_major(&self.params[l].0, d_in, d_out).t(),
                     false,
+                    &mut buf.scratch,
                 );
                 gprev
                     .par_chunks_mut(CHUNK)

@@ -565,6 +565,8 @@ impl<B: AutodiffBackend> Trainer for BurnTrainer<'_, B> {
 struct FusedTrainer<'a> {
     cfg: &'a MetaConfig,
     device: burn::tensor::Device<Cpu>,
+    /// A burn module of the field's shape (its values are replaced on every save).
+    template: VectorField<Cpu>,
     mlp: FusedMlp,
     adam: FusedAdam,
     settings: AdamSettings,
@@ -577,10 +579,7 @@ const FUSED_OPTIM: &str = "optim-fused.safetensors";
 impl FusedTrainer<'_> {
     /// The field as a burn module (for saving and loading burn records).
     fn field(&self) -> VectorField<Cpu> {
-        self.cfg
-            .field
-            .init::<Cpu>(&self.device)
-            .with_mlp_layers(self.mlp.layers())
+        self.template.clone().with_mlp_layers(self.mlp.layers())
     }
 }
 
@@ -630,10 +629,9 @@ impl Trainer for FusedTrainer<'_> {
     fn resume(&mut self, out: &Path) -> Result<(), MetaError> {
         let dir = checkpoint::folder(out);
         let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
-        let field: VectorField<Cpu> = self
-            .cfg
-            .field
-            .init(&self.device)
+        let field = self
+            .template
+            .clone()
             .load_file(dir.join("field"), &recorder, &self.device)
             .map_err(|e| MetaError::file(dir.join("field.bin"), e))?;
         let layers = field
@@ -735,9 +733,11 @@ pub fn train_meta<B: AutodiffBackend>(
             .mlp_layers()
             .ok_or_else(|| UsageError("the fused trainer needs an MLP field".into()))?;
         let mlp = FusedMlp::new(cfg.field.dim, cfg.field.time_dim, layers).map_err(UsageError)?;
+        let device = Default::default();
         Box::new(FusedTrainer {
             cfg,
-            device: Default::default(),
+            template: cfg.field.init(&device),
+            device,
             adam: FusedAdam::new(adam, &mlp),
             settings: adam,
             mlp,
