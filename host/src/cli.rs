@@ -252,6 +252,11 @@ pub struct TrainArgs {
     /// Adam learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// Learning-rate schedule: `constant`, or `cosine` (annealed from --lr at the first step
+    /// towards zero at the last; the noise of a constant rate otherwise sets a floor on the
+    /// loss).
+    #[arg(long, value_enum, default_value_t = crate::meta::config::LrSchedule::Constant)]
+    pub lr_schedule: crate::meta::config::LrSchedule,
     /// Weight decay.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
@@ -729,6 +734,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 steps: a.steps,
                 batch_size: a.batch_size,
                 lr: a.lr,
+                lr_schedule: a.lr_schedule,
                 weight_decay: a.weight_decay,
                 functional_weight: a.functional_weight,
                 functional_batch: a.functional_batch,

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use nmflow_host::backend::CpuAutodiff;
 use nmflow_host::flow::path::SplineKind;
 use nmflow_host::flow::solver::Solver;
-use nmflow_host::meta::config::{Coupling, MetaConfig, Method};
+use nmflow_host::meta::config::{Coupling, LrSchedule, MetaConfig, Method};
 use nmflow_host::meta::field::{FieldConfig, FieldKind, JkoSteps};
 use nmflow_host::meta::source::Source;
 use nmflow_host::meta::train::manifest_hash;
@@ -111,6 +111,7 @@ pub fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
         steps: 400,
         batch_size: 64,
         lr: 1e-3,
+        lr_schedule: LrSchedule::Constant,
         weight_decay: 0.0,
         functional_weight: 0.0,
         functional_batch: 256,

@@ -32,6 +32,31 @@ pub enum Coupling {
     Ot,
 }
 
+/// How the learning rate changes over training.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// The same rate at every step.
+    #[default]
+    Constant,
+    /// Cosine annealing: `lr · ½(1 + cos(π·(s − 1)/S))` at step `s` of `S`, from the full rate at
+    /// the first step down towards zero at the last.
+    Cosine,
+}
+
+impl LrSchedule {
+    /// The learning rate at step `step` (1-based) of `steps`, for the base rate `lr`.
+    pub fn at(self, lr: f64, step: usize, steps: usize) -> f64 {
+        match self {
+            Self::Constant => lr,
+            Self::Cosine => {
+                let progress = step.saturating_sub(1) as f64 / steps.max(1) as f64;
+                lr * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
+            }
+        }
+    }
+}
+
 fn default_functional_batch() -> usize {
     256
 }
@@ -63,6 +88,9 @@ pub struct MetaConfig {
     pub batch_size: usize,
     /// Adam learning rate.
     pub lr: f64,
+    /// Learning-rate schedule (models from before it existed trained with a constant rate).
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
     /// Decoupled weight decay (AdamW-style, applied by burn's Adam as L2).
     pub weight_decay: f64,
     /// Weight λ of the functional term: the cross-entropy, on a minibatch of the zoo's training
@@ -94,4 +122,80 @@ pub struct MetaConfig {
     pub zoo_manifest_sha256: String,
     /// The zoo directory the model was trained on.
     pub zoo: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LrSchedule, MetaConfig};
+
+    #[test]
+    fn cosine_schedule_runs_from_the_full_rate_to_near_zero() {
+        let steps = 1000;
+        assert_eq!(LrSchedule::Constant.at(0.1, 500, steps), 0.1);
+        assert_eq!(LrSchedule::Cosine.at(0.1, 1, steps), 0.1);
+        // Halfway through, cos(π/2) = 0: half the rate.
+        assert!((LrSchedule::Cosine.at(0.1, 501, steps) - 0.05).abs() < 1e-12);
+        let last = LrSchedule::Cosine.at(0.1, steps, steps);
+        assert!(last > 0.0 && last < 1e-6, "{last}");
+        let rates: Vec<f64> = (1..=steps)
+            .map(|s| LrSchedule::Cosine.at(0.1, s, steps))
+            .collect();
+        assert!(rates.windows(2).all(|w| w[1] < w[0]));
+    }
+
+    /// A `config.json` written before the schedule existed (runs/mnist-1024/set-r4).
+    const OLD_CONFIG: &str = r#"{
+  "method": "cfm",
+  "coupling": "natural",
+  "spline": "pchip",
+  "source": {
+    "kind": "kaiming"
+  },
+  "sigma": 0.0,
+  "permute": true,
+  "field": {
+    "kind": "set",
+    "set": {
+      "units": 10,
+      "d_in": 784,
+      "d_out": 10
+    },
+    "jko": null,
+    "dim": 7960,
+    "hidden": 128,
+    "depth": 3,
+    "time_dim": 32
+  },
+  "steps": 8000,
+  "batch_size": 128,
+  "lr": 0.001,
+  "weight_decay": 0.0,
+  "functional_weight": 2.0,
+  "functional_batch": 256,
+  "functional_rollout": 4,
+  "functional_samples": 32,
+  "eval_every": 200,
+  "seed": 0,
+  "solver": "euler",
+  "solver_steps": 4,
+  "zoo_manifest_sha256": "1b773fdbe1276a94207749e6cce708a29b1d121c753d6efb226cac4513bdb9f1",
+  "zoo": "runs/mnist-1024/zoo"
+}"#;
+
+    #[test]
+    fn configs_without_a_schedule_read_as_constant() {
+        let old: MetaConfig = serde_json::from_str(OLD_CONFIG).unwrap();
+        assert_eq!(old.lr_schedule, LrSchedule::Constant);
+        let mut json: serde_json::Value = serde_json::from_str(OLD_CONFIG).unwrap();
+        json["lr_schedule"] = "cosine".into();
+        let new: MetaConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(new.lr_schedule, LrSchedule::Cosine);
+        assert_eq!(
+            MetaConfig {
+                lr_schedule: LrSchedule::Constant,
+                ..new
+            },
+            old
+        );
+    }
 }

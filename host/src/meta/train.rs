@@ -448,9 +448,9 @@ impl<B: AutodiffBackend> Functional<B> {
 
 /// One implementation of the training step, with the model files it owns.
 trait Trainer {
-    /// One optimizer step on a minibatch `(xt, t, ut)`; returns the flow-matching loss and the
+    /// One optimizer step with learning rate `lr` on a minibatch `(xt, t, ut)`; returns the flow-matching loss and the
     /// functional term's cross-entropy (when on), both before the update.
-    fn step(&mut self, batch: &Batch, data_rng: &mut Rng) -> (f32, Option<f32>);
+    fn step(&mut self, batch: &Batch, lr: f64, data_rng: &mut Rng) -> (f32, Option<f32>);
     /// Mean squared error on the held-out set, and the functional term's validation
     /// cross-entropy (when on).
     fn heldout_loss(&mut self, set: &Batch) -> (f64, Option<f64>);
@@ -478,7 +478,7 @@ struct BurnTrainer<'a, B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> Trainer for BurnTrainer<'_, B> {
-    fn step(&mut self, (xt, ts, ut): &Batch, data_rng: &mut Rng) -> (f32, Option<f32>) {
+    fn step(&mut self, (xt, ts, ut): &Batch, lr: f64, data_rng: &mut Rng) -> (f32, Option<f32>) {
         let (cfg, device, field) = (self.cfg, &self.device, &self.field);
         let p = self.layout.num_params();
         let (x, t, u) = to_tensors::<B>(xt.clone(), ts.clone(), ut.clone(), p, device);
@@ -523,7 +523,7 @@ impl<B: AutodiffBackend> Trainer for BurnTrainer<'_, B> {
         };
         if value.is_finite() && ce_value.is_none_or(f32::is_finite) {
             let grads = GradientsParams::from_grads(loss.backward(), field);
-            self.field = self.optim.step(cfg.lr, self.field.clone(), grads);
+            self.field = self.optim.step(lr, self.field.clone(), grads);
         }
         (value, ce_value)
     }
@@ -584,10 +584,8 @@ impl FusedTrainer<'_> {
 }
 
 impl Trainer for FusedTrainer<'_> {
-    fn step(&mut self, (xt, ts, ut): &Batch, _data_rng: &mut Rng) -> (f32, Option<f32>) {
-        let loss = self
-            .mlp
-            .step(&mut self.adam, xt, ts, ut, self.cfg.lr, &mut self.buf);
+    fn step(&mut self, (xt, ts, ut): &Batch, lr: f64, _data_rng: &mut Rng) -> (f32, Option<f32>) {
+        let loss = self.mlp.step(&mut self.adam, xt, ts, ut, lr, &mut self.buf);
         (loss as f32, None)
     }
 
@@ -817,7 +815,8 @@ pub fn train_meta<B: AutodiffBackend>(
         let mut rng = Rng::new(derive_seed(cfg.seed, step as u64), STREAM_BATCH);
         let mut data_rng = Rng::new(derive_seed(cfg.seed, step as u64), STREAM_FUNCTIONAL);
         sampler.draw_into(cfg.batch_size, &mut rng, &mut batch);
-        let (value, ce_value) = trainer.step(&batch, &mut data_rng);
+        let lr = cfg.lr_schedule.at(cfg.lr, step, cfg.steps);
+        let (value, ce_value) = trainer.step(&batch, lr, &mut data_rng);
         if !value.is_finite() || ce_value.is_some_and(|c| !c.is_finite()) {
             pb.abandon();
             return Err(MetaError::Diverged {
