@@ -903,7 +903,8 @@ pub fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 println!(
-                    "novelty: NN distance median generated {:.3} vs held-out {:.3}; agreement {:.3} vs {:.3}; pairwise distance {:.3} vs {:.3}",
+                    "novelty ({} steps): NN distance median generated {:.3} vs held-out {:.3}; agreement {:.3} vs {:.3}; pairwise distance {:.3} vs {:.3}",
+                    r.novelty.steps,
                     r.novelty.nn_dist_median_generated,
                     r.novelty.nn_dist_median_heldout,
                     r.novelty.agreement_median_generated,

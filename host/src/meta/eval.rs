@@ -92,6 +92,8 @@ pub struct GeneratedRow {
 /// Nearest-neighbour novelty figures.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Novelty {
+    /// The solver step count of the generated classifiers measured here.
+    pub steps: usize,
     /// Median L2 distance from a generated classifier to the nearest training run's final weights.
     pub nn_dist_median_generated: f64,
     /// The same for held-out runs (what a new training run looks like).
@@ -138,7 +140,8 @@ pub struct EvalReport {
     pub trained_heldout: AccStats,
     /// Generated classifiers per step count.
     pub generated: Vec<GeneratedRow>,
-    /// Novelty at the largest step count.
+    /// Novelty of the classifiers of the sweep row with the model's own solver and steps, else
+    /// of the last row.
     pub novelty: Novelty,
     /// Trajectory fidelity per marginal.
     pub w1: Vec<W1Row>,
@@ -350,11 +353,15 @@ fn generation<B: Backend>(
     };
     let x0 = model.source_samples(opts.n, opts.seed);
     let mut generated = Vec::new();
-    let mut last = Vec::new();
-    let mut last_accs = Vec::new();
-    let mut hist_row: Option<usize> = None;
-    let mut own_found = false;
-    for &steps in &opts.steps {
+    // The row whose classifiers the histogram and the novelty figures describe.
+    let shown = shown_row(
+        &opts.steps,
+        opts.solver == model.config.solver,
+        model.config.solver_steps,
+    );
+    let mut shown_w = Vec::new();
+    let mut shown_accs = Vec::new();
+    for (row, &steps) in opts.steps.iter().enumerate() {
         let t0 = Instant::now();
         let (w, nfe) = model.integrate_from(&x0, opts.solver, steps, device, &mut |_, _| {});
         let ms = t0.elapsed().as_secs_f64() * 1000.0 / opts.n.max(1) as f64;
@@ -372,16 +379,14 @@ fn generation<B: Backend>(
             acc_max: s.acc_max,
             ms_per_classifier: ms,
         });
-        // The histogram shows the model's own solver setting when the sweep has it.
-        let own = opts.solver == model.config.solver && steps == model.config.solver_steps;
-        if !own_found {
-            hist_row = Some(steps);
-            last_accs = accs;
-            own_found = own;
+        if Some(row) == shown {
+            shown_w = w;
+            shown_accs = accs;
         }
-        last = w;
     }
-    let novelty = novelty::<B>(&arch, layout, &last, &train, &held, &data, opts, device);
+    let mut novelty = novelty::<B>(&arch, layout, &shown_w, &train, &held, &data, opts, device);
+    let shown_steps = shown.map_or(0, |r| opts.steps[r]);
+    novelty.steps = shown_steps;
     // Trajectory fidelity: integrate with one step per marginal interval so states land on t_k
     // (an adaptive solver's states do not: RK4 stands in for it there).
     let fixed = if opts.solver.is_adaptive() {
@@ -448,10 +453,17 @@ fn generation<B: Backend>(
         w1,
         path_loss,
         downstream: None,
-        generated_accs: last_accs,
-        generated_accs_steps: hist_row.unwrap_or(0),
+        generated_accs: shown_accs,
+        generated_accs_steps: shown_steps,
     };
     Ok((report, model, manifest, data))
+}
+
+/// The sweep row that stands for the model: the first with its own solver steps when the
+/// sweep's solver is its own, else the last row (`None` for an empty sweep).
+fn shown_row(steps: &[usize], own_solver: bool, own_steps: usize) -> Option<usize> {
+    let own = steps.iter().position(|&s| own_solver && s == own_steps);
+    own.or(steps.len().checked_sub(1))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -487,6 +499,7 @@ fn novelty<B: Backend>(
     let held_finals = held.finals();
     let nn_held = nearest(&held_finals, &finals, p);
     Novelty {
+        steps: 0,
         nn_dist_median_generated: median(nn_gen.iter().map(|x| x.1).collect()),
         nn_dist_median_heldout: median(nn_held.iter().map(|x| x.1).collect()),
         agreement_median_generated: median(agreement(generated, &nn_gen)),
@@ -520,6 +533,16 @@ pub fn pairwise(rows: &[f32], p: usize) -> Vec<f64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_shown_row_is_the_models_own_setting_else_the_last() {
+        use super::shown_row;
+        assert_eq!(shown_row(&[2, 4, 8], true, 4), Some(1));
+        assert_eq!(shown_row(&[2, 4, 8], false, 4), Some(2));
+        assert_eq!(shown_row(&[2, 8], true, 4), Some(1));
+        assert_eq!(shown_row(&[4, 4], true, 4), Some(0));
+        assert_eq!(shown_row(&[], true, 4), None);
+    }
+
     use super::*;
 
     #[test]
