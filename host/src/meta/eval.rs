@@ -384,9 +384,18 @@ fn generation<B: Backend>(
             shown_accs = accs;
         }
     }
-    let mut novelty = novelty::<B>(&arch, layout, &shown_w, &train, &held, &data, opts, device);
     let shown_steps = shown.map_or(0, |r| opts.steps[r]);
-    novelty.steps = shown_steps;
+    let generated_at = (&shown_w[..], shown_steps);
+    let novelty = novelty::<B>(
+        &arch,
+        layout,
+        generated_at,
+        &train,
+        &held,
+        &data,
+        opts,
+        device,
+    );
     // Trajectory fidelity: integrate with one step per marginal interval so states land on t_k
     // (an adaptive solver's states do not: RK4 stands in for it there).
     let fixed = if opts.solver.is_adaptive() {
@@ -470,7 +479,7 @@ fn shown_row(steps: &[usize], own_solver: bool, own_steps: usize) -> Option<usiz
 fn novelty<B: Backend>(
     arch: &Arch,
     layout: &Layout,
-    generated: &[f32],
+    (generated, steps): (&[f32], usize),
     train: &Trajectories,
     held: &Trajectories,
     data: &Dataset,
@@ -499,7 +508,7 @@ fn novelty<B: Backend>(
     let held_finals = held.finals();
     let nn_held = nearest(&held_finals, &finals, p);
     Novelty {
-        steps: 0,
+        steps,
         nn_dist_median_generated: median(nn_gen.iter().map(|x| x.1).collect()),
         nn_dist_median_heldout: median(nn_held.iter().map(|x| x.1).collect()),
         agreement_median_generated: median(agreement(generated, &nn_gen)),
@@ -533,17 +542,16 @@ pub fn pairwise(rows: &[f32], p: usize) -> Vec<f64> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_shown_row_is_the_models_own_setting_else_the_last() {
-        use super::shown_row;
         assert_eq!(shown_row(&[2, 4, 8], true, 4), Some(1));
         assert_eq!(shown_row(&[2, 4, 8], false, 4), Some(2));
         assert_eq!(shown_row(&[2, 8], true, 4), Some(1));
         assert_eq!(shown_row(&[4, 4], true, 4), Some(0));
         assert_eq!(shown_row(&[], true, 4), None);
     }
-
-    use super::*;
 
     #[test]
     fn sliced_w1_of_a_shift() {

@@ -448,8 +448,9 @@ impl<B: AutodiffBackend> Functional<B> {
 
 /// One implementation of the training step, with the model files it owns.
 trait Trainer {
-    /// One optimizer step with learning rate `lr` on a minibatch `(xt, t, ut)`; returns the flow-matching loss and the
-    /// functional term's cross-entropy (when on), both before the update.
+    /// One optimizer step with learning rate `lr` on a minibatch `(xt, t, ut)`; returns the
+    /// flow-matching loss and the functional term's cross-entropy (when on), both before the
+    /// update.
     fn step(&mut self, batch: &Batch, lr: f64, data_rng: &mut Rng) -> (f32, Option<f32>);
     /// Mean squared error on the held-out set, and the functional term's validation
     /// cross-entropy (when on).
