@@ -7,11 +7,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 cargo build --release -q -p nmflow-host
 nmflow=./target/release/nmflow
-$nmflow demo --quiet >/dev/null                       # zoo: runs/demo/zoo (256 runs, mnist8)
-# --engine burn: the engine that made the committed file, so a rerun reproduces it byte for byte.
-$nmflow train --zoo runs/demo/zoo --out runs/demo/fw-field --field mlp --hidden 128 --depth 2 \
-  --time-dim 16 --steps 3000 --seed 0 --solver rk4 --solver-steps 2 --engine burn --quiet
-$nmflow export --model runs/demo/fw-field --quant int8 --out "$here/assets/model.nmf"
+# The demo trains the zoo (runs/demo/zoo, 256 runs on mnist8) and the device's field
+# (runs/demo/device-field: MLP field, width 128, two hidden layers, time embedding 16, 3,000 steps
+# on burn's engine, RK4 × 2) and exports it int8: the file committed here, byte for byte on the
+# machine that made it (other CPUs' GEMM kernels round differently).
+$nmflow demo --quiet >/dev/null
+cp runs/demo/device-field/model-int8.nmf "$here/assets/model.nmf"
 $nmflow dump-inputs --dataset mnist8 --n 300 --out "$here/assets/mnist8"
 $nmflow dump-inputs --dataset digits --n 300 --out "$here/assets/digits"
 $nmflow edge-eval "$here/assets/model.nmf" --n 100

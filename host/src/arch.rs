@@ -193,6 +193,17 @@ impl FromStr for Arch {
         if widths.len() < 2 {
             return Err(bad("an MLP needs at least an input and an output width"));
         }
+        // Counted without overflow, so that an absurd width is refused before any allocation.
+        let params = widths.windows(2).try_fold(0u128, |acc, w| {
+            let (a, b) = (w[0] as u128, w[1] as u128);
+            acc.checked_add(a.checked_mul(b)?.checked_add(b)?)
+        });
+        if params.is_none_or(|p| p > MAX_PARAMS as u128) {
+            return Err(UsageError(format!(
+                "architecture {s:?} has {} parameters, more than the {MAX_PARAMS} nmflow trains per classifier",
+                params.map_or_else(|| "too many".into(), |p| p.to_string())
+            )));
+        }
         Ok(Self::Mlp { widths })
     }
 }
@@ -209,6 +220,9 @@ impl TryFrom<String> for Arch {
         s.parse()
     }
 }
+
+/// The most parameters a classifier may have (a zoo stores every checkpoint of every run).
+pub const MAX_PARAMS: usize = 1 << 24;
 
 /// One parameter block of the layout table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

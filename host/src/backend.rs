@@ -15,7 +15,8 @@ pub type Cuda = burn::backend::Cuda;
 pub type CudaAutodiff = burn::backend::Autodiff<Cuda>;
 
 /// Where to compute, as chosen with `--device`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
     /// The CPU (burn-flex), the default.
@@ -23,6 +24,24 @@ pub enum DeviceKind {
     Cpu,
     /// The first NVIDIA GPU (needs a build with `--features cuda`).
     Cuda,
+}
+
+/// A tensor's values could not be read back from the backend as the element type asked for.
+#[derive(Debug, thiserror::Error)]
+#[error("reading a tensor's values back from the compute backend failed: {0}")]
+pub struct TensorRead(pub String);
+
+/// A tensor's values as `E` (converted from the backend's element type), or an error: never a
+/// silently empty vector.
+///
+/// # Errors
+/// [`TensorRead`] when the backend's data cannot be read as `E`.
+pub fn values<E: burn::tensor::Element>(
+    data: burn::tensor::TensorData,
+) -> Result<Vec<E>, TensorRead> {
+    data.convert::<E>()
+        .to_vec::<E>()
+        .map_err(|e| TensorRead(format!("{e:?}")))
 }
 
 /// Whether a CUDA driver library can be found, so that `--device cuda` fails with a clear message

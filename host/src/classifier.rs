@@ -15,6 +15,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::arch::{Arch, LEAKY_SLOPE, Layout};
+use crate::backend::{TensorRead, values};
 
 /// How a block is stored as a `[R, rows, cols]` tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,17 +110,18 @@ pub fn params_from_tensor<B: Backend>(layout: &Layout, flat: Tensor<B, 2>) -> Ve
 }
 
 /// Flattens block tensors back to `[runs, num_params]` in layout order.
-pub fn params_to_flat<B: Backend>(layout: &Layout, params: &[Tensor<B, 3>]) -> Vec<f32> {
+///
+/// # Errors
+/// [`TensorRead`] when the backend's values cannot be read back.
+pub fn params_to_flat<B: Backend>(
+    layout: &Layout,
+    params: &[Tensor<B, 3>],
+) -> Result<Vec<f32>, TensorRead> {
     let runs = params[0].dims()[0];
     let p = layout.num_params();
     let mut flat = vec![0.0f32; runs * p];
     for ((t, d), off) in params.iter().zip(block_dims(layout)).zip(layout.offsets()) {
-        let data = t
-            .clone()
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .unwrap_or_default();
+        let data = values::<f32>(t.clone().into_data())?;
         let len = d.rows * d.cols;
         for r in 0..runs {
             let src = &data[r * len..(r + 1) * len];
@@ -135,7 +137,7 @@ pub fn params_to_flat<B: Backend>(layout: &Layout, params: &[Tensor<B, 3>]) -> V
             }
         }
     }
-    flat
+    Ok(flat)
 }
 
 /// The classifier's input.
@@ -246,13 +248,16 @@ pub fn one_hot(labels: &[u8], classes: usize) -> Vec<f32> {
 
 /// Per-run `(mean loss, accuracy)` of `R` classifiers on the samples `x` (`[n, d]`) with `labels`,
 /// evaluated in chunks so that activations stay within a memory budget.
+///
+/// # Errors
+/// [`TensorRead`] when the backend's values cannot be read back.
 pub fn evaluate<B: Backend>(
     arch: &Arch,
     params: &[Tensor<B, 3>],
     x: &[f32],
     labels: &[u8],
     device: &B::Device,
-) -> Vec<(f64, f64)> {
+) -> Result<Vec<(f64, f64)>, TensorRead> {
     let runs = params[0].dims()[0];
     let n = labels.len();
     let d = x.len() / n.max(1);
@@ -290,16 +295,8 @@ pub fn evaluate<B: Backend>(
         .reshape([1, m, 1])
         .expand([runs, m, 1]);
         let c = logits.argmax(2).equal(targets).float().sum_dim(1);
-        let l = l
-            .into_data()
-            .convert::<f64>()
-            .to_vec::<f64>()
-            .unwrap_or_default();
-        let c = c
-            .into_data()
-            .convert::<f64>()
-            .to_vec::<f64>()
-            .unwrap_or_default();
+        let l = values::<f64>(l.into_data())?;
+        let c = values::<f64>(c.into_data())?;
         for r in 0..runs {
             loss[r] += l[r];
             correct[r] += c[r];
@@ -307,10 +304,11 @@ pub fn evaluate<B: Backend>(
         start += m;
     }
     let nf = n.max(1) as f64;
-    loss.iter()
+    Ok(loss
+        .iter()
         .zip(&correct)
         .map(|(l, c)| (l / nf, c / nf))
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -337,7 +335,7 @@ mod tests {
             );
         }
         assert_eq!(
-            params_to_flat(&layout, &params_from_flat::<Cpu>(&layout, &flat, 2, &dev)),
+            params_to_flat(&layout, &params_from_flat::<Cpu>(&layout, &flat, 2, &dev)).unwrap(),
             flat
         );
     }

@@ -1,7 +1,7 @@
 //! Running exported model files with the device runtime on the host (`nmflow edge-eval`) and
 //! describing them (`nmflow inspect model.nmf`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nmflow_format::{FieldWeights, Header, ModelFile};
@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::data::{Dataset, DatasetView};
 use crate::error::MetaError;
-use crate::meta::eval::AccStats;
+use crate::meta::report::AccStats;
 
 /// State capacity of the host-side workspace (parameters per classifier).
 pub const HOST_MAX_PARAMS: usize = 65_536;
@@ -53,7 +53,16 @@ pub struct EdgeReport {
 /// # Errors
 /// [`MetaError::File`] naming the file and the format error.
 pub fn read_model(path: &Path) -> Result<Vec<u8>, MetaError> {
-    let bytes = std::fs::read(path).map_err(|e| MetaError::file(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            MetaError::file(
+                path,
+                "not found (expected a model file written by `nmflow export`)",
+            )
+        } else {
+            MetaError::file(path, e)
+        }
+    })?;
     ModelView::parse(&bytes).map_err(|e| MetaError::file(path, e))?;
     Ok(bytes)
 }
@@ -91,6 +100,9 @@ pub fn edge_eval(
     dataset: DatasetView,
     data_dir: &Path,
 ) -> Result<EdgeReport, MetaError> {
+    if n == 0 {
+        return Err(crate::error::UsageError("--n must be at least 1 (got 0)".into()).into());
+    }
     let bytes = read_model(path)?;
     let model = ModelView::parse(&bytes).map_err(|e| MetaError::file(path, e))?;
     let data = Dataset::load(dataset, data_dir)?;
@@ -150,70 +162,193 @@ pub fn edge_eval(
     })
 }
 
+/// One classifier layer of a model file.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClassifierLayerInfo {
+    /// Inputs.
+    pub d_in: usize,
+    /// Outputs.
+    pub d_out: usize,
+    /// Activation after the layer.
+    pub activation: String,
+    /// Kaiming-uniform bound of the layer's source.
+    pub init_bound: f32,
+}
+
+/// One field layer of a model file.
+#[derive(Clone, Debug, Serialize)]
+pub struct FieldLayerInfo {
+    /// Inputs.
+    pub d_in: usize,
+    /// Outputs.
+    pub d_out: usize,
+    /// Activation after the layer.
+    pub activation: String,
+    /// `int8` or `f32`.
+    pub quant: &'static str,
+    /// Bytes of weights.
+    pub weight_bytes: usize,
+    /// Bytes of per-row scales (int8).
+    pub scale_bytes: usize,
+    /// Bytes of biases.
+    pub bias_bytes: usize,
+    /// Largest rounding error of a weight (half the largest scale; 0 for f32).
+    pub max_error: f32,
+}
+
+/// What `nmflow inspect FILE` reports about a model file.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelFileReport {
+    /// The file.
+    pub path: PathBuf,
+    /// File size.
+    pub bytes: usize,
+    /// Payload size (after the 16-byte header).
+    pub payload_bytes: usize,
+    /// Format version.
+    pub version: u16,
+    /// CRC-32 of the payload (hex).
+    pub crc32: String,
+    /// Model id (hex).
+    pub model_id: String,
+    /// Parameters of the classifiers it synthesizes.
+    pub num_params: usize,
+    /// Default solver.
+    pub solver: String,
+    /// Default steps.
+    pub steps: usize,
+    /// Source law.
+    pub source: String,
+    /// Width of the time embedding.
+    pub time_dim: usize,
+    /// Highest frequency of the time embedding.
+    pub max_frequency: f32,
+    /// Classifier layers.
+    pub classifier: Vec<ClassifierLayerInfo>,
+    /// Field layers.
+    pub field: Vec<FieldLayerInfo>,
+    /// Device RAM for a workspace sized to this model.
+    pub workspace_bytes: usize,
+    /// Field multiply-accumulates per evaluation.
+    pub macs_per_evaluation: u64,
+}
+
 /// A description of a model file: header, layer tables, bytes per part, quantization bounds.
 ///
 /// # Errors
 /// File and format errors.
-pub fn describe(path: &Path) -> Result<String, MetaError> {
+pub fn describe(path: &Path) -> Result<ModelFileReport, MetaError> {
     let bytes = read_model(path)?;
     let (h, payload) = Header::split(&bytes).map_err(|e| MetaError::file(path, e))?;
     let m = ModelFile::decode(&bytes).map_err(|e| MetaError::file(path, e))?;
-    let id: String = m.model_id.iter().map(|b| format!("{b:02x}")).collect();
-    let mut out = format!(
-        "model file {}: {} bytes (header 16, payload {}), format v{}, crc32 {:08x}, model id {id}\n",
-        path.display(),
-        bytes.len(),
-        payload.len(),
-        h.version,
-        h.crc
-    );
-    out += &format!(
-        "synthesizes {} parameters with {:?} × {} steps from a {:?} source; time embedding {} (max frequency {})\n",
-        m.num_params(),
-        m.solver,
-        m.steps,
-        m.source,
-        m.time.dim,
-        m.time.max_frequency
-    );
-    out += "classifier layers:\n";
-    for (i, l) in m.classifier.iter().enumerate() {
-        out += &format!(
-            "  {i}: {} → {} {:?} (init bound {:.4})\n",
-            l.d_in, l.d_out, l.activation, l.init_bound
-        );
-    }
-    out +=
-        "field layers (bytes: weights + scales + bias; int8 max rounding error = max scale / 2):\n";
-    for (i, l) in m.field.iter().enumerate() {
-        let (kind, wb, sb, err) = match l.weights {
-            FieldWeights::Int8 { q, scales } => {
-                let max_scale = scales
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .fold(0.0f32, f32::max);
-                (
-                    "int8",
-                    q.len(),
-                    scales.len(),
-                    format!("{:.3e}", max_scale / 2.0),
-                )
-            }
-            FieldWeights::F32 { w } => ("f32", w.len(), 0, "0".into()),
-        };
-        out += &format!(
-            "  {i}: {} → {} {:?} {kind}: {wb} + {sb} + {} bytes, max error {err}\n",
-            l.d_in,
-            l.d_out,
-            l.activation,
-            l.bias.len()
-        );
-    }
     let view = ModelView::parse(&bytes).map_err(|e| MetaError::file(path, e))?;
-    out += &format!(
-        "device RAM for a workspace sized to this model: {} bytes; field MACs per evaluation: {}",
-        4 * (4 * view.num_params() + 3 * view.max_width()),
-        view.macs_per_evaluation()
-    );
-    Ok(out)
+    let name = |v: &dyn std::fmt::Debug| format!("{v:?}").to_lowercase();
+    Ok(ModelFileReport {
+        path: path.into(),
+        bytes: bytes.len(),
+        payload_bytes: payload.len(),
+        version: h.version,
+        crc32: format!("{:08x}", h.crc),
+        model_id: m.model_id.iter().map(|b| format!("{b:02x}")).collect(),
+        num_params: m.num_params(),
+        solver: name(&m.solver),
+        steps: usize::from(m.steps),
+        source: name(&m.source),
+        time_dim: m.time.dim as usize,
+        max_frequency: m.time.max_frequency,
+        classifier: m
+            .classifier
+            .iter()
+            .map(|l| ClassifierLayerInfo {
+                d_in: l.d_in as usize,
+                d_out: l.d_out as usize,
+                activation: name(&l.activation),
+                init_bound: l.init_bound,
+            })
+            .collect(),
+        field: m
+            .field
+            .iter()
+            .map(|l| {
+                let (quant, weight_bytes, scale_bytes, max_error) = match l.weights {
+                    FieldWeights::Int8 { q, scales } => {
+                        let max_scale = scales
+                            .chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .fold(0.0f32, f32::max);
+                        ("int8", q.len(), scales.len(), max_scale / 2.0)
+                    }
+                    FieldWeights::F32 { w } => ("f32", w.len(), 0, 0.0),
+                };
+                FieldLayerInfo {
+                    d_in: l.d_in as usize,
+                    d_out: l.d_out as usize,
+                    activation: name(&l.activation),
+                    quant,
+                    weight_bytes,
+                    scale_bytes,
+                    bias_bytes: l.bias.len(),
+                    max_error,
+                }
+            })
+            .collect(),
+        workspace_bytes: 4 * (4 * view.num_params() + 3 * view.max_width()),
+        macs_per_evaluation: view.macs_per_evaluation(),
+    })
+}
+
+impl std::fmt::Display for ModelFileReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "model file {}: {} bytes (header 16, payload {}), format v{}, crc32 {}, model id {}",
+            self.path.display(),
+            self.bytes,
+            self.payload_bytes,
+            self.version,
+            self.crc32,
+            self.model_id
+        )?;
+        writeln!(
+            f,
+            "synthesizes {} parameters with {} × {} steps from a {} source; time embedding {} (max frequency {})",
+            self.num_params,
+            self.solver,
+            self.steps,
+            self.source,
+            self.time_dim,
+            self.max_frequency
+        )?;
+        writeln!(f, "classifier layers:")?;
+        for (i, l) in self.classifier.iter().enumerate() {
+            writeln!(
+                f,
+                "  {i}: {} → {} {} (init bound {:.4})",
+                l.d_in, l.d_out, l.activation, l.init_bound
+            )?;
+        }
+        writeln!(
+            f,
+            "field layers (bytes: weights + scales + bias; int8 max rounding error = max scale / 2):"
+        )?;
+        for (i, l) in self.field.iter().enumerate() {
+            writeln!(
+                f,
+                "  {i}: {} → {} {} {}: {} + {} + {} bytes, max error {:.3e}",
+                l.d_in,
+                l.d_out,
+                l.activation,
+                l.quant,
+                l.weight_bytes,
+                l.scale_bytes,
+                l.bias_bytes,
+                l.max_error
+            )?;
+        }
+        write!(
+            f,
+            "device RAM for a workspace sized to this model: {} bytes; field MACs per evaluation: {}",
+            self.workspace_bytes, self.macs_per_evaluation
+        )
+    }
 }

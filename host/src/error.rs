@@ -139,6 +139,12 @@ pub enum ZooError {
         /// What is wrong.
         problem: String,
     },
+    /// A tensor's values could not be read back from the compute backend.
+    #[error(transparent)]
+    Tensor(#[from] crate::backend::TensorRead),
+    /// Another process writes into the output folder.
+    #[error("{0}")]
+    Busy(String),
     /// Training produced a non-finite loss.
     #[error("run {run} diverged at step {step} (non-finite loss); lower --lr")]
     Diverged {
@@ -203,6 +209,9 @@ pub enum MetaError {
     /// A chart could not be written.
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),
+    /// A tensor's values could not be read back from the compute backend.
+    #[error(transparent)]
+    Tensor(#[from] crate::backend::TensorRead),
     /// Fine-tuning (the downstream comparison of `nmflow eval`) produced a non-finite loss.
     #[error(
         "fine-tuning for the downstream comparison diverged at step {step} (non-finite loss) with the zoo's optimizer settings; skip it with --downstream 0"
@@ -224,6 +233,19 @@ pub enum MetaError {
         expected: String,
         /// The hash of the given zoo's manifest.
         found: String,
+    },
+    /// Another process writes into the output folder.
+    #[error("{0}")]
+    Busy(String),
+    /// The output holds a finished or interrupted model trained with other settings.
+    #[error(
+        "{path} holds a model trained with other settings ({difference}); use another --out, or --force to replace it"
+    )]
+    Conflict {
+        /// The model directory.
+        path: PathBuf,
+        /// The first setting that differs.
+        difference: String,
     },
 }
 

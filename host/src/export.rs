@@ -12,7 +12,7 @@ use nmflow_format::{
 };
 use serde::Serialize;
 
-use crate::arch::Arch;
+use crate::arch::{Arch, Layout};
 use crate::backend::Cpu;
 use crate::error::{MetaError, UsageError};
 use crate::flow::solver::Solver;
@@ -22,7 +22,8 @@ use crate::meta::sample::MetaModel;
 use crate::meta::source::Source;
 
 /// Weight encoding of the exported field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Quant {
     /// int8 weights, one f32 scale per output row.
@@ -84,38 +85,31 @@ fn le_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Exports the model in `model_dir` to `out`.
-///
-/// # Errors
-/// [`UsageError`] (as [`MetaError::Usage`]) for a model the format cannot represent (a set field,
-/// a CNN classifier, more layers than the format holds), file errors.
-pub fn export(
+/// A refusal to export the model in a directory: a usage error naming it.
+fn refusal(model_dir: &Path, why: String) -> MetaError {
+    MetaError::Usage(UsageError(format!(
+        "{}: cannot export: {why}",
+        model_dir.display()
+    )))
+}
+
+/// The classifier's layer table (dense layers only; ReLU between them).
+fn classifier_layers(
+    layout: &Layout,
     model_dir: &Path,
-    quant: Quant,
-    solver: Option<Solver>,
-    steps: Option<usize>,
-    out: &Path,
-) -> Result<ExportReport, MetaError> {
-    let model = MetaModel::<Cpu>::load(model_dir, &Default::default())?;
-    let refuse = |why: String| {
-        MetaError::Usage(UsageError(format!(
-            "{}: cannot export: {why}",
-            model_dir.display()
-        )))
-    };
-    let layers: Vec<DenseLayer> = model.field.dense_layers().ok_or_else(|| {
-        refuse("the set field is not in the model format yet (train with --field mlp)".into())
-    })?;
-    let layout = &model.layout;
+) -> Result<heapless::Vec<ClassifierLayer, { nmflow_format::MAX_CLASSIFIER_LAYERS }>, MetaError> {
     if layout
         .blocks
         .iter()
         .any(|b| b.shape.len() != if b.name.ends_with("bias") { 1 } else { 2 })
     {
-        return Err(refuse(format!(
-            "only MLP classifiers run on the device ({} blocks are not dense)",
-            Arch::CnnS
-        )));
+        return Err(refusal(
+            model_dir,
+            format!(
+                "only MLP classifiers run on the device ({} blocks are not dense)",
+                Arch::CnnS
+            ),
+        ));
     }
     let n_cls = layout.blocks.len() / 2;
     let mut classifier = heapless::Vec::new();
@@ -132,16 +126,24 @@ pub fn export(
             init_bound: w.bound as f32,
         };
         classifier.push(layer).map_err(|_| {
-            refuse(format!(
-                "more than {} classifier layers",
-                nmflow_format::MAX_CLASSIFIER_LAYERS
-            ))
+            refusal(
+                model_dir,
+                format!(
+                    "more than {} classifier layers",
+                    nmflow_format::MAX_CLASSIFIER_LAYERS
+                ),
+            )
         })?;
     }
-    let mean = le_bytes(&model.normalizer.mean);
-    let std = le_bytes(&model.normalizer.std);
-    // Owned tensors first, then a file that borrows them.
-    let mut owned: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = Vec::new();
+    Ok(classifier)
+}
+
+/// One field layer's bytes: weights, per-row scales (int8; empty for f32) and bias.
+type LayerBytes = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// Encodes every field layer and measures its quantization error.
+fn encode_layers(layers: &[DenseLayer], quant: Quant) -> (Vec<LayerBytes>, Vec<LayerError>) {
+    let mut owned = Vec::new();
     let mut errors = Vec::new();
     for (i, l) in layers.iter().enumerate() {
         match quant {
@@ -177,6 +179,44 @@ pub fn export(
             }
         }
     }
+    (owned, errors)
+}
+
+/// The model id: the first 16 bytes of the SHA-256 of the model's `config.json`.
+fn model_id(model_dir: &Path) -> Result<[u8; 16], MetaError> {
+    let path = model_dir.join(crate::meta::files::CONFIG);
+    let config_bytes = std::fs::read(&path).map_err(|e| MetaError::file(&path, e))?;
+    let mut model_id = [0u8; 16];
+    let digest = sha256_hex(&config_bytes);
+    for (k, slot) in model_id.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(&digest[2 * k..2 * k + 2], 16).unwrap_or(0);
+    }
+    Ok(model_id)
+}
+
+/// Exports the model in `model_dir` to `out`.
+///
+/// # Errors
+/// [`UsageError`] (as [`MetaError::Usage`]) for a model the format cannot represent (a set field,
+/// a CNN classifier, more layers than the format holds, an adaptive solver), file errors.
+pub fn export(
+    model_dir: &Path,
+    quant: Quant,
+    solver: Option<Solver>,
+    steps: Option<usize>,
+    out: &Path,
+) -> Result<ExportReport, MetaError> {
+    let model = MetaModel::<Cpu>::load(model_dir, &Default::default())?;
+    let refuse = |why: String| refusal(model_dir, why);
+    let layers: Vec<DenseLayer> = model.field.dense_layers()?.ok_or_else(|| {
+        refuse("the set field is not in the model format yet (train with --field mlp)".into())
+    })?;
+    let layout = &model.layout;
+    let classifier = classifier_layers(layout, model_dir)?;
+    let mean = le_bytes(&model.normalizer.mean);
+    let std = le_bytes(&model.normalizer.std);
+    // Owned tensors first, then a file that borrows them.
+    let (owned, errors) = encode_layers(&layers, quant);
     let mut field = heapless::Vec::new();
     for (i, (l, (w, s, b))) in layers.iter().zip(&owned).enumerate() {
         let last = i + 1 == layers.len();
@@ -203,16 +243,9 @@ pub fn export(
                 ))
             })?;
     }
-    let config_bytes = std::fs::read(model_dir.join(crate::meta::train::files::CONFIG))
-        .map_err(|e| MetaError::file(model_dir, e))?;
-    let mut model_id = [0u8; 16];
-    let digest = sha256_hex(&config_bytes);
-    for (k, slot) in model_id.iter_mut().enumerate() {
-        *slot = u8::from_str_radix(&digest[2 * k..2 * k + 2], 16).unwrap_or(0);
-    }
     let steps = steps.unwrap_or(model.config.solver_steps);
     let file = ModelFile {
-        model_id,
+        model_id: model_id(model_dir)?,
         classifier,
         source: match model.config.source {
             Source::Kaiming => SourceKind::Kaiming,

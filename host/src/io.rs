@@ -1,4 +1,5 @@
-//! File helpers: atomic writes, gzip, SHA-256.
+//! File helpers: atomic writes, gzip, SHA-256, output-folder locks and the comparison of settings
+//! files.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -32,7 +33,97 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
     }
-    fs::rename(&tmp, path)
+    fs::rename(&tmp, path)?;
+    sync_dir(path)
+}
+
+/// Syncs the folder holding `path`, so that a rename into it survives a power loss.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // Folders cannot be opened for syncing everywhere; where they cannot, the rename stands.
+    match fs::File::open(dir) {
+        Ok(f) => f.sync_all().or(Ok(())),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The first key in which the JSON object `existing` differs from `wanted`, as
+/// `key: existing X, requested Y` (for messages about an output made with other settings).
+pub fn first_difference(existing: &serde_json::Value, wanted: &serde_json::Value) -> String {
+    if let (Some(o), Some(n)) = (existing.as_object(), wanted.as_object()) {
+        for (k, v) in n {
+            if o.get(k) != Some(v) {
+                let was = o.get(k).map_or("absent".to_string(), ToString::to_string);
+                return format!("{k}: existing {was}, requested {v}");
+            }
+        }
+    }
+    "settings differ".into()
+}
+
+/// A lock on an output folder, held while a job writes into it (`.nmflow.lock` with the process
+/// id); released when dropped. A lock left by a process that no longer runs (killed) is taken
+/// over.
+#[derive(Debug)]
+pub struct DirLock {
+    path: PathBuf,
+}
+
+/// Name of the lock file in a locked folder.
+pub const LOCK_FILE: &str = ".nmflow.lock";
+
+impl DirLock {
+    /// Locks `dir` (creating it), or says which process holds it.
+    ///
+    /// # Errors
+    /// `AlreadyExists` naming the process that holds the lock; other I/O errors.
+    pub fn acquire(dir: &Path) -> std::io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(LOCK_FILE);
+        for _ in 0..2 {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    write!(f, "{}", std::process::id())?;
+                    return Ok(Self { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = fs::read_to_string(&path).unwrap_or_default();
+                    let pid = holder.trim().parse::<u32>().ok();
+                    let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                    if alive && pid != Some(std::process::id()) {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::AlreadyExists,
+                            format!(
+                                "{} is in use by process {} (another nmflow job writes into it); wait for it to finish or stop it",
+                                dir.display(),
+                                holder.trim()
+                            ),
+                        ));
+                    }
+                    // A stale lock (its process is gone): take it over.
+                    fs::remove_file(&path)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::other(format!(
+            "{}: could not take the lock {LOCK_FILE}",
+            dir.display()
+        )))
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
 }
 
 /// Reads a whole file, decompressing it if it is gzip (by its magic bytes, not its name).
@@ -77,6 +168,23 @@ mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn a_locked_folder_names_its_holder_and_a_stale_lock_is_taken_over() {
+        let dir = std::env::temp_dir().join(format!("nmflow-lock-{}", std::process::id()));
+        let lock = DirLock::acquire(&dir).unwrap();
+        assert!(dir.join(LOCK_FILE).is_file());
+        drop(lock);
+        assert!(!dir.join(LOCK_FILE).exists());
+        // PID 1 always runs: the folder is in use.
+        fs::write(dir.join(LOCK_FILE), "1").unwrap();
+        let err = DirLock::acquire(&dir).unwrap_err();
+        assert!(err.to_string().contains("in use by process 1"), "{err}");
+        // A process id that cannot exist: a stale lock.
+        fs::write(dir.join(LOCK_FILE), "4294967295").unwrap();
+        drop(DirLock::acquire(&dir).unwrap());
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! nmflow-host: the host half of nmflow.
 //!
 //! It fetches real datasets, trains zoos of small classifiers while recording their checkpoint
-//! trajectories, and (in later modules) learns and exports vector fields on weight space.
+//! trajectories, learns vector fields on weight space from them (meta-models), samples and
+//! evaluates classifiers from those fields, and exports them for the `no_std` device runtime.
+//! `docs/architecture.md` maps where each part lives and how data flows between them.
 //!
 //! | module | one job |
 //! |---|---|
@@ -16,12 +18,18 @@
 //! | [`inspect`] | summaries of files nmflow writes |
 //! | [`io`] | atomic writes, gzip, SHA-256 |
 //! | [`linalg`] | matrix products on preallocated buffers (the fused trainer's GEMMs) |
+//! | [`optim`] | the Adam settings every trainer shares (and the one difference that stays) |
 //! | [`plot`] | PNG line charts and histograms |
+//! | [`report`] | one Markdown/HTML page gathering a run folder's results |
+//! | [`backend`] | compute backends (CPU, CUDA) and reading tensors back |
+//! | [`progress`] | progress bars |
+//! | `cli` | the `nmflow` command line (feature `cli`, on by default) |
 //! | [`error`] | typed errors |
 
 pub mod arch;
 pub mod backend;
 pub mod classifier;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod data;
 pub mod edge;
@@ -32,6 +40,8 @@ pub mod inspect;
 pub mod io;
 pub mod linalg;
 pub mod meta;
+pub mod optim;
 pub mod plot;
 pub mod progress;
+pub mod report;
 pub mod zoo;

@@ -6,10 +6,10 @@ use std::sync::OnceLock;
 use nmflow_host::backend::CpuAutodiff;
 use nmflow_host::flow::path::SplineKind;
 use nmflow_host::flow::solver::Solver;
+use nmflow_host::meta::config::manifest_hash;
 use nmflow_host::meta::config::{Coupling, LrSchedule, MetaConfig, Method};
 use nmflow_host::meta::field::{FieldConfig, FieldKind, JkoSteps};
 use nmflow_host::meta::source::Source;
-use nmflow_host::meta::train::manifest_hash;
 use nmflow_host::zoo::run::RunOptions;
 use nmflow_host::zoo::{Optimizer, ZooConfig, run_zoo};
 

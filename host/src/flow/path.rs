@@ -27,7 +27,8 @@ pub fn linear(
 }
 
 /// Spline kind for multi-marginal paths.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum SplineKind {
     /// Natural cubic spline (C², second derivative zero at the ends).

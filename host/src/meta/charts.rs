@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::eval::EvalReport;
+use super::report::{Downstream, DownstreamPoint, EvalReport, GeneratedRow};
 use crate::plot::{self, LineChart, PlotError, Series};
 
 /// File names of the charts.
@@ -84,7 +84,17 @@ pub fn evaluation(
         ],
         40,
     )?;
-    let by_nfe = |f: fn(&super::eval::GeneratedRow) -> f64| {
+    accuracy_by_nfe(dir, report)?;
+    fidelity(dir, report)?;
+    if let Some(d) = &report.downstream {
+        downstream(dir, d)?;
+    }
+    Ok(())
+}
+
+/// Accuracy of the step sweep's classifiers against network evaluations.
+fn accuracy_by_nfe(dir: &Path, report: &EvalReport) -> Result<(), PlotError> {
+    let by_nfe = |f: fn(&GeneratedRow) -> f64| {
         report
             .generated
             .iter()
@@ -115,7 +125,11 @@ pub fn evaluation(
             log_x: true,
             ..LineChart::default()
         },
-    )?;
+    )
+}
+
+/// Sliced W1 per marginal and the classifier loss along the sampling path.
+fn fidelity(dir: &Path, report: &EvalReport) -> Result<(), PlotError> {
     plot::line_chart(
         &dir.join(files::W1),
         &LineChart {
@@ -161,28 +175,29 @@ pub fn evaluation(
             legend_top: true,
             ..LineChart::default()
         },
-    )?;
-    if let Some(d) = &report.downstream {
-        let curve = |f: fn(&super::downstream::DownstreamPoint) -> f64| {
-            d.curve
-                .iter()
-                .map(|p| (p.step as f64, 100.0 * f(p)))
-                .collect::<Vec<_>>()
-        };
-        plot::line_chart(
-            &dir.join(files::DOWNSTREAM),
-            &LineChart {
-                title: format!("fine-tuning with the zoo's optimizer ({} per group)", d.n),
-                x_label: "optimizer step".into(),
-                y_label: "mean test accuracy (%)".into(),
-                series: vec![
-                    Series::marked("generated inits", curve(|p| p.acc_generated)),
-                    Series::marked("Kaiming-uniform inits", curve(|p| p.acc_kaiming)),
-                ],
-                references: vec![("zoo mean final accuracy".into(), 100.0 * d.target_acc)],
-                ..LineChart::default()
-            },
-        )?;
-    }
-    Ok(())
+    )
+}
+
+/// Fine-tuning curves of generated and Kaiming-uniform inits.
+fn downstream(dir: &Path, d: &Downstream) -> Result<(), PlotError> {
+    let curve = |f: fn(&DownstreamPoint) -> f64| {
+        d.curve
+            .iter()
+            .map(|p| (p.step as f64, 100.0 * f(p)))
+            .collect::<Vec<_>>()
+    };
+    plot::line_chart(
+        &dir.join(files::DOWNSTREAM),
+        &LineChart {
+            title: format!("fine-tuning with the zoo's optimizer ({} per group)", d.n),
+            x_label: "optimizer step".into(),
+            y_label: "mean test accuracy (%)".into(),
+            series: vec![
+                Series::marked("generated inits", curve(|p| p.acc_generated)),
+                Series::marked("Kaiming-uniform inits", curve(|p| p.acc_kaiming)),
+            ],
+            references: vec![("zoo mean final accuracy".into(), 100.0 * d.target_acc)],
+            ..LineChart::default()
+        },
+    )
 }

@@ -1,14 +1,19 @@
 //! Every hyper-parameter of a meta-model, saved as `config.json` in the model directory.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
-use super::field::FieldConfig;
+use super::field::{FieldConfig, FieldKind, JkoSteps, SetDims};
 use super::source::Source;
+use crate::error::{MetaError, UsageError};
 use crate::flow::path::SplineKind;
 use crate::flow::solver::Solver;
+use crate::zoo::Manifest;
 
 /// The meta-model family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// NM-CFM: flow matching from initializations to trained weights (two marginals).
@@ -20,7 +25,8 @@ pub enum Method {
 }
 
 /// How `(x0, x1)` pairs are formed for NM-CFM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Coupling {
     /// A run's own initialization and its final weights.
@@ -33,7 +39,8 @@ pub enum Coupling {
 }
 
 /// How the learning rate changes over training.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum LrSchedule {
     /// The same rate at every step.
@@ -124,9 +131,388 @@ pub struct MetaConfig {
     pub zoo: String,
 }
 
+/// The largest field network `train` builds (parameters): with Adam's two moments and the gradient
+/// it takes 16 bytes a parameter, 4 GiB at this size; larger requests are refused before any
+/// allocation.
+pub const MAX_FIELD_PARAMS: u128 = 1 << 28;
+
+impl MetaConfig {
+    /// Checks every setting against its range and against the zoo it trains on.
+    ///
+    /// # Errors
+    /// A [`UsageError`] naming the option (as `nmflow train` spells it), the value and the range.
+    pub fn validate(&self, manifest: &Manifest) -> Result<(), UsageError> {
+        let bad = |what: String| Err(UsageError(what));
+        let positive = |name: &str, v: f64| -> Result<(), UsageError> {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                bad(format!("{name} must be a finite number > 0 (got {v})"))
+            }
+        };
+        let non_negative = |name: &str, v: f64| -> Result<(), UsageError> {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                bad(format!("{name} must be a finite number ≥ 0 (got {v})"))
+            }
+        };
+        for (name, v) in [
+            ("--steps", self.steps),
+            ("--batch-size", self.batch_size),
+            ("--hidden", self.field.hidden),
+            ("--eval-every", self.eval_every),
+            ("--solver-steps", self.solver_steps),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} must be at least 1 (got 0)"));
+            }
+        }
+        if self.field.time_dim < 2 || !self.field.time_dim.is_multiple_of(2) {
+            return bad(format!(
+                "--time-dim must be an even number ≥ 2 (got {})",
+                self.field.time_dim
+            ));
+        }
+        positive("--lr", self.lr)?;
+        non_negative("--weight-decay", self.weight_decay)?;
+        non_negative("--sigma", f64::from(self.sigma))?;
+        non_negative("--functional-weight", f64::from(self.functional_weight))?;
+        if let Source::Gaussian { std } = self.source {
+            positive("--source-std", f64::from(std))?;
+        }
+        if let Some(j) = self.field.jko {
+            positive("--tau", f64::from(j.tau))?;
+        }
+        if self.field.dim != manifest.num_params {
+            return bad(format!(
+                "the field's state has {} values, but the zoo's classifiers have {} parameters",
+                self.field.dim, manifest.num_params
+            ));
+        }
+        match (
+            self.field.kind,
+            self.field.set,
+            SetDims::of(&manifest.layout),
+        ) {
+            (FieldKind::Set, _, None) => {
+                return bad(format!(
+                    "--field set needs a one-hidden-layer MLP classifier, but the zoo's is {}",
+                    manifest.config.arch
+                ));
+            }
+            (FieldKind::Set, d, Some(z)) if d != Some(z) => {
+                return bad("the set field's token dimensions differ from the zoo's layout".into());
+            }
+            (FieldKind::Potential, ..) if self.method != Method::Jko => {
+                return bad("--field potential goes with --method jko".into());
+            }
+            (k, ..) if self.method == Method::Jko && k != FieldKind::Potential => {
+                return bad("--method jko trains a potential (no --field)".into());
+            }
+            _ => {}
+        }
+        let size = self.field.num_params_checked();
+        if size.is_none_or(|n| n > MAX_FIELD_PARAMS) {
+            return bad(format!(
+                "the field network would have {} parameters (--hidden {}, --depth {}), more than the {MAX_FIELD_PARAMS} nmflow trains; use a smaller --hidden or --depth",
+                size.map_or_else(|| "too many".into(), |n| n.to_string()),
+                self.field.hidden,
+                self.field.depth
+            ));
+        }
+        if self.functional_weight > 0.0 {
+            let method_ok = match self.method {
+                Method::Cfm => true,
+                Method::Mmfm => self.functional_rollout > 0,
+                Method::Jko => false,
+            };
+            if !method_ok {
+                return bad("--functional-weight goes with --method cfm, or mmfm with --functional-rollout ≥ 1 (not jko)".into());
+            }
+            if self.functional_batch == 0 {
+                return bad("--functional-batch must be at least 1 with a functional term".into());
+            }
+            if self.functional_rollout > 0 && self.functional_samples == 0 {
+                return bad(
+                    "--functional-samples must be at least 1 with --functional-rollout".into(),
+                );
+            }
+        }
+        if manifest.split.train.is_empty() {
+            return bad(format!(
+                "the zoo has no training runs (all {} runs are held out); rebuild it with a smaller --heldout",
+                manifest.runs.len()
+            ));
+        }
+        if self.method != Method::Cfm && manifest.schedule.len() < 2 {
+            return bad(format!(
+                "--method {} needs at least two checkpoints per run",
+                self.method.name()
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Method {
+    /// The name `nmflow train --method` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cfm => "cfm",
+            Self::Mmfm => "mmfm",
+            Self::Jko => "jko",
+        }
+    }
+}
+
+/// What a user asks of `nmflow train`. Settings left `None` take the defaults of the field the
+/// request ends up with ([`TrainRequest::resolve`]): for the set field with NM-CFM or NM-MMFM the
+/// recipe BENCHMARKS.md measures meeting the accuracy targets (width 128, 8,000 steps, held-out
+/// evaluation every 200, cosine schedule, functional term λ = 2 on the 4-step Euler sampler);
+/// otherwise width 512, 2,000 steps, every 100, constant rate, no functional term, RK4 × 2.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainRequest {
+    /// Method.
+    pub method: Method,
+    /// Coupling (NM-CFM).
+    pub coupling: Coupling,
+    /// Spline (NM-MMFM).
+    pub spline: SplineKind,
+    /// Source law.
+    pub source: Source,
+    /// Path noise in standardized units.
+    pub sigma: f32,
+    /// Hidden-unit permutation augmentation.
+    pub permute: bool,
+    /// Field kind [default: set where the classifier allows it, else mlp; potential for NM-JKO].
+    pub field: Option<FieldKind>,
+    /// NM-JKO step size τ.
+    pub tau: f32,
+    /// Width of the field network.
+    pub hidden: Option<usize>,
+    /// Hidden layers (set field: residual blocks).
+    pub depth: usize,
+    /// Width of the time embedding.
+    pub time_dim: usize,
+    /// Optimizer steps.
+    pub steps: Option<usize>,
+    /// Samples per minibatch.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Learning-rate schedule.
+    pub lr_schedule: Option<LrSchedule>,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Weight of the functional term.
+    pub functional_weight: Option<f32>,
+    /// Images per step for the functional term.
+    pub functional_batch: usize,
+    /// Euler steps of the functional term's rollout.
+    pub functional_rollout: Option<usize>,
+    /// Source samples rolled out per step.
+    pub functional_samples: usize,
+    /// Steps between held-out evaluations.
+    pub eval_every: Option<usize>,
+    /// Seed.
+    pub seed: u64,
+    /// Default sampling solver.
+    pub solver: Option<Solver>,
+    /// Default sampling steps.
+    pub solver_steps: Option<usize>,
+}
+
+impl Default for TrainRequest {
+    fn default() -> Self {
+        Self {
+            method: Method::Cfm,
+            coupling: Coupling::Natural,
+            spline: SplineKind::Pchip,
+            source: Source::Kaiming,
+            sigma: 0.0,
+            permute: true,
+            field: None,
+            tau: 1.0,
+            hidden: None,
+            depth: 3,
+            time_dim: 32,
+            steps: None,
+            batch_size: 128,
+            lr: 1e-3,
+            lr_schedule: None,
+            weight_decay: 0.0,
+            functional_weight: None,
+            functional_batch: default_functional_batch(),
+            functional_rollout: None,
+            functional_samples: default_functional_samples(),
+            eval_every: None,
+            seed: 0,
+            solver: None,
+            solver_steps: None,
+        }
+    }
+}
+
+impl TrainRequest {
+    /// The complete, validated settings for the zoo in `zoo_dir` (its manifest gives the state's
+    /// dimension, the set field's tokens and NM-JKO's number of steps).
+    ///
+    /// # Errors
+    /// An unreadable zoo, or settings out of range ([`MetaConfig::validate`]).
+    pub fn resolve(&self, zoo_dir: &Path) -> Result<MetaConfig, MetaError> {
+        let manifest = Manifest::read(zoo_dir)?;
+        let cfg = self.resolve_with(&manifest, zoo_dir, manifest_hash(zoo_dir)?);
+        cfg.validate(&manifest)?;
+        Ok(cfg)
+    }
+
+    /// [`Self::resolve`] against a manifest already read (not validated).
+    pub fn resolve_with(&self, manifest: &Manifest, zoo_dir: &Path, sha256: String) -> MetaConfig {
+        let set_dims = SetDims::of(&manifest.layout);
+        let jko = self.method == Method::Jko;
+        let kind = match self.field {
+            _ if jko => FieldKind::Potential,
+            Some(k) => k,
+            None if set_dims.is_some() => FieldKind::Set,
+            None => FieldKind::Mlp,
+        };
+        // The recipe: the set field with a flow-matching method.
+        let recipe = kind == FieldKind::Set && !jko;
+        let functional_weight = self
+            .functional_weight
+            .unwrap_or(if recipe { 2.0 } else { 0.0 });
+        let rollout = self
+            .functional_rollout
+            .unwrap_or(if functional_weight > 0.0 && recipe {
+                4
+            } else {
+                0
+            });
+        let intervals = manifest.schedule.len().saturating_sub(1);
+        let (solver, solver_steps) = if jko {
+            (Solver::Euler, intervals)
+        } else if rollout > 0 && functional_weight > 0.0 {
+            (
+                self.solver.unwrap_or(Solver::Euler),
+                self.solver_steps.unwrap_or(rollout),
+            )
+        } else {
+            (
+                self.solver.unwrap_or(Solver::Rk4),
+                self.solver_steps.unwrap_or(2),
+            )
+        };
+        MetaConfig {
+            method: self.method,
+            coupling: self.coupling,
+            spline: self.spline,
+            source: self.source,
+            sigma: self.sigma,
+            permute: self.permute,
+            field: FieldConfig {
+                kind,
+                // Recorded for every field kind (config.json has always carried it).
+                set: set_dims,
+                jko: jko.then_some(JkoSteps {
+                    steps: intervals,
+                    tau: self.tau,
+                }),
+                dim: manifest.num_params,
+                hidden: self.hidden.unwrap_or(if recipe { 128 } else { 512 }),
+                depth: self.depth,
+                time_dim: self.time_dim,
+            },
+            steps: self.steps.unwrap_or(if recipe { 8000 } else { 2000 }),
+            batch_size: self.batch_size,
+            lr: self.lr,
+            lr_schedule: self.lr_schedule.unwrap_or(if recipe {
+                LrSchedule::Cosine
+            } else {
+                LrSchedule::Constant
+            }),
+            weight_decay: self.weight_decay,
+            functional_weight,
+            functional_batch: self.functional_batch,
+            functional_rollout: rollout,
+            functional_samples: self.functional_samples,
+            eval_every: self.eval_every.unwrap_or(if recipe { 200 } else { 100 }),
+            seed: self.seed,
+            solver,
+            solver_steps,
+            zoo_manifest_sha256: sha256,
+            zoo: zoo_dir.display().to_string(),
+        }
+    }
+}
+
+/// SHA-256 of a zoo's manifest file (recorded in the model so a model and a zoo can be matched).
+///
+/// # Errors
+/// I/O errors naming the file.
+pub fn manifest_hash(zoo_dir: &Path) -> Result<String, MetaError> {
+    let path = zoo_dir.join(crate::zoo::manifest::MANIFEST);
+    let bytes = std::fs::read(&path).map_err(|e| MetaError::file(&path, e))?;
+    Ok(crate::io::sha256_hex(&bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::{LrSchedule, MetaConfig};
+
+    #[test]
+    fn defaults_are_the_measured_recipe_for_the_set_field_and_the_old_ones_otherwise() {
+        use super::{FieldKind, Method, Solver, TrainRequest};
+        let zoo =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/v0/zoo");
+        let manifest = crate::zoo::Manifest::read(&zoo).unwrap();
+        let resolve = |r: TrainRequest| {
+            let cfg = r.resolve_with(&manifest, &zoo, "0".repeat(64));
+            cfg.validate(&manifest).unwrap();
+            cfg
+        };
+        let set = resolve(TrainRequest::default());
+        assert_eq!(set.field.kind, FieldKind::Set);
+        assert_eq!(
+            (set.field.hidden, set.steps, set.eval_every, set.lr_schedule),
+            (128, 8000, 200, LrSchedule::Cosine)
+        );
+        assert_eq!(
+            (
+                set.functional_weight,
+                set.functional_rollout,
+                set.functional_samples
+            ),
+            (2.0, 4, 32)
+        );
+        assert_eq!((set.solver, set.solver_steps), (Solver::Euler, 4));
+        let mlp = resolve(TrainRequest {
+            field: Some(FieldKind::Mlp),
+            ..TrainRequest::default()
+        });
+        assert_eq!(
+            (mlp.field.hidden, mlp.steps, mlp.eval_every, mlp.lr_schedule),
+            (512, 2000, 100, LrSchedule::Constant)
+        );
+        assert_eq!((mlp.functional_weight, mlp.functional_rollout), (0.0, 0));
+        assert_eq!((mlp.solver, mlp.solver_steps), (Solver::Rk4, 2));
+        let jko = resolve(TrainRequest {
+            method: Method::Jko,
+            ..TrainRequest::default()
+        });
+        assert_eq!(jko.field.kind, FieldKind::Potential);
+        assert_eq!(jko.functional_weight, 0.0);
+        assert_eq!(
+            (jko.solver, jko.solver_steps),
+            (Solver::Euler, manifest.schedule.len() - 1)
+        );
+        // A rollout the user asks for is the sampler stored, unless a solver is named.
+        let k8 = resolve(TrainRequest {
+            functional_rollout: Some(8),
+            ..TrainRequest::default()
+        });
+        assert_eq!((k8.solver, k8.solver_steps), (Solver::Euler, 8));
+    }
 
     #[test]
     fn cosine_schedule_runs_from_the_full_rate_to_near_zero() {

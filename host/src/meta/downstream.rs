@@ -4,11 +4,12 @@
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
-use serde::Serialize;
 
+use super::report::{Downstream, DownstreamPoint};
 use crate::arch::Layout;
 use crate::classifier;
 use crate::data::Dataset;
+use crate::error::MetaError;
 use crate::zoo::ZooConfig;
 use crate::zoo::train::{DeviceData, train_runs};
 use nmflow_runtime::Rng;
@@ -18,38 +19,6 @@ use nmflow_runtime::rng::derive_seed;
 const STREAM_KAIMING: u64 = 40;
 /// PRNG stream of the fine-tuning data orders (shared by the pair `i` of both groups).
 const STREAM_ORDER: u64 = 41;
-
-/// One point of the fine-tuning curves.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct DownstreamPoint {
-    /// Optimizer steps done.
-    pub step: usize,
-    /// Mean test accuracy of the fine-tuned generated classifiers.
-    pub acc_generated: f64,
-    /// Mean test accuracy of the fine-tuned Kaiming-initialized classifiers.
-    pub acc_kaiming: f64,
-}
-
-/// The downstream-initialization report.
-#[derive(Clone, Debug, Serialize)]
-pub struct Downstream {
-    /// The accuracy to reach: the zoo's mean final test accuracy over all its runs.
-    pub target_acc: f64,
-    /// Classifiers per group.
-    pub n: usize,
-    /// Optimizer steps trained (the step budget).
-    pub budget_steps: usize,
-    /// First evaluated step at which the generated group's mean test accuracy reached the target
-    /// (`null`: not within the budget).
-    pub steps_generated: Option<usize>,
-    /// The same for Kaiming-uniform initializations.
-    pub steps_kaiming: Option<usize>,
-    /// `steps_kaiming / steps_generated` when both reached the target (`steps_generated` = 0 counts
-    /// as one step).
-    pub speedup: Option<f64>,
-    /// Mean test accuracy of both groups at every evaluated step.
-    pub curve: Vec<DownstreamPoint>,
-}
 
 /// The steps at which both groups are evaluated: 0, 1, 2, 5, 10, 20, 50, … and 50 evenly spaced
 /// steps up to `budget`.
@@ -84,6 +53,9 @@ pub fn first_reaching(
 /// Fine-tunes the `generated` classifiers (`[n, P]`, raw weights) and `n` fresh Kaiming-uniform
 /// initializations for `epochs` epochs with the zoo's optimizer settings, pair `i` of both groups
 /// seeing the same data order, and reports the steps each group needs to reach `target_acc`.
+///
+/// # Errors
+/// [`MetaError::FineTuneDiverged`] with the step of a non-finite loss; [`MetaError::Tensor`].
 #[allow(clippy::too_many_arguments)]
 pub fn downstream<B: AutodiffBackend>(
     zoo: &ZooConfig,
@@ -95,7 +67,7 @@ pub fn downstream<B: AutodiffBackend>(
     seed: u64,
     device: &B::Device,
     on_step: &mut dyn FnMut(usize, usize),
-) -> Result<Downstream, usize> {
+) -> Result<Downstream, MetaError> {
     let p = layout.num_params();
     let n = generated.len() / p;
     let mut init = generated.to_vec();
@@ -111,6 +83,7 @@ pub fn downstream<B: AutodiffBackend>(
     let budget = data.train.len().div_ceil(zoo.batch_size.max(1)) * epochs;
     let grid = eval_steps(budget);
     let mut curve = Vec::with_capacity(grid.len());
+    let mut failed = None;
     train_runs::<B>(
         zoo,
         layout,
@@ -121,8 +94,20 @@ pub fn downstream<B: AutodiffBackend>(
         device,
         &mut |step, params: &[Tensor<B::InnerBackend, 3>], _| {
             on_step(step, budget);
-            if grid.binary_search(&step).is_ok() {
-                let r = classifier::evaluate(&zoo.arch, params, &data.test.x, &data.test.y, device);
+            if grid.binary_search(&step).is_ok() && failed.is_none() {
+                let r = match classifier::evaluate(
+                    &zoo.arch,
+                    params,
+                    &data.test.x,
+                    &data.test.y,
+                    device,
+                ) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        failed = Some(e);
+                        return;
+                    }
+                };
                 let mean = |rows: &[(f64, f64)]| {
                     rows.iter().map(|(_, a)| a).sum::<f64>() / rows.len().max(1) as f64
                 };
@@ -133,7 +118,11 @@ pub fn downstream<B: AutodiffBackend>(
                 });
             }
         },
-    )?;
+    )
+    .map_err(|step| MetaError::FineTuneDiverged { step })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
     let steps_generated = first_reaching(&curve, target_acc, |p| p.acc_generated);
     let steps_kaiming = first_reaching(&curve, target_acc, |p| p.acc_kaiming);
     Ok(Downstream {

@@ -6,22 +6,22 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Tensor, TensorData};
-use serde::Serialize;
-
 use super::charts;
-use super::downstream::{Downstream, downstream};
+use super::downstream::downstream;
+use super::metrics::{median, nearest, pairwise, sliced_w1};
+pub use super::report::{AccStats, Downstream, EvalReport, GeneratedRow, Novelty, PathLoss, W1Row};
 use super::sample::MetaModel;
-use super::source::standard_normal;
 use super::trajectories::{self, Trajectories};
 use crate::arch::{Arch, Layout};
+use crate::backend::values;
 use crate::classifier::{self, Input};
 use crate::data::Dataset;
-use crate::error::MetaError;
+use crate::error::{MetaError, UsageError};
 use crate::flow::solver::Solver;
 use crate::progress;
 use crate::zoo::manifest::Manifest;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData};
 use nmflow_runtime::Rng;
 
 /// What to evaluate.
@@ -47,115 +47,29 @@ pub struct EvalOptions {
     pub quiet: bool,
 }
 
-/// Accuracy statistics.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct AccStats {
-    /// Mean.
-    pub acc_mean: f64,
-    /// Minimum.
-    pub acc_min: f64,
-    /// Maximum.
-    pub acc_max: f64,
-}
-
-impl AccStats {
-    /// Statistics of `accs` (NaN when empty).
-    pub fn of(accs: &[f64]) -> Self {
-        let n = accs.len() as f64;
-        Self {
-            acc_mean: accs.iter().sum::<f64>() / n,
-            acc_min: accs.iter().copied().fold(f64::NAN, f64::min),
-            acc_max: accs.iter().copied().fold(f64::NAN, f64::max),
+impl EvalOptions {
+    /// Checks the options.
+    ///
+    /// # Errors
+    /// A [`UsageError`] naming the option, the value and the range.
+    pub fn validate(&self) -> Result<(), UsageError> {
+        let bad = |what: &str| Err(UsageError(what.into()));
+        if self.n == 0 {
+            return bad("--n must be at least 1 (got 0)");
         }
+        if self.steps.is_empty() || self.steps.contains(&0) {
+            return bad("--steps must list step counts of at least 1 (e.g. 1,2,4,8)");
+        }
+        if self.agreement_samples == 0 || self.w1_directions == 0 {
+            return bad("agreement samples and W1 directions must be at least 1");
+        }
+        if self.downstream_epochs == Some(0) {
+            return bad(
+                "--downstream-epochs must be at least 1 (got 0); skip the comparison with --downstream 0",
+            );
+        }
+        Ok(())
     }
-}
-
-/// One row of the step sweep.
-#[derive(Clone, Debug, Serialize)]
-pub struct GeneratedRow {
-    /// Solver.
-    pub solver: Solver,
-    /// Solver steps.
-    pub steps: usize,
-    /// Network evaluations per sample.
-    pub nfe: usize,
-    /// Mean test accuracy.
-    pub acc_mean: f64,
-    /// Lowest test accuracy.
-    pub acc_min: f64,
-    /// Highest test accuracy.
-    pub acc_max: f64,
-    /// Sampling wall-clock time per classifier (milliseconds).
-    pub ms_per_classifier: f64,
-}
-
-/// Nearest-neighbour novelty figures.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct Novelty {
-    /// The solver step count of the generated classifiers measured here.
-    pub steps: usize,
-    /// Median L2 distance from a generated classifier to the nearest training run's final weights.
-    pub nn_dist_median_generated: f64,
-    /// The same for held-out runs (what a new training run looks like).
-    pub nn_dist_median_heldout: f64,
-    /// Median test-prediction agreement of a generated classifier with that neighbour.
-    pub agreement_median_generated: f64,
-    /// The same for held-out runs.
-    pub agreement_median_heldout: f64,
-    /// Median L2 distance between two generated classifiers (diversity: a generator that
-    /// collapses onto a few classifiers shows up here).
-    pub pairwise_dist_median_generated: f64,
-    /// The same between two held-out runs.
-    pub pairwise_dist_median_heldout: f64,
-}
-
-/// Sliced W1 at one marginal.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct W1Row {
-    /// Marginal time.
-    pub t: f32,
-    /// Generated states vs held-out runs.
-    pub generated: f64,
-    /// Training runs vs held-out runs (the sampling-noise floor).
-    pub train_runs: f64,
-}
-
-/// Classifier loss of the sampled states along the path.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct PathLoss {
-    /// Time.
-    pub t: f32,
-    /// Mean test cross-entropy of the states at `t`.
-    pub loss: f64,
-    /// Mean test accuracy of the states at `t`.
-    pub acc: f64,
-}
-
-/// The report of `nmflow eval`.
-#[derive(Clone, Debug, Serialize)]
-pub struct EvalReport {
-    /// Trained training runs (final test accuracy).
-    pub trained_train: AccStats,
-    /// Trained held-out runs.
-    pub trained_heldout: AccStats,
-    /// Generated classifiers per step count.
-    pub generated: Vec<GeneratedRow>,
-    /// Novelty of the classifiers of the sweep row with the model's own solver and steps, else
-    /// of the last row.
-    pub novelty: Novelty,
-    /// Trajectory fidelity per marginal.
-    pub w1: Vec<W1Row>,
-    /// Loss along the sampling path (default solver steps).
-    pub path_loss: Vec<PathLoss>,
-    /// Fine-tuning generated vs Kaiming-uniform initializations (`null` when skipped).
-    pub downstream: Option<Downstream>,
-    /// Test accuracy of every classifier of the sweep row with the model's own solver and steps,
-    /// else of the last row (not in the JSON).
-    #[serde(skip)]
-    pub generated_accs: Vec<f64>,
-    /// The step count of that row (not in the JSON).
-    #[serde(skip)]
-    pub generated_accs_steps: usize,
 }
 
 fn accuracies<B: Backend>(
@@ -165,9 +79,10 @@ fn accuracies<B: Backend>(
     n: usize,
     data: &Dataset,
     device: &B::Device,
-) -> Vec<(f64, f64)> {
+) -> Result<Vec<f64>, MetaError> {
     let params = classifier::params_from_flat::<B>(layout, flat, n, device);
-    classifier::evaluate(arch, &params, &data.test.x, &data.test.y, device)
+    let r = classifier::evaluate(arch, &params, &data.test.x, &data.test.y, device)?;
+    Ok(r.into_iter().map(|(_, a)| a).collect())
 }
 
 /// Predicted classes of `n` classifiers on `m` samples of `x`, `[n, m]`.
@@ -179,84 +94,21 @@ fn predictions<B: Backend>(
     x: &[f32],
     dim: usize,
     device: &B::Device,
-) -> Vec<i64> {
+) -> Result<Vec<i64>, MetaError> {
     let m = x.len() / dim;
     let params = classifier::params_from_flat::<B>(layout, flat, n, device);
     let xs = Tensor::<B, 2>::from_data(TensorData::new(x.to_vec(), [m, dim]), device);
-    classifier::forward(arch, &params, Input::Shared(xs))
-        .argmax(2)
-        .into_data()
-        .convert::<i64>()
-        .to_vec::<i64>()
-        .unwrap_or_default()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// For each row of `queries`, the index of and L2 distance to its nearest row of `pool`.
-pub fn nearest(queries: &[f32], pool: &[f32], p: usize) -> Vec<(usize, f64)> {
-    queries
-        .chunks_exact(p)
-        .map(|q| {
-            pool.chunks_exact(p)
-                .enumerate()
-                .map(|(j, r)| {
-                    let d2: f64 = q.iter().zip(r).map(|(a, b)| f64::from(a - b).powi(2)).sum();
-                    (j, d2)
-                })
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .map_or((0, f64::NAN), |(j, d2)| (j, d2.sqrt()))
-        })
-        .collect()
-}
-
-/// Sliced Wasserstein-1 distance between two point sets (`[n, p]`, `[m, p]`), averaged over
-/// `directions` random unit directions; 1-D distances by matching 256 quantiles.
-pub fn sliced_w1(a: &[f32], b: &[f32], p: usize, directions: usize, rng: &mut Rng) -> f64 {
-    let q = 256;
-    let mut total = 0.0;
-    for _ in 0..directions {
-        let mut dir: Vec<f32> = (0..p).map(|_| standard_normal(rng)).collect();
-        let norm = dir.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-        dir.iter_mut().for_each(|v| *v /= norm);
-        let project = |s: &[f32]| {
-            let mut v: Vec<f64> = s
-                .chunks_exact(p)
-                .map(|r| r.iter().zip(&dir).map(|(x, d)| f64::from(x * d)).sum())
-                .collect();
-            v.sort_by(f64::total_cmp);
-            v
-        };
-        let (pa, pb) = (project(a), project(b));
-        let quantile = |v: &[f64], u: f64| v[((u * v.len() as f64) as usize).min(v.len() - 1)];
-        total += (0..q)
-            .map(|j| {
-                let u = (j as f64 + 0.5) / q as f64;
-                (quantile(&pa, u) - quantile(&pb, u)).abs()
-            })
-            .sum::<f64>()
-            / q as f64;
-    }
-    total / directions.max(1) as f64
+    let classes = classifier::forward(arch, &params, Input::Shared(xs)).argmax(2);
+    Ok(values::<i64>(classes.into_data())?)
 }
 
 /// Evaluates the model in `model_dir` against the zoo it was trained on (fine-tuning, for the
-/// downstream comparison, needs an autodiff backend; everything else runs on its inner backend).
+/// downstream comparison, needs an autodiff backend; everything else runs on its inner backend),
+/// and draws the charts into `model_dir`.
 ///
 /// # Errors
-/// Model, zoo and data errors; [`MetaError::Incompatible`] when the zoo is not the model's;
-/// [`MetaError::FineTuneDiverged`] when fine-tuning diverges.
+/// Invalid options (usage); model, zoo and data errors; [`MetaError::Incompatible`] when the zoo
+/// is not the model's; [`MetaError::FineTuneDiverged`] when fine-tuning diverges.
 pub fn evaluate<B: AutodiffBackend>(
     model_dir: &Path,
     zoo_dir: &Path,
@@ -264,48 +116,15 @@ pub fn evaluate<B: AutodiffBackend>(
     opts: &EvalOptions,
     device: &B::Device,
 ) -> Result<EvalReport, MetaError> {
-    let (mut report, model, manifest, data) =
-        generation::<B::InnerBackend>(model_dir, zoo_dir, data_dir, opts, device)?;
+    opts.validate()?;
+    let model = MetaModel::<B::InnerBackend>::load(model_dir, device)?;
+    check_zoo(&model, model_dir, zoo_dir)?;
+    let (manifest, train, held) = trajectories::load(zoo_dir)?;
+    let data = Dataset::load(manifest.config.dataset, data_dir)?;
+    let mut report =
+        generation::<B::InnerBackend>(&model, &manifest, &train, &held, &data, opts, device)?;
     if opts.downstream_n > 0 {
-        let x0 = model.source_samples(opts.downstream_n, opts.seed);
-        let (w, _) = model.integrate_from(
-            &x0,
-            opts.solver,
-            model.config.solver_steps,
-            device,
-            &mut |_, _| {},
-        );
-        let target = AccStats::of(
-            &manifest
-                .runs
-                .iter()
-                .map(|r| f64::from(r.final_test_acc))
-                .collect::<Vec<_>>(),
-        )
-        .acc_mean;
-        let epochs = opts
-            .downstream_epochs
-            .unwrap_or(2 * manifest.config.epochs)
-            .max(1);
-        let pb = progress::bar(0, "steps", opts.quiet);
-        pb.set_prefix("fine-tune");
-        let d = downstream::<B>(
-            &manifest.config,
-            &model.layout,
-            &w,
-            &data,
-            target,
-            epochs,
-            opts.seed,
-            device,
-            &mut |step, total| {
-                pb.set_length(total as u64);
-                pb.set_position(step as u64);
-            },
-        )
-        .map_err(|step| MetaError::FineTuneDiverged { step })?;
-        pb.finish_and_clear();
-        report.downstream = Some(d);
+        report.downstream = Some(fine_tuning::<B>(&model, &manifest, &data, opts, device)?);
     }
     let finals = |heldout: bool| -> Vec<f64> {
         manifest
@@ -319,29 +138,82 @@ pub fn evaluate<B: AutodiffBackend>(
     Ok(report)
 }
 
-/// Everything but the downstream comparison.
-fn generation<B: Backend>(
+/// Refuses a zoo other than the one the model was trained on.
+fn check_zoo<B: Backend>(
+    model: &MetaModel<B>,
     model_dir: &Path,
     zoo_dir: &Path,
-    data_dir: &Path,
+) -> Result<(), MetaError> {
+    let found = super::config::manifest_hash(zoo_dir)?;
+    if found == model.config.zoo_manifest_sha256 {
+        return Ok(());
+    }
+    Err(MetaError::Incompatible {
+        model: model_dir.into(),
+        zoo: zoo_dir.into(),
+        expected: model.config.zoo_manifest_sha256.clone(),
+        found,
+    })
+}
+
+/// The downstream comparison: generated classifiers (the model's own sampler) against Kaiming
+/// inits, fine-tuned with the zoo's optimizer.
+fn fine_tuning<B: AutodiffBackend>(
+    model: &MetaModel<B::InnerBackend>,
+    manifest: &Manifest,
+    data: &Dataset,
     opts: &EvalOptions,
     device: &B::Device,
-) -> Result<(EvalReport, MetaModel<B>, Manifest, Dataset), MetaError> {
-    let model = MetaModel::<B>::load(model_dir, device)?;
-    let found = super::train::manifest_hash(zoo_dir)?;
-    if found != model.config.zoo_manifest_sha256 {
-        return Err(MetaError::Incompatible {
-            model: model_dir.into(),
-            zoo: zoo_dir.into(),
-            expected: model.config.zoo_manifest_sha256.clone(),
-            found,
-        });
-    }
-    let (manifest, train, held) = trajectories::load(zoo_dir)?;
-    let data = Dataset::load(manifest.config.dataset, data_dir)?;
-    let arch = manifest.config.arch.clone();
-    let layout = &model.layout;
-    let p = layout.num_params();
+) -> Result<Downstream, MetaError> {
+    let x0 = model.source_samples(opts.downstream_n, opts.seed);
+    let (w, _) = model.integrate_from(
+        &x0,
+        opts.solver,
+        model.config.solver_steps,
+        device,
+        &mut |_, _| {},
+    )?;
+    let all: Vec<f64> = manifest
+        .runs
+        .iter()
+        .map(|r| f64::from(r.final_test_acc))
+        .collect();
+    let target = AccStats::of(&all).acc_mean;
+    let epochs = opts
+        .downstream_epochs
+        .unwrap_or(2 * manifest.config.epochs)
+        .max(1);
+    let pb = progress::bar(0, "steps", opts.quiet);
+    pb.set_prefix("fine-tune");
+    let d = downstream::<B>(
+        &manifest.config,
+        &model.layout,
+        &w,
+        data,
+        target,
+        epochs,
+        opts.seed,
+        device,
+        &mut |step, total| {
+            pb.set_length(total as u64);
+            pb.set_position(step as u64);
+        },
+    )?;
+    pb.finish_and_clear();
+    Ok(d)
+}
+
+/// Everything but the downstream comparison.
+fn generation<B: Backend>(
+    model: &MetaModel<B>,
+    manifest: &Manifest,
+    train: &Trajectories,
+    held: &Trajectories,
+    data: &Dataset,
+    opts: &EvalOptions,
+    device: &B::Device,
+) -> Result<EvalReport, MetaError> {
+    let arch = &manifest.config.arch;
     let acc_of = |heldout: bool| {
         let v: Vec<f64> = manifest
             .runs
@@ -352,25 +224,57 @@ fn generation<B: Backend>(
         AccStats::of(&v)
     };
     let x0 = model.source_samples(opts.n, opts.seed);
-    let mut generated = Vec::new();
-    // The row whose classifiers the histogram and the novelty figures describe.
+    let (generated, shown_steps, shown_w, shown_accs) =
+        sweep(model, arch, &x0, data, opts, device)?;
+    let novelty = novelty::<B>(
+        arch,
+        &model.layout,
+        (&shown_w[..], shown_steps),
+        train,
+        held,
+        data,
+        opts,
+        device,
+    )?;
+    Ok(EvalReport {
+        trained_train: acc_of(false),
+        trained_heldout: acc_of(true),
+        generated,
+        novelty,
+        w1: fidelity(model, &x0, train, held, opts, device)?,
+        path_loss: path_loss(model, arch, &x0, data, opts, device)?,
+        downstream: None,
+        generated_accs: shown_accs,
+        generated_accs_steps: shown_steps,
+    })
+}
+
+/// The step sweep: one row per step count, and the classifiers and accuracies of the row that
+/// stands for the model ([`shown_row`]) with its step count.
+type Sweep = (Vec<GeneratedRow>, usize, Vec<f32>, Vec<f64>);
+
+fn sweep<B: Backend>(
+    model: &MetaModel<B>,
+    arch: &Arch,
+    x0: &[f32],
+    data: &Dataset,
+    opts: &EvalOptions,
+    device: &B::Device,
+) -> Result<Sweep, MetaError> {
     let shown = shown_row(
         &opts.steps,
         opts.solver == model.config.solver,
         model.config.solver_steps,
     );
-    let mut shown_w = Vec::new();
-    let mut shown_accs = Vec::new();
+    let mut rows = Vec::new();
+    let (mut shown_w, mut shown_accs) = (Vec::new(), Vec::new());
     for (row, &steps) in opts.steps.iter().enumerate() {
         let t0 = Instant::now();
-        let (w, nfe) = model.integrate_from(&x0, opts.solver, steps, device, &mut |_, _| {});
+        let (w, nfe) = model.integrate_from(x0, opts.solver, steps, device, &mut |_, _| {})?;
         let ms = t0.elapsed().as_secs_f64() * 1000.0 / opts.n.max(1) as f64;
-        let accs: Vec<f64> = accuracies::<B>(&arch, layout, &w, opts.n, &data, device)
-            .into_iter()
-            .map(|(_, a)| a)
-            .collect();
+        let accs = accuracies::<B>(arch, &model.layout, &w, opts.n, data, device)?;
         let s = AccStats::of(&accs);
-        generated.push(GeneratedRow {
+        rows.push(GeneratedRow {
             solver: opts.solver,
             steps,
             nfe,
@@ -385,87 +289,93 @@ fn generation<B: Backend>(
         }
     }
     let shown_steps = shown.map_or(0, |r| opts.steps[r]);
-    let generated_at = (&shown_w[..], shown_steps);
-    let novelty = novelty::<B>(
-        &arch,
-        layout,
-        generated_at,
-        &train,
-        &held,
-        &data,
-        opts,
-        device,
-    );
-    // Trajectory fidelity: integrate with one step per marginal interval so states land on t_k
-    // (an adaptive solver's states do not: RK4 stands in for it there).
-    let fixed = if opts.solver.is_adaptive() {
+    Ok((rows, shown_steps, shown_w, shown_accs))
+}
+
+/// A fixed-step solver for measurements at step boundaries: the sweep's solver, or RK4 in place
+/// of an adaptive one (whose states do not land on given times).
+fn fixed_solver(solver: Solver) -> Solver {
+    if solver.is_adaptive() {
         Solver::Rk4
     } else {
-        opts.solver
-    };
+        solver
+    }
+}
+
+/// Trajectory fidelity: sliced W1 between generated states and held-out runs at every marginal,
+/// integrating with one step per checkpoint interval so that states land on `t_k`.
+fn fidelity<B: Backend>(
+    model: &MetaModel<B>,
+    x0: &[f32],
+    train: &Trajectories,
+    held: &Trajectories,
+    opts: &EvalOptions,
+    device: &B::Device,
+) -> Result<Vec<W1Row>, MetaError> {
+    let p = model.layout.num_params();
     let k = train.checkpoints() - 1;
     let mut states: Vec<Vec<f32>> = Vec::new();
-    model.integrate_from(&x0, fixed, k, device, &mut |_, s| states.push(s));
+    model.integrate_from(x0, fixed_solver(opts.solver), k, device, &mut |_, s| {
+        states.push(s);
+    })?;
     let mut rng = Rng::new(opts.seed, 30);
     let normalized = |rows: &[f32]| {
         let mut z = rows.to_vec();
         model.normalizer.apply(&mut z);
         z
     };
-    let w1 = (0..=k)
+    Ok((0..=k)
         .map(|j| {
             let (g, h, tr) = (
                 normalized(&states[j]),
                 normalized(&held.marginal(j)),
                 normalized(&train.marginal(j)),
             );
+            let w1 = |a: &[f32], rng: &mut Rng| {
+                if held.is_empty() {
+                    f64::NAN
+                } else {
+                    sliced_w1(a, &h, p, opts.w1_directions, rng)
+                }
+            };
             W1Row {
                 t: train.times[j],
-                generated: if held.is_empty() {
-                    f64::NAN
-                } else {
-                    sliced_w1(&g, &h, p, opts.w1_directions, &mut rng)
-                },
-                train_runs: if held.is_empty() {
-                    f64::NAN
-                } else {
-                    sliced_w1(&tr, &h, p, opts.w1_directions, &mut rng)
-                },
+                generated: w1(&g, &mut rng),
+                train_runs: w1(&tr, &mut rng),
             }
         })
-        .collect();
+        .collect())
+}
+
+/// The classifiers' test loss and accuracy at every step boundary of the model's own sampler.
+fn path_loss<B: Backend>(
+    model: &MetaModel<B>,
+    arch: &Arch,
+    x0: &[f32],
+    data: &Dataset,
+    opts: &EvalOptions,
+    device: &B::Device,
+) -> Result<Vec<PathLoss>, MetaError> {
     let sub = data.test.head(opts.agreement_samples);
-    let default_steps = model.config.solver_steps;
-    let mut path_states: Vec<Vec<f32>> = Vec::new();
-    model.integrate_from(&x0, fixed, default_steps, device, &mut |_, s| {
-        path_states.push(s)
-    });
-    let path_loss = path_states
+    let steps = model.config.solver_steps;
+    let mut states: Vec<Vec<f32>> = Vec::new();
+    model.integrate_from(x0, fixed_solver(opts.solver), steps, device, &mut |_, s| {
+        states.push(s);
+    })?;
+    states
         .iter()
         .enumerate()
         .map(|(j, s)| {
-            let params = classifier::params_from_flat::<B>(layout, s, opts.n, device);
-            let r = classifier::evaluate(&arch, &params, &sub.x, &sub.y, device);
+            let params = classifier::params_from_flat::<B>(&model.layout, s, opts.n, device);
+            let r = classifier::evaluate(arch, &params, &sub.x, &sub.y, device)?;
             let n = r.len() as f64;
-            PathLoss {
-                t: j as f32 / default_steps as f32,
+            Ok(PathLoss {
+                t: j as f32 / steps as f32,
                 loss: r.iter().map(|(l, _)| l).sum::<f64>() / n,
                 acc: r.iter().map(|(_, a)| a).sum::<f64>() / n,
-            }
+            })
         })
-        .collect();
-    let report = EvalReport {
-        trained_train: acc_of(false),
-        trained_heldout: acc_of(true),
-        generated,
-        novelty,
-        w1,
-        path_loss,
-        downstream: None,
-        generated_accs: shown_accs,
-        generated_accs_steps: shown_steps,
-    };
-    Ok((report, model, manifest, data))
+        .collect()
 }
 
 /// The sweep row that stands for the model: the first with its own solver steps when the
@@ -485,16 +395,16 @@ fn novelty<B: Backend>(
     data: &Dataset,
     opts: &EvalOptions,
     device: &B::Device,
-) -> Novelty {
+) -> Result<Novelty, MetaError> {
     let p = layout.num_params();
     let finals = train.finals();
     let sub = data.test.head(opts.agreement_samples);
-    let train_pred = predictions::<B>(arch, layout, &finals, train.len(), &sub.x, sub.dim, device);
+    let train_pred = predictions::<B>(arch, layout, &finals, train.len(), &sub.x, sub.dim, device)?;
     let m = sub.len();
-    let agreement = |queries: &[f32], nn: &[(usize, f64)]| -> Vec<f64> {
+    let agreement = |queries: &[f32], nn: &[(usize, f64)]| -> Result<Vec<f64>, MetaError> {
         let q = nn.len();
-        let pred = predictions::<B>(arch, layout, queries, q, &sub.x, sub.dim, device);
-        (0..q)
+        let pred = predictions::<B>(arch, layout, queries, q, &sub.x, sub.dim, device)?;
+        Ok((0..q)
             .map(|i| {
                 let j = nn[i].0;
                 let same = (0..m)
@@ -502,42 +412,24 @@ fn novelty<B: Backend>(
                     .count();
                 same as f64 / m.max(1) as f64
             })
-            .collect()
+            .collect())
     };
     let nn_gen = nearest(generated, &finals, p);
     let held_finals = held.finals();
     let nn_held = nearest(&held_finals, &finals, p);
-    Novelty {
+    Ok(Novelty {
         steps,
         nn_dist_median_generated: median(nn_gen.iter().map(|x| x.1).collect()),
         nn_dist_median_heldout: median(nn_held.iter().map(|x| x.1).collect()),
-        agreement_median_generated: median(agreement(generated, &nn_gen)),
+        agreement_median_generated: median(agreement(generated, &nn_gen)?),
         agreement_median_heldout: if held.is_empty() {
             f64::NAN
         } else {
-            median(agreement(&held_finals, &nn_held))
+            median(agreement(&held_finals, &nn_held)?)
         },
         pairwise_dist_median_generated: median(pairwise(generated, p)),
         pairwise_dist_median_heldout: median(pairwise(&held_finals, p)),
-    }
-}
-
-/// L2 distances between all pairs of rows (at most the first 200 rows).
-pub fn pairwise(rows: &[f32], p: usize) -> Vec<f64> {
-    let rows: Vec<&[f32]> = rows.chunks_exact(p).take(200).collect();
-    let mut d = Vec::new();
-    for (i, a) in rows.iter().enumerate() {
-        for b in &rows[i + 1..] {
-            d.push(
-                a.iter()
-                    .zip(*b)
-                    .map(|(x, y)| f64::from(x - y).powi(2))
-                    .sum::<f64>()
-                    .sqrt(),
-            );
-        }
-    }
-    d
+    })
 }
 
 #[cfg(test)]
@@ -551,29 +443,5 @@ mod tests {
         assert_eq!(shown_row(&[2, 8], true, 4), Some(1));
         assert_eq!(shown_row(&[4, 4], true, 4), Some(0));
         assert_eq!(shown_row(&[], true, 4), None);
-    }
-
-    #[test]
-    fn sliced_w1_of_a_shift() {
-        // Two 1-D point sets shifted by 2: W1 = 2 along the only direction.
-        let a: Vec<f32> = (0..100).map(|i| i as f32 / 100.0).collect();
-        let b: Vec<f32> = a.iter().map(|v| v + 2.0).collect();
-        let w = sliced_w1(&a, &b, 1, 4, &mut Rng::new(0, 0));
-        assert!((w - 2.0).abs() < 1e-6, "{w}");
-        assert!(sliced_w1(&a, &a, 1, 4, &mut Rng::new(0, 0)).abs() < 1e-9);
-    }
-
-    #[test]
-    fn nearest_neighbours() {
-        let pool = [0.0, 0.0, 10.0, 0.0];
-        let q = [9.0, 0.0, 1.0, 1.0];
-        let nn = nearest(&q, &pool, 2);
-        assert_eq!(nn[0].0, 1);
-        assert!((nn[0].1 - 1.0).abs() < 1e-12);
-        assert_eq!(nn[1].0, 0);
-        assert!((nn[1].1 - 2f64.sqrt()).abs() < 1e-12);
-        assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), 2.5);
-        let d = pairwise(&[0.0, 0.0, 3.0, 4.0, 0.0, 1.0], 2);
-        assert_eq!(d, vec![5.0, 1.0, 3f64.hypot(3.0)]);
     }
 }

@@ -19,8 +19,11 @@ use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::{TensorRead, values};
+
 /// Which field network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum FieldKind {
     /// MLP on the flat vector.
@@ -190,26 +193,53 @@ impl FieldConfig {
         }
     }
 
-    /// Number of trainable parameters.
+    /// Number of trainable parameters, computed without overflow (`None` past `u128`), so that a
+    /// request for an absurd size is refused before anything is allocated.
+    pub fn num_params_checked(&self) -> Option<u128> {
+        let (h, depth, t) = (
+            self.hidden as u128,
+            self.depth as u128,
+            self.time_dim as u128,
+        );
+        let lin = |a: u128, b: u128| a.checked_mul(b)?.checked_add(b);
+        match (self.kind, self.set) {
+            (FieldKind::Potential, _) => {
+                let d = self.dim as u128;
+                let first = lin(d, h)?;
+                let inner = lin(h, h)?.checked_mul(depth.saturating_sub(1))?;
+                first.checked_add(inner)?.checked_add(lin(h, 1)?)
+            }
+            (FieldKind::Set, Some(d)) => {
+                let tok = (d.d_in + 1 + d.d_out) as u128;
+                let out = d.d_out as u128;
+                let parts = [
+                    lin(tok, h)?,
+                    lin(out, h)?,
+                    lin(t, h)?,
+                    lin(h, h)?.checked_mul(3)?.checked_mul(depth)?,
+                    lin(h, tok)?,
+                    lin(h, out)?,
+                ];
+                parts.iter().try_fold(0u128, |a, &b| a.checked_add(b))
+            }
+            _ => {
+                let d = self.dim as u128;
+                let mut widths = vec![d.checked_add(t)?];
+                widths.extend(std::iter::repeat_n(h, self.depth));
+                widths.push(d);
+                widths
+                    .windows(2)
+                    .try_fold(0u128, |a, w| a.checked_add(lin(w[0], w[1])?))
+            }
+        }
+    }
+
+    /// Number of trainable parameters (`usize::MAX` for sizes [`Self::num_params_checked`]
+    /// refuses).
     pub fn num_params(&self) -> usize {
-        if self.kind == FieldKind::Potential {
-            return super::potential::num_params(self.dim, self.hidden, self.depth);
-        }
-        if let (FieldKind::Set, Some(d)) = (self.kind, self.set) {
-            let h = self.hidden;
-            let lin = |a: usize, b: usize| a * b + b;
-            let d_tok = d.d_in + 1 + d.d_out;
-            return lin(d_tok, h)
-                + lin(d.d_out, h)
-                + lin(self.time_dim, h)
-                + self.depth * 3 * lin(h, h)
-                + lin(h, d_tok)
-                + lin(h, d.d_out);
-        }
-        let mut widths = vec![self.dim + self.time_dim];
-        widths.extend(std::iter::repeat_n(self.hidden, self.depth));
-        widths.push(self.dim);
-        widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+        self.num_params_checked()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -232,6 +262,10 @@ pub fn time_frequencies(time_dim: usize) -> Vec<f32> {
         .collect()
 }
 
+/// One layer of an MLP field as burn stores it: the weight `[d_in, d_out]` row-major, and the
+/// bias.
+pub type MlpLayer = (Vec<f32>, Vec<f32>);
+
 /// One dense layer of an MLP field as plain data: weight row-major `[d_out][d_in]`, bias.
 #[derive(Clone, Debug)]
 pub struct DenseLayer {
@@ -248,18 +282,25 @@ pub struct DenseLayer {
 impl<B: Backend> VectorField<B> {
     /// The MLP field's layers as `(weight, bias)` pairs, the weight row-major `[d_in][d_out]`
     /// (burn's `Linear` layout); `None` for the set and potential fields.
-    pub fn mlp_layers(&self) -> Option<Vec<(Vec<f32>, Vec<f32>)>> {
+    ///
+    /// # Errors
+    /// [`TensorRead`] when the backend's values cannot be read back.
+    pub fn mlp_layers(&self) -> Result<Option<Vec<MlpLayer>>, TensorRead> {
         if self.set.is_some() || self.potential.is_some() {
-            return None;
+            return Ok(None);
         }
-        let values = |data: TensorData| data.convert::<f32>().into_vec::<f32>().ok();
         self.layers
             .iter()
             .map(|l| {
-                let bias = l.bias.as_ref()?.val().into_data();
-                Some((values(l.weight.val().into_data())?, values(bias)?))
+                let [_, d_out] = l.weight.dims();
+                let bias = match &l.bias {
+                    Some(b) => values::<f32>(b.val().into_data())?,
+                    None => vec![0.0; d_out],
+                };
+                Ok((values::<f32>(l.weight.val().into_data())?, bias))
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     /// This MLP field with its layers' values replaced by `layers` (as [`Self::mlp_layers`] gives
@@ -297,32 +338,26 @@ impl<B: Backend> VectorField<B> {
     }
 
     /// The layers of an MLP field as row-major data (`None` for the set and potential fields).
-    pub fn dense_layers(&self) -> Option<Vec<DenseLayer>> {
-        if self.set.is_some() || self.potential.is_some() {
-            return None;
-        }
-        Some(
-            self.layers
-                .iter()
-                .map(|l| {
+    ///
+    /// # Errors
+    /// [`TensorRead`] when the backend's values cannot be read back.
+    pub fn dense_layers(&self) -> Result<Option<Vec<DenseLayer>>, TensorRead> {
+        let Some(layers) = self.mlp_layers()? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            layers
+                .into_iter()
+                .zip(&self.layers)
+                .map(|((w, bias), l)| {
                     let [d_in, d_out] = l.weight.dims();
-                    let w = l
-                        .weight
-                        .val()
-                        .into_data()
-                        .to_vec::<f32>()
-                        .unwrap_or_default();
+                    // burn stores [d_in, d_out]; the format wants rows of outputs.
                     let mut weight = vec![0.0f32; d_in * d_out];
                     for i in 0..d_in {
                         for o in 0..d_out {
                             weight[o * d_in + i] = w[i * d_out + o];
                         }
                     }
-                    let bias = l
-                        .bias
-                        .as_ref()
-                        .map(|b| b.val().into_data().to_vec::<f32>().unwrap_or_default())
-                        .unwrap_or_else(|| vec![0.0; d_out]);
                     DenseLayer {
                         d_in,
                         d_out,
@@ -331,7 +366,7 @@ impl<B: Backend> VectorField<B> {
                     }
                 })
                 .collect(),
-        )
+        ))
     }
 
     /// The predicted velocity.
@@ -427,6 +462,34 @@ mod tests {
     use crate::backend::Cpu;
     use crate::meta::symmetry::HiddenLayers;
     use nmflow_runtime::Rng;
+
+    #[test]
+    fn parameter_counts_match_the_networks_and_absurd_sizes_do_not_overflow() {
+        let layout = "mlp:6-5-3".parse::<Arch>().unwrap().layout();
+        let dev = Default::default();
+        for kind in [FieldKind::Mlp, FieldKind::Set, FieldKind::Potential] {
+            let cfg = FieldConfig {
+                kind,
+                set: SetDims::of(&layout),
+                jko: None,
+                dim: layout.num_params(),
+                hidden: 16,
+                depth: 2,
+                time_dim: 8,
+            };
+            let field = cfg.init::<Cpu>(&dev);
+            assert_eq!(cfg.num_params(), Module::num_params(&field), "{kind:?}");
+            let huge = FieldConfig {
+                hidden: usize::MAX / 2,
+                ..cfg
+            };
+            assert!(
+                huge.num_params_checked().is_none_or(|n| n > 1 << 40),
+                "{kind:?}"
+            );
+            assert_eq!(huge.num_params(), usize::MAX, "{kind:?}");
+        }
+    }
 
     #[test]
     fn set_field_is_permutation_equivariant() {

@@ -1,30 +1,43 @@
 //! Meta-models: vector fields on weight space learned from a zoo's checkpoint trajectories.
 //!
-//! | module | one job |
-//! |---|---|
-//! | [`trajectories`] | a zoo's runs in memory, split into training and held-out runs |
-//! | [`normalize`] | per-block standardization (statistics from training runs only) |
-//! | [`source`] | samples of the source law `p_0` (Kaiming-uniform per block, or Gaussian) |
-//! | [`symmetry`] | hidden-unit permutations (data augmentation by the network's symmetry) |
-//! | [`field`] | the vector-field network `v(x, t)` |
-//! | [`potential`] | NM-JKO's scalar potential with its closed-form gradient |
-//! | [`config`] | every hyper-parameter of a meta-model (`config.json`) |
-//! | [`checkpoint`] | mid-training checkpoints (resume after an interruption) |
-//! | [`train`] | the NM-CFM / NM-MMFM / NM-JKO training loop |
-//! | [`sample`] | integrating the field to synthesize classifiers |
-//! | [`eval`] | accuracy, novelty and trajectory fidelity of generated classifiers |
-//! | [`charts`] | the PNG charts of training and evaluation |
-//! | [`downstream`] | fine-tuning generated vs Kaiming-uniform initializations |
+//! The modules follow the data flow, from the state space to the report:
+//!
+//! | stage | module | one job |
+//! |---|---|---|
+//! | state | [`trajectories`] | a zoo's runs in memory, split into training and held-out runs |
+//! | state | [`normalize`] | per-block standardization (statistics from training runs only) |
+//! | state | [`source`] | samples of the source law `p_0` (Kaiming-uniform per block, or Gaussian) |
+//! | state | [`symmetry`] | hidden-unit permutations (data augmentation by the network's symmetry) |
+//! | network | [`field`] | the vector-field networks `v(x, t)`: MLP, permutation-equivariant set field, NM-JKO's potential |
+//! | network | [`potential`] | NM-JKO's scalar potential with its closed-form gradient |
+//! | objective | [`pairs`] | flow-matching training pairs `(x_t, t, u_t)` per method and coupling |
+//! | objective | [`reward`] | rewards on generated classifiers (the functional term; fine-tuning) |
+//! | settings | [`config`] | every hyper-parameter of a meta-model (`config.json`), the defaults and their checks |
+//! | training | [`train`] | the loop, its two engines and checkpoints |
+//! | files | [`files`] | the files of a model directory |
+//! | use | [`sample`] | loading a model and integrating its field to synthesize classifiers |
+//! | use | [`eval`] | accuracy, novelty, trajectory fidelity, downstream fine-tuning |
+//! | use | [`downstream`] | fine-tuning generated vs Kaiming-uniform initializations |
+//! | report | [`report`] | the evaluation's result types (a leaf) |
+//! | report | [`metrics`] | distances between sets of weights (nearest neighbour, pairwise, sliced W1) |
+//! | report | [`charts`] | the PNG charts of training and evaluation |
+//!
+//! Dependencies point down this table's use and report rows and never back: `report` and
+//! `metrics` depend on nothing here, `charts` only on `report`, `sample` on the network and the
+//! files, not on training.
 
 pub mod charts;
-pub mod checkpoint;
 pub mod config;
 pub mod downstream;
 pub mod eval;
 pub mod field;
-pub mod fused;
+pub mod files;
+pub mod metrics;
 pub mod normalize;
+pub mod pairs;
 pub mod potential;
+pub mod report;
+pub mod reward;
 pub mod sample;
 pub mod source;
 pub mod symmetry;

@@ -37,14 +37,6 @@ pub fn init<B: Backend>(
     }
 }
 
-/// Parameters of [`init`]'s network.
-pub fn num_params(dim: usize, hidden: usize, depth: usize) -> usize {
-    let mut widths = vec![dim];
-    widths.extend(std::iter::repeat_n(hidden, depth.max(1)));
-    widths.push(1);
-    widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
-}
-
 impl<B: Backend> Potential<B> {
     /// `V(x)` and `∇V(x)`.
     ///
@@ -105,6 +97,16 @@ mod tests {
                 grad[j]
             );
         }
-        assert_eq!(num_params(5, 7, 2), 5 * 7 + 7 + 7 * 7 + 7 + 7 + 1);
+        let cfg = crate::meta::field::FieldConfig {
+            kind: crate::meta::field::FieldKind::Potential,
+            set: None,
+            jko: None,
+            dim: 5,
+            hidden: 7,
+            depth: 2,
+            time_dim: 2,
+        };
+        assert_eq!(cfg.num_params(), 5 * 7 + 7 + 7 * 7 + 7 + 7 + 1);
+        assert_eq!(cfg.num_params(), burn::module::Module::num_params(&pot));
     }
 }

@@ -1,19 +1,19 @@
 //! Loading a trained meta-model and integrating its field to synthesize classifiers.
 
-use std::fs;
 use std::path::Path;
 
 use burn::module::Module;
 use burn::record::{BinFileRecorder, FullPrecisionSettings};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use serde::de::DeserializeOwned;
 
 use super::config::MetaConfig;
 use super::field::VectorField;
+use super::files::{self, read_json};
 use super::normalize::Normalizer;
-use super::train::files;
+use super::train::TrainSummary;
 use crate::arch::Layout;
+use crate::backend::values;
 use crate::error::MetaError;
 use crate::flow::solver::{Solver, integrate};
 use nmflow_runtime::Rng;
@@ -34,26 +34,68 @@ pub struct MetaModel<B: Backend> {
     pub field: VectorField<B>,
 }
 
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, MetaError> {
-    let text = fs::read_to_string(path).map_err(|e| {
-        MetaError::file(
-            path,
-            format!("{e} (is this a model directory written by `nmflow train`?)"),
-        )
-    })?;
-    serde_json::from_str(&text).map_err(|e| MetaError::file(path, e))
-}
-
 impl<B: Backend> MetaModel<B> {
-    /// Loads a model directory.
+    /// Reads only the settings of the model directory `dir`.
     ///
     /// # Errors
     /// [`MetaError::File`] naming the missing or malformed file.
+    pub fn read_config(dir: &Path) -> Result<MetaConfig, MetaError> {
+        read_json(&dir.join(files::CONFIG))
+    }
+
+    /// Loads a finished model directory, checking that its files belong together: the training
+    /// summary (written last) is there, the weights have the hash it recorded, and the layout,
+    /// normalization and field all describe classifiers of the same size.
+    ///
+    /// # Errors
+    /// [`MetaError::File`] naming the missing, altered or mismatched file.
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self, MetaError> {
+        if !dir.is_dir() {
+            return Err(MetaError::file(
+                dir,
+                "not a model directory (written by `nmflow train`)",
+            ));
+        }
         let config: MetaConfig = read_json(&dir.join(files::CONFIG))?;
+        let summary_path = dir.join(files::SUMMARY);
+        if !summary_path.is_file() {
+            return Err(MetaError::file(
+                dir,
+                "training did not finish (no train.json); run the same `nmflow train` again to resume it",
+            ));
+        }
+        let summary: TrainSummary = read_json(&summary_path)?;
         let normalizer: Normalizer = read_json(&dir.join(files::NORMALIZER))?;
         let layout: Layout = read_json(&dir.join(files::LAYOUT))?;
+        let p = layout.num_params();
+        let blocks: Vec<usize> = layout.blocks.iter().map(|b| b.len()).collect();
+        if config.field.dim != p
+            || normalizer.block_len != blocks
+            || normalizer.mean.len() != blocks.len()
+            || normalizer.std.len() != blocks.len()
+        {
+            return Err(MetaError::file(
+                dir.join(files::LAYOUT),
+                format!(
+                    "describes {p}-parameter classifiers in {} blocks, but the field's state has {} values and the normalization {} blocks of {} values; the files come from different models",
+                    blocks.len(),
+                    config.field.dim,
+                    normalizer.block_len.len(),
+                    normalizer.block_len.iter().sum::<usize>()
+                ),
+            ));
+        }
         let weights = dir.join(files::WEIGHTS);
+        let bin = weights.with_extension("bin");
+        if let Some(expected) = &summary.field_sha256 {
+            let bytes = std::fs::read(&bin).map_err(|e| MetaError::file(&bin, e))?;
+            if crate::io::sha256_hex(&bytes) != *expected {
+                return Err(MetaError::file(
+                    &bin,
+                    "sha256 differs from the one train.json recorded: the weights were altered or damaged",
+                ));
+            }
+        }
         let field = config
             .field
             .init::<B>(device)
@@ -62,7 +104,7 @@ impl<B: Backend> MetaModel<B> {
                 &BinFileRecorder::<FullPrecisionSettings>::new(),
                 device,
             )
-            .map_err(|e| MetaError::file(weights.with_extension("bin"), e))?;
+            .map_err(|e| MetaError::file(&bin, e))?;
         Ok(Self {
             config,
             normalizer,
@@ -89,6 +131,9 @@ impl<B: Backend> MetaModel<B> {
 
     /// Integrates the field from the raw source samples `x0` (`[n, P]`), returning raw weights and
     /// the NFE; `observe(k, states)` sees the raw states at every step boundary `k/steps`.
+    ///
+    /// # Errors
+    /// [`MetaError::Tensor`] when the backend's values cannot be read back.
     pub fn integrate_from(
         &self,
         x0: &[f32],
@@ -96,7 +141,7 @@ impl<B: Backend> MetaModel<B> {
         steps: usize,
         device: &B::Device,
         observe: &mut dyn FnMut(usize, Vec<f32>),
-    ) -> (Vec<f32>, usize) {
+    ) -> Result<(Vec<f32>, usize), MetaError> {
         let p = self.layout.num_params();
         let n = x0.len() / p;
         let mut z = x0.to_vec();
@@ -106,18 +151,27 @@ impl<B: Backend> MetaModel<B> {
             let tt = Tensor::<B, 2>::full([n, 1], t, device);
             self.field.forward(x, tt)
         };
-        let mut obs = |k: usize, x: &Tensor<B, 2>| {
-            let mut raw = x.clone().into_data().to_vec::<f32>().unwrap_or_default();
-            self.normalizer.invert(&mut raw);
-            observe(k, raw);
+        let mut failed = None;
+        let mut obs = |k: usize, x: &Tensor<B, 2>| match values::<f32>(x.clone().into_data()) {
+            Ok(mut raw) => {
+                self.normalizer.invert(&mut raw);
+                observe(k, raw);
+            }
+            Err(e) => failed = Some(e),
         };
         let (x1, nfe) = integrate(solver, steps, x, &mut field, &mut obs);
-        let mut w = x1.into_data().to_vec::<f32>().unwrap_or_default();
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        let mut w = values::<f32>(x1.into_data())?;
         self.normalizer.invert(&mut w);
-        (w, nfe)
+        Ok((w, nfe))
     }
 
     /// Synthesizes `n` classifiers from `seed` (raw weights `[n, P]` in layout order) and the NFE.
+    ///
+    /// # Errors
+    /// [`MetaError::Tensor`] when the backend's values cannot be read back.
     pub fn sample(
         &self,
         n: usize,
@@ -125,8 +179,27 @@ impl<B: Backend> MetaModel<B> {
         steps: usize,
         seed: u64,
         device: &B::Device,
-    ) -> (Vec<f32>, usize) {
+    ) -> Result<(Vec<f32>, usize), MetaError> {
         let x0 = self.source_samples(n, seed);
         self.integrate_from(&x0, solver, steps, device, &mut |_, _| {})
     }
+}
+
+/// Writes classifiers (`[n, P]` raw weights in layout order) as a safetensors file with one F32
+/// tensor `weights` of shape `[n, P]`, atomically.
+///
+/// # Errors
+/// [`MetaError::File`] when the shape does not match the data or the write fails.
+pub fn write_classifiers(
+    path: &Path,
+    weights: &[f32],
+    n: usize,
+    p: usize,
+) -> Result<(), MetaError> {
+    let bytes: Vec<u8> = weights.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n, p], &bytes)
+        .map_err(|e| MetaError::file(path, e))?;
+    let file =
+        safetensors::serialize([("weights", view)], None).map_err(|e| MetaError::file(path, e))?;
+    crate::io::write_atomic(path, &file).map_err(|e| MetaError::file(path, e))
 }

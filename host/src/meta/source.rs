@@ -27,6 +27,21 @@ pub fn standard_normal(rng: &mut Rng) -> f32 {
 }
 
 impl Source {
+    /// The source named `name` (`kaiming` or `gaussian`; `std` is the Gaussian's standard
+    /// deviation, in raw weight units).
+    ///
+    /// # Errors
+    /// An unknown name.
+    pub fn parse(name: &str, std: f32) -> Result<Self, crate::error::UsageError> {
+        match name {
+            "kaiming" => Ok(Self::Kaiming),
+            "gaussian" => Ok(Self::Gaussian { std }),
+            other => Err(crate::error::UsageError(format!(
+                "--source: unknown source {other:?}; expected kaiming or gaussian"
+            ))),
+        }
+    }
+
     /// Appends `n` samples (each `num_params` values in layout order) to `out`.
     pub fn sample_into(&self, layout: &Layout, n: usize, rng: &mut Rng, out: &mut Vec<f32>) {
         for _ in 0..n {

@@ -7,7 +7,8 @@ use crate::data::DatasetView;
 use crate::error::UsageError;
 
 /// The optimizer of the base classifiers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Optimizer {
     /// Adam (β = 0.9, 0.999, ε = 1e-8, as PyTorch's defaults).
@@ -78,6 +79,13 @@ impl ZooConfig {
             return bad(format!(
                 "--heldout must be in [0, 1) (got {})",
                 self.heldout_fraction
+            ));
+        }
+        let held = ((self.runs as f64) * self.heldout_fraction).round() as usize;
+        if held >= self.runs {
+            return bad(format!(
+                "--heldout {} holds out all {} runs (round(runs × heldout) = {held}); leave at least one run for meta-model training",
+                self.heldout_fraction, self.runs
             ));
         }
         if !self.dataset.has_train() {

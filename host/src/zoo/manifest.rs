@@ -141,8 +141,78 @@ impl Manifest {
                 ),
             ));
         }
-        serde_json::from_str(&text)
-            .map_err(|e| ZooError::corrupt(&path, format!("bad manifest: {e}")))
+        let m: Self = serde_json::from_str(&text)
+            .map_err(|e| ZooError::corrupt(&path, format!("bad manifest: {e}")))?;
+        m.check()
+            .map_err(|problem| ZooError::corrupt(&path, problem))?;
+        Ok(m)
+    }
+
+    /// Checks that the tables of the manifest agree with each other: runs numbered `0..runs`, the
+    /// split a partition of them matching each run's flag, the shards covering the runs in order,
+    /// the layout's size, and the schedule's times.
+    fn check(&self) -> Result<(), String> {
+        let n = self.runs.len();
+        if n != self.config.runs {
+            return Err(format!(
+                "the run table has {n} runs, the settings {}",
+                self.config.runs
+            ));
+        }
+        if let Some((i, r)) = self.runs.iter().enumerate().find(|(i, r)| r.index != *i) {
+            return Err(format!("run {i} of the run table has index {}", r.index));
+        }
+        let mut seen = vec![false; n];
+        for (&run, heldout) in self
+            .split
+            .train
+            .iter()
+            .map(|r| (r, false))
+            .chain(self.split.heldout.iter().map(|r| (r, true)))
+        {
+            match seen.get_mut(run) {
+                None => {
+                    return Err(format!(
+                        "split names run {run}, but the zoo has runs 0..{n}"
+                    ));
+                }
+                Some(true) => return Err(format!("split names run {run} twice")),
+                Some(s) => *s = true,
+            }
+            if self.runs[run].heldout != heldout {
+                return Err(format!(
+                    "split and run table disagree on whether run {run} is held out"
+                ));
+            }
+        }
+        if let Some(missing) = seen.iter().position(|s| !s) {
+            return Err(format!("split leaves out run {missing}"));
+        }
+        let mut next = 0;
+        for sh in &self.shards {
+            if sh.first_run != next || sh.runs == 0 {
+                return Err(format!(
+                    "shard {} starts at run {} with {} runs; expected to start at run {next}",
+                    sh.file, sh.first_run, sh.runs
+                ));
+            }
+            next += sh.runs;
+        }
+        if next != n {
+            return Err(format!("the shards hold {next} runs, the run table {n}"));
+        }
+        if self.layout.num_params() != self.num_params {
+            return Err(format!(
+                "the layout has {} parameters, num_params says {}",
+                self.layout.num_params(),
+                self.num_params
+            ));
+        }
+        if self.schedule.times.len() != self.schedule.steps.len() || self.schedule.steps.is_empty()
+        {
+            return Err("the schedule's steps and times differ in length".into());
+        }
+        Ok(())
     }
 
     /// Documentation strings for the shard tensors of a zoo with `k` checkpoints and `p` parameters.

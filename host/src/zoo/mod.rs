@@ -7,7 +7,17 @@
 //! |---|---|
 //! | `settings.json` | the job's settings, written first; a rerun with other settings is refused |
 //! | `shard-NNNNN.safetensors` | the trajectories of runs `[NNNNN·S, …)`, see [`shard`] |
+//! | `shard-NNNNN.sha256` | the shard's SHA-256 when it was written: an altered shard is not adopted on resume |
+//! | `.nmflow.lock` | the process id of the job writing into the folder, while it runs |
 //! | `manifest.json` | written last: everything in [`manifest::Manifest`] |
+//!
+//! | module | one job |
+//! |---|---|
+//! | [`config`] | the settings (`ZooConfig`) with their checks, and the checkpoint schedule |
+//! | [`train`] | the batched trainer: every run of a shard in one model with a run dimension |
+//! | [`shard`] | encoding and decoding shard files |
+//! | [`manifest`] | `manifest.json`, read with its tables checked against each other |
+//! | [`run`] | the resumable job: lock, settings, shards, manifest |
 
 pub mod config;
 pub mod manifest;

@@ -17,9 +17,47 @@ use super::shard::{self, shard_name};
 use super::train::{DeviceData, train_shard};
 use crate::data::{Dataset, dataset::NUM_CLASSES};
 use crate::error::{UsageError, ZooError};
-use crate::io::{sha256_hex, temp_path, write_atomic};
+use crate::io::{DirLock, LOCK_FILE, sha256_hex, temp_path, write_atomic};
 use crate::progress;
 use nmflow_runtime::Rng;
+
+/// Extension of the file beside each shard that records its SHA-256 when it was written, so that
+/// a shard altered while the job was interrupted is not adopted on resume.
+const SHARD_SUM: &str = ".sha256";
+
+/// The checksum file of shard `s`.
+fn shard_sum_path(out: &Path, s: usize) -> PathBuf {
+    out.join(format!(
+        "{}{SHARD_SUM}",
+        shard_name(s).trim_end_matches(".safetensors")
+    ))
+}
+
+/// Whether shard `s` is finished: it decodes, and it has the hash recorded when it was written
+/// (shards of builds before the record are taken as they are).
+///
+/// # Errors
+/// [`ZooError::Corrupt`] for a shard whose bytes differ from the recorded hash.
+fn shard_done(out: &Path, s: usize) -> Result<bool, ZooError> {
+    let path = out.join(shard_name(s));
+    if shard::read(&path).is_err() {
+        return Ok(false);
+    }
+    let Ok(recorded) = fs::read_to_string(shard_sum_path(out, s)) else {
+        return Ok(true);
+    };
+    let bytes = fs::read(&path).map_err(|e| ZooError::io(&path, e))?;
+    if sha256_hex(&bytes) != recorded.trim() {
+        return Err(ZooError::corrupt(
+            &path,
+            format!(
+                "sha256 differs from the one recorded when it was written ({}): the file was altered; delete both to train the shard again",
+                shard_sum_path(out, s).display()
+            ),
+        ));
+    }
+    Ok(true)
+}
 
 /// PRNG stream used to choose the held-out runs.
 const STREAM_SPLIT: u64 = 3;
@@ -79,12 +117,6 @@ pub fn split_runs(cfg: &ZooConfig) -> RunSplit {
 /// Prepares `out`: refuses (or with `force` clears) a zoo made with other settings, removes stale
 /// temporary files, and writes `settings.json`.
 fn prepare_dir(cfg: &ZooConfig, out: &Path, force: bool) -> Result<(), ZooError> {
-    if out.exists() && !out.is_dir() {
-        return Err(ZooError::corrupt(
-            out,
-            "exists and is not a directory; choose another --out",
-        ));
-    }
     fs::create_dir_all(out).map_err(|e| ZooError::io(out, e))?;
     let settings_path = out.join(SETTINGS);
     let wanted = serde_json::to_string_pretty(cfg)
@@ -93,12 +125,14 @@ fn prepare_dir(cfg: &ZooConfig, out: &Path, force: bool) -> Result<(), ZooError>
         name == SETTINGS
             || name == MANIFEST
             || name.ends_with(".tmp")
-            || (name.starts_with("shard-") && name.ends_with(".safetensors"))
+            || (name.starts_with("shard-")
+                && (name.ends_with(".safetensors") || name.ends_with(SHARD_SUM)))
     };
     let entries: Vec<String> = fs::read_dir(out)
         .map_err(|e| ZooError::io(out, e))?
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != LOCK_FILE)
         .collect();
     let conflict = match fs::read_to_string(&settings_path) {
         Ok(existing) if existing == wanted => None,
@@ -129,21 +163,13 @@ fn prepare_dir(cfg: &ZooConfig, out: &Path, force: bool) -> Result<(), ZooError>
 
 /// Names the first setting in which `existing` (JSON) differs from `cfg`.
 fn first_difference(existing: &str, cfg: &ZooConfig) -> String {
-    let Ok(old) = serde_json::from_str::<serde_json::Value>(existing) else {
-        return "unreadable settings".into();
-    };
-    let Ok(new) = serde_json::to_value(cfg) else {
-        return "unknown".into();
-    };
-    if let (Some(o), Some(n)) = (old.as_object(), new.as_object()) {
-        for (k, v) in n {
-            if o.get(k) != Some(v) {
-                let was = o.get(k).map_or("absent".to_string(), ToString::to_string);
-                return format!("{k}: existing {was}, requested {v}");
-            }
-        }
+    match (
+        serde_json::from_str::<serde_json::Value>(existing),
+        serde_json::to_value(cfg),
+    ) {
+        (Ok(old), Ok(new)) => crate::io::first_difference(&old, &new),
+        _ => "unreadable settings".into(),
     }
-    "settings differ".into()
 }
 
 /// Runs (or resumes) a zoo job into `out`.
@@ -163,11 +189,25 @@ pub fn run_zoo<B: AutodiffBackend>(
     let data = Dataset::load(cfg.dataset, data_dir)?;
     let schedule = plan_schedule(cfg, &data)?;
     let layout = cfg.arch.layout();
+    check_memory(cfg, &schedule, layout.num_params())?;
+    if out.exists() && !out.is_dir() {
+        return Err(ZooError::corrupt(
+            out,
+            "exists and is not a directory; choose another --out",
+        ));
+    }
+    let _lock = DirLock::acquire(out).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => ZooError::Busy(e.to_string()),
+        _ => ZooError::io(out, e),
+    })?;
     prepare_dir(cfg, out, opts.force)?;
     let shards = cfg.num_shards();
-    let todo: Vec<usize> = (0..shards)
-        .filter(|&s| shard::read(&out.join(shard_name(s))).is_err())
-        .collect();
+    let mut todo = Vec::new();
+    for s in 0..shards {
+        if !shard_done(out, s)? {
+            todo.push(s);
+        }
+    }
     let pb = progress::bar(
         (todo.len() * schedule.total_steps) as u64,
         "steps",
@@ -295,7 +335,28 @@ fn train_and_write<B: AutodiffBackend>(
     )
     .map_err(|e| ZooError::corrupt(out, e))?;
     let path = out.join(shard_name(s));
-    write_atomic(&path, &bytes).map_err(|e| ZooError::io(&path, e))
+    write_atomic(&path, &bytes).map_err(|e| ZooError::io(&path, e))?;
+    let sum = shard_sum_path(out, s);
+    write_atomic(&sum, sha256_hex(&bytes).as_bytes()).map_err(|e| ZooError::io(&sum, e))
+}
+
+/// The most memory one shard's recorded checkpoints may take (bytes).
+const MAX_SHARD_BYTES: u128 = 8 << 30;
+
+/// Refuses settings whose shard (every run's every checkpoint, in memory while it trains) cannot
+/// fit, before anything is allocated.
+fn check_memory(cfg: &ZooConfig, schedule: &Schedule, params: usize) -> Result<(), UsageError> {
+    let bytes = 4 * cfg.shard_runs.min(cfg.runs) as u128 * schedule.len() as u128 * params as u128;
+    if bytes > MAX_SHARD_BYTES {
+        return Err(UsageError(format!(
+            "a shard of {} runs × {} checkpoints × {params} parameters takes {:.1} GiB, more than the {} GiB nmflow allows; use a smaller --shard-runs or fewer --checkpoints",
+            cfg.shard_runs.min(cfg.runs),
+            schedule.len(),
+            bytes as f64 / f64::from(1u32 << 30),
+            MAX_SHARD_BYTES >> 30
+        )));
+    }
+    Ok(())
 }
 
 /// Resolves the schedule of `cfg` on `data`, also checking the architecture against the data.

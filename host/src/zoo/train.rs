@@ -9,6 +9,7 @@ use crate::arch::Layout;
 use crate::classifier::{self, Input, cross_entropy_sum, one_hot};
 use crate::data::{Dataset, dataset::NUM_CLASSES};
 use crate::error::ZooError;
+use crate::optim::AdamSettings;
 use nmflow_runtime::Rng;
 use nmflow_runtime::rng::derive_seed;
 
@@ -102,7 +103,8 @@ impl<B: Backend> OptimState<B> {
 
     fn step(&mut self, params: &mut [Tensor<B, 3>], grads: Vec<Tensor<B, 3>>) {
         self.t += 1;
-        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+        let s = AdamSettings::PYTORCH;
+        let (b1, b2, eps) = (s.beta_1, s.beta_2, s.epsilon);
         for (i, g) in grads.into_iter().enumerate() {
             let p = params[i].clone();
             params[i] = match self.kind {
@@ -170,13 +172,19 @@ pub fn train_shard<B: AutodiffBackend>(
         layout.init_into(&mut Rng::new(s, STREAM_INIT), &mut init);
     }
     let mut weights = vec![0.0f32; r * k * p];
-    let mut record = |params: &[Tensor<B::InnerBackend, 3>], slot: usize| {
-        let flat = classifier::params_to_flat(layout, params);
-        for run in 0..r {
-            weights[(run * k + slot) * p..(run * k + slot + 1) * p]
-                .copy_from_slice(&flat[run * p..(run + 1) * p]);
-        }
-    };
+    let mut failed = None;
+    let mut record =
+        |params: &[Tensor<B::InnerBackend, 3>], slot: usize| match classifier::params_to_flat(
+            layout, params,
+        ) {
+            Ok(flat) => {
+                for run in 0..r {
+                    weights[(run * k + slot) * p..(run * k + slot + 1) * p]
+                        .copy_from_slice(&flat[run * p..(run + 1) * p]);
+                }
+            }
+            Err(e) => failed = Some(e),
+        };
     let mut next_slot = 0;
     let params = train_runs::<B>(
         cfg,
@@ -200,9 +208,12 @@ pub fn train_shard<B: AutodiffBackend>(
         run: runs.start,
         step,
     })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
     let step = schedule.total_steps;
-    let train = classifier::evaluate(&cfg.arch, &params, &data.train.x, &data.train.y, device);
-    let test = classifier::evaluate(&cfg.arch, &params, &data.test.x, &data.test.y, device);
+    let train = classifier::evaluate(&cfg.arch, &params, &data.train.x, &data.train.y, device)?;
+    let test = classifier::evaluate(&cfg.arch, &params, &data.test.x, &data.test.y, device)?;
     if let Some(bad) = train.iter().position(|(l, _)| !l.is_finite()) {
         return Err(ZooError::Diverged {
             run: runs.start + bad,

@@ -17,10 +17,10 @@ use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use super::config::MetaConfig;
-use super::field::VectorField;
 use crate::error::MetaError;
 use crate::io::write_atomic;
+use crate::meta::config::MetaConfig;
+use crate::meta::field::VectorField;
 
 /// The optimizer of the field.
 pub type FieldOptimizer<B> = OptimizerAdaptor<burn::optim::Adam, VectorField<B>, B>;
@@ -29,6 +29,8 @@ const DIR: &str = "checkpoint";
 const PARTIAL: &str = "checkpoint-partial";
 const OLD: &str = "checkpoint-old";
 const STATE: &str = "state.json";
+/// SHA-256 of every other file of a checkpoint, written before `state.json`.
+const CHECKSUMS: &str = "checksums.json";
 
 /// One row of the loss log (`loss.csv`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,11 +93,68 @@ fn current(out: &Path) -> Option<PathBuf> {
         .find(|d| d.join(STATE).is_file())
 }
 
-/// The loop state of the checkpoint in `out`, if there is a readable one.
-pub fn load_state(out: &Path) -> Option<State> {
-    let dir = current(out)?;
-    let text = fs::read_to_string(dir.join(STATE)).ok()?;
-    serde_json::from_str(&text).ok()
+/// The loop state of the checkpoint in `out` (`None` when there is none), after checking every
+/// file of the checkpoint against the SHA-256 recorded when it was written.
+///
+/// # Errors
+/// [`MetaError::File`] for a checkpoint that was altered or damaged (it is not resumed from: the
+/// message says to delete it), or an unreadable state.
+pub fn load_state(out: &Path) -> Result<Option<State>, MetaError> {
+    let Some(dir) = current(out) else {
+        return Ok(None);
+    };
+    verify(&dir)?;
+    let path = dir.join(STATE);
+    let text = fs::read_to_string(&path).map_err(|e| MetaError::file(&path, e))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| damaged(&path, &dir, &e.to_string()))
+}
+
+/// The error for a damaged checkpoint file.
+fn damaged(path: &Path, dir: &Path, what: &str) -> MetaError {
+    MetaError::file(
+        path,
+        format!(
+            "{what}: the checkpoint was altered or damaged and is not resumed from; delete {} to train from the start",
+            dir.display()
+        ),
+    )
+}
+
+/// Checks the files of the checkpoint folder `dir` against its `checksums.json` (checkpoints
+/// written before checksums existed have none and are taken as they are).
+fn verify(dir: &Path) -> Result<(), MetaError> {
+    let path = dir.join(CHECKSUMS);
+    let Ok(text) = fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let sums: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&text).map_err(|e| damaged(&path, dir, &e.to_string()))?;
+    for (name, sum) in &sums {
+        let file = dir.join(name);
+        let bytes = fs::read(&file).map_err(|e| damaged(&file, dir, &e.to_string()))?;
+        if crate::io::sha256_hex(&bytes) != *sum {
+            return Err(damaged(&file, dir, "sha256 differs from the one recorded"));
+        }
+    }
+    Ok(())
+}
+
+/// Records the SHA-256 of every file in the checkpoint folder `dir`.
+fn write_checksums(dir: &Path) -> Result<(), MetaError> {
+    let mut sums = std::collections::BTreeMap::new();
+    for entry in fs::read_dir(dir).map_err(|e| MetaError::file(dir, e))? {
+        let path = entry.map_err(|e| MetaError::file(dir, e))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if let Some(name) = name.filter(|n| n != STATE && n != CHECKSUMS) {
+            let bytes = fs::read(&path).map_err(|e| MetaError::file(&path, e))?;
+            sums.insert(name, crate::io::sha256_hex(&bytes));
+        }
+    }
+    let text = serde_json::to_string_pretty(&sums).map_err(|e| MetaError::file(dir, e))?;
+    let path = dir.join(CHECKSUMS);
+    write_atomic(&path, text.as_bytes()).map_err(|e| MetaError::file(&path, e))
 }
 
 /// Loads the checkpoint's field and optimizer state (`optim` is a fresh optimizer).
@@ -155,6 +214,7 @@ pub fn save_with(
     remove(&partial)?;
     fs::create_dir_all(&partial).map_err(|e| MetaError::file(&partial, e))?;
     write(&partial)?;
+    write_checksums(&partial)?;
     let text = serde_json::to_string(state).map_err(|e| MetaError::file(&partial, e))?;
     write_atomic(&partial.join(STATE), text.as_bytes())
         .map_err(|e| MetaError::file(partial.join(STATE), e))?;
@@ -219,10 +279,36 @@ mod tests {
     }
 
     #[test]
+    fn an_altered_checkpoint_is_refused_and_named() {
+        let out = std::env::temp_dir().join(format!("nmflow-ckpt-alt-{}", std::process::id()));
+        discard(&out).unwrap();
+        let state = State {
+            step: 3,
+            ..State::default()
+        };
+        save_with(&out, &state, |dir| {
+            fs::write(dir.join("field.bin"), b"weights").map_err(|e| MetaError::file(dir, e))
+        })
+        .unwrap();
+        assert_eq!(load_state(&out).unwrap(), Some(state));
+        fs::write(out.join(DIR).join("field.bin"), b"weighty").unwrap();
+        let err = load_state(&out).unwrap_err().to_string();
+        assert!(
+            err.contains("field.bin") && err.contains("altered"),
+            "{err}"
+        );
+        // A damaged state file is an error too, not a silent restart.
+        fs::write(out.join(DIR).join("field.bin"), b"weights").unwrap();
+        fs::write(out.join(DIR).join(STATE), b"{").unwrap();
+        assert!(load_state(&out).is_err());
+        fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
     fn a_half_swapped_checkpoint_is_still_found() {
         let out = std::env::temp_dir().join(format!("nmflow-ckpt-{}", std::process::id()));
         discard(&out).unwrap();
-        assert!(load_state(&out).is_none());
+        assert!(load_state(&out).unwrap().is_none());
         let old = out.join(OLD);
         fs::create_dir_all(&old).unwrap();
         let state = State {
@@ -232,7 +318,7 @@ mod tests {
         fs::write(old.join(STATE), serde_json::to_string(&state).unwrap()).unwrap();
         // A partial folder without its state file does not count.
         fs::create_dir_all(out.join(PARTIAL)).unwrap();
-        assert_eq!(load_state(&out), Some(state));
+        assert_eq!(load_state(&out).unwrap(), Some(state));
         discard(&out).unwrap();
         assert!(!old.exists() && !out.join(PARTIAL).exists());
         fs::remove_dir_all(&out).unwrap();

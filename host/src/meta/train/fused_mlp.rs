@@ -15,7 +15,7 @@
 //! Products go through [`crate::linalg::matmul`]; elementwise passes are split into fixed-size
 //! chunks on rayon's pool. Neither split depends on the number of threads, so a seed gives the same
 //! bytes on every machine with the same kernels. The result is the same network as
-//! [`super::field::VectorField`]'s MLP (converted both ways without loss), trained by the same
+//! [`crate::meta::field::VectorField`]'s MLP (converted both ways without loss), trained by the same
 //! algorithm; only floating-point rounding differs from the burn path.
 
 use std::collections::HashMap;
@@ -24,9 +24,10 @@ use std::path::Path;
 use rayon::prelude::*;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::field::time_frequencies;
 use crate::error::MetaError;
 use crate::linalg::{View, matmul};
+use crate::meta::field::time_frequencies;
+pub use crate::optim::AdamSettings;
 
 /// Elements per parallel task of the elementwise passes.
 const CHUNK: usize = 1 << 14;
@@ -40,30 +41,6 @@ pub struct FusedMlp {
     freqs: Vec<f32>,
     /// Per layer: weight (row-major `[d_in][d_out]`) and bias.
     params: Vec<(Vec<f32>, Vec<f32>)>,
-}
-
-/// burn's Adam hyper-parameters (burn's defaults: β = 0.9, 0.999, ε = 1e-5).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamSettings {
-    /// β₁.
-    pub beta_1: f32,
-    /// β₂.
-    pub beta_2: f32,
-    /// ε.
-    pub epsilon: f32,
-    /// L2 penalty added to the gradient (`g + λθ`, burn's `WeightDecay`); 0 for none.
-    pub weight_decay: f32,
-}
-
-impl Default for AdamSettings {
-    fn default() -> Self {
-        Self {
-            beta_1: 0.9,
-            beta_2: 0.999,
-            epsilon: 1e-5,
-            weight_decay: 0.0,
-        }
-    }
 }
 
 /// Adam's state: the step count and both moments of every parameter tensor (weights and biases
@@ -93,7 +70,7 @@ pub struct Buffers {
 }
 
 impl FusedMlp {
-    /// The field from its layers (as [`super::field::VectorField::mlp_layers`] gives them).
+    /// The field from its layers (as [`crate::meta::field::VectorField::mlp_layers`] gives them).
     ///
     /// # Errors
     /// A message if the layers do not chain or the time embedding does not fit `dim`.
@@ -126,7 +103,7 @@ impl FusedMlp {
         })
     }
 
-    /// The layers, as [`super::field::VectorField::with_mlp_layers`] takes them.
+    /// The layers, as [`crate::meta::field::VectorField::with_mlp_layers`] takes them.
     pub fn layers(&self) -> &[(Vec<f32>, Vec<f32>)] {
         &self.params
     }
@@ -316,11 +293,11 @@ impl FusedAdam {
         lr: f64,
     ) {
         self.time += 1;
-        let s = self.settings;
+        let (beta_1, beta_2, epsilon, weight_decay) = self.settings.as_f32();
         let time = i32::try_from(self.time).unwrap_or(i32::MAX);
-        let bc2 = (1.0 - s.beta_2.powi(time)).sqrt();
-        let factor = bc2 / (1.0 - s.beta_1.powi(time));
-        let eps = s.epsilon * bc2;
+        let bc2 = (1.0 - beta_2.powi(time)).sqrt();
+        let factor = bc2 / (1.0 - beta_1.powi(time));
+        let eps = epsilon * bc2;
         let lr = lr as f32;
         // All tensors' chunks as one list of tasks: one fork-join per step.
         let mut tasks = Vec::new();
@@ -340,9 +317,9 @@ impl FusedAdam {
         }
         tasks.into_par_iter().for_each(|((theta, grad), (m1, m2))| {
             for (((p, &g), m), v) in theta.iter_mut().zip(grad).zip(m1).zip(m2) {
-                let g = g + s.weight_decay * *p;
-                *m = s.beta_1 * *m + (1.0 - s.beta_1) * g;
-                *v = s.beta_2 * *v + (1.0 - s.beta_2) * g * g;
+                let g = g + weight_decay * *p;
+                *m = beta_1 * *m + (1.0 - beta_1) * g;
+                *v = beta_2 * *v + (1.0 - beta_2) * g * g;
                 *p -= lr * (*m * factor / (v.sqrt() + eps));
             }
         });
@@ -377,13 +354,13 @@ impl FusedAdam {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
-        let s = self.settings;
+        let s = self.settings.as_f32();
         let meta = HashMap::from([
             ("format".to_string(), "nmflow-fused-adam".to_string()),
             ("time".to_string(), self.time.to_string()),
             (
                 "settings".to_string(),
-                format!("{} {} {} {}", s.beta_1, s.beta_2, s.epsilon, s.weight_decay),
+                format!("{} {} {} {}", s.0, s.1, s.2, s.3),
             ),
         ]);
         safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
@@ -481,15 +458,12 @@ mod tests {
         CpuAutodiff::seed(&device, 3);
         let cfg = config();
         let mut field: VectorField<CpuAutodiff> = cfg.init(&device);
-        let mut mlp = FusedMlp::new(P, cfg.time_dim, field.mlp_layers().unwrap()).unwrap();
+        let mut mlp = FusedMlp::new(P, cfg.time_dim, field.mlp_layers().unwrap().unwrap()).unwrap();
         let wd = 0.05;
         let mut optim = AdamConfig::new()
             .with_weight_decay(Some(WeightDecayConfig::new(wd)))
             .init::<CpuAutodiff, VectorField<CpuAutodiff>>();
-        let settings = AdamSettings {
-            weight_decay: wd,
-            ..AdamSettings::default()
-        };
+        let settings = AdamSettings::BURN.with_weight_decay(f64::from(wd));
         let mut adam = FusedAdam::new(settings, &mlp);
         let mut buf = Buffers::default();
         let lr = 0.01;
@@ -510,7 +484,7 @@ mod tests {
                 (fused_loss - f64::from(burn_loss)).abs() < 1e-5 * fused_loss.max(1.0),
                 "step {step}: loss {fused_loss} vs burn {burn_loss}"
             );
-            let diff = max_diff(mlp.layers(), &field.valid().mlp_layers().unwrap());
+            let diff = max_diff(mlp.layers(), &field.valid().mlp_layers().unwrap().unwrap());
             assert!(diff < 2e-5, "step {step}: weights differ by {diff}");
         }
         // The held-out figure is the same sum of squares as burn's.
@@ -541,12 +515,12 @@ mod tests {
         let device = Default::default();
         let cfg = config();
         let field: VectorField<crate::backend::Cpu> = cfg.init(&device);
-        let layers = field.mlp_layers().unwrap();
+        let layers = field.mlp_layers().unwrap().unwrap();
         let mlp = FusedMlp::new(P, cfg.time_dim, layers.clone()).unwrap();
         let back = cfg
             .init::<crate::backend::Cpu>(&device)
             .with_mlp_layers(mlp.layers());
-        assert_eq!(back.mlp_layers().unwrap(), layers);
+        assert_eq!(back.mlp_layers().unwrap().unwrap(), layers);
     }
 
     #[test]

@@ -1,0 +1,131 @@
+//! `nmflow eval`: generated classifiers against the zoo's trained ones.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::data;
+use crate::flow::solver::Solver;
+use crate::meta::eval::{EvalOptions, EvalReport, evaluate};
+use crate::meta::files;
+use crate::meta::sample::MetaModel;
+
+/// Arguments of `nmflow eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The zoo [default: the one recorded in the model].
+    #[arg(long)]
+    pub zoo: Option<PathBuf>,
+    /// Classifiers generated per step count.
+    #[arg(long, default_value_t = 100)]
+    pub n: usize,
+    /// Solver [default: the model's, the one it was trained for].
+    #[arg(long, value_enum)]
+    pub solver: Option<Solver>,
+    /// Step counts to sweep (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
+    pub steps: Vec<usize>,
+    /// Seed of the source samples (and of the downstream comparison's inits and data orders).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Downstream comparison: generated classifiers (model's default solver steps) and as many
+    /// Kaiming-uniform inits are fine-tuned with the zoo's optimizer; 0 skips it.
+    #[arg(long, default_value_t = 32)]
+    pub downstream: usize,
+    /// Fine-tuning epochs of the downstream comparison [default: twice the zoo's epochs].
+    #[arg(long)]
+    pub downstream_epochs: Option<usize>,
+    /// Data folder [default: $NMFLOW_DATA, else ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Print the JSON report (also written to MODEL/eval.json).
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl EvalArgs {
+    /// The library's options for these flags; `model_solver` stands in for an absent --solver.
+    pub fn to_options(&self, model_solver: Solver) -> EvalOptions {
+        EvalOptions {
+            n: self.n,
+            solver: self.solver.unwrap_or(model_solver),
+            steps: self.steps.clone(),
+            seed: self.seed,
+            agreement_samples: 2000,
+            w1_directions: 64,
+            downstream_n: self.downstream,
+            downstream_epochs: self.downstream_epochs,
+            quiet: self.quiet || self.json,
+        }
+    }
+}
+
+/// Runs `nmflow eval`: writes `eval.json` and the charts into the model directory.
+///
+/// # Errors
+/// Invalid options (usage), an unreadable model, zoo or dataset, a zoo other than the model's.
+pub fn exec(a: &EvalArgs) -> Result<()> {
+    let device = Default::default();
+    let config = MetaModel::<crate::backend::Cpu>::read_config(&a.model)?;
+    let zoo = a.zoo.clone().unwrap_or_else(|| PathBuf::from(&config.zoo));
+    let opts = a.to_options(config.solver);
+    let r = evaluate::<crate::backend::CpuAutodiff>(
+        &a.model,
+        &zoo,
+        &data::data_dir(a.data_dir.clone()),
+        &opts,
+        &device,
+    )?;
+    let text = serde_json::to_string_pretty(&r)?;
+    crate::io::write_atomic(&a.model.join(files::EVAL), text.as_bytes())?;
+    if a.json {
+        println!("{text}");
+    } else {
+        println!("{}", summary_line(&r, &a.model));
+    }
+    Ok(())
+}
+
+/// The one-line summary of an evaluation: the model's own sampler's row against trained runs,
+/// novelty and the downstream comparison; the full table is in `eval.json`.
+pub fn summary_line(r: &EvalReport, model: &std::path::Path) -> String {
+    let own = r
+        .generated
+        .iter()
+        .find(|g| g.steps == r.novelty.steps)
+        .or(r.generated.last());
+    let generated = own.map_or_else(String::new, |g| {
+        format!(
+            "generated {:?}×{} (NFE {}) acc mean {:.2}% min {:.2}%",
+            g.solver,
+            g.steps,
+            g.nfe,
+            100.0 * g.acc_mean,
+            100.0 * g.acc_min
+        )
+    });
+    let downstream = r.downstream.as_ref().map_or_else(String::new, |d| {
+        let show = |s: Option<usize>| s.map_or(format!(">{}", d.budget_steps), |s| s.to_string());
+        format!(
+            "; downstream steps to {:.2}%: generated {} vs Kaiming {}",
+            100.0 * d.target_acc,
+            show(d.steps_generated),
+            show(d.steps_kaiming)
+        )
+    });
+    format!(
+        "eval: {generated} vs trained held-out {:.2}% / {:.2}%; NN distance {:.2} vs held-out {:.2}{downstream} → {}",
+        100.0 * r.trained_heldout.acc_mean,
+        100.0 * r.trained_heldout.acc_min,
+        r.novelty.nn_dist_median_generated,
+        r.novelty.nn_dist_median_heldout,
+        model.join(files::EVAL).display()
+    )
+}

@@ -1,0 +1,145 @@
+//! The `nmflow` command line: one module per command, each with its clap arguments and an
+//! `exec` that turns them into library calls and prints the result.
+//!
+//! The CLI depends on the library and never the reverse: every check a library caller also needs
+//! (settings in range, compatible inputs) lives in the library's typed configs, and the modules
+//! here only parse flags, call the library and print.
+//!
+//! | module | command |
+//! |---|---|
+//! | [`data`] | `nmflow data fetch` |
+//! | [`zoo`] | `nmflow zoo` (flags, `--config` TOML) |
+//! | [`train`] | `nmflow train` |
+//! | [`sample`] | `nmflow sample` |
+//! | [`eval`] | `nmflow eval` |
+//! | [`export`] | `nmflow export` |
+//! | [`edge_eval`] | `nmflow edge-eval` |
+//! | [`inspect`] | `nmflow inspect` |
+//! | [`dump_inputs`] | `nmflow dump-inputs` |
+//! | [`report`] | `nmflow report` |
+//! | [`demo`] | `nmflow demo` |
+//!
+//! Exit codes: 0 success, 1 failure (missing data, corrupt files, conflicting output), 2 usage
+//! (bad flags or settings).
+
+pub mod data;
+pub mod demo;
+pub mod dump_inputs;
+pub mod edge_eval;
+pub mod eval;
+pub mod export;
+pub mod inspect;
+pub mod report;
+pub mod sample;
+pub mod train;
+pub mod zoo;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+/// nmflow: learn the flow that training induces on weight space, and replay it without training.
+///
+/// Exit codes: 0 success, 1 failure, 2 usage error.
+#[derive(Debug, Parser)]
+#[command(name = "nmflow", version, about, long_about = None, args_override_self = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch and verify datasets.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Train many classifiers together and record their checkpoint trajectories.
+    Zoo(Box<zoo::ZooArgs>),
+    /// Summarize a zoo directory (verifying its shards) or a model file.
+    Inspect(inspect::InspectArgs),
+    /// Train a meta-model (NM-CFM, NM-MMFM or NM-JKO) on a zoo's trajectories.
+    ///
+    /// With only --zoo and --out, the set field (the default for one-hidden-layer MLP classifiers)
+    /// trains with the recipe BENCHMARKS.md measures meeting the accuracy targets on mnist8 and
+    /// MNIST: width 128, 8,000 steps, held-out evaluation every 200, cosine learning-rate schedule,
+    /// and the functional term (λ = 2) on the 4-step Euler sampler it stores as its default. The
+    /// MLP field and NM-JKO's potential keep width 512, 2,000 steps, every 100, a constant rate,
+    /// no functional term and RK4 × 2 (under the functional term the MLP field collapses the
+    /// spread of its classifiers). Every flag below overrides its default.
+    ///
+    /// A finished model with the same settings is not trained again; an interrupted one resumes
+    /// from its last checkpoint; a model with other settings in --out is refused unless --force.
+    Train(Box<train::TrainArgs>),
+    /// Synthesize classifiers by integrating a meta-model's field.
+    Sample(sample::SampleArgs),
+    /// Evaluate a meta-model against its zoo: accuracy, novelty, trajectory fidelity, downstream.
+    Eval(eval::EvalArgs),
+    /// Export a meta-model as a quantized model file for the device runtime.
+    Export(export::ExportArgs),
+    /// Synthesize and evaluate classifiers from a model file with the device runtime itself.
+    EdgeEval(edge_eval::EdgeEvalArgs),
+    /// Write test inputs of an 8×8 dataset as raw bytes for firmware (`N×64` pixel values 0..=16
+    /// in `OUT.images`, `N` labels in `OUT.labels`).
+    DumpInputs(dump_inputs::DumpInputsArgs),
+    /// Gather the JSON results and PNG charts of a run folder into one Markdown and HTML page.
+    Report(report::ReportArgs),
+    /// The main job end to end on local files: fetch MNIST, build a zoo of 256 mnist8 classifiers,
+    /// train a meta-model on it, sample 100 classifiers, evaluate them, export the field and run it
+    /// with the device runtime.
+    Demo(demo::DemoArgs),
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever the command fails with; [`crate::error::UsageError`]s map to exit code 2 in `main`.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Data(data::DataCommand::Fetch(a)) => data::exec(a),
+        Command::Zoo(a) => zoo::exec(&a),
+        Command::Inspect(a) => inspect::exec(&a),
+        Command::Train(a) => train::exec(&a),
+        Command::Sample(a) => sample::exec(&a),
+        Command::Eval(a) => eval::exec(&a),
+        Command::Export(a) => export::exec(&a),
+        Command::EdgeEval(a) => edge_eval::exec(&a),
+        Command::DumpInputs(a) => dump_inputs::exec(&a),
+        Command::Report(a) => report::exec(&a),
+        Command::Demo(a) => demo::exec(&a),
+    }
+}
+
+/// Refuses to replace an existing output file unless `--force` was given.
+///
+/// # Errors
+/// A [`crate::error::UsageError`]-free failure (exit code 1) naming the file.
+pub fn refuse_existing(path: &std::path::Path, force: bool) -> Result<()> {
+    if path.is_dir() {
+        anyhow::bail!(
+            "{}: is a directory; --out takes a file name",
+            path.display()
+        );
+    }
+    if path.exists() && !force {
+        anyhow::bail!(
+            "{} already exists; choose another --out, or --force to replace it",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Prints a command's result: one JSON object with `--json`, else the one-line summary.
+///
+/// # Errors
+/// When the report cannot be serialized.
+pub fn emit<T: Serialize>(json: bool, report: &T, line: impl FnOnce() -> String) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        println!("{}", line());
+    }
+    Ok(())
+}

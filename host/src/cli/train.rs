@@ -1,0 +1,209 @@
+//! `nmflow train`: learn a vector field on weight space from a zoo.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::data;
+use crate::flow::path::SplineKind;
+use crate::flow::solver::Solver;
+use crate::meta::config::{Coupling, LrSchedule, Method, TrainRequest};
+use crate::meta::field::FieldKind;
+use crate::meta::source::Source;
+use crate::meta::train::{Engine, TrainEnv, TrainSummary, train_meta};
+
+/// Arguments of `nmflow train` (the defaults are explained on [`super::Command::Train`]).
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The zoo directory (written by `nmflow zoo`).
+    #[arg(long)]
+    pub zoo: PathBuf,
+    /// Output model directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Meta-model family.
+    #[arg(long, value_enum, default_value_t = Method::Cfm)]
+    pub method: Method,
+    /// NM-CFM coupling of (x0, x1).
+    #[arg(long, value_enum, default_value_t = Coupling::Natural)]
+    pub coupling: Coupling,
+    /// NM-MMFM spline through the checkpoints.
+    #[arg(long, value_enum, default_value_t = SplineKind::Pchip)]
+    pub spline: SplineKind,
+    /// Source law for sampling: `kaiming` (per block, the runs' init law) or `gaussian`.
+    #[arg(long, default_value = "kaiming")]
+    pub source: String,
+    /// Standard deviation of the Gaussian source (raw weight units).
+    #[arg(long, default_value_t = 0.1)]
+    pub source_std: f32,
+    /// Path noise σ in standardized units.
+    #[arg(long, default_value_t = 0.0)]
+    pub sigma: f32,
+    /// Do not augment training pairs with random hidden-unit permutations (on by default for MLPs).
+    #[arg(long)]
+    pub no_permute: bool,
+    /// Field network: `set` (permutation-equivariant over hidden units; one-hidden-layer MLP
+    /// classifiers) or `mlp` (on the flat vector) [default: set when the classifier allows it].
+    #[arg(long, value_enum)]
+    pub field: Option<FieldKind>,
+    /// NM-JKO step size τ (in standardized units); sampling takes one step per checkpoint
+    /// interval, Euler with k steps of v = −kτ∇V.
+    #[arg(long, default_value_t = 1.0)]
+    pub tau: f32,
+    /// Hidden width of the field network [default: 128 for the set field, 512 otherwise].
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Hidden layers (set field: residual blocks) of the field network.
+    #[arg(long, default_value_t = 3)]
+    pub depth: usize,
+    /// Width of the sinusoidal time embedding (even).
+    #[arg(long, default_value_t = 32)]
+    pub time_dim: usize,
+    /// Optimizer steps [default: 8000 for the set field, 2000 otherwise].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Samples per minibatch.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Learning-rate schedule: `constant`, or `cosine` (annealed from --lr at the first step
+    /// towards zero at the last; the noise of a constant rate otherwise sets a floor on the
+    /// loss) [default: cosine for the set field, constant otherwise].
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<LrSchedule>,
+    /// Weight decay (≥ 0).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Weight of the functional term: cross-entropy on the zoo's training images of the classifier
+    /// the field points to, x̂₁ = x_t + (1 − t)·v(x_t, t) (NM-CFM), or of the sampler's output
+    /// with --functional-rollout (NM-CFM, NM-MMFM); 0 turns it off [default: 2 for the set field
+    /// with NM-CFM or NM-MMFM, 0 otherwise].
+    #[arg(long)]
+    pub functional_weight: Option<f32>,
+    /// Training images per step for the functional term.
+    #[arg(long, default_value_t = 256)]
+    pub functional_batch: usize,
+    /// Score the sampler itself in the functional term: K Euler steps from fresh source samples,
+    /// backpropagated through every step (0: score x̂₁ of the flow-matching minibatch); the model's
+    /// default sampler becomes Euler × K unless --solver/--solver-steps say otherwise
+    /// [default: 4 with a functional term, else 0].
+    #[arg(long)]
+    pub functional_rollout: Option<usize>,
+    /// Source samples rolled out per step for the functional term.
+    #[arg(long, default_value_t = 32)]
+    pub functional_samples: usize,
+    /// Data folder for the functional term [default: $NMFLOW_DATA, else ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Steps between held-out evaluations (the best held-out model is kept) [default: 200 for
+    /// the set field, 100 otherwise].
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Default sampling solver stored with the model [default: euler with a functional rollout
+    /// (the sampler it trained), else rk4; NM-JKO: always euler with one step per checkpoint
+    /// interval].
+    #[arg(long, value_enum)]
+    pub solver: Option<Solver>,
+    /// Default sampling steps stored with the model [default: the functional rollout's K, else 2].
+    #[arg(long)]
+    pub solver_steps: Option<usize>,
+    /// Implementation of the training step: `fused` is a hand-written CPU trainer of the MLP
+    /// field (NM-CFM or NM-MMFM without functional term; as fast as PyTorch's CPU reference in
+    /// bench/field_bench.sh), `burn` is burn's autodiff (everything); `auto` picks `fused` where
+    /// it applies. Both train the same network with the same algorithm; results differ by
+    /// floating-point rounding only.
+    #[arg(long, value_enum, default_value_t = Engine::Auto)]
+    pub engine: Engine,
+    /// Replace a model trained with other settings in --out (finished or interrupted: its
+    /// weights, log, charts, evaluation and checkpoint are removed) instead of refusing.
+    #[arg(long)]
+    pub force: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// The library request these flags make (the zoo fills in the rest: see
+    /// [`TrainRequest::resolve`]).
+    ///
+    /// # Errors
+    /// An unknown `--source`.
+    pub fn to_request(&self) -> Result<TrainRequest> {
+        Ok(TrainRequest {
+            method: self.method,
+            coupling: self.coupling,
+            spline: self.spline,
+            source: Source::parse(&self.source, self.source_std)?,
+            sigma: self.sigma,
+            permute: !self.no_permute,
+            field: self.field,
+            tau: self.tau,
+            hidden: self.hidden,
+            depth: self.depth,
+            time_dim: self.time_dim,
+            steps: self.steps,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            lr_schedule: self.lr_schedule,
+            weight_decay: self.weight_decay,
+            functional_weight: self.functional_weight,
+            functional_batch: self.functional_batch,
+            functional_rollout: self.functional_rollout,
+            functional_samples: self.functional_samples,
+            eval_every: self.eval_every,
+            seed: self.seed,
+            solver: self.solver,
+            solver_steps: self.solver_steps,
+        })
+    }
+}
+
+/// Runs `nmflow train`.
+///
+/// # Errors
+/// Invalid settings (usage), zoo or data failures, divergence.
+pub fn exec(a: &TrainArgs) -> Result<()> {
+    let cfg = a.to_request()?.resolve(&a.zoo)?;
+    let env = TrainEnv {
+        data_dir: data::data_dir(a.data_dir.clone()),
+        quiet: a.quiet || a.json,
+        engine: a.engine,
+        force: a.force,
+    };
+    let s =
+        train_meta::<crate::backend::CpuAutodiff>(&cfg, &a.zoo, &a.out, &env, &Default::default())?;
+    super::emit(a.json, &s, || summary_line(&s, cfg.functional_weight > 0.0))
+}
+
+/// The one-line summary of a training job.
+pub fn summary_line(s: &TrainSummary, functional: bool) -> String {
+    // With a functional term the kept model minimizes a sum, not the plain loss.
+    let kept_by = if functional {
+        "held-out objective (flow matching + λ × validation cross-entropy)"
+    } else {
+        "held-out loss"
+    };
+    format!(
+        "train: {:?} {} steps in {:.1}s ({:.1} steps/s, {} engine); loss {:.4}; best {kept_by} {:.4} at step {} (zero-velocity loss {:.4}) → {}",
+        s.method,
+        s.steps,
+        s.seconds,
+        s.steps_per_second,
+        format!("{:?}", s.engine).to_lowercase(),
+        s.final_loss,
+        s.best_heldout_loss,
+        s.best_step,
+        s.heldout_zero_loss,
+        s.out.display()
+    )
+}

@@ -1,0 +1,149 @@
+//! The result types of evaluation (`eval.json`): a leaf that the evaluation fills in and the
+//! charts, the CLI and `nmflow report` read. It depends on nothing but serde.
+
+use serde::Serialize;
+
+use crate::flow::solver::Solver;
+
+/// Accuracy statistics.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct AccStats {
+    /// Mean.
+    pub acc_mean: f64,
+    /// Minimum.
+    pub acc_min: f64,
+    /// Maximum.
+    pub acc_max: f64,
+}
+
+impl AccStats {
+    /// Statistics of `accs` (NaN when empty).
+    pub fn of(accs: &[f64]) -> Self {
+        let n = accs.len() as f64;
+        Self {
+            acc_mean: accs.iter().sum::<f64>() / n,
+            acc_min: accs.iter().copied().fold(f64::NAN, f64::min),
+            acc_max: accs.iter().copied().fold(f64::NAN, f64::max),
+        }
+    }
+}
+
+/// One row of the step sweep.
+#[derive(Clone, Debug, Serialize)]
+pub struct GeneratedRow {
+    /// Solver.
+    pub solver: Solver,
+    /// Solver steps.
+    pub steps: usize,
+    /// Network evaluations per sample.
+    pub nfe: usize,
+    /// Mean test accuracy.
+    pub acc_mean: f64,
+    /// Lowest test accuracy.
+    pub acc_min: f64,
+    /// Highest test accuracy.
+    pub acc_max: f64,
+    /// Sampling wall-clock time per classifier (milliseconds).
+    pub ms_per_classifier: f64,
+}
+
+/// Nearest-neighbour novelty figures.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Novelty {
+    /// The solver step count of the generated classifiers measured here.
+    pub steps: usize,
+    /// Median L2 distance from a generated classifier to the nearest training run's final weights.
+    pub nn_dist_median_generated: f64,
+    /// The same for held-out runs (what a new training run looks like).
+    pub nn_dist_median_heldout: f64,
+    /// Median test-prediction agreement of a generated classifier with that neighbour.
+    pub agreement_median_generated: f64,
+    /// The same for held-out runs.
+    pub agreement_median_heldout: f64,
+    /// Median L2 distance between two generated classifiers (diversity: a generator that
+    /// collapses onto a few classifiers shows up here).
+    pub pairwise_dist_median_generated: f64,
+    /// The same between two held-out runs.
+    pub pairwise_dist_median_heldout: f64,
+}
+
+/// Sliced W1 at one marginal.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct W1Row {
+    /// Marginal time.
+    pub t: f32,
+    /// Generated states vs held-out runs.
+    pub generated: f64,
+    /// Training runs vs held-out runs (the sampling-noise floor).
+    pub train_runs: f64,
+}
+
+/// Classifier loss of the sampled states along the path.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PathLoss {
+    /// Time.
+    pub t: f32,
+    /// Mean test cross-entropy of the states at `t`.
+    pub loss: f64,
+    /// Mean test accuracy of the states at `t`.
+    pub acc: f64,
+}
+
+/// The report of `nmflow eval`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    /// Trained training runs (final test accuracy).
+    pub trained_train: AccStats,
+    /// Trained held-out runs.
+    pub trained_heldout: AccStats,
+    /// Generated classifiers per step count.
+    pub generated: Vec<GeneratedRow>,
+    /// Novelty of the classifiers of the sweep row with the model's own solver and steps, else
+    /// of the last row.
+    pub novelty: Novelty,
+    /// Trajectory fidelity per marginal.
+    pub w1: Vec<W1Row>,
+    /// Loss along the sampling path (default solver steps).
+    pub path_loss: Vec<PathLoss>,
+    /// Fine-tuning generated vs Kaiming-uniform initializations (`null` when skipped).
+    pub downstream: Option<Downstream>,
+    /// Test accuracy of every classifier of the sweep row with the model's own solver and steps,
+    /// else of the last row (not in the JSON).
+    #[serde(skip)]
+    pub generated_accs: Vec<f64>,
+    /// The step count of that row (not in the JSON).
+    #[serde(skip)]
+    pub generated_accs_steps: usize,
+}
+
+/// One point of the fine-tuning curves.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct DownstreamPoint {
+    /// Optimizer steps done.
+    pub step: usize,
+    /// Mean test accuracy of the fine-tuned generated classifiers.
+    pub acc_generated: f64,
+    /// Mean test accuracy of the fine-tuned Kaiming-initialized classifiers.
+    pub acc_kaiming: f64,
+}
+
+/// The downstream-initialization report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Downstream {
+    /// The accuracy to reach: the zoo's mean final test accuracy over all its runs.
+    pub target_acc: f64,
+    /// Classifiers per group.
+    pub n: usize,
+    /// Optimizer steps trained (the step budget).
+    pub budget_steps: usize,
+    /// First evaluated step at which the generated group's mean test accuracy reached the target
+    /// (`null`: not within the budget).
+    pub steps_generated: Option<usize>,
+    /// The same for Kaiming-uniform initializations.
+    pub steps_kaiming: Option<usize>,
+    /// `steps_kaiming / steps_generated` when both reached the target (`steps_generated` = 0 counts
+    /// as one step).
+    pub speedup: Option<f64>,
+    /// Mean test accuracy of both groups at every evaluated step.
+    pub curve: Vec<DownstreamPoint>,
+}

@@ -1,0 +1,118 @@
+//! Rewards on generated classifiers: a differentiable score of a batch of classifiers on a batch
+//! of data, used as the functional term of `nmflow train` (and, as the method's fine-tuning stage
+//! lands, as the reward that adjoint matching tilts a trained field towards).
+//!
+//! A [`Reward`] says what is scored; a [`DataReward`] binds it to a dataset on the device and to
+//! the standardization of a meta-model's state, so that a field's output can be scored directly.
+//! Everything is written as a loss (lower is better: the reward is its negative).
+
+use burn::tensor::Tensor;
+use burn::tensor::TensorData;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+
+use super::normalize::Normalizer;
+use crate::arch::{Arch, Layout};
+use crate::classifier::{self, Input};
+use crate::data::Dataset;
+use crate::zoo::train::DeviceData;
+use nmflow_runtime::Rng;
+
+/// What a reward measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reward {
+    /// Cross-entropy of the classifiers' predictions against the labels (reward: its negative).
+    CrossEntropy,
+}
+
+impl Reward {
+    /// The loss, averaged over classifiers, of the classifiers `weights` (raw weight units,
+    /// `[runs, P]` in `layout` order) of architecture `arch` on the images `x` (`[m, d]`) with
+    /// one-hot labels `y` (`[m, classes]`).
+    pub fn loss<C: Backend>(
+        self,
+        arch: &Arch,
+        layout: &Layout,
+        weights: Tensor<C, 2>,
+        x: Tensor<C, 2>,
+        y: Tensor<C, 2>,
+    ) -> Tensor<C, 1> {
+        match self {
+            Self::CrossEntropy => {
+                let runs = weights.dims()[0];
+                let params = classifier::params_from_tensor(layout, weights);
+                let logits = classifier::forward(arch, &params, Input::Shared(x));
+                classifier::cross_entropy_sum(logits, y.unsqueeze_dim(0)) / runs as f64
+            }
+        }
+    }
+}
+
+/// A reward bound to a dataset's training split on the device and to the per-coordinate scales
+/// that undo a meta-model's standardization, so it scores standardized states directly.
+pub struct DataReward<B: AutodiffBackend> {
+    reward: Reward,
+    arch: Arch,
+    layout: Layout,
+    data: DeviceData<B::InnerBackend>,
+    std: Tensor<B, 2>,
+    mean: Tensor<B, 2>,
+}
+
+impl<B: AutodiffBackend> DataReward<B> {
+    /// Uploads the training split of `data` and the standardization of `normalizer`.
+    pub fn new(
+        reward: Reward,
+        arch: &Arch,
+        layout: &Layout,
+        data: &Dataset,
+        normalizer: &Normalizer,
+        device: &B::Device,
+    ) -> Self {
+        let p = layout.num_params();
+        let (sd, mu) = normalizer.coordinate_scales();
+        Self {
+            reward,
+            arch: arch.clone(),
+            layout: layout.clone(),
+            data: DeviceData::new(data, device),
+            std: Tensor::from_data(TensorData::new(sd, [1, p]), device),
+            mean: Tensor::from_data(TensorData::new(mu, [1, p]), device),
+        }
+    }
+
+    /// The loss of the classifiers `states` (standardized, `[runs, P]`) on `m` training images
+    /// drawn from `rng`, differentiable through `states`.
+    pub fn loss(&self, states: Tensor<B, 2>, m: usize, rng: &mut Rng) -> Tensor<B, 1> {
+        let (x, y) = self.data.draw(m, rng);
+        let raw = states * self.std.clone() + self.mean.clone();
+        self.reward.loss(
+            &self.arch,
+            &self.layout,
+            raw,
+            Tensor::from_inner(x),
+            Tensor::from_inner(y),
+        )
+    }
+
+    /// [`Self::loss`] without gradients, on the inner backend.
+    pub fn loss_inner(
+        &self,
+        states: Tensor<B::InnerBackend, 2>,
+        m: usize,
+        rng: &mut Rng,
+    ) -> Tensor<B::InnerBackend, 1> {
+        let (x, y) = self.data.draw(m, rng);
+        let raw = states * self.std.clone().inner() + self.mean.clone().inner();
+        self.reward.loss(&self.arch, &self.layout, raw, x, y)
+    }
+
+    /// The layout of the classifiers it scores.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The device its data lives on.
+    pub fn device(&self) -> B::Device {
+        self.std.device()
+    }
+}

@@ -1,0 +1,959 @@
+//! Bad input never panics and nothing is lost: every case runs the `nmflow` binary and checks the
+//! exit code (1 failure, 2 usage), that the message names what is wrong, that no panic or
+//! backtrace appears, and that every file that existed before is byte-identical after (and no
+//! file appeared). The table of cases is `docs/errors.md`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+/// A tiny zoo and models, shared by every case (made once per test binary).
+struct Fixture {
+    dir: PathBuf,
+    data: PathBuf,
+}
+
+fn run(args: &[&str], data: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nmflow"))
+        .args(args)
+        .env("NMFLOW_DATA", data)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap()
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let data = common::data_dir();
+        let dir = common::temp_dir("bad-input");
+        let p = |s: &str| dir.join(s).to_str().unwrap().to_string();
+        let ok = |args: &[&str]| {
+            let o = run(args, &data);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        };
+        ok(&[
+            "zoo",
+            "--dataset",
+            "mnist8",
+            "--arch",
+            "mlp:64-16-10",
+            "--runs",
+            "4",
+            "--epochs",
+            "1",
+            "--shard-runs",
+            "2",
+            "--out",
+            &p("z0"),
+            "--quiet",
+        ]);
+        ok(&[
+            "zoo",
+            "--dataset",
+            "mnist8",
+            "--arch",
+            "mlp:64-8-10",
+            "--runs",
+            "2",
+            "--epochs",
+            "1",
+            "--out",
+            &p("z1"),
+            "--quiet",
+        ]);
+        ok(&[
+            "train",
+            "--zoo",
+            &p("z0"),
+            "--out",
+            &p("m0"),
+            "--steps",
+            "20",
+            "--field",
+            "mlp",
+            "--hidden",
+            "32",
+            "--quiet",
+        ]);
+        ok(&[
+            "train",
+            "--zoo",
+            &p("z0"),
+            "--out",
+            &p("ms"),
+            "--steps",
+            "10",
+            "--field",
+            "set",
+            "--hidden",
+            "8",
+            "--functional-weight",
+            "0",
+            "--quiet",
+        ]);
+        ok(&["export", "--model", &p("m0"), "--out", &p("m0.nmf")]);
+        ok(&[
+            "sample",
+            "--model",
+            &p("m0"),
+            "--n",
+            "2",
+            "--out",
+            &p("g.safetensors"),
+        ]);
+        fs::write(dir.join("garbage.nmf"), b"not a model file at all").unwrap();
+        fs::write(dir.join("plain-file"), b"x").unwrap();
+        fs::create_dir_all(dir.join("not-a-model/sub")).unwrap();
+        fs::write(dir.join("not-a-model/notes.txt"), b"mine").unwrap();
+        fs::write(
+            dir.join("cfg-zero-runs.toml"),
+            "runs = 0\ndataset = \"mnist8\"\narch = \"mlp:64-8-10\"\n",
+        )
+        .unwrap();
+        fs::write(dir.join("cfg-unknown.toml"), "runz = 3\n").unwrap();
+        fs::write(dir.join("cfg-arch.toml"), "arch = \"resnet\"\n").unwrap();
+        // A folder another live process writes into (PID 1 always runs).
+        fs::create_dir_all(dir.join("busy-zoo")).unwrap();
+        fs::write(dir.join("busy-zoo/.nmflow.lock"), "1").unwrap();
+        Fixture { dir, data }
+    })
+}
+
+/// Every file and folder under `dir` with its bytes (folders: empty).
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                out.insert(path.clone(), Vec::new());
+                stack.push(path);
+            } else {
+                out.insert(path.clone(), fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Runs one case against the shared fixture: `{dir}` in an argument stands for the fixture folder.
+fn case(args: &[&str], code: i32, needles: &[&str]) {
+    let f = fixture();
+    let dir = f.dir.to_str().unwrap();
+    let args: Vec<String> = args.iter().map(|a| a.replace("{dir}", dir)).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    check_in(&f.dir, &args, code, needles, &f.data);
+}
+
+fn check_in(dir: &Path, args: &[&str], code: i32, needles: &[&str], data: &Path) {
+    // One case at a time: the snapshots of the shared folder must not see another case's run.
+    static ONE: Mutex<()> = Mutex::new(());
+    let _one = ONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let before = snapshot(dir);
+    let out = run(args, data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "nmflow {}: stderr: {stderr}",
+        args.join(" ")
+    );
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "nmflow {}: expected {needle:?} in: {stderr}",
+            args.join(" ")
+        );
+    }
+    for bad in [
+        "panicked",
+        "stack backtrace",
+        "RUST_BACKTRACE",
+        "Os {",
+        "Custom {",
+    ] {
+        assert!(
+            !stderr.contains(bad),
+            "nmflow {}: {bad:?} in: {stderr}",
+            args.join(" ")
+        );
+    }
+    // One line, the cause once; clap's usage errors add its hint to try --help.
+    let clap = stderr.contains("For more information, try '--help'");
+    assert!(
+        stderr.starts_with("error: ") && (clap || stderr.trim_end().lines().count() == 1),
+        "nmflow {}: not a one-line error: {stderr}",
+        args.join(" ")
+    );
+    // `NMFLOW_ERRORS_TABLE=FILE` collects every case for docs/errors.md.
+    if let Some(table) = std::env::var_os("NMFLOW_ERRORS_TABLE") {
+        use std::io::Write as _;
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.replace(dir.to_str().unwrap_or("\u{0}"), "DIR"))
+            .collect();
+        let line = stderr
+            .lines()
+            .next()
+            .unwrap_or("")
+            .replace(dir.to_str().unwrap_or("\u{0}"), "DIR");
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(table)
+            .unwrap();
+        writeln!(f, "{}\t{}\t{}", code, shown.join(" "), line).unwrap();
+    }
+    let after = snapshot(dir);
+    let changed: Vec<&PathBuf> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|p| before.get(*p) != after.get(*p))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "nmflow {}: changed or new files {changed:?}",
+        args.join(" ")
+    );
+}
+
+#[test]
+fn zoo_settings_out_of_range() {
+    let z = "{dir}/new-zoo";
+    let base = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec![
+            "zoo",
+            "--dataset",
+            "mnist8",
+            "--arch",
+            "mlp:64-8-10",
+            "--out",
+        ];
+        v.push(Box::leak(z.to_string().into_boxed_str()));
+        v.extend(extra);
+        v
+    };
+    let cases: Vec<(Vec<&str>, i32, &[&str])> = vec![
+        (
+            base(&["--runs", "2", "--heldout", "0.9"]),
+            2,
+            &["--heldout 0.9 holds out all 2 runs"],
+        ),
+        (
+            base(&["--heldout", "1.5"]),
+            2,
+            &["--heldout must be in [0, 1)"],
+        ),
+        (
+            base(&["--heldout=-0.1"]),
+            2,
+            &["--heldout must be in [0, 1)"],
+        ),
+        (
+            base(&["--momentum", "1"]),
+            2,
+            &["--momentum must be in [0, 1)"],
+        ),
+        (base(&["--lr", "0"]), 2, &["--lr must be a positive number"]),
+        (base(&["--lr=-1"]), 2, &["--lr must be a positive number"]),
+        (
+            base(&["--lr", "nan"]),
+            2,
+            &["--lr must be a positive number"],
+        ),
+        (
+            base(&["--epochs", "0"]),
+            2,
+            &["--epochs must be at least 1"],
+        ),
+        (
+            base(&["--batch-size", "0"]),
+            2,
+            &["--batch-size must be at least 1"],
+        ),
+        (
+            base(&["--shard-runs", "0"]),
+            2,
+            &["--shard-runs must be at least 1"],
+        ),
+        (base(&["--runs=-3"]), 2, &["--runs"]),
+        (base(&["--optimizer", "rmsprop"]), 2, &["--optimizer"]),
+        (
+            vec![
+                "zoo",
+                "--arch",
+                "mlp:64-99999999999-10",
+                "--dataset",
+                "mnist8",
+                "--out",
+                z,
+            ],
+            2,
+            &["parameters, more than the 16777216"],
+        ),
+        (
+            vec![
+                "zoo",
+                "--arch",
+                "mlp:64-0-10",
+                "--dataset",
+                "mnist8",
+                "--out",
+                z,
+            ],
+            2,
+            &["widths must be positive integers"],
+        ),
+        (
+            vec!["zoo", "--arch", "cnn-s", "--dataset", "mnist8", "--out", z],
+            2,
+            &["dataset mnist8"],
+        ),
+        (
+            vec![
+                "zoo",
+                "--dataset",
+                "digits",
+                "--arch",
+                "mlp:64-10",
+                "--out",
+                z,
+            ],
+            2,
+            &["evaluation/shift set"],
+        ),
+        (
+            vec!["zoo", "--dataset", "cifar10", "--out", z],
+            2,
+            &["unknown dataset \"cifar10\""],
+        ),
+        (
+            base(&["--checkpoints", "0,99999999"]),
+            2,
+            &["checkpoint step 99999999 is past the end of training"],
+        ),
+        (base(&["--checkpoints", "often"]), 2, &["--checkpoints"]),
+        (
+            vec![
+                "zoo",
+                "--out",
+                "{dir}/plain-file",
+                "--dataset",
+                "mnist8",
+                "--arch",
+                "mlp:64-8-10",
+            ],
+            1,
+            &["is not a directory"],
+        ),
+    ];
+    for (args, code, needles) in &cases {
+        case(args, *code, needles);
+    }
+}
+
+#[test]
+fn zoo_config_files_name_the_file_and_key() {
+    let z = "{dir}/new-zoo";
+    case(
+        &["zoo", "--out", z, "--config", "{dir}/cfg-zero-runs.toml"],
+        2,
+        &["`runs` in", "cfg-zero-runs.toml must be at least 1"],
+    );
+    // A flag overrides the file, and then the flag is named.
+    case(
+        &[
+            "zoo",
+            "--out",
+            z,
+            "--config",
+            "{dir}/cfg-zero-runs.toml",
+            "--runs",
+            "0",
+        ],
+        2,
+        &["--runs must be at least 1"],
+    );
+    case(
+        &["zoo", "--out", z, "--config", "{dir}/cfg-unknown.toml"],
+        2,
+        &["cfg-unknown.toml", "unknown field `runz`"],
+    );
+    case(
+        &["zoo", "--out", z, "--config", "{dir}/cfg-arch.toml"],
+        2,
+        &["`arch` in", "cfg-arch.toml", "unknown architecture"],
+    );
+    case(
+        &["zoo", "--out", z, "--config", "{dir}/no-such.toml"],
+        1,
+        &["--config", "no-such.toml: not found"],
+    );
+}
+
+#[test]
+fn zoo_jobs_do_not_clobber_each_other_or_adopt_altered_shards() {
+    let f = fixture();
+    // Another live process holds the folder.
+    case(
+        &[
+            "zoo",
+            "--dataset",
+            "mnist8",
+            "--arch",
+            "mlp:64-8-10",
+            "--runs",
+            "2",
+            "--epochs",
+            "1",
+            "--out",
+            "{dir}/busy-zoo",
+        ],
+        1,
+        &["in use by process 1"],
+    );
+    // A different zoo in the folder: refused, and the hint does not delete another job's work.
+    case(
+        &[
+            "zoo",
+            "--dataset",
+            "mnist8",
+            "--arch",
+            "mlp:64-16-10",
+            "--runs",
+            "4",
+            "--epochs",
+            "2",
+            "--shard-runs",
+            "2",
+            "--out",
+            "{dir}/z0",
+        ],
+        1,
+        &["already holds a zoo with different settings (epochs: existing 1, requested 2)"],
+    );
+    // An interrupted job whose finished shard was altered before the rerun.
+    let tmp = common::temp_dir("bad-input-shard");
+    let p = tmp.join("z").to_str().unwrap().to_string();
+    let args = [
+        "zoo",
+        "--dataset",
+        "mnist8",
+        "--arch",
+        "mlp:64-8-10",
+        "--runs",
+        "4",
+        "--epochs",
+        "1",
+        "--shard-runs",
+        "2",
+        "--jobs",
+        "1",
+        "--out",
+        &p,
+        "--quiet",
+    ];
+    let mut first: Vec<&str> = args.to_vec();
+    first.extend(["--max-new-shards", "1"]);
+    let o = run(&first, &f.data);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shard = tmp.join("z/shard-00000.safetensors");
+    let mut bytes = fs::read(&shard).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&shard, bytes).unwrap();
+    check_in(
+        &tmp,
+        &args,
+        1,
+        &["shard-00000.safetensors", "was altered"],
+        &f.data,
+    );
+    fs::remove_dir_all(tmp).unwrap();
+}
+
+#[test]
+fn train_settings_out_of_range() {
+    let t = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec!["train", "--zoo", "{dir}/z0", "--out", "{dir}/new-model"];
+        v.extend(extra);
+        v
+    };
+    let cases: Vec<(Vec<&str>, i32, &[&str])> = vec![
+        (
+            t(&["--lr", "0"]),
+            2,
+            &["--lr must be a finite number > 0 (got 0)"],
+        ),
+        (
+            t(&["--lr=-1"]),
+            2,
+            &["--lr must be a finite number > 0 (got -1)"],
+        ),
+        (
+            t(&["--lr", "inf"]),
+            2,
+            &["--lr must be a finite number > 0"],
+        ),
+        (
+            t(&["--weight-decay=-1"]),
+            2,
+            &["--weight-decay must be a finite number ≥ 0"],
+        ),
+        (
+            t(&["--sigma=-1"]),
+            2,
+            &["--sigma must be a finite number ≥ 0"],
+        ),
+        (
+            t(&["--source", "gaussian", "--source-std", "0"]),
+            2,
+            &["--source-std must be a finite number > 0"],
+        ),
+        (
+            t(&["--source", "uniform"]),
+            2,
+            &["--source: unknown source \"uniform\""],
+        ),
+        (t(&["--steps", "0"]), 2, &["--steps must be at least 1"]),
+        (
+            t(&["--batch-size", "0"]),
+            2,
+            &["--batch-size must be at least 1"],
+        ),
+        (t(&["--hidden", "0"]), 2, &["--hidden must be at least 1"]),
+        (
+            t(&["--eval-every", "0"]),
+            2,
+            &["--eval-every must be at least 1"],
+        ),
+        (
+            t(&["--solver-steps", "0"]),
+            2,
+            &["--solver-steps must be at least 1"],
+        ),
+        (
+            t(&["--time-dim", "3"]),
+            2,
+            &["--time-dim must be an even number ≥ 2 (got 3)"],
+        ),
+        (
+            t(&["--hidden", "99999999999"]),
+            2,
+            &["parameters (--hidden 99999999999"],
+        ),
+        (
+            t(&["--functional-weight=-1"]),
+            2,
+            &["--functional-weight must be a finite number ≥ 0"],
+        ),
+        (
+            t(&["--functional-weight", "nan"]),
+            2,
+            &["--functional-weight must be a finite number ≥ 0"],
+        ),
+        (
+            t(&["--method", "jko", "--functional-weight", "1"]),
+            2,
+            &["--functional-weight goes with --method cfm"],
+        ),
+        (
+            t(&[
+                "--method",
+                "mmfm",
+                "--functional-weight",
+                "1",
+                "--functional-rollout",
+                "0",
+            ]),
+            2,
+            &["--functional-weight goes with --method cfm"],
+        ),
+        (
+            t(&["--functional-rollout", "4", "--functional-samples", "0"]),
+            2,
+            &["--functional-samples must be at least 1"],
+        ),
+        (
+            t(&["--field", "potential"]),
+            2,
+            &["--field potential goes with --method jko"],
+        ),
+        (
+            t(&["--method", "jko", "--tau", "0"]),
+            2,
+            &["--tau must be a finite number > 0"],
+        ),
+        (
+            t(&["--field", "set", "--engine", "fused"]),
+            2,
+            &["--engine fused trains the MLP field"],
+        ),
+        (t(&["--method", "sgd"]), 2, &["--method"]),
+        (
+            vec![
+                "train",
+                "--zoo",
+                "{dir}/z1",
+                "--out",
+                "{dir}/new-model",
+                "--field",
+                "set",
+                "--hidden",
+                "0",
+            ],
+            2,
+            &["--hidden must be at least 1"],
+        ),
+    ];
+    for (args, code, needles) in &cases {
+        case(args, *code, needles);
+    }
+}
+
+#[test]
+fn train_inputs_and_outputs() {
+    case(
+        &["train", "--zoo", "{dir}/no-zoo", "--out", "{dir}/new-model"],
+        1,
+        &["no-zoo/manifest.json", "no manifest"],
+    );
+    case(
+        &[
+            "train",
+            "--zoo",
+            "{dir}/plain-file",
+            "--out",
+            "{dir}/new-model",
+        ],
+        1,
+        &["plain-file/manifest.json"],
+    );
+    // Finished work with other settings is not replaced without --force.
+    case(
+        &[
+            "train", "--zoo", "{dir}/z0", "--out", "{dir}/m0", "--steps", "30", "--field", "mlp",
+            "--hidden", "32",
+        ],
+        1,
+        &[
+            "holds a model trained with other settings (steps: existing 20, requested 30)",
+            "--force",
+        ],
+    );
+    case(
+        &[
+            "train",
+            "--zoo",
+            "{dir}/z0",
+            "--out",
+            "{dir}/plain-file",
+            "--field",
+            "mlp",
+        ],
+        1,
+        &["is not a directory"],
+    );
+    case(
+        &[
+            "train",
+            "--zoo",
+            "{dir}/z0",
+            "--out",
+            "{dir}/not-a-model",
+            "--field",
+            "mlp",
+        ],
+        1,
+        &["holds no model", "--force"],
+    );
+}
+
+#[test]
+fn zoo_split_out_of_range_is_refused() {
+    let f = fixture();
+    let tmp = common::temp_dir("bad-input-split");
+    let zoo = tmp.join("z");
+    fs::create_dir_all(&zoo).unwrap();
+    for e in fs::read_dir(f.dir.join("z0")).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), zoo.join(e.file_name())).unwrap();
+    }
+    let path = zoo.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    m["split"]["heldout"] = serde_json::json!([7]);
+    fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let z = zoo.to_str().unwrap();
+    let out = tmp.join("m");
+    check_in(
+        &tmp,
+        &[
+            "train",
+            "--zoo",
+            z,
+            "--out",
+            out.to_str().unwrap(),
+            "--field",
+            "mlp",
+        ],
+        1,
+        &[
+            "manifest.json",
+            "split names run 7, but the zoo has runs 0..4",
+        ],
+        &f.data,
+    );
+    check_in(&tmp, &["inspect", z], 1, &["split names run 7"], &f.data);
+    fs::remove_dir_all(tmp).unwrap();
+}
+
+#[test]
+fn models_that_are_unfinished_altered_or_mismatched() {
+    let f = fixture();
+    let tmp = common::temp_dir("bad-input-models");
+    let copy = |name: &str| -> PathBuf {
+        let to = tmp.join(name);
+        fs::create_dir_all(&to).unwrap();
+        for e in fs::read_dir(f.dir.join("m0")).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+        to
+    };
+    let unfinished = copy("unfinished");
+    fs::remove_file(unfinished.join("train.json")).unwrap();
+    let altered = copy("altered");
+    let w = altered.join("field.bin");
+    let mut bytes = fs::read(&w).unwrap();
+    bytes[100] ^= 0x40;
+    fs::write(&w, bytes).unwrap();
+    let other_layout = copy("other-layout");
+    fs::copy(f.dir.join("z1/manifest.json"), tmp.join("z1-manifest.json")).unwrap();
+    let z1: serde_json::Value =
+        serde_json::from_slice(&fs::read(tmp.join("z1-manifest.json")).unwrap()).unwrap();
+    fs::write(
+        other_layout.join("layout.json"),
+        serde_json::to_vec_pretty(&z1["layout"]).unwrap(),
+    )
+    .unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let out = s(&tmp.join("g.safetensors"));
+    for (model, needle) in [
+        (s(&unfinished), "training did not finish (no train.json)"),
+        (
+            s(&altered),
+            "sha256 differs from the one train.json recorded",
+        ),
+        (
+            s(&other_layout),
+            "describes 610-parameter classifiers in 4 blocks, but the field's state has 1210 values",
+        ),
+        (s(&tmp.join("none")), "not a model directory"),
+    ] {
+        check_in(
+            &tmp,
+            &["sample", "--model", &model, "--out", &out],
+            1,
+            &[needle],
+            &f.data,
+        );
+        check_in(
+            &tmp,
+            &["export", "--model", &model, "--out", &out],
+            1,
+            &[needle],
+            &f.data,
+        );
+    }
+    fs::remove_dir_all(tmp).unwrap();
+}
+
+#[test]
+fn sample_eval_export_edge_eval_bad_input() {
+    let cases: Vec<(Vec<&str>, i32, &[&str])> = vec![
+        (
+            vec![
+                "sample",
+                "--model",
+                "{dir}/m0",
+                "--n",
+                "0",
+                "--out",
+                "{dir}/new.safetensors",
+            ],
+            2,
+            &["--n and --steps must be at least 1"],
+        ),
+        (
+            vec![
+                "sample",
+                "--model",
+                "{dir}/m0",
+                "--steps",
+                "0",
+                "--out",
+                "{dir}/new.safetensors",
+            ],
+            2,
+            &["--n and --steps must be at least 1"],
+        ),
+        (
+            vec![
+                "sample",
+                "--model",
+                "{dir}/m0",
+                "--out",
+                "{dir}/g.safetensors",
+            ],
+            1,
+            &["g.safetensors already exists", "--force"],
+        ),
+        (
+            vec!["sample", "--model", "{dir}/m0", "--out", "{dir}/z0"],
+            1,
+            &["is a directory"],
+        ),
+        (
+            vec![
+                "sample",
+                "--model",
+                "{dir}/m0",
+                "--solver",
+                "midpoint",
+                "--out",
+                "{dir}/new.safetensors",
+            ],
+            2,
+            &["--solver"],
+        ),
+        (
+            vec!["eval", "--model", "{dir}/m0", "--n", "0"],
+            2,
+            &["--n must be at least 1 (got 0)"],
+        ),
+        (
+            vec!["eval", "--model", "{dir}/m0", "--steps", "0"],
+            2,
+            &["--steps must list step counts of at least 1"],
+        ),
+        (
+            vec!["eval", "--model", "{dir}/m0", "--downstream-epochs", "0"],
+            2,
+            &["--downstream-epochs must be at least 1"],
+        ),
+        (
+            vec![
+                "eval",
+                "--model",
+                "{dir}/m0",
+                "--zoo",
+                "{dir}/z1",
+                "--downstream",
+                "0",
+            ],
+            1,
+            &["was trained on a zoo with manifest sha256"],
+        ),
+        (vec!["eval", "--model", "{dir}/no-model"], 1, &["no-model"]),
+        (
+            vec!["export", "--model", "{dir}/m0", "--out", "{dir}/m0.nmf"],
+            1,
+            &["m0.nmf already exists", "--force"],
+        ),
+        (
+            vec![
+                "export",
+                "--model",
+                "{dir}/m0",
+                "--solver",
+                "dopri5",
+                "--out",
+                "{dir}/new.nmf",
+            ],
+            2,
+            &["integrates with fixed steps"],
+        ),
+        (
+            vec![
+                "export",
+                "--model",
+                "{dir}/m0",
+                "--steps",
+                "70000",
+                "--out",
+                "{dir}/new.nmf",
+            ],
+            2,
+            &["70000 steps do not fit"],
+        ),
+        (
+            vec!["export", "--model", "{dir}/ms", "--out", "{dir}/new.nmf"],
+            2,
+            &["the set field is not in the model format yet"],
+        ),
+        (vec!["edge-eval", "{dir}/no.nmf"], 1, &["no.nmf: not found"]),
+        (vec!["edge-eval", "{dir}/garbage.nmf"], 1, &["garbage.nmf"]),
+        (
+            vec!["edge-eval", "{dir}/m0.nmf", "--n", "0"],
+            2,
+            &["--n must be at least 1"],
+        ),
+        (
+            vec!["edge-eval", "{dir}/m0.nmf", "--dataset", "mnist"],
+            1,
+            &["takes 64 inputs but dataset mnist has 784"],
+        ),
+        (
+            vec!["edge-eval", "{dir}/m0.nmf", "--dataset", "svhn"],
+            2,
+            &["unknown dataset \"svhn\""],
+        ),
+        (vec!["inspect", "{dir}/garbage.nmf"], 1, &["garbage.nmf"]),
+        (
+            vec!["inspect", "{dir}/not-a-model"],
+            1,
+            &["not something nmflow can inspect"],
+        ),
+        (
+            vec!["dump-inputs", "--dataset", "mnist", "--out", "{dir}/x"],
+            2,
+            &["writes 8×8 datasets"],
+        ),
+        (
+            vec![
+                "dump-inputs",
+                "--dataset",
+                "digits",
+                "--n",
+                "0",
+                "--out",
+                "{dir}/x",
+            ],
+            2,
+            &["--n must be at least 1"],
+        ),
+        (
+            vec!["data", "fetch", "--only", "cifar"],
+            2,
+            &["unknown set \"cifar\" in --only"],
+        ),
+        (
+            vec!["report", "{dir}/no-such-run"],
+            1,
+            &["no-such-run: not a folder"],
+        ),
+        (vec!["frobnicate"], 2, &["unrecognized subcommand"]),
+        (vec!["zoo"], 2, &["--out"]),
+    ];
+    for (args, code, needles) in &cases {
+        case(args, *code, needles);
+    }
+}
