@@ -7,8 +7,9 @@ table=$(mktemp)
 trap 'rm -f "$table"' EXIT
 NMFLOW_ERRORS_TABLE="$table" cargo test --release -q -p nmflow-host --test bad_input >/dev/null
 python3 - "$table" docs/errors.md <<'PY'
-import sys
-rows = sorted(set(tuple(l.rstrip("\n").split("\t")) for l in open(sys.argv[1]) if l.strip()),
+import re, sys
+tmp = re.compile(r"/tmp/nmflow-test-[0-9]+-[A-Za-z0-9-]+")
+rows = sorted(set(tuple(tmp.sub("DIR", l.rstrip("\n")).split("\t")) for l in open(sys.argv[1]) if l.strip()),
               key=lambda r: (r[1].split()[0], r[0], r[1]))
 esc = lambda s: s.replace("|", "\\|")
 out = open(sys.argv[2], "w")
