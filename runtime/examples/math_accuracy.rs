@@ -1,6 +1,12 @@
 //! How far the runtime's scalar maths (libm) and micromath are from an `f64` reference over the
 //! arguments the runtime uses: `cargo run --release -p nmflow-runtime --example math_accuracy`.
 //! The table is in BENCHMARKS.md ("Runtime maths"); it is why the runtime uses libm.
+// A host measurement program, not device code: the runtime's no-panic lints do not apply.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 
 use micromath::F32Ext;
 
