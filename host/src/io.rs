@@ -10,11 +10,27 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
-/// The temporary name a file is written under before it is renamed into place.
+/// The temporary name a file is written under before it is renamed into place: `NAME.PID.tmp`, so
+/// that processes writing the same file (the tasks of a sharded zoo job) never share one.
 pub fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
+    name.push(format!(".{}.tmp", std::process::id()));
     path.with_file_name(name)
+}
+
+/// Whether a temporary file name (`NAME.PID.tmp`, or a bare `NAME.tmp` of earlier builds) was
+/// left by a process that no longer runs, so it can be removed.
+pub fn stale_temp(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".tmp") else {
+        return false;
+    };
+    match stem
+        .rsplit_once('.')
+        .and_then(|(_, pid)| pid.parse::<u32>().ok())
+    {
+        Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
+        None => true,
+    }
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then renamed.
@@ -66,10 +82,15 @@ pub fn first_difference(existing: &serde_json::Value, wanted: &serde_json::Value
 
 /// A lock on an output folder, held while a job writes into it (`.nmflow.lock` with the process
 /// id); released when dropped. A lock left by a process that no longer runs (killed) is taken
-/// over.
+/// over. The tasks of a sharded zoo job each lock their part (`.nmflow-shard-I-of-N.lock`).
 #[derive(Debug)]
 pub struct DirLock {
     path: PathBuf,
+}
+
+/// Whether a file name is one of nmflow's locks.
+pub fn is_lock(name: &str) -> bool {
+    name.starts_with(".nmflow") && name.ends_with(".lock")
 }
 
 /// Name of the lock file in a locked folder.
@@ -81,8 +102,16 @@ impl DirLock {
     /// # Errors
     /// `AlreadyExists` naming the process that holds the lock; other I/O errors.
     pub fn acquire(dir: &Path) -> std::io::Result<Self> {
+        Self::acquire_named(dir, LOCK_FILE)
+    }
+
+    /// [`Self::acquire`] with another lock file name (one part of a folder).
+    ///
+    /// # Errors
+    /// As [`Self::acquire`].
+    pub fn acquire_named(dir: &Path, name: &str) -> std::io::Result<Self> {
         fs::create_dir_all(dir)?;
-        let path = dir.join(LOCK_FILE);
+        let path = dir.join(name);
         for _ in 0..2 {
             match fs::OpenOptions::new()
                 .write(true)

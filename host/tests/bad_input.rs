@@ -954,6 +954,26 @@ fn sample_eval_export_edge_eval_bad_input() {
         ),
         (vec!["frobnicate"], 2, &["unrecognized subcommand"]),
         (vec!["zoo"], 2, &["--out"]),
+        (
+            vec!["zoo", "--out", "{dir}/new-zoo", "--shard", "3/3"],
+            2,
+            &["expected I/N with 0 ≤ I < N"],
+        ),
+        (
+            vec!["zoo", "--out", "{dir}/new-zoo", "--shard", "half"],
+            2,
+            &["--shard"],
+        ),
+        (
+            vec!["zoo", "merge", "{dir}/no-zoo"],
+            1,
+            &["no-zoo/settings.json: missing: not the folder of a zoo job"],
+        ),
+        (
+            vec!["zoo", "merge", "{dir}/busy-zoo"],
+            1,
+            &["busy-zoo/settings.json: missing"],
+        ),
     ];
     for (args, code, needles) in &cases {
         case(args, *code, needles);

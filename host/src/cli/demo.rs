@@ -135,6 +135,7 @@ pub fn exec(a: &DemoArgs) -> Result<()> {
         force: false,
         quiet,
         max_new_shards: None,
+        shard: None,
         jobs: super::zoo::default_jobs(crate::backend::DeviceKind::Cpu),
     };
     let zoo = run_zoo::<CpuAutodiff>(&zoo_cfg, &zoo_dir, &dir, &opts, &Default::default())?;

@@ -12,15 +12,20 @@ use crate::data::{self, DatasetView};
 use crate::error::UsageError;
 use crate::zoo::config::DEFAULT_CHECKPOINTS;
 use crate::zoo::run::RunOptions;
+use crate::zoo::run::merge_zoo;
 use crate::zoo::{Optimizer, ZooConfig, ZooSummary, run_zoo};
 
 /// Arguments of `nmflow zoo`. Every setting can also come from `--config FILE.toml` (same names
 /// with underscores); flags override the file.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ZooArgs {
+    /// Finish a zoo trained as a job array.
+    #[command(subcommand)]
+    pub action: Option<ZooAction>,
     /// Output directory (resumed if it holds an unfinished zoo with the same settings).
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required = true)]
+    pub out: Option<PathBuf>,
     /// TOML file with settings (keys: dataset, arch, runs, epochs, batch_size, optimizer, lr,
     /// momentum, checkpoints, seed, shard_runs, heldout_fraction).
     #[arg(long)]
@@ -83,9 +88,50 @@ pub struct ZooArgs {
     /// the CPU backend, 1 on CUDA]. Does not change the results.
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Train only part I of N of the shards (those whose index is I modulo N), as task I of a
+    /// job array of N tasks (e.g. Slurm's `--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`,
+    /// see scripts/slurm/); the tasks share --out and every other setting, and `nmflow zoo merge
+    /// OUT` writes the manifest when all are done. The zoo is byte-identical to one trained by a
+    /// single job.
+    #[arg(long, value_parser = parse_shard, value_name = "I/N")]
+    pub shard: Option<(usize, usize)>,
     /// Stop after training this many shards (testing interruption; a rerun resumes).
     #[arg(long, hide = true)]
     pub max_new_shards: Option<usize>,
+}
+
+/// `nmflow zoo merge`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ZooAction {
+    /// Check every shard of a zoo trained as a job array (`--shard I/N` tasks) and write its
+    /// manifest.
+    Merge(MergeArgs),
+}
+
+/// Arguments of `nmflow zoo merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The zoo folder the tasks wrote into.
+    pub dir: PathBuf,
+    /// Data folder [default: $NMFLOW_DATA, else ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Print one JSON object instead of the summary line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `I/N` with `0 ≤ I < N`.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let parsed = s
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+    match parsed {
+        Some((i, n)) if n >= 1 && i < n => Ok((i, n)),
+        _ => Err(format!(
+            "expected I/N with 0 ≤ I < N (task I of N), e.g. 0/4; got {s:?}"
+        )),
+    }
 }
 
 /// Settings read from a `--config` TOML file.
@@ -275,6 +321,16 @@ pub fn default_jobs(device: DeviceKind) -> usize {
 /// # Errors
 /// Invalid settings (usage), data or I/O failures, a conflicting zoo in `--out`.
 pub fn exec(a: &ZooArgs) -> Result<()> {
+    if let Some(ZooAction::Merge(m)) = &a.action {
+        let summary = merge_zoo(&m.dir, &data::data_dir(m.data_dir.clone()))?;
+        return super::emit(m.json, &summary, || {
+            format!("zoo merge: {}", summary_line(&summary))
+        });
+    }
+    let out = a
+        .out
+        .as_ref()
+        .ok_or_else(|| UsageError("--out is required".into()))?;
     let cfg = a.to_config()?;
     let dir = data::data_dir(a.data_dir.clone());
     let opts = RunOptions {
@@ -282,13 +338,25 @@ pub fn exec(a: &ZooArgs) -> Result<()> {
         quiet: a.quiet || a.json,
         max_new_shards: a.max_new_shards,
         jobs: a.jobs.unwrap_or_else(|| default_jobs(a.device)),
+        shard: a.shard,
     };
     let summary = match a.device {
         DeviceKind::Cpu => {
-            run_zoo::<crate::backend::CpuAutodiff>(&cfg, &a.out, &dir, &opts, &Default::default())?
+            run_zoo::<crate::backend::CpuAutodiff>(&cfg, out, &dir, &opts, &Default::default())?
         }
-        DeviceKind::Cuda => run_zoo_cuda(&cfg, &a.out, &dir, &opts)?,
+        DeviceKind::Cuda => run_zoo_cuda(&cfg, out, &dir, &opts)?,
     };
+    if let Some((i, n)) = a.shard {
+        return super::emit(a.json, &summary, || {
+            format!(
+                "zoo task {i}/{n}: {} shards trained in {:.1}s → {} (when every task is done: nmflow zoo merge {})",
+                summary.shards_trained,
+                summary.seconds,
+                out.display(),
+                out.display()
+            )
+        });
+    }
     super::emit(a.json, &summary, || summary_line(&summary))
 }
 

@@ -17,7 +17,7 @@ use super::shard::{self, shard_name};
 use super::train::{DeviceData, train_shard};
 use crate::data::{Dataset, dataset::NUM_CLASSES};
 use crate::error::{UsageError, ZooError};
-use crate::io::{DirLock, LOCK_FILE, sha256_hex, temp_path, write_atomic};
+use crate::io::{DirLock, is_lock, sha256_hex, stale_temp, write_atomic};
 use crate::progress;
 use nmflow_runtime::Rng;
 
@@ -100,6 +100,9 @@ pub struct RunOptions {
     pub max_new_shards: Option<usize>,
     /// Shards trained at the same time (worker threads); 0 means one.
     pub jobs: usize,
+    /// Train only part `(i, n)` of the shards (those whose index is `i` modulo `n`), as one task
+    /// of a job array, and leave the manifest to [`merge_zoo`].
+    pub shard: Option<(usize, usize)>,
 }
 
 /// The runs held out from meta-model training: a seeded choice of `round(fraction·runs)` runs.
@@ -132,7 +135,7 @@ fn prepare_dir(cfg: &ZooConfig, out: &Path, force: bool) -> Result<(), ZooError>
         .map_err(|e| ZooError::io(out, e))?
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != LOCK_FILE)
+        .filter(|n| !is_lock(n) && !n.ends_with(".tmp"))
         .collect();
     let conflict = match fs::read_to_string(&settings_path) {
         Ok(existing) if existing == wanted => None,
@@ -155,8 +158,19 @@ fn prepare_dir(cfg: &ZooConfig, out: &Path, force: bool) -> Result<(), ZooError>
             fs::remove_file(&p).map_err(|e| ZooError::io(&p, e))?;
         }
     }
-    for name in entries.iter().filter(|n| n.ends_with(".tmp")) {
-        let _ = fs::remove_file(out.join(name));
+    // Temporary files of processes that no longer run (other tasks' are left alone).
+    for entry in fs::read_dir(out)
+        .map_err(|e| ZooError::io(out, e))?
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if stale_temp(&name) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    // The tasks of a sharded job all write the same settings: an equal file stays as it is.
+    if fs::read_to_string(&settings_path).is_ok_and(|s| s == wanted) {
+        return Ok(());
     }
     write_atomic(&settings_path, wanted.as_bytes()).map_err(|e| ZooError::io(&settings_path, e))
 }
@@ -196,15 +210,13 @@ pub fn run_zoo<B: AutodiffBackend>(
             "exists and is not a directory; choose another --out",
         ));
     }
-    let _lock = DirLock::acquire(out).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => ZooError::Busy(e.to_string()),
-        _ => ZooError::io(out, e),
-    })?;
+    let _lock = lock(out, opts.shard)?;
     prepare_dir(cfg, out, opts.force)?;
     let shards = cfg.num_shards();
     let mut todo = Vec::new();
     for s in 0..shards {
-        if !shard_done(out, s)? {
+        let mine = opts.shard.is_none_or(|(i, n)| s % n.max(1) == i);
+        if mine && !shard_done(out, s)? {
             todo.push(s);
         }
     }
@@ -273,18 +285,14 @@ pub fn run_zoo<B: AutodiffBackend>(
     pb.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     let model_epochs = trained as f64 * cfg.shard_runs as f64 * cfg.epochs as f64;
-    if trained < todo.len() {
-        // Stopped early on request: leave the manifest unwritten so a rerun resumes.
+    if trained < todo.len() || opts.shard.is_some() {
+        // Stopped early on request, or one task of a job array: leave the manifest unwritten so
+        // that a rerun resumes (or `nmflow zoo merge` finishes the array's zoo).
         return Ok(summary_partial(
             cfg, &layout, &schedule, out, trained, seconds,
         ));
     }
-    let manifest = build_manifest(cfg, &data, &layout, &schedule, out)?;
-    let text = serde_json::to_string_pretty(&manifest)
-        .map_err(|e| ZooError::corrupt(out, e.to_string()))?;
-    let mpath = out.join(MANIFEST);
-    write_atomic(&mpath, text.as_bytes()).map_err(|e| ZooError::io(&mpath, e))?;
-    let _ = fs::remove_file(temp_path(&mpath));
+    let manifest = write_manifest(cfg, &data, &layout, &schedule, out)?;
     let mut summary = summarize(&manifest, out);
     summary.shards_trained = trained;
     summary.seconds = seconds;
@@ -293,6 +301,91 @@ pub fn run_zoo<B: AutodiffBackend>(
     } else {
         0.0
     };
+    Ok(summary)
+}
+
+/// Locks `out` for a whole job, or for one part of a sharded one.
+fn lock(out: &Path, shard: Option<(usize, usize)>) -> Result<DirLock, ZooError> {
+    let taken = match shard {
+        Some((i, n)) => DirLock::acquire_named(out, &format!(".nmflow-shard-{i}-of-{n}.lock")),
+        None => DirLock::acquire(out),
+    };
+    taken.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => ZooError::Busy(e.to_string()),
+        _ => ZooError::io(out, e),
+    })
+}
+
+/// Builds and writes the manifest of a zoo whose shards are all there (the marker of a finished
+/// zoo, written last).
+fn write_manifest(
+    cfg: &ZooConfig,
+    data: &Dataset,
+    layout: &crate::arch::Layout,
+    schedule: &Schedule,
+    out: &Path,
+) -> Result<Manifest, ZooError> {
+    let manifest = build_manifest(cfg, data, layout, schedule, out)?;
+    let text = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| ZooError::corrupt(out, e.to_string()))?;
+    let mpath = out.join(MANIFEST);
+    write_atomic(&mpath, text.as_bytes()).map_err(|e| ZooError::io(&mpath, e))?;
+    Ok(manifest)
+}
+
+/// Finishes a zoo trained as a job array (`nmflow zoo --shard I/N` tasks): checks that every
+/// shard is there, whole and as its task wrote it, and writes the manifest. The result is the same
+/// bytes as the zoo trained by one `nmflow zoo` job.
+///
+/// # Errors
+/// A folder without a zoo job's `settings.json`, missing or unfinished shards (named, with the
+/// task to rerun), altered shards, data and I/O errors.
+pub fn merge_zoo(out: &Path, data_dir: &Path) -> Result<ZooSummary, ZooError> {
+    let started = Instant::now();
+    let settings_path = out.join(SETTINGS);
+    let text = fs::read_to_string(&settings_path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ZooError::corrupt(
+                &settings_path,
+                "missing: not the folder of a zoo job (run `nmflow zoo --out DIR --shard I/N …` first)",
+            )
+        } else {
+            ZooError::io(&settings_path, e)
+        }
+    })?;
+    let cfg: ZooConfig = serde_json::from_str(&text)
+        .map_err(|e| ZooError::corrupt(&settings_path, format!("bad settings: {e}")))?;
+    cfg.validate()?;
+    let _lock = lock(out, None)?;
+    let data = Dataset::load(cfg.dataset, data_dir)?;
+    let schedule = plan_schedule(&cfg, &data)?;
+    let layout = cfg.arch.layout();
+    let mut missing = Vec::new();
+    for s in 0..cfg.num_shards() {
+        if !shard_done(out, s)? {
+            missing.push(s);
+        }
+    }
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().take(8).map(ToString::to_string).collect();
+        return Err(ZooError::corrupt(
+            out,
+            format!(
+                "{} of {} shards are missing or unfinished (shard {}{}); rerun the tasks that train them (shard s belongs to task s mod N of `--shard I/N`)",
+                missing.len(),
+                cfg.num_shards(),
+                list.join(", "),
+                if missing.len() > list.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    let manifest = write_manifest(&cfg, &data, &layout, &schedule, out)?;
+    let mut summary = summarize(&manifest, out);
+    summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
 
