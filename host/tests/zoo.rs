@@ -34,6 +34,7 @@ fn opts(jobs: usize, max_new_shards: Option<usize>) -> RunOptions {
         quiet: true,
         max_new_shards,
         jobs,
+        shard: None,
     }
 }
 
