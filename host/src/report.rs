@@ -347,6 +347,17 @@ fn eval_tables(e: &Value, s: &mut Section) {
         })
         .collect(),
     });
+    if let Some(r) = e.get("step_robustness").filter(|r| !r.is_null()) {
+        s.facts.push((
+            "more solver steps: worst drop of the mean (trained count → 4×)".into(),
+            format!(
+                "{} pp from {} to {} steps",
+                show(&r["worst_drop_pp"]),
+                show(&r["trained_steps"]),
+                show(&r["max_steps_checked"])
+            ),
+        ));
+    }
     if let Some(d) = e.get("downstream").filter(|d| !d.is_null()) {
         s.facts.push((
             "downstream: steps to the zoo's mean accuracy (generated / Kaiming)".into(),

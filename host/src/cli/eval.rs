@@ -120,8 +120,20 @@ pub fn summary_line(r: &EvalReport, model: &std::path::Path) -> String {
             show(d.steps_kaiming)
         )
     });
+    let robust = r.step_robustness.map_or_else(String::new, |s| {
+        format!(
+            "; up to {} steps the mean drops at most {:.2} pp ({})",
+            s.max_steps_checked,
+            s.worst_drop_pp.max(0.0),
+            if s.holds {
+                "holds"
+            } else {
+                "more steps cost accuracy"
+            }
+        )
+    });
     format!(
-        "eval: {generated} vs trained held-out {:.2}% / {:.2}%; NN distance {:.2} vs held-out {:.2}{downstream} → {}",
+        "eval: {generated} vs trained held-out {:.2}% / {:.2}%; NN distance {:.2} vs held-out {:.2}{robust}{downstream} → {}",
         100.0 * r.trained_heldout.acc_mean,
         100.0 * r.trained_heldout.acc_min,
         r.novelty.nn_dist_median_generated,

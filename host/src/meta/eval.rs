@@ -9,7 +9,9 @@ use std::time::Instant;
 use super::charts;
 use super::downstream::downstream;
 use super::metrics::{median, nearest, pairwise, sliced_w1};
-pub use super::report::{AccStats, Downstream, EvalReport, GeneratedRow, Novelty, PathLoss, W1Row};
+pub use super::report::{
+    AccStats, Downstream, EvalReport, GeneratedRow, Novelty, PathLoss, StepRobustness, W1Row,
+};
 use super::sample::MetaModel;
 use super::trajectories::{self, Trajectories};
 use crate::arch::{Arch, Layout};
@@ -236,6 +238,8 @@ fn generation<B: Backend>(
         opts,
         device,
     )?;
+    let step_robustness =
+        StepRobustness::of(&generated, model.config.solver, model.config.solver_steps);
     Ok(EvalReport {
         trained_train: acc_of(false),
         trained_heldout: acc_of(true),
@@ -244,6 +248,7 @@ fn generation<B: Backend>(
         w1: fidelity(model, &x0, train, held, opts, device)?,
         path_loss: path_loss(model, arch, &x0, data, opts, device)?,
         downstream: None,
+        step_robustness,
         generated_accs: shown_accs,
         generated_accs_steps: shown_steps,
     })

@@ -107,6 +107,9 @@ pub struct EvalReport {
     pub path_loss: Vec<PathLoss>,
     /// Fine-tuning generated vs Kaiming-uniform initializations (`null` when skipped).
     pub downstream: Option<Downstream>,
+    /// Whether more solver steps than the model was trained for cost accuracy (`null` when the
+    /// sweep does not cover the model's own solver and steps and a larger count within 4×).
+    pub step_robustness: Option<StepRobustness>,
     /// Test accuracy of every classifier of the sweep row with the model's own solver and steps,
     /// else of the last row (not in the JSON).
     #[serde(skip)]
@@ -114,6 +117,52 @@ pub struct EvalReport {
     /// The step count of that row (not in the JSON).
     #[serde(skip)]
     pub generated_accs_steps: usize,
+}
+
+/// What spending more solver steps does to the generated classifiers: from the model's own step
+/// count up to four times it, the largest drop of the mean test accuracy.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct StepRobustness {
+    /// The step count the model was trained for (its default sampler).
+    pub trained_steps: usize,
+    /// The largest swept step count within four times it.
+    pub max_steps_checked: usize,
+    /// Mean test accuracy at the trained step count.
+    pub acc_mean_trained: f64,
+    /// The largest drop of the mean, in percentage points (negative: every larger count did
+    /// better), over the swept counts from the trained one to four times it.
+    pub worst_drop_pp: f64,
+    /// `worst_drop_pp ≤ 0.5`: more steps do not make worse classifiers.
+    pub holds: bool,
+}
+
+/// The largest drop a user may see by spending more steps, in percentage points.
+pub const STEP_DROP_TOLERANCE_PP: f64 = 0.5;
+
+impl StepRobustness {
+    /// The figure for the sweep `rows` of a model whose own sampler is `solver` × `trained_steps`
+    /// (`None` when the rows do not hold the trained count and a larger one within 4×).
+    pub fn of(rows: &[GeneratedRow], solver: Solver, trained_steps: usize) -> Option<Self> {
+        let own: Vec<&GeneratedRow> = rows.iter().filter(|r| r.solver == solver).collect();
+        let base = own.iter().find(|r| r.steps == trained_steps)?;
+        let limit = trained_steps.saturating_mul(4);
+        let more: Vec<&&GeneratedRow> = own
+            .iter()
+            .filter(|r| r.steps > trained_steps && r.steps <= limit)
+            .collect();
+        let max_steps_checked = more.iter().map(|r| r.steps).max()?;
+        let worst = more
+            .iter()
+            .map(|r| 100.0 * (base.acc_mean - r.acc_mean))
+            .fold(f64::NEG_INFINITY, f64::max);
+        Some(Self {
+            trained_steps,
+            max_steps_checked,
+            acc_mean_trained: base.acc_mean,
+            worst_drop_pp: worst,
+            holds: worst <= STEP_DROP_TOLERANCE_PP,
+        })
+    }
 }
 
 /// One point of the fine-tuning curves.
@@ -146,4 +195,43 @@ pub struct Downstream {
     pub speedup: Option<f64>,
     /// Mean test accuracy of both groups at every evaluated step.
     pub curve: Vec<DownstreamPoint>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(steps: usize, acc_mean: f64) -> GeneratedRow {
+        GeneratedRow {
+            solver: Solver::Euler,
+            steps,
+            nfe: steps,
+            acc_mean,
+            acc_min: acc_mean,
+            acc_max: acc_mean,
+            ms_per_classifier: 0.0,
+        }
+    }
+
+    #[test]
+    fn step_robustness_is_the_worst_drop_within_four_times_the_trained_steps() {
+        let rows = [
+            row(2, 0.47),
+            row(4, 0.92),
+            row(8, 0.68),
+            row(16, 0.90),
+            row(32, 0.1),
+        ];
+        let r = StepRobustness::of(&rows, Solver::Euler, 4).unwrap();
+        assert_eq!((r.trained_steps, r.max_steps_checked), (4, 16));
+        assert!((r.worst_drop_pp - 24.0).abs() < 1e-9, "{r:?}");
+        assert!(!r.holds);
+        let fine = [row(4, 0.92), row(8, 0.921), row(16, 0.918)];
+        let r = StepRobustness::of(&fine, Solver::Euler, 4).unwrap();
+        assert!(r.holds && (r.worst_drop_pp - 0.2).abs() < 1e-9, "{r:?}");
+        // No larger count in the sweep, another solver, or no trained count: nothing to say.
+        assert!(StepRobustness::of(&[row(4, 0.9)], Solver::Euler, 4).is_none());
+        assert!(StepRobustness::of(&fine, Solver::Rk4, 4).is_none());
+        assert!(StepRobustness::of(&fine, Solver::Euler, 2).is_none());
+    }
 }
