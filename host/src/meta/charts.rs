@@ -86,8 +86,21 @@ pub fn evaluation(
     )?;
     accuracy_by_nfe(dir, report)?;
     fidelity(dir, report)?;
-    if let Some(d) = &report.downstream {
-        downstream(dir, d)?;
+    match &report.downstream {
+        Some(d) => downstream(dir, d)?,
+        // No comparison this time: a chart of an earlier one would not describe this report.
+        None => {
+            let path = dir.join(files::DOWNSTREAM);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(PlotError {
+                        path,
+                        problem: e.to_string(),
+                    });
+                }
+                _ => {}
+            }
+        }
     }
     Ok(())
 }
