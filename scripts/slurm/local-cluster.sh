@@ -14,7 +14,7 @@ start)
   command -v slurmctld >/dev/null || need+=(slurm-wlm)
   command -v munged >/dev/null || need+=(munge)
   if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
   fi
   mkdir -p "$dir/spool" "$dir/state"
   # munge: the package made the key; start the daemon unless one answers already.
