@@ -491,6 +491,11 @@ fn train_settings_out_of_range() {
     };
     let cases: Vec<(Vec<&str>, i32, &[&str])> = vec![
         (
+            t(&["--functional-rollout", "4", "--functional-rollout-max", "2"]),
+            2,
+            &["--functional-rollout-max 2 needs --functional-rollout between 1 and it (got 4)"],
+        ),
+        (
             t(&["--lr", "0"]),
             2,
             &["--lr must be a finite number > 0 (got 0)"],

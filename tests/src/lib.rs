@@ -116,6 +116,7 @@ pub fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
         functional_weight: 0.0,
         functional_batch: 256,
         functional_rollout: 0,
+        functional_rollout_max: 0,
         functional_samples: 32,
         eval_every: 100,
         seed: 0,

@@ -92,6 +92,12 @@ pub struct TrainArgs {
     /// [default: 4 with a functional term, else 0].
     #[arg(long)]
     pub functional_rollout: Option<usize>,
+    /// Train the sampler at several step counts: every step draws its rollout's count uniformly
+    /// from --functional-rollout to this (0: always --functional-rollout). The stored default
+    /// sampler stays Euler × --functional-rollout (or --solver-steps); use it to keep accuracy
+    /// when a user spends more steps.
+    #[arg(long, default_value_t = 0)]
+    pub functional_rollout_max: usize,
     /// Source samples rolled out per step for the functional term.
     #[arg(long, default_value_t = 32)]
     pub functional_samples: usize,
@@ -159,6 +165,7 @@ impl TrainArgs {
             functional_weight: self.functional_weight,
             functional_batch: self.functional_batch,
             functional_rollout: self.functional_rollout,
+            functional_rollout_max: self.functional_rollout_max,
             functional_samples: self.functional_samples,
             eval_every: self.eval_every,
             seed: self.seed,

@@ -64,6 +64,10 @@ impl LrSchedule {
     }
 }
 
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
 fn default_functional_batch() -> usize {
     256
 }
@@ -114,6 +118,12 @@ pub struct MetaConfig {
     /// (backpropagated through all steps).
     #[serde(default)]
     pub functional_rollout: usize,
+    /// With `functional_rollout ≥ 1`: the largest rollout step count; every training step draws
+    /// its count uniformly from `functional_rollout..=functional_rollout_max`, so the sampler is
+    /// trained at every count in the range. 0 (and absent in older models): always
+    /// `functional_rollout`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub functional_rollout_max: usize,
     /// Source samples per step rolled out for the functional term (`functional_rollout ≥ 1`).
     #[serde(default = "default_functional_samples")]
     pub functional_samples: usize,
@@ -233,6 +243,15 @@ impl MetaConfig {
             if self.functional_batch == 0 {
                 return bad("--functional-batch must be at least 1 with a functional term".into());
             }
+            if self.functional_rollout_max > 0
+                && (self.functional_rollout == 0
+                    || self.functional_rollout_max < self.functional_rollout)
+            {
+                return bad(format!(
+                    "--functional-rollout-max {} needs --functional-rollout between 1 and it (got {})",
+                    self.functional_rollout_max, self.functional_rollout
+                ));
+            }
             if self.functional_rollout > 0 && self.functional_samples == 0 {
                 return bad(
                     "--functional-samples must be at least 1 with --functional-rollout".into(),
@@ -252,6 +271,19 @@ impl MetaConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl MetaConfig {
+    /// The Euler step count of one training step's rollout: `functional_rollout`, or a uniform
+    /// draw from `functional_rollout..=functional_rollout_max` (from the step's own stream).
+    pub fn rollout_steps(&self, rng: &mut nmflow_runtime::Rng) -> usize {
+        let (k, max) = (self.functional_rollout, self.functional_rollout_max);
+        if max <= k {
+            return k;
+        }
+        let span = u32::try_from(max - k + 1).unwrap_or(u32::MAX);
+        k + rng.below(span) as usize
     }
 }
 
@@ -311,6 +343,8 @@ pub struct TrainRequest {
     pub functional_batch: usize,
     /// Euler steps of the functional term's rollout.
     pub functional_rollout: Option<usize>,
+    /// The largest rollout step count (0: always `functional_rollout`).
+    pub functional_rollout_max: usize,
     /// Source samples rolled out per step.
     pub functional_samples: usize,
     /// Steps between held-out evaluations.
@@ -345,6 +379,7 @@ impl Default for TrainRequest {
             functional_weight: None,
             functional_batch: default_functional_batch(),
             functional_rollout: None,
+            functional_rollout_max: 0,
             functional_samples: default_functional_samples(),
             eval_every: None,
             seed: 0,
@@ -435,6 +470,7 @@ impl TrainRequest {
             functional_weight,
             functional_batch: self.functional_batch,
             functional_rollout: rollout,
+            functional_rollout_max: self.functional_rollout_max,
             functional_samples: self.functional_samples,
             eval_every: self.eval_every.unwrap_or(if recipe { 200 } else { 100 }),
             seed: self.seed,
@@ -512,6 +548,51 @@ mod tests {
             ..TrainRequest::default()
         });
         assert_eq!((k8.solver, k8.solver_steps), (Solver::Euler, 8));
+    }
+
+    #[test]
+    fn rollout_counts_cover_the_range_and_the_range_is_checked() {
+        use super::TrainRequest;
+        let zoo =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/v0/zoo");
+        let manifest = crate::zoo::Manifest::read(&zoo).unwrap();
+        let cfg = TrainRequest {
+            functional_rollout: Some(4),
+            functional_rollout_max: 8,
+            ..TrainRequest::default()
+        }
+        .resolve_with(&manifest, &zoo, "0".repeat(64));
+        cfg.validate(&manifest).unwrap();
+        // The stored sampler stays the base count; the draws cover 4..=8 and nothing else.
+        assert_eq!(cfg.solver_steps, 4);
+        let mut rng = nmflow_runtime::Rng::new(1, 2);
+        let mut seen = [0usize; 10];
+        for _ in 0..1000 {
+            seen[cfg.rollout_steps(&mut rng)] += 1;
+        }
+        assert!(
+            seen[..4].iter().chain(&seen[9..]).all(|&c| c == 0),
+            "{seen:?}"
+        );
+        assert!(seen[4..9].iter().all(|&c| c > 150), "{seen:?}");
+        // Off (0) or a range below the base count: refused or the base count.
+        let fixed = MetaConfig {
+            functional_rollout_max: 0,
+            ..cfg.clone()
+        };
+        assert_eq!(fixed.rollout_steps(&mut rng), 4);
+        let bad = MetaConfig {
+            functional_rollout_max: 2,
+            ..cfg.clone()
+        };
+        let err = bad.validate(&manifest).unwrap_err().0;
+        assert!(err.contains("--functional-rollout-max 2"), "{err}");
+        // Not written into config.json when off, so earlier models' files keep their bytes.
+        assert!(
+            !serde_json::to_string(&fixed)
+                .unwrap()
+                .contains("rollout_max")
+        );
     }
 
     #[test]

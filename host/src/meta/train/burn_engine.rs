@@ -150,7 +150,7 @@ impl<B: AutodiffBackend> Trainer for BurnTrainer<'_, B> {
                     cfg.source
                         .sample_into(self.layout, cfg.functional_samples, data_rng, &mut z);
                     self.normalizer.apply(&mut z);
-                    let k = cfg.functional_rollout;
+                    let k = cfg.rollout_steps(data_rng);
                     let n = cfg.functional_samples;
                     let mut z = Tensor::<B, 2>::from_data(TensorData::new(z, [n, p]), device);
                     for j in 0..k {
