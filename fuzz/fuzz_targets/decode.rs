@@ -6,7 +6,7 @@ use nmflow_runtime::{ModelView, Workspace, synthesize};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(model) = ModelView::parse(data) {
-        let mut ws: Box<Workspace<4096, 512>> = Box::default();
+        let mut ws: Box<Workspace<16_384>> = Box::default();
         let _ = synthesize(&model, 1, &mut ws);
     }
 });

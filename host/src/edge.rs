@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use nmflow_format::{FieldWeights, Header, ModelFile};
+use nmflow_format::{FieldLayer, FieldNet, FieldWeights, Header, ModelFile};
 use nmflow_runtime::classifier::{Classifier, ClassifierScratch};
 use nmflow_runtime::rng::derive_seed;
 use nmflow_runtime::{ModelView, Workspace, synthesize_with};
@@ -14,10 +14,43 @@ use crate::data::{Dataset, DatasetView};
 use crate::error::MetaError;
 use crate::meta::report::AccStats;
 
-/// State capacity of the host-side workspace (parameters per classifier).
-pub const HOST_MAX_PARAMS: usize = 65_536;
-/// Activation capacity of the host-side workspace.
+/// Floats of the host-side synthesis workspace (1 MiB: MNIST-sized classifiers with any field).
+pub const HOST_WORKSPACE: usize = 262_144;
+/// Activation capacity of the host-side classifier scratch.
 pub const HOST_MAX_WIDTH: usize = 4_096;
+
+/// The host-side synthesis workspace.
+pub type HostWorkspace = Workspace<HOST_WORKSPACE>;
+
+/// `mlp` or `set`.
+pub fn field_kind_name(file: &ModelFile<'_>) -> &'static str {
+    match file.field {
+        FieldNet::Mlp(_) => "mlp",
+        FieldNet::Set(_) => "set",
+    }
+}
+
+/// The field's layers with their names, in file order (`0`, `1`, … for an MLP field; `embed`,
+/// `global_in`, `time_in`, `block0.local`, …, `token_out`, `global_out` for a set field).
+pub fn named_field_layers<'f, 'a>(file: &'f ModelFile<'a>) -> Vec<(String, &'f FieldLayer<'a>)> {
+    match &file.field {
+        FieldNet::Mlp(layers) => layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i.to_string(), l))
+            .collect(),
+        FieldNet::Set(net) => {
+            let mut names: Vec<String> = vec!["embed".into(), "global_in".into(), "time_in".into()];
+            for b in 0..net.blocks.len() {
+                for part in ["local", "pooled", "mlp"] {
+                    names.push(format!("block{b}.{part}"));
+                }
+            }
+            names.extend(["token_out".into(), "global_out".into()]);
+            names.into_iter().zip(net.layers()).collect()
+        }
+    }
+}
 
 /// What `nmflow edge-eval` reports.
 #[derive(Clone, Debug, Serialize)]
@@ -26,6 +59,8 @@ pub struct EdgeReport {
     pub bytes: usize,
     /// `int8` or `f32`.
     pub quant: &'static str,
+    /// `mlp` or `set`.
+    pub field_kind: &'static str,
     /// Solver.
     pub solver: String,
     /// Solver steps.
@@ -34,7 +69,7 @@ pub struct EdgeReport {
     pub nfe: u32,
     /// Multiply-accumulates of the field per synthesized classifier.
     pub macs_per_synthesis: u64,
-    /// RAM a device workspace sized exactly for this model needs (bytes).
+    /// RAM a device workspace sized exactly for this model and its solver needs (bytes).
     pub workspace_bytes: usize,
     /// Classifiers synthesized.
     pub n: usize,
@@ -75,7 +110,7 @@ pub fn synthesize_one(
     model: &ModelView<'_>,
     seed: u64,
     i: usize,
-    ws: &mut Workspace<HOST_MAX_PARAMS, HOST_MAX_WIDTH>,
+    ws: &mut HostWorkspace,
     path: &Path,
 ) -> Result<(Vec<f32>, u32), MetaError> {
     synthesize_with(
@@ -116,7 +151,7 @@ pub fn edge_eval(
             ),
         ));
     }
-    let mut ws: Box<Workspace<HOST_MAX_PARAMS, HOST_MAX_WIDTH>> = Box::default();
+    let mut ws: Box<HostWorkspace> = Box::default();
     let mut scratch: Box<ClassifierScratch<HOST_MAX_WIDTH>> = Box::default();
     let mut logits = vec![0.0f32; model.num_classes()];
     let mut accs = Vec::with_capacity(n);
@@ -141,19 +176,22 @@ pub fn edge_eval(
         accs.push(correct as f64 / data.test.len() as f64);
     }
     let s = AccStats::of(&accs);
-    let quant = match model.file.field.first().map(|l| l.weights) {
+    let quant = match named_field_layers(&model.file)
+        .first()
+        .map(|(_, l)| l.weights)
+    {
         Some(FieldWeights::F32 { .. }) => "f32",
         _ => "int8",
     };
-    let p = model.num_params();
     Ok(EdgeReport {
         bytes: bytes.len(),
         quant,
+        field_kind: field_kind_name(&model.file),
         solver: format!("{:?}", model.file.solver).to_lowercase(),
         steps: model.file.steps,
         nfe,
         macs_per_synthesis: model.macs_per_evaluation() * u64::from(nfe),
-        workspace_bytes: 4 * (4 * p + 3 * model.max_width()),
+        workspace_bytes: 4 * model.workspace_floats(model.file.solver),
         n,
         acc_mean: s.acc_mean,
         acc_min: s.acc_min,
@@ -178,6 +216,8 @@ pub struct ClassifierLayerInfo {
 /// One field layer of a model file.
 #[derive(Clone, Debug, Serialize)]
 pub struct FieldLayerInfo {
+    /// The layer's name (its index in an MLP field, its role in a set field).
+    pub name: String,
     /// Inputs.
     pub d_in: usize,
     /// Outputs.
@@ -217,6 +257,12 @@ pub struct ModelFileReport {
     pub solver: String,
     /// Default steps.
     pub steps: usize,
+    /// `mlp` or `set`.
+    pub field_kind: &'static str,
+    /// Token width of a set field (0 for an MLP field).
+    pub set_hidden: usize,
+    /// Residual blocks of a set field (0 for an MLP field).
+    pub set_blocks: usize,
     /// Source law.
     pub source: String,
     /// Width of the time embedding.
@@ -227,7 +273,7 @@ pub struct ModelFileReport {
     pub classifier: Vec<ClassifierLayerInfo>,
     /// Field layers.
     pub field: Vec<FieldLayerInfo>,
-    /// Device RAM for a workspace sized to this model.
+    /// Device RAM for a workspace sized to this model with its default solver.
     pub workspace_bytes: usize,
     /// Field multiply-accumulates per evaluation.
     pub macs_per_evaluation: u64,
@@ -253,6 +299,15 @@ pub fn describe(path: &Path) -> Result<ModelFileReport, MetaError> {
         num_params: m.num_params(),
         solver: name(&m.solver),
         steps: usize::from(m.steps),
+        field_kind: field_kind_name(&m),
+        set_hidden: match &m.field {
+            FieldNet::Set(net) => net.hidden as usize,
+            FieldNet::Mlp(_) => 0,
+        },
+        set_blocks: match &m.field {
+            FieldNet::Set(net) => net.blocks.len(),
+            FieldNet::Mlp(_) => 0,
+        },
         source: name(&m.source),
         time_dim: m.time.dim as usize,
         max_frequency: m.time.max_frequency,
@@ -266,10 +321,9 @@ pub fn describe(path: &Path) -> Result<ModelFileReport, MetaError> {
                 init_bound: l.init_bound,
             })
             .collect(),
-        field: m
-            .field
-            .iter()
-            .map(|l| {
+        field: named_field_layers(&m)
+            .into_iter()
+            .map(|(layer_name, l)| {
                 let (quant, weight_bytes, scale_bytes, max_error) = match l.weights {
                     FieldWeights::Int8 { q, scales } => {
                         let max_scale = scales
@@ -281,6 +335,7 @@ pub fn describe(path: &Path) -> Result<ModelFileReport, MetaError> {
                     FieldWeights::F32 { w } => ("f32", w.len(), 0, 0.0),
                 };
                 FieldLayerInfo {
+                    name: layer_name,
                     d_in: l.d_in as usize,
                     d_out: l.d_out as usize,
                     activation: name(&l.activation),
@@ -292,7 +347,7 @@ pub fn describe(path: &Path) -> Result<ModelFileReport, MetaError> {
                 }
             })
             .collect(),
-        workspace_bytes: 4 * (4 * view.num_params() + 3 * view.max_width()),
+        workspace_bytes: 4 * view.workspace_floats(m.solver),
         macs_per_evaluation: view.macs_per_evaluation(),
     })
 }
@@ -327,14 +382,22 @@ impl std::fmt::Display for ModelFileReport {
                 l.d_in, l.d_out, l.activation, l.init_bound
             )?;
         }
+        let kind = match self.field_kind {
+            "set" => format!(
+                "set field (width {}, {} blocks; per-token layers run once per hidden unit)",
+                self.set_hidden, self.set_blocks
+            ),
+            _ => "MLP field".to_string(),
+        };
         writeln!(
             f,
-            "field layers (bytes: weights + scales + bias; int8 max rounding error = max scale / 2):"
+            "{kind} layers (bytes: weights + scales + bias; int8 max rounding error = max scale / 2):"
         )?;
-        for (i, l) in self.field.iter().enumerate() {
+        for l in &self.field {
             writeln!(
                 f,
-                "  {i}: {} → {} {} {}: {} + {} + {} bytes, max error {:.3e}",
+                "  {}: {} → {} {} {}: {} + {} + {} bytes, max error {:.3e}",
+                l.name,
                 l.d_in,
                 l.d_out,
                 l.activation,
@@ -347,7 +410,7 @@ impl std::fmt::Display for ModelFileReport {
         }
         write!(
             f,
-            "device RAM for a workspace sized to this model: {} bytes; field MACs per evaluation: {}",
+            "device RAM for a workspace sized to this model and its solver: {} bytes; field MACs per evaluation: {}",
             self.workspace_bytes, self.macs_per_evaluation
         )
     }

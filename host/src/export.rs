@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use nmflow_format::{
-    Activation, ClassifierLayer, FieldLayer, FieldWeights, ModelFile, Normalization, SolverKind,
-    SourceKind, TimeEmbedding,
+    Activation, ClassifierLayer, FieldLayer, FieldNet, FieldWeights, ModelFile, Normalization,
+    SetBlock, SetNet, SolverKind, SourceKind, TimeEmbedding,
 };
 use serde::Serialize;
 
@@ -35,8 +35,10 @@ pub enum Quant {
 /// Per-layer quantization error.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerError {
-    /// Layer index.
+    /// Layer index (in the model file's order).
     pub layer: usize,
+    /// Layer name (its index in an MLP field; its role in a set field, e.g. `block0.local`).
+    pub name: String,
     /// `d_out × d_in`.
     pub shape: [usize; 2],
     /// Largest absolute weight error.
@@ -52,6 +54,8 @@ pub struct ExportReport {
     pub bytes: usize,
     /// Weight encoding.
     pub quant: Quant,
+    /// `mlp` or `set`.
+    pub field_kind: &'static str,
     /// Bytes of field weights (+ scales) and biases.
     pub field_bytes: usize,
     /// Parameters per synthesized classifier.
@@ -142,10 +146,14 @@ fn classifier_layers(
 type LayerBytes = (Vec<u8>, Vec<u8>, Vec<u8>);
 
 /// Encodes every field layer and measures its quantization error.
-fn encode_layers(layers: &[DenseLayer], quant: Quant) -> (Vec<LayerBytes>, Vec<LayerError>) {
+fn encode_layers(
+    layers: &[DenseLayer],
+    names: &[String],
+    quant: Quant,
+) -> (Vec<LayerBytes>, Vec<LayerError>) {
     let mut owned = Vec::new();
     let mut errors = Vec::new();
-    for (i, l) in layers.iter().enumerate() {
+    for (i, (l, name)) in layers.iter().zip(names).enumerate() {
         match quant {
             Quant::Int8 => {
                 let (q, scales) = quantize_rows(&l.weight, l.d_in);
@@ -158,6 +166,7 @@ fn encode_layers(layers: &[DenseLayer], quant: Quant) -> (Vec<LayerBytes>, Vec<L
                 }
                 errors.push(LayerError {
                     layer: i,
+                    name: name.clone(),
                     shape: [l.d_out, l.d_in],
                     max_abs,
                     rel_rms: (se / ss.max(1e-30)).sqrt() as f32,
@@ -171,6 +180,7 @@ fn encode_layers(layers: &[DenseLayer], quant: Quant) -> (Vec<LayerBytes>, Vec<L
             Quant::F32 => {
                 errors.push(LayerError {
                     layer: i,
+                    name: name.clone(),
                     shape: [l.d_out, l.d_in],
                     max_abs: 0.0,
                     rel_rms: 0.0,
@@ -197,8 +207,8 @@ fn model_id(model_dir: &Path) -> Result<[u8; 16], MetaError> {
 /// Exports the model in `model_dir` to `out`.
 ///
 /// # Errors
-/// [`UsageError`] (as [`MetaError::Usage`]) for a model the format cannot represent (a set field,
-/// a CNN classifier, more layers than the format holds, an adaptive solver), file errors.
+/// [`UsageError`] (as [`MetaError::Usage`]) for a model the format cannot represent (a potential
+/// field, a CNN classifier, more layers than the format holds, an adaptive solver), file errors.
 pub fn export(
     model_dir: &Path,
     quant: Quant,
@@ -208,41 +218,92 @@ pub fn export(
 ) -> Result<ExportReport, MetaError> {
     let model = MetaModel::<Cpu>::load(model_dir, &Default::default())?;
     let refuse = |why: String| refusal(model_dir, why);
-    let layers: Vec<DenseLayer> = model.field.dense_layers()?.ok_or_else(|| {
-        refuse("the set field is not in the model format yet (train with --field mlp)".into())
-    })?;
+    // The field's layers as plain data, and their names in the file's order.
+    let (set_hidden, layers) = if let Some((hidden, layers)) = model.field.set_dense_layers()? {
+        (Some(hidden), layers)
+    } else if let Some(layers) = model.field.dense_layers()? {
+        (None, layers)
+    } else {
+        return Err(refuse(
+            "a potential (NM-JKO) field has no explicit velocity network to export; \
+             train with --field mlp or --field set"
+                .into(),
+        ));
+    };
+    let names: Vec<String> = match set_hidden {
+        Some(_) => {
+            let blocks = (layers.len() - 5) / 3;
+            let mut names: Vec<String> = vec!["embed".into(), "global_in".into(), "time_in".into()];
+            for b in 0..blocks {
+                names.extend(["local", "pooled", "mlp"].map(|p| format!("block{b}.{p}")));
+            }
+            names.extend(["token_out".into(), "global_out".into()]);
+            names
+        }
+        None => (0..layers.len()).map(|i| i.to_string()).collect(),
+    };
     let layout = &model.layout;
     let classifier = classifier_layers(layout, model_dir)?;
     let mean = le_bytes(&model.normalizer.mean);
     let std = le_bytes(&model.normalizer.std);
     // Owned tensors first, then a file that borrows them.
-    let (owned, errors) = encode_layers(&layers, quant);
-    let mut field = heapless::Vec::new();
-    for (i, (l, (w, s, b))) in layers.iter().zip(&owned).enumerate() {
-        let last = i + 1 == layers.len();
-        let weights = match quant {
-            Quant::Int8 => FieldWeights::Int8 { q: w, scales: s },
-            Quant::F32 => FieldWeights::F32 { w },
-        };
-        field
-            .push(FieldLayer {
-                d_in: l.d_in as u32,
-                d_out: l.d_out as u32,
-                activation: if last {
-                    Activation::Identity
-                } else {
-                    Activation::Silu
-                },
-                weights,
-                bias: b,
+    let (owned, errors) = encode_layers(&layers, &names, quant);
+    let file_layers: Vec<FieldLayer<'_>> = layers
+        .iter()
+        .zip(&owned)
+        .enumerate()
+        .map(|(i, (l, (w, s, b)))| FieldLayer {
+            d_in: l.d_in as u32,
+            d_out: l.d_out as u32,
+            // The set field's SiLUs are part of its architecture; its layers are affine.
+            activation: if set_hidden.is_some() || i + 1 == layers.len() {
+                Activation::Identity
+            } else {
+                Activation::Silu
+            },
+            weights: match quant {
+                Quant::Int8 => FieldWeights::Int8 { q: w, scales: s },
+                Quant::F32 => FieldWeights::F32 { w },
+            },
+            bias: b,
+        })
+        .collect();
+    let field = match set_hidden {
+        Some(hidden) => {
+            let [embed, global_in, time_in] = [file_layers[0], file_layers[1], file_layers[2]];
+            let n = file_layers.len();
+            let mut blocks = heapless::Vec::new();
+            for b in file_layers[3..n - 2].chunks_exact(3) {
+                blocks
+                    .push(SetBlock {
+                        local: b[0],
+                        pooled: b[1],
+                        mlp: b[2],
+                    })
+                    .map_err(|_| {
+                        refuse(format!(
+                            "more than {} set-field blocks (--depth)",
+                            nmflow_format::MAX_SET_BLOCKS
+                        ))
+                    })?;
+            }
+            FieldNet::Set(SetNet {
+                hidden: hidden as u32,
+                embed,
+                global_in,
+                time_in,
+                blocks,
+                token_out: file_layers[n - 2],
+                global_out: file_layers[n - 1],
             })
-            .map_err(|_| {
-                refuse(format!(
-                    "more than {} field layers",
-                    nmflow_format::MAX_FIELD_LAYERS
-                ))
-            })?;
-    }
+        }
+        None => FieldNet::Mlp(heapless::Vec::from_slice(&file_layers).map_err(|_| {
+            refuse(format!(
+                "more than {} field layers",
+                nmflow_format::MAX_FIELD_LAYERS
+            ))
+        })?),
+    };
     let steps = steps.unwrap_or(model.config.solver_steps);
     let file = ModelFile {
         model_id: model_id(model_dir)?,
@@ -286,6 +347,7 @@ pub fn export(
     Ok(ExportReport {
         bytes: bytes.len(),
         quant,
+        field_kind: if set_hidden.is_some() { "set" } else { "mlp" },
         field_bytes,
         num_params: layout.num_params(),
         layers: errors,

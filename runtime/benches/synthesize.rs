@@ -22,7 +22,7 @@ fn bench(c: &mut Criterion) {
             continue;
         };
         let model = ModelView::parse(&bytes).expect("valid model");
-        let mut ws: Box<Workspace<65_536, 4_096>> = Box::default();
+        let mut ws: Box<Workspace<262_144>> = Box::default();
         let name = std::path::Path::new(path)
             .file_name()
             .map_or(path.into(), |n| n.to_string_lossy().into_owned());

@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: u64 = args.next().map(|c| c.parse()).transpose()?.unwrap_or(1);
     let bytes = std::fs::read(&path)?;
     let model = ModelView::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
-    let mut ws: Box<Workspace<65_536, 4_096>> = Box::default();
+    let mut ws: Box<Workspace<262_144>> = Box::default();
     let mut checksum = 0.0f64;
     let mut nfe = 0;
     for seed in 0..count {

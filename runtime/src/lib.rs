@@ -14,7 +14,7 @@
 //! use nmflow_runtime::{ModelView, Workspace, synthesize};
 //! # let bytes = nmflow_runtime::testing::tiny_model_bytes();
 //! let model = ModelView::parse(&bytes)?;
-//! let mut ws: Workspace<64, 32> = Workspace::new();
+//! let mut ws: Workspace<256> = Workspace::new();
 //! let weights = synthesize(&model, 7, &mut ws)?;
 //! assert_eq!(weights.len(), model.num_params());
 //! # Ok::<(), nmflow_runtime::Error>(())
@@ -32,6 +32,7 @@ pub mod kernels;
 pub mod math;
 pub mod model_view;
 pub mod rng;
+pub mod set_field;
 pub mod shift;
 pub mod solver;
 pub mod source;
@@ -41,7 +42,7 @@ pub mod vector_field;
 pub mod workspace;
 
 pub use error::Error;
-pub use model_view::ModelView;
+pub use model_view::{FieldKind, ModelView};
 pub use rng::Rng;
 pub use synthesize::{synthesize, synthesize_with};
 pub use workspace::Workspace;

@@ -1,9 +1,10 @@
 //! A validated, zero-copy view of a model file.
 
-use nmflow_format::ModelFile;
 pub use nmflow_format::model::le_f32;
+use nmflow_format::{FieldNet, ModelFile, SolverKind, TokenDims};
 
 use crate::error::{Error, sat_u32};
+use crate::vector_field;
 
 /// A parsed model: every length and dimension has been checked once, so the kernels that use it
 /// cannot fail.
@@ -12,7 +13,17 @@ pub struct ModelView<'a> {
     /// The decoded file (tensors borrow the input bytes).
     pub file: ModelFile<'a>,
     num_params: usize,
-    max_width: usize,
+    tokens: TokenDims,
+}
+
+/// Which field network a model holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum FieldKind {
+    /// An MLP on the flat state.
+    Mlp,
+    /// The permutation-equivariant set field.
+    Set,
 }
 
 impl<'a> ModelView<'a> {
@@ -23,15 +34,27 @@ impl<'a> ModelView<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
         let file = ModelFile::decode(bytes)?;
         let num_params = file.num_params();
-        let max_width = file
-            .max_field_width()
-            .max(file.max_classifier_width())
-            .max(file.time.dim as usize);
+        let tokens = file.token_dims().unwrap_or(TokenDims {
+            units: 0,
+            d_in: 0,
+            d_out: 0,
+        });
         Ok(Self {
             file,
             num_params,
-            max_width,
+            tokens,
         })
+    }
+
+    /// Parses a model and checks that a workspace of `floats` values (e.g.
+    /// `Workspace::<N>::FLOATS`) fits it with its default solver.
+    ///
+    /// # Errors
+    /// As [`Self::parse`], and [`Error::CapacityTooSmall`] with the floats needed.
+    pub fn parse_for(bytes: &'a [u8], floats: usize) -> Result<Self, Error> {
+        let model = Self::parse(bytes)?;
+        model.check_capacity(model.file.solver, floats)?;
+        Ok(model)
     }
 
     /// Parameters per synthesized classifier (the ODE state size).
@@ -39,9 +62,18 @@ impl<'a> ModelView<'a> {
         self.num_params
     }
 
-    /// Activation buffer size the model needs.
-    pub fn max_width(&self) -> usize {
-        self.max_width
+    /// The classifier's token shape (set fields; zeros for a classifier without exactly two
+    /// layers).
+    pub fn tokens(&self) -> TokenDims {
+        self.tokens
+    }
+
+    /// The field network's kind.
+    pub fn field_kind(&self) -> FieldKind {
+        match self.file.field {
+            FieldNet::Mlp(_) => FieldKind::Mlp,
+            FieldNet::Set(_) => FieldKind::Set,
+        }
     }
 
     /// Inputs of the classifier.
@@ -54,30 +86,53 @@ impl<'a> ModelView<'a> {
         self.file.classifier.last().map_or(0, |l| l.d_out as usize)
     }
 
-    /// Multiply-accumulates of one field evaluation.
+    /// Multiply-accumulates of one field evaluation (the set field's per-token layers count once
+    /// per token).
     pub fn macs_per_evaluation(&self) -> u64 {
-        self.file
-            .field
-            .iter()
-            .map(|l| u64::from(l.d_in).saturating_mul(u64::from(l.d_out)))
-            .fold(0u64, u64::saturating_add)
+        let macs = |l: &nmflow_format::FieldLayer<'_>| {
+            u64::from(l.d_in).saturating_mul(u64::from(l.d_out))
+        };
+        let sum = |layers: &mut dyn Iterator<Item = &nmflow_format::FieldLayer<'_>>| {
+            layers.map(macs).fold(0u64, u64::saturating_add)
+        };
+        match &self.file.field {
+            FieldNet::Mlp(layers) => sum(&mut layers.iter()),
+            FieldNet::Set(net) => {
+                let u = self.tokens.units as u64;
+                let per_token = sum(&mut [&net.embed, &net.token_out]
+                    .into_iter()
+                    .chain(net.blocks.iter().flat_map(|b| [&b.local, &b.mlp])));
+                let once = sum(&mut [&net.global_in, &net.time_in, &net.global_out]
+                    .into_iter()
+                    .chain(net.blocks.iter().map(|b| &b.pooled)));
+                u.saturating_mul(per_token).saturating_add(once)
+            }
+        }
     }
 
-    /// Checks that a workspace with capacities `p` (state) and `h` (activations) fits the model.
+    /// Floats of workspace a synthesis with `solver` needs: the state, the solver's stages (none
+    /// for Euler, which updates the state in place; two state-sized vectors for Heun and RK4) and
+    /// the field's scratch.
+    pub fn workspace_floats(&self, solver: SolverKind) -> usize {
+        let vectors = match solver {
+            SolverKind::Euler => 1,
+            SolverKind::Heun | SolverKind::Rk4 => 3,
+        };
+        self.num_params
+            .saturating_mul(vectors)
+            .saturating_add(vector_field::scratch_floats(self))
+    }
+
+    /// Checks that a workspace of `floats` values fits a synthesis with `solver`.
     ///
     /// # Errors
     /// [`Error::CapacityTooSmall`] with the needed and available sizes.
-    pub fn check_capacity(&self, p: usize, h: usize) -> Result<(), Error> {
-        if self.num_params > p {
+    pub fn check_capacity(&self, solver: SolverKind, floats: usize) -> Result<(), Error> {
+        let needed = self.workspace_floats(solver);
+        if needed > floats {
             return Err(Error::CapacityTooSmall {
-                needed: sat_u32(self.num_params),
-                available: sat_u32(p),
-            });
-        }
-        if self.max_width > h {
-            return Err(Error::CapacityTooSmall {
-                needed: sat_u32(self.max_width),
-                available: sat_u32(h),
+                needed: sat_u32(needed),
+                available: sat_u32(floats),
             });
         }
         Ok(())

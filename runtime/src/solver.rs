@@ -3,23 +3,17 @@
 use nmflow_format::SolverKind;
 
 use crate::model_view::ModelView;
-use crate::vector_field;
+use crate::vector_field::{Emit, absorb, emit};
 
-/// Scratch of one integration (slices of a [`crate::Workspace`], each at least `P` / the widest
-/// layer long).
+/// Buffers of one integration, carved from a [`crate::Workspace`]: the solver's two stage vectors
+/// (`P` each; empty for Euler) and the field's scratch.
 pub struct Scratch<'w> {
-    /// Stage input.
+    /// Stage input and stage derivative (Heun, RK4).
     pub tmp: &'w mut [f32],
-    /// Stage derivative.
-    pub k: &'w mut [f32],
-    /// Accumulated increment.
+    /// Accumulated increment (Heun, RK4).
     pub acc: &'w mut [f32],
-    /// Activations.
-    pub a: &'w mut [f32],
-    /// Activations.
-    pub b: &'w mut [f32],
-    /// Time embedding.
-    pub emb: &'w mut [f32],
+    /// The field's activations ([`crate::vector_field::scratch_floats`]).
+    pub field: &'w mut [f32],
 }
 
 fn axpy(y: &mut [f32], x: &[f32], alpha: f32) {
@@ -28,6 +22,14 @@ fn axpy(y: &mut [f32], x: &[f32], alpha: f32) {
     }
 }
 
+/// `dst = base + α·dst`.
+fn rebase(dst: &mut [f32], base: &[f32], alpha: f32) {
+    for (d, b) in dst.iter_mut().zip(base) {
+        *d = b + alpha * *d;
+    }
+}
+
+/// `dst = base + α·x`.
 fn set_axpy(dst: &mut [f32], base: &[f32], x: &[f32], alpha: f32) {
     for ((d, b), xi) in dst.iter_mut().zip(base).zip(x) {
         *d = b + alpha * xi;
@@ -36,6 +38,10 @@ fn set_axpy(dst: &mut [f32], base: &[f32], x: &[f32], alpha: f32) {
 
 /// Integrates `x` (standardized, length `P`) from `t = 0` to `1` in `steps` steps. Returns the
 /// number of field evaluations, or the first step whose state is not finite.
+///
+/// Euler writes `x += h·v` into the state during the evaluation; Heun and RK4 keep a stage input
+/// (`tmp`) and the weighted sum of the stage derivatives (`acc`), reusing `tmp` for each stage's
+/// derivative once the field has read it.
 pub fn integrate(
     model: &ModelView<'_>,
     solver: SolverKind,
@@ -48,39 +54,32 @@ pub fn integrate(
     let mut nfe = 0u32;
     for step in 0..steps {
         let t = f32::from(step) * h;
-        let field = |input: &[f32],
-                     t: f32,
-                     out: &mut [f32],
-                     a: &mut [f32],
-                     b: &mut [f32],
-                     emb: &mut [f32]| {
-            vector_field::evaluate(model, input, t, out, a, b, emb);
-        };
+        let f = &mut *s.field;
         match solver {
             SolverKind::Euler => {
-                field(x, t, s.k, s.a, s.b, s.emb);
-                axpy(x, s.k, h);
+                absorb(model, x, t, f);
+                emit(model, f, x, Emit::Add(h));
             }
             SolverKind::Heun => {
-                field(x, t, s.k, s.a, s.b, s.emb);
-                s.acc.copy_from_slice(s.k);
-                set_axpy(s.tmp, x, s.k, h);
-                field(s.tmp, t + h, s.k, s.a, s.b, s.emb);
-                axpy(s.acc, s.k, 1.0);
+                absorb(model, x, t, f);
+                emit(model, f, s.acc, Emit::Store);
+                set_axpy(s.tmp, x, s.acc, h);
+                absorb(model, s.tmp, t + h, f);
+                emit(model, f, s.acc, Emit::Add(1.0));
                 axpy(x, s.acc, h / 2.0);
             }
             SolverKind::Rk4 => {
-                field(x, t, s.k, s.a, s.b, s.emb);
-                s.acc.copy_from_slice(s.k);
-                set_axpy(s.tmp, x, s.k, h / 2.0);
-                field(s.tmp, t + h / 2.0, s.k, s.a, s.b, s.emb);
-                axpy(s.acc, s.k, 2.0);
-                set_axpy(s.tmp, x, s.k, h / 2.0);
-                field(s.tmp, t + h / 2.0, s.k, s.a, s.b, s.emb);
-                axpy(s.acc, s.k, 2.0);
-                set_axpy(s.tmp, x, s.k, h);
-                field(s.tmp, t + h, s.k, s.a, s.b, s.emb);
-                axpy(s.acc, s.k, 1.0);
+                absorb(model, x, t, f);
+                emit(model, f, s.acc, Emit::Store);
+                set_axpy(s.tmp, x, s.acc, h / 2.0);
+                for (dt, weight, next) in [(h / 2.0, 2.0, h / 2.0), (h / 2.0, 2.0, h)] {
+                    absorb(model, s.tmp, t + dt, f);
+                    emit(model, f, s.tmp, Emit::Store);
+                    axpy(s.acc, s.tmp, weight);
+                    rebase(s.tmp, x, next);
+                }
+                absorb(model, s.tmp, t + h, f);
+                emit(model, f, s.acc, Emit::Add(1.0));
                 axpy(x, s.acc, h / 6.0);
             }
         }

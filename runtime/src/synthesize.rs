@@ -2,7 +2,7 @@
 
 use nmflow_format::SolverKind;
 
-use crate::error::{Error, sat_u32};
+use crate::error::Error;
 use crate::model_view::ModelView;
 use crate::rng::Rng;
 use crate::solver::{self, Scratch};
@@ -16,10 +16,10 @@ use crate::workspace::Workspace;
 /// # Errors
 /// [`Error::CapacityTooSmall`] when the workspace does not fit the model,
 /// [`Error::NonFiniteState`] when the integration blows up.
-pub fn synthesize<'w, const P: usize, const H: usize>(
+pub fn synthesize<'w, const N: usize>(
     model: &ModelView<'_>,
     seed: u64,
-    ws: &'w mut Workspace<P, H>,
+    ws: &'w mut Workspace<N>,
 ) -> Result<&'w [f32], Error> {
     synthesize_with(model, seed, model.file.solver, model.file.steps, ws).map(|(w, _)| w)
 }
@@ -29,43 +29,26 @@ pub fn synthesize<'w, const P: usize, const H: usize>(
 ///
 /// # Errors
 /// As [`synthesize`].
-pub fn synthesize_with<'w, const P: usize, const H: usize>(
+pub fn synthesize_with<'w, const N: usize>(
     model: &ModelView<'_>,
     seed: u64,
     solver: SolverKind,
     steps: u16,
-    ws: &'w mut Workspace<P, H>,
+    ws: &'w mut Workspace<N>,
 ) -> Result<(&'w [f32], u32), Error> {
-    model.check_capacity(P, H)?;
+    model.check_capacity(solver, N)?;
     let p = model.num_params();
-    let Workspace {
-        x,
-        tmp,
-        k,
-        acc,
-        a,
-        b,
-        emb,
-    } = ws;
-    let cap = |buf: &'w mut [f32], n: usize| -> Result<&'w mut [f32], Error> {
-        let available = sat_u32(buf.len());
-        buf.get_mut(..n).ok_or(Error::CapacityTooSmall {
-            needed: sat_u32(n),
-            available,
-        })
+    let stage = match solver {
+        SolverKind::Euler => 0,
+        SolverKind::Heun | SolverKind::Rk4 => p,
     };
-    let x = cap(x, p)?;
+    let (x, rest) = ws.buf.split_at_mut(p.min(N));
+    let (tmp, rest) = rest.split_at_mut(stage.min(rest.len()));
+    let (acc, field) = rest.split_at_mut(stage.min(rest.len()));
     let mut rng = Rng::new(seed, STREAM_SOURCE);
     source::sample(&model.file, &mut rng, x);
     source::map_blocks(&model.file, x, |v, m, s| (v - m) / s);
-    let mut scratch = Scratch {
-        tmp: cap(tmp, p)?,
-        k: cap(k, p)?,
-        acc: cap(acc, p)?,
-        a,
-        b,
-        emb,
-    };
+    let mut scratch = Scratch { tmp, acc, field };
     let nfe = solver::integrate(model, solver, steps, x, &mut scratch)
         .map_err(|step| Error::NonFiniteState { step })?;
     source::map_blocks(&model.file, x, |v, m, s| v * s + m);

@@ -1,10 +1,12 @@
-//! A tiny, fully determined model for examples, tests and the no_std proof: classifier
-//! `4 → 3 (ReLU) → 2` (23 parameters), a 4-wide time embedding and an int8 field `27 → 8 (SiLU) → 23`.
+//! Tiny, fully determined models for examples, tests and the no_std proof: classifier
+//! `4 → 3 (ReLU) → 2` (23 parameters), a 4-wide time embedding and either an int8 MLP field
+//! `27 → 8 (SiLU) → 23` ([`tiny_model_bytes`], RK4 × 4) or an int8 set field of width 8 with one
+//! block ([`tiny_set_model_bytes`], Euler × 4).
 
 use heapless_free::TinyBuffers;
 use nmflow_format::{
-    Activation, ClassifierLayer, FieldLayer, FieldWeights, ModelFile, Normalization, SolverKind,
-    SourceKind, TimeEmbedding,
+    Activation, ClassifierLayer, FieldLayer, FieldNet, FieldWeights, ModelFile, Normalization,
+    SetBlock, SetNet, SolverKind, SourceKind, TimeEmbedding,
 };
 
 /// The bytes of the tiny model file.
@@ -119,7 +121,7 @@ pub fn tiny_model_bytes() -> TinyModelBytes {
             dim: 4,
             max_frequency: 10.0,
         },
-        field,
+        field: FieldNet::Mlp(field),
         solver: SolverKind::Rk4,
         steps: 4,
     };
@@ -129,4 +131,108 @@ pub fn tiny_model_bytes() -> TinyModelBytes {
     };
     out.len = file.encode_into(&mut out.buf).unwrap_or(0);
     out
+}
+
+/// Input and output widths of the tiny set field's layers, in `SetNet::layers` order (token
+/// width 7 = 4 + 1 + 2, hidden 8, time embedding 4, one block).
+const SET_SHAPES: [(usize, usize); 8] = [
+    (7, 8),
+    (2, 8),
+    (4, 8),
+    (8, 8),
+    (8, 8),
+    (8, 8),
+    (8, 7),
+    (8, 2),
+];
+/// Bytes of the tiny set field's tensors (weights, scales, biases of every layer).
+const SET_ARENA: usize = 2048;
+
+/// Builds the tiny set-field model file (same classifier, source and normalization as
+/// [`tiny_model_bytes`]).
+pub fn tiny_set_model_bytes() -> TinyModelBytes {
+    let mut arena = [0u8; SET_ARENA];
+    let mut free: &mut [u8] = &mut arena;
+    for (i, &(d_in, d_out)) in SET_SHAPES.iter().enumerate() {
+        let (q, rest) = take_mut(free, d_in.saturating_mul(d_out));
+        fill_i8(q, i.wrapping_mul(7).wrapping_add(5));
+        let (scales, rest) = take_mut(rest, d_out.saturating_mul(4));
+        fill_f32(scales, |o| 0.02 + 0.003 * small(o.wrapping_add(i), 5));
+        let (bias, rest) = take_mut(rest, d_out.saturating_mul(4));
+        fill_f32(bias, |o| {
+            0.03 * small(o.wrapping_mul(3).wrapping_add(i), 7) - 0.09
+        });
+        free = rest;
+    }
+    let mut layers = [FieldLayer {
+        d_in: 0,
+        d_out: 0,
+        activation: Activation::Identity,
+        weights: FieldWeights::F32 { w: &[] },
+        bias: &[],
+    }; 8];
+    let mut rest: &[u8] = &arena;
+    for (layer, &(d_in, d_out)) in layers.iter_mut().zip(SET_SHAPES.iter()) {
+        let (q, r) = take(rest, d_in.saturating_mul(d_out));
+        let (scales, r) = take(r, d_out.saturating_mul(4));
+        let (bias, r) = take(r, d_out.saturating_mul(4));
+        rest = r;
+        *layer = FieldLayer {
+            d_in: u32::try_from(d_in).unwrap_or(0),
+            d_out: u32::try_from(d_out).unwrap_or(0),
+            activation: Activation::Identity,
+            weights: FieldWeights::Int8 { q, scales },
+            bias,
+        };
+    }
+    let [
+        embed,
+        global_in,
+        time_in,
+        local,
+        pooled,
+        mlp,
+        token_out,
+        global_out,
+    ] = layers;
+    let mut blocks = heapless::Vec::new();
+    let _ = blocks.push(SetBlock { local, pooled, mlp });
+    let net = SetNet {
+        hidden: 8,
+        embed,
+        global_in,
+        time_in,
+        blocks,
+        token_out,
+        global_out,
+    };
+    let mut out = TinyModelBytes {
+        buf: [0; 2048],
+        len: 0,
+    };
+    let mlp_bytes = tiny_model_bytes();
+    let Ok(mut file) = ModelFile::decode(&mlp_bytes) else {
+        return out;
+    };
+    file.model_id = *b"nmflow-tiny-set1";
+    file.field = FieldNet::Set(net);
+    file.solver = SolverKind::Euler;
+    out.len = file.encode_into(&mut out.buf).unwrap_or(0);
+    out
+}
+
+/// `v mod m` as an f32 (`m` small and non-zero).
+fn small(v: usize, m: usize) -> f32 {
+    f32::from(u8::try_from(v.checked_rem(m).unwrap_or(0)).unwrap_or(0))
+}
+
+/// Splits `n` bytes (fewer if short) off the front of `buf`.
+fn take(buf: &[u8], n: usize) -> (&[u8], &[u8]) {
+    buf.split_at(n.min(buf.len()))
+}
+
+/// Splits `n` bytes (fewer if short) off the front of `buf`, mutably.
+fn take_mut(buf: &mut [u8], n: usize) -> (&mut [u8], &mut [u8]) {
+    let n = n.min(buf.len());
+    buf.split_at_mut(n)
 }

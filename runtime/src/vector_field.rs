@@ -1,10 +1,15 @@
 //! The field's forward pass: int8 (or f32) weights × f32 activations, f32 accumulation.
+//!
+//! An evaluation is split in two: [`absorb`] reads the state and leaves the last hidden
+//! activations in the scratch, [`emit`] writes the velocity. Between them the state is not read,
+//! so an Euler step writes `x += h·v` straight into it and needs no velocity buffer.
 
-use nmflow_format::{Activation, FieldLayer, FieldWeights};
+use nmflow_format::{Activation, FieldLayer, FieldNet, FieldWeights};
 
 use crate::kernels;
 use crate::math;
 use crate::model_view::{ModelView, le_f32};
+use crate::set_field;
 
 /// Applies an activation.
 pub fn activate(act: Activation, v: f32) -> f32 {
@@ -36,76 +41,171 @@ pub fn time_embedding(max_frequency: f32, t: f32, emb: &mut [f32]) {
     }
 }
 
-/// `out[o] = act(Σ_i W[o][i]·input[i] + bias[o])` for one layer whose input is the concatenation
-/// of `first` and `second` (the field's first layer takes `[x, emb(t)]`; later layers pass an empty
-/// `second`).
-pub fn dense(layer: &FieldLayer<'_>, first: &[f32], second: &[f32], out: &mut [f32]) {
+/// Calls `sink(o, Σ_i W[o][i]·input[i] + bias[o])` for every output row `o` of `layer`, whose
+/// input is the concatenation of `first` and `second` (either may be empty). The row is scaled
+/// once (int8: `scale[o]·Σ q·x`), then the bias is added.
+#[inline]
+pub fn rows(
+    layer: &FieldLayer<'_>,
+    first: &[f32],
+    second: &[f32],
+    mut sink: impl FnMut(usize, f32),
+) {
     let d_in = (layer.d_in as usize).max(1);
+    let d_out = layer.d_out as usize;
     match layer.weights {
         FieldWeights::Int8 { q, scales } => {
             let mut rows = q.chunks_exact(d_in);
-            for (o, y) in out.iter_mut().enumerate() {
+            for o in 0..d_out {
                 let Some(row) = rows.next() else { break };
                 let s = le_f32(scales, o).unwrap_or(0.0);
                 let (head, tail) = row.split_at(first.len().min(row.len()));
                 let acc = kernels::dot_i8(head, first) + kernels::dot_i8(tail, second);
-                *y = activate(
-                    layer.activation,
-                    acc * s + le_f32(layer.bias, o).unwrap_or(0.0),
-                );
+                sink(o, acc * s + le_f32(layer.bias, o).unwrap_or(0.0));
             }
         }
         FieldWeights::F32 { w } => {
             let mut rows = w.chunks_exact(d_in.saturating_mul(4).max(4));
-            for (o, y) in out.iter_mut().enumerate() {
+            for o in 0..d_out {
                 let Some(row) = rows.next() else { break };
                 let (head, tail) = row.split_at(first.len().saturating_mul(4).min(row.len()));
                 let acc =
                     kernels::dot_f32_bytes(head, first) + kernels::dot_f32_bytes(tail, second);
-                *y = activate(layer.activation, acc + le_f32(layer.bias, o).unwrap_or(0.0));
+                sink(o, acc + le_f32(layer.bias, o).unwrap_or(0.0));
             }
         }
     }
 }
 
-/// Evaluates `v(x, t)` into `out` (`x` standardized, both of length `P`), using `a`, `b` (at least
-/// the widest layer) and `emb` (at least the time-embedding width) as scratch.
-pub fn evaluate(
-    model: &ModelView<'_>,
-    x: &[f32],
-    t: f32,
-    out: &mut [f32],
-    a: &mut [f32],
-    b: &mut [f32],
-    emb: &mut [f32],
-) {
+/// `out[o] = act(Σ_i W[o][i]·input[i] + bias[o])` for one layer whose input is the concatenation
+/// of `first` and `second`.
+pub fn dense(layer: &FieldLayer<'_>, first: &[f32], second: &[f32], out: &mut [f32]) {
+    let act = layer.activation;
+    rows(layer, first, second, |o, v| {
+        if let Some(y) = out.get_mut(o) {
+            *y = activate(act, v);
+        }
+    });
+}
+
+/// How a field evaluation writes its velocity `v` into the output vector.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Emit {
+    /// `out = v`.
+    Store,
+    /// `out += α·v` (an Euler step writes `x += h·v` into the state itself).
+    Add(f32),
+}
+
+impl Emit {
+    /// Writes `v` into `slot`.
+    #[inline]
+    pub fn apply(self, slot: &mut f32, v: f32) {
+        match self {
+            Self::Store => *slot = v,
+            Self::Add(alpha) => *slot += alpha * v,
+        }
+    }
+}
+
+/// Floats of field scratch (activations and time embedding) a model needs.
+pub fn scratch_floats(model: &ModelView<'_>) -> usize {
+    let td = model.file.time.dim as usize;
+    match &model.file.field {
+        FieldNet::Mlp(_) => td.saturating_add(mlp_width(model).saturating_mul(2)),
+        FieldNet::Set(net) => set_field::scratch_floats(net, model.tokens(), td),
+    }
+}
+
+/// Width of each of the MLP field's two activation buffers: its widest hidden layer, or
+/// `P + time.dim` for a single-layer field (whose input is kept until [`emit`]).
+fn mlp_width(model: &ModelView<'_>) -> usize {
+    match &model.file.field {
+        FieldNet::Mlp(layers) if layers.len() <= 1 => model
+            .num_params()
+            .saturating_add(model.file.time.dim as usize),
+        _ => model.file.max_field_width(),
+    }
+}
+
+/// First half of an evaluation of `v(x, t)`: reads `x` (standardized, length `P`) and leaves
+/// everything the output layers need in `scratch` (at least [`scratch_floats`] long). After it,
+/// `x` may be overwritten, so an Euler step can [`emit`] into the state itself.
+pub fn absorb(model: &ModelView<'_>, x: &[f32], t: f32, scratch: &mut [f32]) {
     let f = &model.file;
     let td = f.time.dim as usize;
-    let emb = emb.get_mut(..td).unwrap_or(&mut []);
+    let (emb, rest) = split(scratch, td);
     time_embedding(f.time.max_frequency, t, emb);
-    let n = f.field.len();
-    let (mut cur, mut nxt) = (a, b);
-    let mut width = 0usize;
-    for (i, layer) in f.field.iter().enumerate() {
-        let last = i.saturating_add(1) == n;
-        let d_out = layer.d_out as usize;
-        if i == 0 {
-            let dst = if last {
-                &mut *out
-            } else {
-                cur.get_mut(..d_out).unwrap_or(&mut [])
-            };
-            dense(layer, x, emb, dst);
-        } else {
-            let input = cur.get(..width).unwrap_or(&[]);
-            let dst = if last {
-                &mut *out
-            } else {
-                nxt.get_mut(..d_out).unwrap_or(&mut [])
-            };
-            dense(layer, input, &[], dst);
-            core::mem::swap(&mut cur, &mut nxt);
+    match &f.field {
+        FieldNet::Mlp(layers) => {
+            let w = mlp_width(model);
+            let (a, rest) = split(rest, w);
+            let (b, _) = split(rest, w);
+            let hidden = layers.len().saturating_sub(1);
+            if hidden == 0 {
+                let (xs, es) = split(a, x.len());
+                xs.copy_from_slice(x.get(..xs.len()).unwrap_or(&[]));
+                let n = es.len().min(emb.len());
+                if let (Some(d), Some(s)) = (es.get_mut(..n), emb.get(..n)) {
+                    d.copy_from_slice(s);
+                }
+                return;
+            }
+            let (mut cur, mut nxt) = (a, b);
+            let mut width = 0usize;
+            for (i, layer) in layers.iter().take(hidden).enumerate() {
+                let d_out = layer.d_out as usize;
+                if i == 0 {
+                    dense(layer, x, emb, cur.get_mut(..d_out).unwrap_or(&mut []));
+                } else {
+                    let input = cur.get(..width).unwrap_or(&[]);
+                    dense(layer, input, &[], nxt.get_mut(..d_out).unwrap_or(&mut []));
+                    core::mem::swap(&mut cur, &mut nxt);
+                }
+                width = d_out;
+            }
         }
-        width = d_out;
+        FieldNet::Set(net) => set_field::absorb(net, model.tokens(), x, emb, rest),
     }
+}
+
+/// Second half of an evaluation: writes the velocity into `out` (length `P`) as `mode` says.
+pub fn emit(model: &ModelView<'_>, scratch: &mut [f32], out: &mut [f32], mode: Emit) {
+    let f = &model.file;
+    let td = f.time.dim as usize;
+    let (_emb, rest) = split(scratch, td);
+    match &f.field {
+        FieldNet::Mlp(layers) => {
+            let Some(last) = layers.last() else { return };
+            let w = mlp_width(model);
+            let (a, rest) = split(rest, w);
+            let (b, _) = split(rest, w);
+            let hidden = layers.len().saturating_sub(1);
+            // Layer i (< hidden) wrote `a` for even i, `b` for odd i; a single-layer field keeps
+            // its input in `a`. So the last hidden layer's output is in `a` iff `hidden` is odd.
+            let held: &[f32] = if hidden == 0 || hidden % 2 == 1 { a } else { b };
+            let input = held.get(..last.d_in as usize).unwrap_or(&[]);
+            let act = last.activation;
+            rows(last, input, &[], |o, v| {
+                if let Some(y) = out.get_mut(o) {
+                    mode.apply(y, activate(act, v));
+                }
+            });
+        }
+        FieldNet::Set(net) => set_field::emit(net, model.tokens(), rest, out, mode),
+    }
+}
+
+/// Evaluates `v(x, t)` into `out` (both of length `P`, `x` standardized) with `scratch` (at least
+/// [`scratch_floats`] long).
+pub fn evaluate(model: &ModelView<'_>, x: &[f32], t: f32, out: &mut [f32], scratch: &mut [f32]) {
+    absorb(model, x, t, scratch);
+    emit(model, scratch, out, Emit::Store);
+}
+
+/// Splits `n` values off the front of `buf` (fewer if it is shorter; validation and the capacity
+/// check make it long enough).
+pub(crate) fn split(buf: &mut [f32], n: usize) -> (&mut [f32], &mut [f32]) {
+    let n = n.min(buf.len());
+    buf.split_at_mut(n)
 }

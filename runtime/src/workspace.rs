@@ -1,35 +1,25 @@
 //! Caller-owned scratch memory, sized at compile time.
 
-/// Buffers for synthesis and classification: four state vectors of `P` values (the ODE state and
-/// the solver's stages) and three activation vectors of `H` values.
+/// One arena of `N` floats from which synthesis carves the ODE state, the solver's stages and the
+/// field's activations.
 ///
-/// `P` must be at least the model's parameter count and `H` at least its widest field or
-/// classifier layer and its time embedding; [`crate::ModelView::check_capacity`] says whether a
-/// model fits. Place it in a `static` or on the stack: it needs `4·P + 3·H` floats.
+/// [`crate::ModelView::workspace_floats`] says how many floats a model needs with a solver; Euler
+/// updates the state in place and needs no stage buffers, Heun and RK4 need two more state-sized
+/// vectors. [`crate::ModelView::parse_for`] refuses a model whose default solver does not fit, so
+/// a firmware learns at parse time, not mid-synthesis. Place it in a `static` or on the stack.
 #[derive(Clone, Debug)]
-pub struct Workspace<const P: usize, const H: usize> {
-    pub(crate) x: [f32; P],
-    pub(crate) tmp: [f32; P],
-    pub(crate) k: [f32; P],
-    pub(crate) acc: [f32; P],
-    pub(crate) a: [f32; H],
-    pub(crate) b: [f32; H],
-    pub(crate) emb: [f32; H],
+pub struct Workspace<const N: usize> {
+    pub(crate) buf: [f32; N],
 }
 
-impl<const P: usize, const H: usize> Workspace<P, H> {
+impl<const N: usize> Workspace<N> {
+    /// The capacity in floats.
+    pub const FLOATS: usize = N;
+
     /// A zeroed workspace.
     pub const fn new() -> Self {
-        const { assert!(P > 0 && H > 0, "workspace capacities must be positive") };
-        Self {
-            x: [0.0; P],
-            tmp: [0.0; P],
-            k: [0.0; P],
-            acc: [0.0; P],
-            a: [0.0; H],
-            b: [0.0; H],
-            emb: [0.0; H],
-        }
+        const { assert!(N > 0, "workspace capacity must be positive") };
+        Self { buf: [0.0; N] }
     }
 
     /// Bytes of RAM the workspace occupies.
@@ -38,7 +28,7 @@ impl<const P: usize, const H: usize> Workspace<P, H> {
     }
 }
 
-impl<const P: usize, const H: usize> Default for Workspace<P, H> {
+impl<const N: usize> Default for Workspace<N> {
     fn default() -> Self {
         Self::new()
     }

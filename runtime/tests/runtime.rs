@@ -4,30 +4,50 @@
 use nmflow_format::{FormatError, SolverKind};
 use nmflow_runtime::classifier::{Classifier, ClassifierScratch};
 use nmflow_runtime::shift::{EnsembleStats, softmax};
-use nmflow_runtime::testing::tiny_model_bytes;
-use nmflow_runtime::{Error, ModelView, Rng, Workspace, synthesize, synthesize_with};
+use nmflow_runtime::testing::{tiny_model_bytes, tiny_set_model_bytes};
+use nmflow_runtime::vector_field::{self, Emit};
+use nmflow_runtime::{Error, FieldKind, ModelView, Rng, Workspace, synthesize, synthesize_with};
 
 #[test]
 fn tiny_model_parses_and_synthesizes_deterministically() {
     let bytes = tiny_model_bytes();
     let model = ModelView::parse(&bytes).unwrap();
     assert_eq!(model.num_params(), 23);
-    assert_eq!(model.max_width(), 8);
+    assert_eq!(model.field_kind(), FieldKind::Mlp);
     assert_eq!(model.macs_per_evaluation(), 27 * 8 + 8 * 23);
-    let mut ws: Workspace<32, 32> = Workspace::new();
-    let a = synthesize(&model, 5, &mut ws).unwrap().to_vec();
-    let b = synthesize(&model, 5, &mut ws).unwrap().to_vec();
-    let c = synthesize(&model, 6, &mut ws).unwrap().to_vec();
-    assert_eq!(a, b);
-    assert_ne!(a, c);
-    assert!(a.iter().all(|v| v.is_finite()));
-    for (solver, nfe) in [
-        (SolverKind::Euler, 3),
-        (SolverKind::Heun, 6),
-        (SolverKind::Rk4, 12),
-    ] {
-        let (_, got) = synthesize_with(&model, 5, solver, 3, &mut ws).unwrap();
-        assert_eq!(got, nfe);
+    // RK4: state + two stages (3 × 23), time embedding 4, two activation buffers of 8.
+    assert_eq!(model.workspace_floats(SolverKind::Rk4), 3 * 23 + 4 + 2 * 8);
+    assert_eq!(model.workspace_floats(SolverKind::Euler), 23 + 4 + 2 * 8);
+    let set_bytes = tiny_set_model_bytes();
+    let set = ModelView::parse(&set_bytes).unwrap();
+    assert_eq!(set.field_kind(), FieldKind::Set);
+    // 3 tokens of 7 values through embed (7→8), local and mlp (8→8), token_out (8→7); once:
+    // global_in (2→8), time_in (4→8), pooled (8→8), global_out (8→2).
+    assert_eq!(
+        set.macs_per_evaluation(),
+        3 * (7 * 8 + 2 * 64 + 8 * 7) + 2 * 8 + 4 * 8 + 64 + 8 * 2
+    );
+    // Euler: the state, the time embedding, 3 token states of 8, c, p, y.
+    assert_eq!(
+        set.workspace_floats(SolverKind::Euler),
+        23 + 4 + 3 * 8 + 3 * 8
+    );
+    let mut ws: Workspace<128> = Workspace::new();
+    for model in [&model, &set] {
+        let a = synthesize(model, 5, &mut ws).unwrap().to_vec();
+        let b = synthesize(model, 5, &mut ws).unwrap().to_vec();
+        let c = synthesize(model, 6, &mut ws).unwrap().to_vec();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.iter().all(|v| v.is_finite()));
+        for (solver, nfe) in [
+            (SolverKind::Euler, 3),
+            (SolverKind::Heun, 6),
+            (SolverKind::Rk4, 12),
+        ] {
+            let (_, got) = synthesize_with(model, 5, solver, 3, &mut ws).unwrap();
+            assert_eq!(got, nfe);
+        }
     }
 }
 
@@ -35,19 +55,80 @@ fn tiny_model_parses_and_synthesizes_deterministically() {
 fn capacity_is_checked_before_any_work() {
     let bytes = tiny_model_bytes();
     let model = ModelView::parse(&bytes).unwrap();
-    let mut small: Workspace<16, 32> = Workspace::new();
+    let mut small: Workspace<88> = Workspace::new();
     assert_eq!(
         synthesize(&model, 1, &mut small).unwrap_err(),
         Error::CapacityTooSmall {
-            needed: 23,
-            available: 16
+            needed: 89,
+            available: 88
         }
     );
-    let mut narrow: Workspace<32, 4> = Workspace::new();
-    assert!(matches!(
-        synthesize(&model, 1, &mut narrow),
-        Err(Error::CapacityTooSmall { .. })
-    ));
+    // Euler needs no stage buffers, so the same workspace fits it.
+    assert!(synthesize_with(&model, 1, SolverKind::Euler, 2, &mut small).is_ok());
+    assert_eq!(
+        ModelView::parse_for(&bytes, 88).unwrap_err(),
+        Error::CapacityTooSmall {
+            needed: 89,
+            available: 88
+        }
+    );
+    assert!(ModelView::parse_for(&bytes, Workspace::<89>::FLOATS).is_ok());
+}
+
+/// The tiny set field's velocity at `(x, t)` through the two-phase API.
+#[cfg(test)]
+fn velocity(model: &ModelView<'_>, x: &[f32], t: f32) -> Vec<f32> {
+    let mut scratch = vec![0.0f32; vector_field::scratch_floats(model)];
+    let mut v = vec![0.0f32; x.len()];
+    vector_field::evaluate(model, x, t, &mut v, &mut scratch);
+    v
+}
+
+#[test]
+fn set_field_is_equivariant_to_hidden_unit_permutations() {
+    let bytes = tiny_set_model_bytes();
+    let model = ModelView::parse(&bytes).unwrap();
+    let mut rng = Rng::new(3, 0);
+    let x: Vec<f32> = (0..23).map(|_| rng.uniform_symmetric(1.5)).collect();
+    // Layout: W1 [3][4] at 0, b1 [3] at 12, W2 [2][3] at 15, b2 [2] at 21.
+    let perm = [2usize, 0, 1];
+    let permute = |v: &[f32]| {
+        let mut out = v.to_vec();
+        for (new, &old) in perm.iter().enumerate() {
+            out[new * 4..new * 4 + 4].copy_from_slice(&v[old * 4..old * 4 + 4]);
+            out[12 + new] = v[12 + old];
+            for k in 0..2 {
+                out[15 + k * 3 + new] = v[15 + k * 3 + old];
+            }
+        }
+        out
+    };
+    let v = velocity(&model, &x, 0.3);
+    let pv = velocity(&model, &permute(&x), 0.3);
+    assert!(
+        v.iter().any(|&a| a.abs() > 1e-3),
+        "a zero field tests nothing"
+    );
+    for (a, b) in permute(&v).iter().zip(&pv) {
+        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
+    }
+}
+
+#[test]
+fn an_euler_step_in_place_equals_a_stored_velocity_step() {
+    for bytes in [tiny_model_bytes(), tiny_set_model_bytes()] {
+        let model = ModelView::parse(&bytes).unwrap();
+        let mut rng = Rng::new(4, 0);
+        let x: Vec<f32> = (0..23).map(|_| rng.uniform_symmetric(1.0)).collect();
+        let v = velocity(&model, &x, 0.25);
+        let mut scratch = vec![0.0f32; vector_field::scratch_floats(&model)];
+        let mut y = x.clone();
+        vector_field::absorb(&model, &y, 0.25, &mut scratch);
+        vector_field::emit(&model, &mut scratch, &mut y, Emit::Add(0.5));
+        for ((yi, xi), vi) in y.iter().zip(&x).zip(&v) {
+            assert_eq!(*yi, xi + 0.5 * vi);
+        }
+    }
 }
 
 #[test]
@@ -97,14 +178,20 @@ fn ensemble_statistics_closed_form() {
 
 #[test]
 fn every_truncation_and_bit_flip_is_an_error_or_a_valid_model() {
-    let bytes = tiny_model_bytes();
+    for bytes in [tiny_model_bytes(), tiny_set_model_bytes()] {
+        truncations_and_flips(&bytes);
+    }
+}
+
+#[cfg(test)]
+fn truncations_and_flips(bytes: &[u8]) {
     for cut in 0..bytes.len() {
         assert!(
             ModelView::parse(&bytes[..cut]).is_err(),
             "truncated at {cut}"
         );
     }
-    let mut ws: Workspace<32, 32> = Workspace::new();
+    let mut ws: Workspace<128> = Workspace::new();
     let mut buf = bytes.to_vec();
     for i in 0..buf.len() {
         for bit in 0..8 {
@@ -122,15 +209,17 @@ fn every_truncation_and_bit_flip_is_an_error_or_a_valid_model() {
         ModelView::parse(&long).unwrap_err(),
         Error::Format(FormatError::TrailingBytes { extra: 1 })
     );
-    let mut v2 = bytes.to_vec();
-    v2[4] = 2;
-    assert_eq!(
-        ModelView::parse(&v2).unwrap_err(),
-        Error::Format(FormatError::UnsupportedVersion {
-            found: 2,
-            supported: 1
-        })
-    );
+    for version in [0u8, 3] {
+        let mut other = bytes.to_vec();
+        other[4] = version;
+        assert_eq!(
+            ModelView::parse(&other).unwrap_err(),
+            Error::Format(FormatError::UnsupportedVersion {
+                found: u16::from(version),
+                supported: 2
+            })
+        );
+    }
 }
 
 #[test]
@@ -164,24 +253,25 @@ fn encode_decode_round_trips_for_generated_models() {
     // Models of random shapes (built from the tiny model's tensors re-sliced) encode and decode to
     // themselves, and every encoding is accepted by the runtime.
     use nmflow_format::ModelFile;
-    let bytes = tiny_model_bytes();
-    let model = ModelFile::decode(&bytes).unwrap();
-    let mut buf = [0u8; 4096];
-    let mut rng = Rng::new(17, 0);
-    for _ in 0..200 {
-        let mut m = model.clone();
-        m.steps = 1 + u16::try_from(rng.below(1000)).unwrap();
-        m.time.max_frequency = 1.0 + rng.uniform() * 200.0;
-        m.solver = match rng.below(3) {
-            0 => SolverKind::Euler,
-            1 => SolverKind::Heun,
-            _ => SolverKind::Rk4,
-        };
-        let n = m.encode_into(&mut buf).unwrap();
-        let back = ModelFile::decode(&buf[..n]).unwrap();
-        assert_eq!(back, m);
-        assert!(ModelView::parse(&buf[..n]).is_ok());
+    for bytes in [tiny_model_bytes(), tiny_set_model_bytes()] {
+        let model = ModelFile::decode(&bytes).unwrap();
+        let mut buf = [0u8; 4096];
+        let mut rng = Rng::new(17, 0);
+        for _ in 0..200 {
+            let mut m = model.clone();
+            m.steps = 1 + u16::try_from(rng.below(1000)).unwrap();
+            m.time.max_frequency = 1.0 + rng.uniform() * 200.0;
+            m.solver = match rng.below(3) {
+                0 => SolverKind::Euler,
+                1 => SolverKind::Heun,
+                _ => SolverKind::Rk4,
+            };
+            let n = m.encode_into(&mut buf).unwrap();
+            let back = ModelFile::decode(&buf[..n]).unwrap();
+            assert_eq!(back, m);
+            assert!(ModelView::parse(&buf[..n]).is_ok());
+        }
+        // A buffer too small is an error, not a panic.
+        assert!(model.encode_into(&mut buf[..100]).is_err());
     }
-    // A buffer too small is an error, not a panic.
-    assert!(model.encode_into(&mut buf[..100]).is_err());
 }

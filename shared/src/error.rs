@@ -13,7 +13,8 @@ pub enum FormatError {
     UnsupportedVersion {
         /// Version in the file.
         found: u16,
-        /// Version this code reads.
+        /// Newest version this code reads (it reads every version from
+        /// [`crate::MIN_FORMAT_VERSION`] up to this one).
         supported: u16,
     },
     /// The file is shorter than its header says.
@@ -34,7 +35,8 @@ pub enum FormatError {
     Postcard,
     /// A tensor or layer has the wrong size.
     DimensionMismatch {
-        /// Which part: 0 classifier, 1 field, 2 normalization, 3 source, 4 time embedding.
+        /// Which part: 0 classifier, 1 field (MLP), 2 normalization, 3 source, 4 time embedding,
+        /// 5 set field (index: the layer in `SetNet::layers` order).
         part: u8,
         /// Index of the layer or block within the part.
         index: u16,
@@ -58,7 +60,8 @@ impl fmt::Display for FormatError {
             Self::BadMagic => f.write_str("not an nmflow model file (bad magic bytes)"),
             Self::UnsupportedVersion { found, supported } => write!(
                 f,
-                "model format version {found} is not supported (this build reads version {supported}); re-export the model"
+                "model format version {found} is not supported (this build reads versions {} to {supported}); re-export the model",
+                crate::header::MIN_FORMAT_VERSION
             ),
             Self::Truncated { needed, available } => {
                 write!(f, "truncated: needs {needed} bytes, has {available}")
@@ -89,7 +92,8 @@ fn part_name(part: u8) -> &'static str {
         1 => "field layer",
         2 => "normalization block",
         3 => "source",
-        _ => "time embedding",
+        4 => "time embedding",
+        _ => "set-field layer",
     }
 }
 

@@ -13,8 +13,10 @@ use crate::error::FormatError;
 
 /// The magic bytes.
 pub const MAGIC: [u8; 4] = *b"NMFL";
-/// The format version this code reads and writes. Any change to the schema bumps it.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this code writes. Any change to the schema bumps it.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this code reads (version 1 files, MLP fields only, read as version 2).
+pub const MIN_FORMAT_VERSION: u16 = 1;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;
 
@@ -94,7 +96,7 @@ impl Header {
             });
         };
         let version = u16::from_le_bytes([*v.first().unwrap_or(&0), *v.get(1).unwrap_or(&0)]);
-        if version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(FormatError::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,

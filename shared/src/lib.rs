@@ -3,7 +3,8 @@
 //!
 //! A file is a fixed 16-byte [`header`] followed by a postcard payload holding a [`ModelFile`]:
 //! the classifier's layer table, the source law, the normalization statistics, the vector field
-//! (int8 weights with one f32 scale per output row, or f32 weights; f32 biases), the time
+//! (an MLP or the permutation-equivariant set field; int8 weights with one f32 scale per output
+//! row, or f32 weights; f32 biases), the time
 //! embedding, the default solver and step count, and an id of the host model. Tensors are borrowed
 //! byte slices of the input (zero-copy); nothing needs an allocator to read. See
 //! `docs/wire-format.md` for the byte-level description.
@@ -20,8 +21,9 @@ pub mod header;
 pub mod model;
 
 pub use error::FormatError;
-pub use header::{FORMAT_VERSION, HEADER_LEN, Header, MAGIC};
+pub use header::{FORMAT_VERSION, HEADER_LEN, Header, MAGIC, MIN_FORMAT_VERSION};
 pub use model::{
-    Activation, ClassifierLayer, FieldLayer, FieldWeights, MAX_CLASSIFIER_LAYERS, MAX_FIELD_LAYERS,
-    ModelFile, Normalization, SolverKind, SourceKind, TimeEmbedding,
+    Activation, ClassifierLayer, FieldLayer, FieldNet, FieldWeights, MAX_CLASSIFIER_LAYERS,
+    MAX_FIELD_LAYERS, MAX_SET_BLOCKS, ModelFile, Normalization, SetBlock, SetNet, SolverKind,
+    SourceKind, TimeEmbedding, TokenDims,
 };

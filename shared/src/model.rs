@@ -2,9 +2,12 @@
 //!
 //! Conventions: f32 tensors are little-endian byte slices (postcard cannot borrow `&[f32]` without
 //! alignment assumptions); int8 weights are bytes read as `i8`; every matrix is row-major
-//! `[d_out][d_in]`. The field's first layer takes `[x (P values), emb(t) (time.dim values)]`, where
-//! `x` is the standardized state and `emb(t) = [sin(ω_j t)…, cos(ω_j t)…]` with
+//! `[d_out][d_in]`. The time embedding is `emb(t) = [sin(ω_j t)…, cos(ω_j t)…]` with
 //! `ω_j = 2π · max_frequency^(j/(half−1))`, `half = time.dim/2`.
+//!
+//! Two field networks ([`FieldNet`]): an MLP whose first layer takes `[z (P values), emb(t)]`
+//! (`z` the standardized state), and the permutation-equivariant set field of a one-hidden-layer
+//! MLP classifier ([`SetNet`]), whose tokens are the classifier's hidden units.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +18,9 @@ use crate::header::{HEADER_LEN, Header};
 pub const MAX_CLASSIFIER_LAYERS: usize = 8;
 /// Most field layers a file may hold.
 pub const MAX_FIELD_LAYERS: usize = 8;
+/// Most residual blocks a set field may hold (the host's default depth is 3; the table is inline,
+/// so every slot costs stack wherever a parsed model lives).
+pub const MAX_SET_BLOCKS: usize = 6;
 
 /// An elementwise activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,13 +158,138 @@ pub struct ModelFile<'a> {
     pub normalization: Normalization<'a>,
     /// The time embedding.
     pub time: TimeEmbedding,
-    /// The field's layers.
+    /// The vector field.
     #[serde(borrow)]
-    pub field: heapless::Vec<FieldLayer<'a>, MAX_FIELD_LAYERS>,
+    pub field: FieldNet<'a>,
     /// Default solver.
     pub solver: SolverKind,
     /// Default step count.
     pub steps: u16,
+}
+
+/// The vector-field network.
+// No allocator on the device: the larger variant stays inline; a model is parsed once and lives in
+// one place.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum FieldNet<'a> {
+    /// An MLP on `[z, emb(t)]`: layer 0 takes `P + time.dim` inputs, the last outputs `P`.
+    Mlp(#[serde(borrow)] heapless::Vec<FieldLayer<'a>, MAX_FIELD_LAYERS>),
+    /// The set field of a one-hidden-layer MLP classifier.
+    Set(#[serde(borrow)] SetNet<'a>),
+}
+
+/// One residual block of the set field: `h_j += mlp(silu(local(h_j) + pooled(mean_k h_k) + c))`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SetBlock<'a> {
+    /// Per-token layer, `H → H`.
+    #[serde(borrow)]
+    pub local: FieldLayer<'a>,
+    /// Layer on the mean of the tokens, `H → H`.
+    #[serde(borrow)]
+    pub pooled: FieldLayer<'a>,
+    /// Per-token layer after the SiLU, `H → H`, added to the token.
+    #[serde(borrow)]
+    pub mlp: FieldLayer<'a>,
+}
+
+/// The permutation-equivariant set field of a classifier with two dense layers
+/// (`W1 [U][d_in]`, `b1 [U]`, `W2 [d_out][U]`, `b2 [d_out]`).
+///
+/// Hidden unit `j` is a token `s_j = [W1[j, :], b1[j], W2[:, j]]` of `D = d_in + 1 + d_out` values
+/// (standardized). With the context `c = time_in(emb(t)) + global_in(b2)`:
+/// `h_j = embed(s_j) + c`; then every block; then the token's velocity `token_out(silu(h_j))` and
+/// the output bias's velocity `global_out(silu(mean_j h_j + c))`. Every layer is affine
+/// (its `activation` is `Identity`); the SiLUs are where this description puts them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SetNet<'a> {
+    /// Width `H` of the token states.
+    pub hidden: u32,
+    /// Token embedding, `D → H`.
+    #[serde(borrow)]
+    pub embed: FieldLayer<'a>,
+    /// Output-bias input, `d_out → H`.
+    #[serde(borrow)]
+    pub global_in: FieldLayer<'a>,
+    /// Time input, `time.dim → H`.
+    #[serde(borrow)]
+    pub time_in: FieldLayer<'a>,
+    /// Residual blocks.
+    #[serde(borrow)]
+    pub blocks: heapless::Vec<SetBlock<'a>, MAX_SET_BLOCKS>,
+    /// Token velocity head, `H → D`.
+    #[serde(borrow)]
+    pub token_out: FieldLayer<'a>,
+    /// Output-bias velocity head, `H → d_out`.
+    #[serde(borrow)]
+    pub global_out: FieldLayer<'a>,
+}
+
+/// Token shape of a set field's classifier: hidden units `U`, inputs, classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TokenDims {
+    /// Hidden units (tokens).
+    pub units: usize,
+    /// Classifier inputs.
+    pub d_in: usize,
+    /// Classes.
+    pub d_out: usize,
+}
+
+impl TokenDims {
+    /// Values per token, `d_in + 1 + d_out`.
+    pub fn token(&self) -> usize {
+        self.d_in.saturating_add(1).saturating_add(self.d_out)
+    }
+}
+
+impl<'a> SetNet<'a> {
+    /// The layers in file order: embed, global_in, time_in, each block's local, pooled, mlp,
+    /// token_out, global_out (the index of a [`FormatError`] of part 5).
+    pub fn layers(&self) -> impl Iterator<Item = &FieldLayer<'a>> {
+        [&self.embed, &self.global_in, &self.time_in]
+            .into_iter()
+            .chain(
+                self.blocks
+                    .iter()
+                    .flat_map(|b| [&b.local, &b.pooled, &b.mlp]),
+            )
+            .chain([&self.token_out, &self.global_out])
+    }
+}
+
+/// Schema of format version 1 (the MLP field only); decoded and converted, never written.
+#[derive(Deserialize)]
+struct ModelFileV1<'a> {
+    model_id: [u8; 16],
+    classifier: heapless::Vec<ClassifierLayer, MAX_CLASSIFIER_LAYERS>,
+    source: SourceKind,
+    #[serde(borrow)]
+    normalization: Normalization<'a>,
+    time: TimeEmbedding,
+    #[serde(borrow)]
+    field: heapless::Vec<FieldLayer<'a>, MAX_FIELD_LAYERS>,
+    solver: SolverKind,
+    steps: u16,
+}
+
+impl<'a> From<ModelFileV1<'a>> for ModelFile<'a> {
+    fn from(v: ModelFileV1<'a>) -> Self {
+        Self {
+            model_id: v.model_id,
+            classifier: v.classifier,
+            source: v.source,
+            normalization: v.normalization,
+            time: v.time,
+            field: FieldNet::Mlp(v.field),
+            solver: v.solver,
+            steps: v.steps,
+        }
+    }
 }
 
 /// Reads the `i`-th little-endian f32 of `bytes`.
@@ -196,6 +327,53 @@ fn invalid(part: u8, index: usize) -> FormatError {
     }
 }
 
+/// Checks one dense layer's byte lengths and values (and its output width, when fixed).
+fn check_layer(
+    part: u8,
+    i: usize,
+    l: &FieldLayer<'_>,
+    d_out: Option<u64>,
+) -> Result<(), FormatError> {
+    if l.d_out == 0 {
+        return Err(invalid(part, i));
+    }
+    if let Some(d) = d_out
+        && u64::from(l.d_out) != d
+    {
+        return Err(mismatch(part, i, d, u64::from(l.d_out)));
+    }
+    let cells = u64::from(l.d_out) * u64::from(l.d_in);
+    let rows = 4 * u64::from(l.d_out);
+    match l.weights {
+        FieldWeights::Int8 { q, scales } => {
+            if q.len() as u64 != cells {
+                return Err(mismatch(part, i, cells, q.len() as u64));
+            }
+            if scales.len() as u64 != rows {
+                return Err(mismatch(part, i, rows, scales.len() as u64));
+            }
+            if !all_finite(scales, false) {
+                return Err(invalid(part, i));
+            }
+        }
+        FieldWeights::F32 { w } => {
+            if w.len() as u64 != 4 * cells {
+                return Err(mismatch(part, i, 4 * cells, w.len() as u64));
+            }
+            if !all_finite(w, false) {
+                return Err(invalid(part, i));
+            }
+        }
+    }
+    if l.bias.len() as u64 != rows {
+        return Err(mismatch(part, i, rows, l.bias.len() as u64));
+    }
+    if !all_finite(l.bias, false) {
+        return Err(invalid(part, i));
+    }
+    Ok(())
+}
+
 impl<'a> ModelFile<'a> {
     /// Number of classifier parameters `P` (the ODE state size).
     pub fn num_params(&self) -> usize {
@@ -209,16 +387,31 @@ impl<'a> ModelFile<'a> {
             .fold(0usize, usize::saturating_add)
     }
 
-    /// Widest hidden field layer output (the activation buffer size).
+    /// Widest hidden activation of the field: the widest hidden MLP layer, or the set field's
+    /// token width `H`.
     pub fn max_field_width(&self) -> usize {
-        // The last layer writes the P-sized velocity directly, not an activation buffer.
-        let hidden = self.field.len().saturating_sub(1);
-        self.field
-            .iter()
-            .take(hidden)
-            .map(|l| l.d_out as usize)
-            .max()
-            .unwrap_or(0)
+        match &self.field {
+            // The last layer writes the P-sized velocity directly, not an activation buffer.
+            FieldNet::Mlp(layers) => layers
+                .iter()
+                .take(layers.len().saturating_sub(1))
+                .map(|l| l.d_out as usize)
+                .max()
+                .unwrap_or(0),
+            FieldNet::Set(net) => net.hidden as usize,
+        }
+    }
+
+    /// The token shape when the classifier has exactly two layers (the set field's case).
+    pub fn token_dims(&self) -> Option<TokenDims> {
+        match self.classifier.as_slice() {
+            [first, second] => Some(TokenDims {
+                units: first.d_out as usize,
+                d_in: first.d_in as usize,
+                d_out: second.d_out as usize,
+            }),
+            _ => None,
+        }
     }
 
     /// Widest classifier layer output.
@@ -275,50 +468,62 @@ impl<'a> ModelFile<'a> {
         {
             return Err(invalid(4, 0));
         }
-        if self.field.is_empty() || self.steps == 0 {
+        if self.steps == 0 {
+            return Err(invalid(1, 0));
+        }
+        match &self.field {
+            FieldNet::Mlp(layers) => self.validate_mlp(layers, params),
+            FieldNet::Set(net) => self.validate_set(net),
+        }
+    }
+
+    fn validate_mlp(&self, layers: &[FieldLayer<'_>], params: u64) -> Result<(), FormatError> {
+        if layers.is_empty() {
             return Err(invalid(1, 0));
         }
         let mut expected_in = params + u64::from(self.time.dim);
-        for (i, l) in self.field.iter().enumerate() {
+        for (i, l) in layers.iter().enumerate() {
             if u64::from(l.d_in) != expected_in {
                 return Err(mismatch(1, i, expected_in, u64::from(l.d_in)));
             }
-            if l.d_out == 0 {
-                return Err(invalid(1, i));
-            }
-            let cells = u64::from(l.d_out) * u64::from(l.d_in);
-            match l.weights {
-                FieldWeights::Int8 { q, scales } => {
-                    if q.len() as u64 != cells {
-                        return Err(mismatch(1, i, cells, q.len() as u64));
-                    }
-                    if scales.len() as u64 != 4 * u64::from(l.d_out) {
-                        return Err(mismatch(1, i, 4 * u64::from(l.d_out), scales.len() as u64));
-                    }
-                    if !all_finite(scales, false) {
-                        return Err(invalid(1, i));
-                    }
-                }
-                FieldWeights::F32 { w } => {
-                    if w.len() as u64 != 4 * cells {
-                        return Err(mismatch(1, i, 4 * cells, w.len() as u64));
-                    }
-                    if !all_finite(w, false) {
-                        return Err(invalid(1, i));
-                    }
-                }
-            }
-            if l.bias.len() as u64 != 4 * u64::from(l.d_out) {
-                return Err(mismatch(1, i, 4 * u64::from(l.d_out), l.bias.len() as u64));
-            }
-            if !all_finite(l.bias, false) {
-                return Err(invalid(1, i));
-            }
+            check_layer(1, i, l, None)?;
             expected_in = u64::from(l.d_out);
         }
         if expected_in != params {
-            let last = self.field.len().saturating_sub(1);
+            let last = layers.len().saturating_sub(1);
             return Err(mismatch(1, last, params, expected_in));
+        }
+        Ok(())
+    }
+
+    fn validate_set(&self, net: &SetNet<'_>) -> Result<(), FormatError> {
+        // Part 5: the set field; index = the layer's position in `SetNet::layers`.
+        let dims = self
+            .token_dims()
+            .ok_or(mismatch(0, 0, 2, self.classifier.len() as u64))?;
+        let h = u64::from(net.hidden);
+        if h == 0 {
+            return Err(invalid(5, 0));
+        }
+        let (tok, td) = (dims.token() as u64, u64::from(self.time.dim));
+        let out = dims.d_out as u64;
+        let blocks = net.blocks.len();
+        for (i, l) in net.layers().enumerate() {
+            let shape = match i {
+                0 => (tok, h),
+                1 => (out, h),
+                2 => (td, h),
+                i if i < 3 + 3 * blocks => (h, h),
+                i if i == 3 + 3 * blocks => (h, tok),
+                _ => (h, out),
+            };
+            if u64::from(l.d_in) != shape.0 {
+                return Err(mismatch(5, i, shape.0, u64::from(l.d_in)));
+            }
+            check_layer(5, i, l, Some(shape.1))?;
+            if l.activation != Activation::Identity {
+                return Err(invalid(5, i));
+            }
         }
         Ok(())
     }
@@ -328,9 +533,13 @@ impl<'a> ModelFile<'a> {
     /// # Errors
     /// Any [`FormatError`]; never panics on any input.
     pub fn decode(file: &'a [u8]) -> Result<Self, FormatError> {
-        let (_, payload) = Header::split(file)?;
-        let (model, rest) = postcard::take_from_bytes::<ModelFile<'a>>(payload)
-            .map_err(|_| FormatError::Postcard)?;
+        let (header, payload) = Header::split(file)?;
+        let (model, rest) = if header.version == 1 {
+            postcard::take_from_bytes::<ModelFileV1<'a>>(payload).map(|(m, r)| (m.into(), r))
+        } else {
+            postcard::take_from_bytes::<ModelFile<'a>>(payload)
+        }
+        .map_err(|_| FormatError::Postcard)?;
         if !rest.is_empty() {
             return Err(FormatError::TrailingBytes {
                 extra: u32::try_from(rest.len()).unwrap_or(u32::MAX),

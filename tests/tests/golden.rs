@@ -1,43 +1,65 @@
-//! Golden files: the tiny model's exact bytes and its synthesized weights for a fixed seed.
-//! Regenerate only on purpose: `UPDATE_GOLDEN=1 cargo test -p nmflow-tests --test golden`, then
-//! review the diff like code (a byte change needs a FORMAT_VERSION bump and a changelog entry).
+//! Golden files: the tiny models' exact bytes and their synthesized weights for a fixed seed, per
+//! format version. Regenerate only on purpose:
+//! `UPDATE_GOLDEN=1 cargo test -p nmflow-tests --test golden`, then review the diff like code (a
+//! byte change needs a FORMAT_VERSION bump and a changelog entry). Files of older versions are never
+//! regenerated: they prove that this build still reads what earlier builds wrote.
 
-use nmflow_runtime::testing::tiny_model_bytes;
+use nmflow_runtime::testing::{tiny_model_bytes, tiny_set_model_bytes};
 use nmflow_runtime::{ModelView, Workspace, synthesize};
 use nmflow_tests::fixtures;
 
-#[test]
-fn tiny_model_bytes_and_weights_are_pinned() {
-    let bytes = tiny_model_bytes();
-    let model = ModelView::parse(&bytes).unwrap();
-    let mut ws: Workspace<32, 32> = Workspace::new();
-    let weights = synthesize(&model, 7, &mut ws).unwrap();
-    let text: String = weights.iter().map(|w| format!("{w:.9e}\n")).collect();
-    let (bin, txt) = (
-        fixtures().join("tiny-v1.nmf"),
-        fixtures().join("tiny-v1-seed7.txt"),
-    );
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&bin, &*bytes).unwrap();
-        std::fs::write(&txt, &text).unwrap();
-    }
-    assert_eq!(
-        &*bytes,
-        std::fs::read(&bin).unwrap().as_slice(),
-        "model bytes changed"
-    );
-    let expected: Vec<f32> = std::fs::read_to_string(&txt)
+/// The weights `bytes` synthesizes for seed 7, one `{:.9e}` line each.
+fn seed7(bytes: &[u8]) -> Vec<f32> {
+    let model = ModelView::parse(bytes).unwrap();
+    let mut ws: Workspace<128> = Workspace::new();
+    synthesize(&model, 7, &mut ws).unwrap().to_vec()
+}
+
+fn assert_close(weights: &[f32], txt: &str) {
+    let expected: Vec<f32> = std::fs::read_to_string(fixtures().join(txt))
         .unwrap()
         .lines()
         .map(|l| l.parse().unwrap())
         .collect();
-    assert_eq!(expected.len(), weights.len());
+    assert_eq!(expected.len(), weights.len(), "{txt}");
     for (i, (a, b)) in weights.iter().zip(&expected).enumerate() {
         assert!(
             (a - b).abs() <= 1e-6 * b.abs().max(1.0),
-            "weight {i}: {a} vs {b}"
+            "{txt}: weight {i}: {a} vs {b}"
         );
     }
-    // The pinned file still decodes with this build (a version bump must keep a rejected copy).
-    assert!(ModelView::parse(&std::fs::read(&bin).unwrap()).is_ok());
+}
+
+fn pinned(bytes: &[u8], bin: &str, txt: &str) {
+    let weights = seed7(bytes);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(fixtures().join(bin), bytes).unwrap();
+        let text: String = weights.iter().map(|w| format!("{w:.9e}\n")).collect();
+        std::fs::write(fixtures().join(txt), text).unwrap();
+    }
+    assert_eq!(
+        bytes,
+        std::fs::read(fixtures().join(bin)).unwrap().as_slice(),
+        "{bin}: model bytes changed"
+    );
+    assert_close(&weights, txt);
+}
+
+#[test]
+fn tiny_model_bytes_and_weights_are_pinned() {
+    pinned(&tiny_model_bytes(), "tiny-v2.nmf", "tiny-v2-seed7.txt");
+    pinned(
+        &tiny_set_model_bytes(),
+        "tiny-set-v2.nmf",
+        "tiny-set-v2-seed7.txt",
+    );
+}
+
+#[test]
+fn a_version_1_file_still_reads_and_synthesizes_what_it_did() {
+    let old = std::fs::read(fixtures().join("tiny-v1.nmf")).unwrap();
+    assert_eq!(u16::from_le_bytes([old[4], old[5]]), 1);
+    assert_close(&seed7(&old), "tiny-v1-seed7.txt");
+    // The same model, written today, is a version 2 file synthesizing the same weights.
+    assert_eq!(seed7(&old), seed7(&tiny_model_bytes()));
 }

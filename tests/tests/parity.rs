@@ -4,22 +4,28 @@
 use nmflow_host::backend::{Cpu, CpuAutodiff};
 use nmflow_host::classifier;
 use nmflow_host::data::Dataset;
-use nmflow_host::edge::{HOST_MAX_PARAMS, HOST_MAX_WIDTH, edge_eval, synthesize_one};
+use nmflow_host::edge::{HostWorkspace, edge_eval, synthesize_one};
 use nmflow_host::export::{Quant, export};
 use nmflow_host::flow::solver::Solver;
 use nmflow_host::meta::config::Method;
+use nmflow_host::meta::field::{FieldConfig, FieldKind, SetDims};
 use nmflow_host::meta::sample::MetaModel;
 use nmflow_host::meta::train::train_meta;
-use nmflow_runtime::{ModelView, Workspace};
+use nmflow_runtime::ModelView;
 use nmflow_tests::{data_dir, meta_config, small_zoo, temp_dir};
 
-#[test]
-fn runtime_synthesis_matches_the_host_sampler() {
-    let tmp = temp_dir("parity");
+/// Trains a brief meta-model with `field` on a small zoo, then checks the runtime against burn's
+/// sampler: the f32 export synthesizes the same weights within 1e-4 relative L2 per classifier,
+/// and the int8 export's mean accuracy over 100 classifiers is within 0.5 pp of the host's f32
+/// sampler on the same seeds.
+fn runtime_matches_the_host_sampler(name: &str, field: FieldConfig, solver: Solver, steps: usize) {
+    let tmp = temp_dir(name);
     let zoo = tmp.join("zoo");
     small_zoo(&zoo, 11);
     let mut mcfg = meta_config(Method::Cfm, &zoo);
-    mcfg.field.hidden = 128;
+    mcfg.field = field;
+    mcfg.solver = solver;
+    mcfg.solver_steps = steps;
     mcfg.steps = 300;
     let model_dir = tmp.join("model");
     train_meta::<CpuAutodiff>(
@@ -36,17 +42,16 @@ fn runtime_synthesis_matches_the_host_sampler() {
     )
     .unwrap();
 
-    // f32 export: the runtime's weights equal burn's within 1e-4 relative L2, per classifier.
     let f32_file = tmp.join("model-f32.nmf");
     export(&model_dir, Quant::F32, None, None, &f32_file).unwrap();
     let host = MetaModel::<Cpu>::load(&model_dir, &Default::default()).unwrap();
     let (n, seed) = (100, 5);
     let (host_w, host_nfe) = host
-        .sample(n, Solver::Rk4, 2, seed, &Default::default())
+        .sample(n, solver, steps, seed, &Default::default())
         .unwrap();
     let bytes = std::fs::read(&f32_file).unwrap();
     let view = ModelView::parse(&bytes).unwrap();
-    let mut ws: Box<Workspace<HOST_MAX_PARAMS, HOST_MAX_WIDTH>> = Box::default();
+    let mut ws: Box<HostWorkspace> = Box::default();
     let p = 1210;
     for i in 0..n {
         let (w, nfe) = synthesize_one(&view, seed, i, &mut ws, &f32_file).unwrap();
@@ -61,12 +66,11 @@ fn runtime_synthesis_matches_the_host_sampler() {
         let norm: f64 = h.iter().map(|b| f64::from(*b).powi(2)).sum::<f64>().sqrt();
         assert!(
             diff / norm < 1e-4,
-            "classifier {i}: relative L2 {}",
+            "{name}: classifier {i}: relative L2 {}",
             diff / norm
         );
     }
 
-    // int8 export: mean accuracy of 100 runtime classifiers within 0.5 pp of the host's f32 sampler.
     let int8_file = tmp.join("model-int8.nmf");
     export(&model_dir, Quant::Int8, None, None, &int8_file).unwrap();
     let edge = edge_eval(&int8_file, n, seed, "mnist8".parse().unwrap(), &data_dir()).unwrap();
@@ -81,12 +85,48 @@ fn runtime_synthesis_matches_the_host_sampler() {
     )
     .unwrap();
     let host_mean = accs.iter().map(|a| a.1).sum::<f64>() / n as f64;
-    assert!(edge.acc_mean > 0.2, "{edge:?}");
+    assert!(edge.acc_mean > 0.2, "{name}: {edge:?}");
     assert!(
         (edge.acc_mean - host_mean).abs() < 0.005,
-        "int8 {} vs host f32 {host_mean}",
+        "{name}: int8 {} vs host f32 {host_mean}",
         edge.acc_mean
     );
     assert!(edge.bytes < std::fs::metadata(&f32_file).unwrap().len() as usize / 3);
     std::fs::remove_dir_all(tmp).unwrap();
+}
+
+#[test]
+fn runtime_synthesis_matches_the_host_sampler() {
+    let mut field = meta_config_field();
+    field.hidden = 128;
+    runtime_matches_the_host_sampler("parity", field, Solver::Rk4, 2);
+}
+
+#[test]
+fn runtime_set_field_matches_the_host_sampler() {
+    let field = FieldConfig {
+        kind: FieldKind::Set,
+        set: Some(SetDims {
+            units: 16,
+            d_in: 64,
+            d_out: 10,
+        }),
+        hidden: 32,
+        depth: 2,
+        ..meta_config_field()
+    };
+    runtime_matches_the_host_sampler("parity-set", field, Solver::Euler, 4);
+}
+
+/// The MLP field of the tests' standard configuration ([`meta_config`]).
+fn meta_config_field() -> FieldConfig {
+    FieldConfig {
+        kind: FieldKind::Mlp,
+        set: None,
+        jko: None,
+        dim: 1210,
+        hidden: 256,
+        depth: 2,
+        time_dim: 16,
+    }
 }

@@ -14,7 +14,7 @@ use nmflow_runtime::{Error, ModelView, Workspace, synthesize};
 
 /// The model and the test frames, embedded in flash.
 pub mod assets {
-    /// The exported model (mnist8, mlp:64-16-10, int8 field).
+    /// The exported model (mnist8, mlp:64-16-10, int8 set field, Euler × 4).
     pub static MODEL: &[u8] = include_bytes!("../assets/model.nmf");
     /// 300 MNIST-8×8 test frames (64 values 0..=16 each) and labels.
     pub static MNIST8_IMAGES: &[u8] = include_bytes!("../assets/mnist8.images");
@@ -28,10 +28,14 @@ pub mod assets {
 
 /// Pixels per frame.
 pub const FRAME: usize = 64;
-/// Workspace capacity: parameters.
-pub const MAX_PARAMS: usize = 1280;
-/// Workspace capacity: activations.
-pub const MAX_WIDTH: usize = 128;
+/// Workspace capacity in floats: what the embedded model needs with its solver
+/// (`nmflow inspect assets/model.nmf` prints it in bytes; a model that does not fit is refused
+/// when it is parsed).
+pub const WORKSPACE_FLOATS: usize = 3_674;
+/// The application's workspace.
+pub type AppWorkspace = Workspace<WORKSPACE_FLOATS>;
+/// Classifier activation capacity (the widest classifier layer).
+pub const MAX_WIDTH: usize = 16;
 /// Ensemble members.
 pub const MEMBERS: u64 = 5;
 /// Frames per shift window.
@@ -201,7 +205,7 @@ pub const DEMO_SEED: u64 = 1;
 pub fn run_demo<I: I2c>(
     test: &mut FrameSensor<I>,
     shifted: &mut FrameSensor<I>,
-    ws: &mut Workspace<MAX_PARAMS, MAX_WIDTH>,
+    ws: &mut AppWorkspace,
     on_synthesis: &mut dyn FnMut(u64),
 ) -> Result<Report, AppError<I::Error>> {
     run(
@@ -246,10 +250,10 @@ pub fn run<I: I2c>(
     shifted: &mut FrameSensor<I>,
     frames: u16,
     seed: u64,
-    ws: &mut Workspace<MAX_PARAMS, MAX_WIDTH>,
+    ws: &mut AppWorkspace,
     on_synthesis: &mut dyn FnMut(u64),
 ) -> Result<Report, AppError<I::Error>> {
-    let model = ModelView::parse(model_bytes)?;
+    let model = ModelView::parse_for(model_bytes, WORKSPACE_FLOATS)?;
     let mut scratch: ClassifierScratch<MAX_WIDTH> = ClassifierScratch::new();
     let mut logits = [0.0f32; CLASSES];
     let mut probs = [0.0f32; CLASSES];

@@ -1,12 +1,11 @@
 //! The application on the host: prints the lines the firmware logs, so `run-qemu.sh` can compare
 //! QEMU's output with the host's for the same seeds.
 
-use nmflow_fw_app::{MAX_PARAMS, MAX_WIDTH, embedded_sensors, run_demo};
-use nmflow_runtime::Workspace;
+use nmflow_fw_app::{AppWorkspace, embedded_sensors, run_demo};
 
 #[test]
 fn host_report() {
-    let mut ws: Box<Workspace<MAX_PARAMS, MAX_WIDTH>> = Box::default();
+    let mut ws: Box<AppWorkspace> = Box::default();
     let (mut test, mut shifted) = embedded_sensors();
     let r = run_demo(&mut test, &mut shifted, &mut ws, &mut |_| {}).unwrap();
     println!(

@@ -23,14 +23,16 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
         __a_panic_path_is_reachable()
     }
     #[cfg(not(feature = "panic-never"))]
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn _start() -> ! {
     let bytes = black_box([0u8; 4096]);
     let len = black_box(4096usize).min(bytes.len());
-    let mut ws: Workspace<2048, 256> = Workspace::new();
+    let mut ws: Workspace<4096> = Workspace::new();
     let mut scratch: ClassifierScratch<256> = ClassifierScratch::new();
     let mut logits = [0.0f32; 16];
     let mut probs = [0.0f32; 16];
@@ -60,5 +62,7 @@ pub extern "C" fn _start() -> ! {
         }
     }
     black_box(&ws);
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }

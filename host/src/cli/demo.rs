@@ -95,21 +95,6 @@ pub fn demo_train_request() -> TrainRequest {
     }
 }
 
-/// The field the device runs (the model format holds MLP fields): width 128, two hidden layers,
-/// a 16-wide time embedding, 3,000 steps on burn's engine, RK4 × 2 (the firmware example's model).
-pub fn demo_device_request() -> TrainRequest {
-    TrainRequest {
-        field: Some(FieldKind::Mlp),
-        hidden: Some(128),
-        depth: 2,
-        time_dim: 16,
-        steps: Some(3000),
-        solver: Some(Solver::Rk4),
-        solver_steps: Some(2),
-        ..TrainRequest::default()
-    }
-}
-
 /// Runs `nmflow demo`.
 ///
 /// # Errors
@@ -174,16 +159,14 @@ pub fn exec(a: &DemoArgs) -> Result<()> {
     let eval = evaluate::<CpuAutodiff>(&model, &zoo_dir, &dir, &opts, &Default::default())?;
     write_json(&model.join(files::EVAL), &eval)?;
 
-    let device_model = out.join("device-field");
-    let file = device_model.join("model-int8.nmf");
+    let file = model.join("model-int8.nmf");
     eprintln!(
-        "[6/7] device: an MLP field (the kind the model format holds) → int8 {} → the no_std runtime",
+        "[6/7] device: the meta-model → int8 {} → the no_std runtime",
         file.display()
     );
-    train_stage(&demo_device_request(), &zoo_dir, &device_model, &dir, quiet)?;
-    export(&device_model, Quant::Int8, None, None, &file)?;
+    export(&model, Quant::Int8, None, None, &file)?;
     let edge = edge_eval(&file, 100, 1, DatasetView::Mnist8, &dir)?;
-    write_json(&device_model.join("edge.json"), &edge)?;
+    write_json(&model.join("edge.json"), &edge)?;
 
     eprintln!("[7/7] report: {}", out.join("report.html").display());
     let page = write_report(out)?;
@@ -295,7 +278,7 @@ fn table(
         ),
         ("downstream".into(), down),
         (
-            "device (int8 MLP field)".into(),
+            format!("device (int8 {} field)", edge.field_kind),
             format!(
                 "{} bytes, {} MACs per synthesis: test acc mean {:.2} %",
                 edge.bytes,

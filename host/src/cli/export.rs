@@ -37,20 +37,29 @@ pub struct ExportArgs {
 /// Runs `nmflow export`.
 ///
 /// # Errors
-/// A field kind the format does not hold yet (usage), an unreadable model, a failed write.
+/// A field kind the format does not hold (a potential field: usage), an unreadable model, a failed write.
 pub fn exec(a: &ExportArgs) -> Result<()> {
     super::refuse_existing(&a.out, a.force)?;
     let r = export(&a.model, a.quant, a.solver, a.steps, &a.out)?;
     super::emit(a.json, &r, || {
         let worst = r.layers.iter().map(|l| l.rel_rms).fold(0.0f32, f32::max);
-        format!(
-            "export: {} bytes ({:?}, field {} bytes) for {}-parameter classifiers; worst layer relative RMS quantization error {:.2e} → {}",
+        let mut text = String::from("layer         shape       max |error|  relative RMS error\n");
+        for l in &r.layers {
+            text.push_str(&format!(
+                "{:<13} {:>4}×{:<5}  {:.3e}    {:.3e}\n",
+                l.name, l.shape[0], l.shape[1], l.max_abs, l.rel_rms
+            ));
+        }
+        text.push_str(&format!(
+            "export: {} bytes ({:?} {} field, {} bytes of it) for {}-parameter classifiers; worst layer relative RMS quantization error {:.2e} → {}",
             r.bytes,
             r.quant,
+            r.field_kind,
             r.field_bytes,
             r.num_params,
             worst,
             r.out.display()
-        )
+        ));
+        text
     })
 }

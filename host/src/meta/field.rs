@@ -342,31 +342,37 @@ impl<B: Backend> VectorField<B> {
     /// # Errors
     /// [`TensorRead`] when the backend's values cannot be read back.
     pub fn dense_layers(&self) -> Result<Option<Vec<DenseLayer>>, TensorRead> {
-        let Some(layers) = self.mlp_layers()? else {
+        if self.set.is_some() || self.potential.is_some() {
+            return Ok(None);
+        }
+        self.layers
+            .iter()
+            .map(dense_layer)
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
+    /// The set field's width `H` and layers as row-major data, in the model file's order:
+    /// `embed`, `global_in`, `time_in`, each block's `local`, `pooled`, `mlp`, then `token_out`
+    /// and `global_out` (`None` for the other fields).
+    ///
+    /// # Errors
+    /// [`TensorRead`] when the backend's values cannot be read back.
+    pub fn set_dense_layers(&self) -> Result<Option<(usize, Vec<DenseLayer>)>, TensorRead> {
+        let Some(set) = &self.set else {
             return Ok(None);
         };
-        Ok(Some(
-            layers
-                .into_iter()
-                .zip(&self.layers)
-                .map(|((w, bias), l)| {
-                    let [d_in, d_out] = l.weight.dims();
-                    // burn stores [d_in, d_out]; the format wants rows of outputs.
-                    let mut weight = vec![0.0f32; d_in * d_out];
-                    for i in 0..d_in {
-                        for o in 0..d_out {
-                            weight[o * d_in + i] = w[i * d_out + o];
-                        }
-                    }
-                    DenseLayer {
-                        d_in,
-                        d_out,
-                        weight,
-                        bias,
-                    }
-                })
-                .collect(),
-        ))
+        let mut linears = vec![&set.embed, &set.global_in, &set.time_in];
+        for b in &set.blocks {
+            linears.extend([&b.local, &b.pooled, &b.mlp]);
+        }
+        linears.extend([&set.token_out, &set.global_out]);
+        let hidden = set.embed.weight.dims()[1];
+        let layers = linears
+            .into_iter()
+            .map(dense_layer)
+            .collect::<Result<_, _>>()?;
+        Ok(Some((hidden, layers)))
     }
 
     /// The predicted velocity.
@@ -392,6 +398,28 @@ impl<B: Backend> VectorField<B> {
         }
         h
     }
+}
+
+/// A burn `Linear` as row-major `[d_out][d_in]` data (burn stores `[d_in, d_out]`).
+fn dense_layer<B: Backend>(l: &Linear<B>) -> Result<DenseLayer, TensorRead> {
+    let [d_in, d_out] = l.weight.dims();
+    let w = values::<f32>(l.weight.val().into_data())?;
+    let bias = match &l.bias {
+        Some(b) => values::<f32>(b.val().into_data())?,
+        None => vec![0.0; d_out],
+    };
+    let mut weight = vec![0.0f32; d_in * d_out];
+    for i in 0..d_in {
+        for o in 0..d_out {
+            weight[o * d_in + i] = w[i * d_out + o];
+        }
+    }
+    Ok(DenseLayer {
+        d_in,
+        d_out,
+        weight,
+        bias,
+    })
 }
 
 /// `[sin(2π f_j t), cos(2π f_j t)]`, `[N, 1]` → `[N, time_dim]`.

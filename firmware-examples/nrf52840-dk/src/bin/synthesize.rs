@@ -7,14 +7,11 @@
 
 use cortex_m_rt::entry;
 use defmt_rtt as _;
-use nmflow_fw_app::{
-    FrameSensor, MAX_PARAMS, MAX_WIDTH, SHIFTED_ADDRESS, TEST_ADDRESS, assets, run_demo,
-};
-use nmflow_runtime::Workspace;
+use nmflow_fw_app::{AppWorkspace, FrameSensor, SHIFTED_ADDRESS, TEST_ADDRESS, assets, run_demo};
 use nrf52840_hal::{self as hal, gpio::p0, twim};
 use panic_probe as _;
 
-static mut WORKSPACE: Workspace<MAX_PARAMS, MAX_WIDTH> = Workspace::new();
+static mut WORKSPACE: AppWorkspace = AppWorkspace::new();
 
 #[entry]
 fn main() -> ! {

@@ -13,10 +13,9 @@ mod firmware {
     use cortex_m_rt::entry;
     use cortex_m_semihosting::debug::{self, EXIT_FAILURE, EXIT_SUCCESS};
     use defmt_semihosting as _;
-    use nmflow_fw_app::{MAX_PARAMS, MAX_WIDTH, assets, embedded_sensors, run_demo};
-    use nmflow_runtime::Workspace;
+    use nmflow_fw_app::{AppWorkspace, assets, embedded_sensors, run_demo};
 
-    static mut WORKSPACE: Workspace<MAX_PARAMS, MAX_WIDTH> = Workspace::new();
+    static mut WORKSPACE: AppWorkspace = AppWorkspace::new();
 
     const PAINT: u32 = 0xA5A5_A5A5;
 
@@ -63,7 +62,7 @@ mod firmware {
         defmt::info!(
             "model {=usize} bytes; workspace {=usize} bytes",
             assets::MODEL.len(),
-            Workspace::<MAX_PARAMS, MAX_WIDTH>::bytes()
+            AppWorkspace::bytes()
         );
         let mut last = cortex_m::peripheral::SYST::get_current();
         let mut ticks_per_synthesis = 0u32;
@@ -96,7 +95,10 @@ mod firmware {
 
     fn exit(ok: bool) -> ! {
         debug::exit(if ok { EXIT_SUCCESS } else { EXIT_FAILURE });
-        loop {}
+        // Unreachable under QEMU (semihosting exit ends it); on a probe, sleep.
+        loop {
+            cortex_m::asm::wfi();
+        }
     }
 
     #[panic_handler]
