@@ -14,8 +14,13 @@ fi
 if ! command -v defmt-print >/dev/null; then
   cargo install defmt-print --version 1.2.0 --locked
 fi
-cargo build --release -q
-elf=target/thumbv7em-none-eabihf/release/synthesize
+# Ask cargo where it put the ELF (CARGO_TARGET_DIR or a shared target directory may move it).
+elf=$(cargo build --release -q --message-format=json \
+  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+if [ -z "$elf" ] || [ ! -f "$elf" ]; then
+  echo "FAIL: cargo did not report the firmware's executable" >&2
+  exit 1
+fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 status=0

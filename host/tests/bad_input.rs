@@ -928,9 +928,9 @@ fn sample_eval_export_edge_eval_bad_input() {
             &["not something nmflow can inspect"],
         ),
         (
-            vec!["dump-inputs", "--dataset", "mnist", "--out", "{dir}/x"],
+            vec!["dump-inputs", "--dataset", "mnist9", "--out", "{dir}/x"],
             2,
-            &["writes 8×8 datasets"],
+            &["mnist9"],
         ),
         (
             vec![

@@ -1,4 +1,4 @@
-//! `nmflow dump-inputs`: test images of an 8×8 dataset as raw bytes for firmware.
+//! `nmflow dump-inputs`: test images as raw pixel bytes for firmware.
 
 use std::path::PathBuf;
 
@@ -12,7 +12,8 @@ use crate::error::UsageError;
 /// Arguments of `nmflow dump-inputs`.
 #[derive(Debug, Args)]
 pub struct DumpInputsArgs {
-    /// Dataset: mnist8 or digits (test split).
+    /// Dataset view (test split): mnist8 or digits (8×8, pixels 0..=16), mnist or fashion (28×28,
+    /// pixels 0..=255); a device computes the input as `(p / levels − mean) / std` (`docs/data.md`).
     #[arg(long)]
     pub dataset: String,
     /// Number of samples (the first N of the test split).
@@ -45,21 +46,16 @@ pub struct DumpReport {
 /// Runs `nmflow dump-inputs`.
 ///
 /// # Errors
-/// A dataset that is not 8×8 (usage), unreadable data, a failed write.
+/// Unreadable data, a failed write.
 pub fn exec(a: &DumpInputsArgs) -> Result<()> {
     let view: DatasetView = a.dataset.parse()?;
     if a.n == 0 {
         return Err(UsageError("--n must be at least 1 (got 0)".into()).into());
     }
-    if view.input_shape() != [1, 8, 8] {
-        return Err(UsageError(format!(
-            "dump-inputs writes 8×8 datasets (mnist8, digits), not {view}"
-        ))
-        .into());
-    }
     let data = Dataset::load(view, &data::data_dir(a.data_dir.clone()))?;
     let split = data.test.head(a.n);
-    let images: Vec<u8> = split.x.iter().map(|&v| (v * 16.0).round() as u8).collect();
+    let scaling = view.pixel_scaling();
+    let images: Vec<u8> = split.x.iter().map(|&v| scaling.pixel(v)).collect();
     let r = DumpReport {
         dataset: view.to_string(),
         n: split.len(),

@@ -54,9 +54,51 @@ impl DatasetView {
         }
     }
 
+    /// How a stored pixel `p` (0..=levels) becomes an input value: `(p / levels − mean) / std`,
+    /// in f32 in that order (a device that reads raw pixels computes the same bits).
+    pub fn pixel_scaling(self) -> PixelScaling {
+        match self {
+            Self::Mnist => PixelScaling {
+                levels: 255.0,
+                mean: 0.1307,
+                std: 0.3081,
+            },
+            Self::Fashion => PixelScaling {
+                levels: 255.0,
+                mean: 0.2860,
+                std: 0.3530,
+            },
+            Self::Mnist8 | Self::Digits => PixelScaling {
+                levels: 16.0,
+                mean: 0.0,
+                std: 1.0,
+            },
+        }
+    }
+
     /// Whether the view has a training split (digits is for evaluation only).
     pub fn has_train(self) -> bool {
         self != Self::Digits
+    }
+}
+
+/// A view's pixel scaling (see [`DatasetView::pixel_scaling`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PixelScaling {
+    /// Grey levels of a stored pixel (its largest value).
+    pub levels: f32,
+    /// Mean subtracted after dividing by `levels`.
+    pub mean: f32,
+    /// Standard deviation divided by last.
+    pub std: f32,
+}
+
+impl PixelScaling {
+    /// The stored pixel an input value came from.
+    pub fn pixel(&self, x: f32) -> u8 {
+        ((x * self.std + self.mean) * self.levels)
+            .round()
+            .clamp(0.0, self.levels) as u8
     }
 }
 
@@ -140,12 +182,8 @@ impl Dataset {
                 } else {
                     "fashion-mnist"
                 };
-                let (mean, std) = if view == DatasetView::Mnist {
-                    (0.1307, 0.3081)
-                } else {
-                    (0.2860, 0.3530)
-                };
-                let scale = |p: u8| (f32::from(p) / 255.0 - mean) / std;
+                let PixelScaling { levels, mean, std } = view.pixel_scaling();
+                let scale = |p: u8| (f32::from(p) / levels - mean) / std;
                 let (tr_img, tr_lab) = load_idx_pair(data_dir, set, "train")?;
                 let (te_img, te_lab) = load_idx_pair(data_dir, set, "t10k")?;
                 Ok(Self {

@@ -18,7 +18,7 @@ pub mod idx;
 pub mod mnist8;
 
 pub use catalog::{DataFile, FILES, Source};
-pub use dataset::{Dataset, DatasetView, Split};
+pub use dataset::{Dataset, DatasetView, PixelScaling, Split};
 pub use fetch::fetch;
 
 use std::path::PathBuf;
