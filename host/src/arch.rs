@@ -67,6 +67,22 @@ pub const CNN_S_CONVS: [ConvSpec; 3] = [
 ];
 
 impl Arch {
+    /// The architecture whose parameter layout is `layout` (a model directory records the layout,
+    /// not the architecture), or `None` for a layout no architecture here has.
+    pub fn of_layout(layout: &Layout) -> Option<Self> {
+        if Self::CnnS.layout() == *layout {
+            return Some(Self::CnnS);
+        }
+        let weights: Vec<&Block> = layout.blocks.iter().step_by(2).collect();
+        let first = weights.first()?;
+        let mut widths = vec![*first.shape.get(1)?];
+        for w in &weights {
+            widths.push(*w.shape.first()?);
+        }
+        let arch = Self::Mlp { widths };
+        (arch.layout() == *layout).then_some(arch)
+    }
+
     /// The convolutions (empty for an MLP).
     pub fn convs(&self) -> &'static [ConvSpec] {
         match self {

@@ -12,6 +12,7 @@
 //! | [`train`] | `nmflow train` |
 //! | [`sample`] | `nmflow sample` |
 //! | [`eval`] | `nmflow eval` |
+//! | [`finetune`] | `nmflow finetune` |
 //! | [`export`] | `nmflow export` |
 //! | [`edge_eval`] | `nmflow edge-eval` |
 //! | [`inspect`] | `nmflow inspect` |
@@ -28,6 +29,7 @@ pub mod dump_inputs;
 pub mod edge_eval;
 pub mod eval;
 pub mod export;
+pub mod finetune;
 pub mod inspect;
 pub mod report;
 pub mod sample;
@@ -76,12 +78,19 @@ pub enum Command {
     Sample(sample::SampleArgs),
     /// Evaluate a meta-model against its zoo: accuracy, novelty, trajectory fidelity, downstream.
     Eval(eval::EvalArgs),
+    /// Fine-tune a meta-model towards a reward on its classifiers (adjoint matching, METHOD.md
+    /// §5; or the direct baseline), e.g. an MNIST meta-model towards Fashion-MNIST classifiers.
+    ///
+    /// The output is a model directory that `sample`, `eval`, `export` and `edge-eval` take. A
+    /// finished run with the same settings is not redone; an interrupted one resumes from its last
+    /// checkpoint to the same bytes.
+    Finetune(Box<finetune::FinetuneArgs>),
     /// Export a meta-model as a quantized model file for the device runtime.
     Export(export::ExportArgs),
     /// Synthesize and evaluate classifiers from a model file with the device runtime itself.
     EdgeEval(edge_eval::EdgeEvalArgs),
-    /// Write test inputs of an 8×8 dataset as raw bytes for firmware (`N×64` pixel values 0..=16
-    /// in `OUT.images`, `N` labels in `OUT.labels`).
+    /// Write test inputs as raw bytes for firmware (`N×D` pixel values in `OUT.images`: 0..=16
+    /// for 8×8 views, 0..=255 for 28×28 ones; `N` labels in `OUT.labels`).
     DumpInputs(dump_inputs::DumpInputsArgs),
     /// Gather the JSON results and PNG charts of a run folder into one Markdown and HTML page.
     Report(report::ReportArgs),
@@ -103,6 +112,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::exec(&a),
         Command::Sample(a) => sample::exec(&a),
         Command::Eval(a) => eval::exec(&a),
+        Command::Finetune(a) => finetune::exec(&a),
         Command::Export(a) => export::exec(&a),
         Command::EdgeEval(a) => edge_eval::exec(&a),
         Command::DumpInputs(a) => dump_inputs::exec(&a),

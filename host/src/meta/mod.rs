@@ -32,6 +32,7 @@ pub mod downstream;
 pub mod eval;
 pub mod field;
 pub mod files;
+pub mod finetune;
 pub mod metrics;
 pub mod normalize;
 pub mod pairs;

@@ -100,6 +100,14 @@ fn current(out: &Path) -> Option<PathBuf> {
 /// [`MetaError::File`] for a checkpoint that was altered or damaged (it is not resumed from: the
 /// message says to delete it), or an unreadable state.
 pub fn load_state(out: &Path) -> Result<Option<State>, MetaError> {
+    load_state_as(out)
+}
+
+/// [`load_state`] for another loop's state type (fine-tuning keeps its own).
+///
+/// # Errors
+/// As [`load_state`].
+pub fn load_state_as<S: serde::de::DeserializeOwned>(out: &Path) -> Result<Option<S>, MetaError> {
     let Some(dir) = current(out) else {
         return Ok(None);
     };
@@ -183,9 +191,9 @@ pub fn load_model<B: AutodiffBackend>(
 ///
 /// # Errors
 /// [`MetaError::File`] naming the file that could not be written.
-pub fn save<B: AutodiffBackend>(
+pub fn save<B: AutodiffBackend, S: Serialize>(
     out: &Path,
-    state: &State,
+    state: &S,
     field: &VectorField<B>,
     optim: &FieldOptimizer<B>,
 ) -> Result<(), MetaError> {
@@ -205,9 +213,9 @@ pub fn save<B: AutodiffBackend>(
 ///
 /// # Errors
 /// [`MetaError::File`] naming the file that could not be written, or `write`'s error.
-pub fn save_with(
+pub fn save_with<S: Serialize>(
     out: &Path,
-    state: &State,
+    state: &S,
     write: impl FnOnce(&Path) -> Result<(), MetaError>,
 ) -> Result<(), MetaError> {
     let partial = out.join(PARTIAL);

@@ -1,0 +1,142 @@
+//! `nmflow finetune`: tilt a trained meta-model towards a reward (adjoint matching, or the direct
+//! baseline).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::backend::CpuAutodiff;
+use crate::data::{self, DatasetView};
+use crate::meta::finetune::{FinetuneConfig, FinetuneEnv, Method, RewardKind, finetune};
+use crate::meta::sample::MetaModel;
+
+/// Arguments of `nmflow finetune`.
+#[derive(Debug, Args)]
+pub struct FinetuneArgs {
+    /// The base model directory (written by `nmflow train`); it is not changed.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output model directory: `sample`, `eval`, `export` and `edge-eval` take it like a trained
+    /// model; it also holds finetune.json, finetune-config.json, loss.csv and finetune-*.png.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Method: `adjoint` (adjoint matching with the memoryless noise schedule, METHOD.md §5) or
+    /// `direct` (the baseline: the reward backpropagated through the base's Euler sampler).
+    ///
+    /// The memoryless schedule is exact for a base trained from a Gaussian source
+    /// (`train --source gaussian`); for a Kaiming-uniform base, the source is replaced by the
+    /// Gaussian with its mean and variance, and the schedule is only approximately memoryless
+    /// (finetune.json records which: `exact_memoryless`).
+    #[arg(long, value_enum, default_value = "adjoint")]
+    pub method: Method,
+    /// Reward: `ce`, minus the cross-entropy of the generated classifier on --dataset's training
+    /// images.
+    #[arg(long, value_enum, default_value = "ce")]
+    pub reward: RewardKind,
+    /// Dataset view of the reward and of the accuracy curve (its images must have the
+    /// classifiers' input shape: e.g. `fashion` for a model of MNIST classifiers).
+    #[arg(long)]
+    pub dataset: DatasetView,
+    /// Reward multiplier λ > 0: the target is p_base(w)·exp(λ·r(w)); larger moves further from
+    /// the base.
+    #[arg(long, default_value_t = 10.0)]
+    pub lambda: f64,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 200)]
+    pub iterations: usize,
+    /// Trajectories (adjoint) or rollouts (direct) per iteration.
+    #[arg(long, default_value_t = 16)]
+    pub trajectories: usize,
+    /// Euler–Maruyama steps of the adjoint method's SDE (the direct method rolls out the base's
+    /// own Euler step count).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// First time of the SDE, in (0, 1): the ODE carries the source sample to it (the schedule's
+    /// noise σ(t) = √(2(1−t)/t) is infinite at 0). Keep (1 − t0)/--steps well below t0: the drift's
+    /// −x/t term makes larger first steps inaccurate.
+    #[arg(long, default_value_t = 0.1)]
+    pub t0: f64,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// Training images per reward evaluation.
+    #[arg(long, default_value_t = 512)]
+    pub reward_images: usize,
+    /// Iterations between measurements (accuracy, reward and distance curves) and checkpoints.
+    #[arg(long, default_value_t = 20)]
+    pub eval_every: usize,
+    /// Classifiers sampled (with the base's solver and steps) per measurement.
+    #[arg(long, default_value_t = 32)]
+    pub eval_samples: usize,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Data folder [default: $NMFLOW_DATA, else ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Replace an --out directory that holds another run.
+    #[arg(long)]
+    pub force: bool,
+    /// Print one JSON object: {iterations, seconds, reward_before, reward_after, acc_before,
+    /// acc_after, …}.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs `nmflow finetune`.
+///
+/// # Errors
+/// Usage errors (settings, a dataset of another input shape), file and data errors.
+pub fn exec(a: &FinetuneArgs) -> Result<()> {
+    let summary_sha = MetaModel::<crate::backend::Cpu>::read_config(&a.model)
+        .ok()
+        .and_then(|_| {
+            crate::meta::files::read_json::<crate::meta::train::TrainSummary>(
+                &a.model.join(crate::meta::files::SUMMARY),
+            )
+            .ok()
+        })
+        .and_then(|s| s.field_sha256);
+    let cfg = FinetuneConfig {
+        method: a.method,
+        reward: a.reward,
+        dataset: a.dataset,
+        lambda: a.lambda,
+        iterations: a.iterations,
+        trajectories: a.trajectories,
+        steps: a.steps,
+        t0: a.t0,
+        lr: a.lr,
+        reward_images: a.reward_images,
+        eval_every: a.eval_every,
+        eval_samples: a.eval_samples,
+        seed: a.seed,
+        base: a.model.display().to_string(),
+        base_field_sha256: summary_sha,
+    };
+    let env = FinetuneEnv {
+        data_dir: data::data_dir(a.data_dir.clone()),
+        quiet: a.quiet,
+        force: a.force,
+    };
+    let r = finetune::<CpuAutodiff>(&cfg, &a.model, &a.out, &env, &Default::default())?;
+    super::emit(a.json, &r, || {
+        format!(
+            "finetune ({:?}, {} iterations, {:.1} s): {} accuracy {:.2} % → {:.2} %, reward {:.3} → {:.3}, {:.2} from the base's classifiers → {}",
+            r.method,
+            r.iterations,
+            r.seconds,
+            a.dataset,
+            100.0 * r.acc_before,
+            100.0 * r.acc_after,
+            r.reward_before,
+            r.reward_after,
+            r.distance_from_base,
+            r.out.display()
+        )
+    })
+}

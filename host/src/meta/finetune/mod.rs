@@ -1,0 +1,705 @@
+//! Reward fine-tuning of a trained meta-model (`nmflow finetune`, METHOD.md §5): tilt the
+//! distribution it samples towards `p*(w) ∝ p_base(w)·exp(λ·r(w))` for a reward `r` on the
+//! generated classifier, without a zoo.
+//!
+//! Two methods share the loop, the files and the measurements:
+//! * [`Method::Adjoint`]: adjoint matching with the memoryless schedule ([`memoryless`],
+//!   [`adjoint`]). Exact for a Gaussian-source base; a Kaiming-uniform base is treated as the
+//!   Gaussian with its mean and variance (an approximation the summary records).
+//! * [`Method::Direct`]: the baseline, backpropagating the reward through the base's own Euler
+//!   sampler (the training's functional term used as the only objective).
+//!
+//! The output is a model directory like `nmflow train`'s (`sample`, `eval`, `export` and
+//! `edge-eval` take it), plus `finetune.json`, `finetune-config.json`, `loss.csv` and charts.
+//! Every iteration's randomness comes from `(seed, iteration)`, and a checkpoint holds the field,
+//! Adam's state and the log, so an interrupted run resumes to the same bytes.
+
+pub mod adjoint;
+pub mod memoryless;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use self::adjoint::{AdjointSettings, MomentRows, StateReward};
+use self::memoryless::SourceMoments;
+use super::files::{self, read_json, write_json};
+use super::reward::{DataReward, Reward};
+use super::sample::MetaModel;
+use super::train::{Engine, TrainSummary, checkpoint, save_field};
+use crate::arch::Arch;
+use crate::backend::values;
+use crate::classifier;
+use crate::data::{Dataset, DatasetView};
+use crate::error::{MetaError, UsageError};
+use crate::io::{DirLock, sha256_hex, write_atomic};
+use crate::optim::AdamSettings;
+use crate::plot::{self, LineChart, Series};
+use crate::progress;
+use nmflow_runtime::Rng;
+use nmflow_runtime::rng::derive_seed;
+
+/// The fine-tuning settings file of an output directory.
+pub const SETTINGS: &str = "finetune-config.json";
+/// The fine-tuning summary file.
+pub const SUMMARY: &str = "finetune.json";
+
+/// PRNG stream of the source samples an iteration starts from.
+const STREAM_SOURCE: u64 = 30;
+/// PRNG stream of the SDE's noise.
+const STREAM_NOISE: u64 = 31;
+/// PRNG stream of the reward's image minibatches.
+const STREAM_REWARD: u64 = 32;
+/// Seed offset of the fixed evaluation draws.
+const EVAL_SEED: u64 = 0x5EED_F1AE;
+
+/// How the field is fine-tuned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Adjoint matching with the memoryless noise schedule.
+    Adjoint,
+    /// Reward backpropagated through the Euler sampler (the baseline).
+    Direct,
+}
+
+/// The reward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum RewardKind {
+    /// Minus the cross-entropy of the generated classifier on the dataset's training images.
+    Ce,
+}
+
+/// Every setting of a fine-tuning run (`finetune-config.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneConfig {
+    /// Method.
+    pub method: Method,
+    /// Reward.
+    pub reward: RewardKind,
+    /// Dataset view the reward (and the accuracy curve) uses.
+    pub dataset: DatasetView,
+    /// Reward multiplier λ.
+    pub lambda: f64,
+    /// Optimizer steps.
+    pub iterations: usize,
+    /// Trajectories (adjoint) or rollouts (direct) per iteration.
+    pub trajectories: usize,
+    /// Euler–Maruyama steps (adjoint; the direct method rolls out the base's own solver).
+    pub steps: usize,
+    /// First time of the SDE.
+    pub t0: f64,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Training images per reward evaluation.
+    pub reward_images: usize,
+    /// Iterations between measurements (and checkpoints).
+    pub eval_every: usize,
+    /// Classifiers sampled per measurement.
+    pub eval_samples: usize,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// The base model directory.
+    pub base: String,
+    /// SHA-256 of the base's weights.
+    pub base_field_sha256: Option<String>,
+}
+
+impl FinetuneConfig {
+    /// Checks every number.
+    ///
+    /// # Errors
+    /// [`UsageError`] naming the option.
+    pub fn validate(&self) -> Result<(), UsageError> {
+        let positive = [
+            ("--iterations", self.iterations),
+            ("--trajectories", self.trajectories),
+            ("--steps", self.steps),
+            ("--reward-images", self.reward_images),
+            ("--eval-every", self.eval_every),
+            ("--eval-samples", self.eval_samples),
+        ];
+        for (flag, v) in positive {
+            if v == 0 {
+                return Err(UsageError(format!("{flag} must be at least 1 (got 0)")));
+            }
+        }
+        if !(self.lambda.is_finite() && self.lambda > 0.0) {
+            return Err(UsageError(format!(
+                "--lambda must be a positive number (got {})",
+                self.lambda
+            )));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(UsageError(format!(
+                "--lr must be a positive number (got {})",
+                self.lr
+            )));
+        }
+        if !(self.t0 > 0.0 && self.t0 < 1.0) {
+            return Err(UsageError(format!(
+                "--t0 must be in (0, 1) (got {})",
+                self.t0
+            )));
+        }
+        if !self.dataset.has_train() {
+            return Err(UsageError(format!(
+                "--dataset {}: the reward needs a training split ({} has only a test split)",
+                self.dataset, self.dataset
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One measurement of the fine-tuned sampler.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// Iteration (0: the base).
+    pub iteration: usize,
+    /// Mean test accuracy of the sampled classifiers on the dataset.
+    pub acc_mean: f64,
+    /// Lowest.
+    pub acc_min: f64,
+    /// Mean reward (minus the cross-entropy on fixed training images).
+    pub reward: f64,
+    /// Mean distance (raw weight units) from the base's classifier drawn from the same source
+    /// sample.
+    pub distance_from_base: f64,
+}
+
+/// One row of `loss.csv`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Iteration (1-based).
+    pub iteration: usize,
+    /// The method's loss.
+    pub loss: f64,
+    /// Mean reward of the iteration's trajectories or rollouts.
+    pub reward: f64,
+}
+
+/// The loop state a checkpoint holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct State {
+    step: usize,
+    rows: Vec<Row>,
+    measurements: Vec<Measurement>,
+    seconds: f64,
+}
+
+/// What `nmflow finetune` reports.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FinetuneSummary {
+    /// Method.
+    pub method: Method,
+    /// Iterations done.
+    pub iterations: usize,
+    /// Wall-clock seconds of the loop (over all sessions of a resumed run).
+    pub seconds: f64,
+    /// Seconds per iteration.
+    pub seconds_per_iteration: f64,
+    /// Mean reward of the base's samples.
+    pub reward_before: f64,
+    /// Mean reward of the fine-tuned samples.
+    pub reward_after: f64,
+    /// Mean test accuracy of the base's samples on the dataset.
+    pub acc_before: f64,
+    /// Mean test accuracy of the fine-tuned samples.
+    pub acc_after: f64,
+    /// Mean distance of the fine-tuned samples from the base's (same source samples).
+    pub distance_from_base: f64,
+    /// Whether the memoryless schedule is exact (Gaussian-source base) or moment-matched.
+    pub exact_memoryless: bool,
+    /// Every measurement.
+    pub measurements: Vec<Measurement>,
+    /// The output directory.
+    pub out: PathBuf,
+}
+
+/// The cross-entropy reward on a dataset's training images, `m` per evaluation.
+struct ImageReward<'a, B: AutodiffBackend> {
+    reward: &'a DataReward<B>,
+    images: usize,
+    rng: Rng,
+}
+
+impl<B: AutodiffBackend> StateReward<B> for ImageReward<'_, B> {
+    fn grad(&mut self, states: Tensor<B::InnerBackend, 2>) -> (Tensor<B::InnerBackend, 2>, f64) {
+        let n = states.dims()[0];
+        let x = Tensor::<B, 2>::from_inner(states).require_grad();
+        let loss = self.reward.loss(x.clone(), self.images, &mut self.rng);
+        let value: f32 = loss.clone().into_scalar().elem();
+        let grads = loss.backward();
+        let g = x.grad(&grads).unwrap_or_else(|| x.inner().zeros_like());
+        // The loss is the mean over rows; each row's own reward gradient is −n × its share.
+        (g * (-(n as f64)), -f64::from(value))
+    }
+
+    fn value(&mut self, states: Tensor<B, 2>) -> Tensor<B, 1> {
+        self.reward.loss(states, self.images, &mut self.rng).neg()
+    }
+}
+
+/// Where a fine-tuning job runs.
+#[derive(Clone, Debug, Default)]
+pub struct FinetuneEnv {
+    /// The data folder.
+    pub data_dir: PathBuf,
+    /// No progress bar.
+    pub quiet: bool,
+    /// Replace an output directory that holds something else.
+    pub force: bool,
+}
+
+/// Fine-tunes the model in `base_dir` into `out` (see the module docs). A finished run with the
+/// same settings returns its summary without work; an interrupted one resumes.
+///
+/// # Errors
+/// Usage errors (settings, a dataset of another input shape, an occupied `out`), file and data
+/// errors.
+pub fn finetune<B: AutodiffBackend>(
+    cfg: &FinetuneConfig,
+    base_dir: &Path,
+    out: &Path,
+    env: &FinetuneEnv,
+    device: &B::Device,
+) -> Result<FinetuneSummary, MetaError> {
+    cfg.validate()?;
+    let base = MetaModel::<B>::load(base_dir, device)?;
+    let arch = Arch::of_layout(&base.layout).ok_or_else(|| {
+        MetaError::file(
+            base_dir.join(files::LAYOUT),
+            "describes no classifier architecture nmflow knows",
+        )
+    })?;
+    // Every view has ten classes; the input shape must be the classifiers'.
+    arch.check_input(
+        cfg.dataset.input_shape(),
+        10,
+        &format!("{} (--dataset)", cfg.dataset),
+    )?;
+    let data = Dataset::load(cfg.dataset, &env.data_dir)?;
+    fs::create_dir_all(out).map_err(|e| MetaError::file(out, e))?;
+    let _lock = DirLock::acquire(out).map_err(|e| MetaError::file(out, e))?;
+    claim(cfg, out, env.force)?;
+    if let Ok(done) = read_json::<FinetuneSummary>(&out.join(SUMMARY))
+        && out.join(files::SUMMARY).is_file()
+    {
+        return Ok(done);
+    }
+    write_json(&out.join(SETTINGS), cfg)?;
+
+    let reward = DataReward::<B>::new(
+        Reward::CrossEntropy,
+        &arch,
+        &base.layout,
+        &data,
+        &base.normalizer,
+        device,
+    );
+    let moments = SourceMoments::of(&base.config.source, &base.layout, &base.normalizer);
+    let rows_dev = MomentRows::<B::InnerBackend>::new(&moments, device);
+    let frozen = base.field.clone().no_grad();
+    let mut optim = AdamSettings::BURN
+        .burn_config()
+        .init::<B, super::field::VectorField<B>>();
+    let mut fine = base.field.clone();
+    let mut state = State::default();
+    if let Some(saved) = checkpoint::load_state_as::<State>(out)? {
+        let (f, o) = checkpoint::load_model::<B>(out, &base.config, optim, device)?;
+        fine = f;
+        optim = o;
+        state = saved;
+    }
+    let eval = Evaluation::new(&base, &arch, &data, cfg, device)?;
+    if state.measurements.is_empty() {
+        state
+            .measurements
+            .push(eval.measure(&base, &fine.valid(), 0, device)?);
+    }
+    let settings = AdjointSettings {
+        lambda: cfg.lambda,
+        steps: cfg.steps,
+        t0: cfg.t0,
+    };
+    let p = base.layout.num_params();
+    let bar = progress::bar(cfg.iterations as u64, "iterations", env.quiet);
+    bar.set_position(state.step as u64);
+    let start = Instant::now();
+    let seconds_before = state.seconds;
+    while state.step < cfg.iterations {
+        let it = state.step;
+        let seed = derive_seed(cfg.seed, it as u64);
+        let mut x0 = Vec::with_capacity(cfg.trajectories * p);
+        base.config.source.sample_into(
+            &base.layout,
+            cfg.trajectories,
+            &mut Rng::new(seed, STREAM_SOURCE),
+            &mut x0,
+        );
+        base.normalizer.apply(&mut x0);
+        let x0 = Tensor::<B::InnerBackend, 2>::from_data(
+            TensorData::new(x0, [cfg.trajectories, p]),
+            device,
+        );
+        let mut image_reward = ImageReward {
+            reward: &reward,
+            images: cfg.reward_images,
+            rng: Rng::new(seed, STREAM_REWARD),
+        };
+        let (loss, stats) = match cfg.method {
+            Method::Adjoint => adjoint::adjoint_loss(
+                &fine,
+                &frozen,
+                &rows_dev,
+                settings,
+                x0,
+                &mut Rng::new(seed, STREAM_NOISE),
+                &mut image_reward,
+            ),
+            Method::Direct => adjoint::direct_loss(
+                &fine,
+                cfg.lambda,
+                base.config.solver,
+                base.config.solver_steps,
+                x0,
+                &mut image_reward,
+            ),
+        };
+        let value: f32 = loss.clone().into_scalar().elem();
+        if !value.is_finite() {
+            return Err(MetaError::Usage(UsageError(format!(
+                "the fine-tuning loss became non-finite at iteration {}; lower --lr or --lambda",
+                it + 1
+            ))));
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &fine);
+        fine = optim.step(cfg.lr, fine, grads);
+        state.step += 1;
+        state.rows.push(Row {
+            iteration: state.step,
+            loss: f64::from(value),
+            reward: stats.reward,
+        });
+        bar.set_message(format!("loss {value:.3e} reward {:.3}", stats.reward));
+        bar.inc(1);
+        if state.step.is_multiple_of(cfg.eval_every) || state.step == cfg.iterations {
+            state
+                .measurements
+                .push(eval.measure(&base, &fine.valid(), state.step, device)?);
+            state.seconds = seconds_before + start.elapsed().as_secs_f64();
+            if state.step < cfg.iterations {
+                checkpoint::save(out, &state, &fine, &optim)?;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    state.seconds = seconds_before + start.elapsed().as_secs_f64();
+    finish(cfg, &base, &fine.valid(), &state, &moments, out)
+}
+
+/// Claims `out`: empty, or holding a run with the same settings (resumed), or `force`.
+fn claim(cfg: &FinetuneConfig, out: &Path, force: bool) -> Result<(), MetaError> {
+    let path = out.join(SETTINGS);
+    if let Ok(old) = read_json::<FinetuneConfig>(&path) {
+        if old == *cfg {
+            return Ok(());
+        }
+        if !force {
+            let wanted = serde_json::to_value(cfg).map_err(|e| MetaError::file(&path, e))?;
+            let have = serde_json::to_value(&old).map_err(|e| MetaError::file(&path, e))?;
+            return Err(MetaError::Conflict {
+                path: out.into(),
+                difference: crate::io::first_difference(&have, &wanted),
+            });
+        }
+    } else {
+        let others = fs::read_dir(out)
+            .map_err(|e| MetaError::file(out, e))?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name() != crate::io::LOCK_FILE)
+            .count();
+        if others > 0 && !force {
+            return Err(MetaError::file(
+                out,
+                "is not empty and holds no fine-tuning run; choose another --out, or --force to write into it",
+            ));
+        }
+    }
+    checkpoint::discard(out)?;
+    for name in [SUMMARY, files::SUMMARY] {
+        let p = out.join(name);
+        if p.exists() {
+            fs::remove_file(&p).map_err(|e| MetaError::file(&p, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The fixed draws every measurement uses: source samples, the base's classifiers from them, and
+/// a batch of training images for the reward.
+struct Evaluation<'a> {
+    arch: &'a Arch,
+    data: &'a Dataset,
+    x0: Vec<f32>,
+    base_w: Vec<f32>,
+    n: usize,
+    images: usize,
+}
+
+impl<'a> Evaluation<'a> {
+    fn new<B: AutodiffBackend>(
+        base: &MetaModel<B>,
+        arch: &'a Arch,
+        data: &'a Dataset,
+        cfg: &FinetuneConfig,
+        device: &B::Device,
+    ) -> Result<Self, MetaError> {
+        let n = cfg.eval_samples;
+        let inner = inner_model(base, base.field.valid());
+        let x0 = base.source_samples(n, cfg.seed ^ EVAL_SEED);
+        let (base_w, _) = inner.integrate_from(
+            &x0,
+            base.config.solver,
+            base.config.solver_steps,
+            device,
+            &mut |_, _| {},
+        )?;
+        Ok(Self {
+            arch,
+            data,
+            x0,
+            base_w,
+            n,
+            images: cfg.reward_images.max(1024),
+        })
+    }
+
+    fn measure<B: AutodiffBackend>(
+        &self,
+        base: &MetaModel<B>,
+        field: &super::field::VectorField<B::InnerBackend>,
+        iteration: usize,
+        device: &B::Device,
+    ) -> Result<Measurement, MetaError> {
+        let device = device.clone();
+        let model = inner_model(base, field.clone());
+        let (w, _) = model.integrate_from(
+            &self.x0,
+            base.config.solver,
+            base.config.solver_steps,
+            &device,
+            &mut |_, _| {},
+        )?;
+        let p = base.layout.num_params();
+        let params =
+            classifier::params_from_flat::<B::InnerBackend>(&base.layout, &w, self.n, &device);
+        let accs = classifier::evaluate(
+            self.arch,
+            &params,
+            &self.data.test.x,
+            &self.data.test.y,
+            &device,
+        )?;
+        let acc: Vec<f64> = accs.iter().map(|a| a.1).collect();
+        let acc_mean = acc.iter().sum::<f64>() / acc.len().max(1) as f64;
+        let acc_min = acc.iter().copied().fold(f64::INFINITY, f64::min);
+        // Reward: minus the mean cross-entropy on fixed training images.
+        let batch = self.data.train.head(self.images.min(self.data.train.len()));
+        let (m, d) = (batch.len(), batch.dim);
+        let classes = self.arch.num_classes();
+        let mut onehot = vec![0.0f32; m * classes];
+        for (i, &y) in batch.y.iter().enumerate() {
+            onehot[i * classes + usize::from(y)] = 1.0;
+        }
+        let x = Tensor::<B::InnerBackend, 2>::from_data(
+            TensorData::new(batch.x.clone(), [m, d]),
+            &device,
+        );
+        let y =
+            Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(onehot, [m, classes]), &device);
+        let wt = Tensor::<B::InnerBackend, 2>::from_data(
+            TensorData::new(w.clone(), [self.n, p]),
+            &device,
+        );
+        let ce = Reward::CrossEntropy.loss(self.arch, &base.layout, wt, x, y);
+        let ce = values::<f32>(ce.into_data())?;
+        let distance = w
+            .chunks_exact(p)
+            .zip(self.base_w.chunks_exact(p))
+            .map(|(a, b)| {
+                a.iter()
+                    .zip(b)
+                    .map(|(u, v)| f64::from(u - v).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .sum::<f64>()
+            / self.n as f64;
+        Ok(Measurement {
+            iteration,
+            acc_mean,
+            acc_min,
+            reward: -f64::from(ce.first().copied().unwrap_or(f32::NAN)),
+            distance_from_base: distance,
+        })
+    }
+}
+
+/// The base model's settings with another field, on the inner backend.
+fn inner_model<B: AutodiffBackend>(
+    base: &MetaModel<B>,
+    field: super::field::VectorField<B::InnerBackend>,
+) -> MetaModel<B::InnerBackend> {
+    MetaModel {
+        config: base.config.clone(),
+        normalizer: base.normalizer.clone(),
+        layout: base.layout.clone(),
+        field,
+    }
+}
+
+/// Writes the model directory: the base's settings, layout and normalization, the fine-tuned
+/// weights, `train.json` (so every reader of model directories takes it), the summary, the log
+/// and the charts; then drops the checkpoint.
+fn finish<B: AutodiffBackend>(
+    cfg: &FinetuneConfig,
+    base: &MetaModel<B>,
+    field: &super::field::VectorField<B::InnerBackend>,
+    state: &State,
+    moments: &SourceMoments,
+    out: &Path,
+) -> Result<FinetuneSummary, MetaError> {
+    write_json(&out.join(files::CONFIG), &base.config)?;
+    write_json(&out.join(files::NORMALIZER), &base.normalizer)?;
+    write_json(&out.join(files::LAYOUT), &base.layout)?;
+    save_field(field, out)?;
+    let bin = out.join(files::WEIGHTS).with_extension("bin");
+    let sha = sha256_hex(&fs::read(&bin).map_err(|e| MetaError::file(&bin, e))?);
+    let first = state.measurements.first().copied();
+    let last = state.measurements.last().copied();
+    let pick = |m: Option<Measurement>, f: fn(&Measurement) -> f64| m.as_ref().map_or(f64::NAN, f);
+    let summary = FinetuneSummary {
+        method: cfg.method,
+        iterations: state.step,
+        seconds: state.seconds,
+        seconds_per_iteration: state.seconds / state.step.max(1) as f64,
+        reward_before: pick(first, |m| m.reward),
+        reward_after: pick(last, |m| m.reward),
+        acc_before: pick(first, |m| m.acc_mean),
+        acc_after: pick(last, |m| m.acc_mean),
+        distance_from_base: pick(last, |m| m.distance_from_base),
+        exact_memoryless: moments.exact,
+        measurements: state.measurements.clone(),
+        out: out.into(),
+    };
+    let mut csv = String::from("iteration,loss,reward\n");
+    for r in &state.rows {
+        csv.push_str(&format!("{},{},{}\n", r.iteration, r.loss, r.reward));
+    }
+    let log = out.join(files::LOSS_LOG);
+    write_atomic(&log, csv.as_bytes()).map_err(|e| MetaError::file(&log, e))?;
+    charts(out, state)?;
+    let recent: Vec<f64> = state.rows.iter().rev().take(50).map(|r| r.loss).collect();
+    let final_loss = recent.iter().sum::<f64>() / recent.len().max(1) as f64;
+    write_json(&out.join(SUMMARY), &summary)?;
+    let train = TrainSummary {
+        method: base.config.method,
+        steps: state.step,
+        final_loss,
+        best_heldout_loss: final_loss,
+        best_step: state.step,
+        heldout_zero_loss: final_loss,
+        field_params: base.config.field.num_params(),
+        engine: Engine::Burn,
+        seconds: state.seconds,
+        steps_per_second: state.step as f64 / state.seconds.max(1e-9),
+        out: out.into(),
+        field_sha256: Some(sha),
+        diverged_at: None,
+    };
+    write_json(&out.join(files::SUMMARY), &train)?;
+    checkpoint::discard(out)?;
+    Ok(summary)
+}
+
+/// `finetune-loss.png`, `finetune-reward.png`, `finetune-accuracy.png`, `finetune-distance.png`.
+fn charts(out: &Path, state: &State) -> Result<(), MetaError> {
+    let chart = |name: &str, c: LineChart| -> Result<(), MetaError> {
+        let path = out.join(name);
+        plot::line_chart(&path, &c).map_err(|e| MetaError::file(&path, e))
+    };
+    let per_it = |f: fn(&Row) -> f64| -> Vec<(f64, f64)> {
+        state
+            .rows
+            .iter()
+            .map(|r| (r.iteration as f64, f(r)))
+            .collect()
+    };
+    let measured = |f: fn(&Measurement) -> f64| -> Vec<(f64, f64)> {
+        state
+            .measurements
+            .iter()
+            .map(|m| (m.iteration as f64, f(m)))
+            .collect()
+    };
+    chart(
+        "finetune-loss.png",
+        LineChart {
+            title: "fine-tuning loss".into(),
+            x_label: "iteration".into(),
+            y_label: "loss".into(),
+            series: vec![Series::line("per iteration", per_it(|r| r.loss))],
+            log_y: true,
+            legend_top: true,
+            ..LineChart::default()
+        },
+    )?;
+    chart(
+        "finetune-reward.png",
+        LineChart {
+            title: "reward (minus cross-entropy)".into(),
+            x_label: "iteration".into(),
+            y_label: "reward".into(),
+            series: vec![
+                Series::line("iteration's samples", per_it(|r| r.reward)),
+                Series::marked("fixed evaluation draws", measured(|m| m.reward)),
+            ],
+            ..LineChart::default()
+        },
+    )?;
+    chart(
+        "finetune-accuracy.png",
+        LineChart {
+            title: "test accuracy of sampled classifiers".into(),
+            x_label: "iteration".into(),
+            y_label: "accuracy".into(),
+            series: vec![
+                Series::marked("mean", measured(|m| m.acc_mean)),
+                Series::marked("min", measured(|m| m.acc_min)),
+            ],
+            ..LineChart::default()
+        },
+    )?;
+    chart(
+        "finetune-distance.png",
+        LineChart {
+            title: "distance from the base's classifiers (same source samples)".into(),
+            x_label: "iteration".into(),
+            y_label: "L2 distance (raw weights)".into(),
+            series: vec![Series::marked("mean", measured(|m| m.distance_from_base))],
+            legend_top: true,
+            ..LineChart::default()
+        },
+    )
+}
