@@ -1,18 +1,48 @@
 #!/usr/bin/env bash
-# Regenerates assets/: an int8 model file (mnist8, mlp:64-16-10, MLP field) and 300 test inputs
-# each of MNIST-8×8 and optdigits. Run from anywhere; needs the host tool (built here).
+# Regenerates assets/: the two int8 model files the firmware embeds and their test inputs.
+#
+#   model.nmf        mnist8 mlp:64-16-10, `nmflow train`'s default recipe (set field, width 128,
+#                    3 blocks, functional term, cosine, 8,000 steps, Euler × 4) on a 16,384-run zoo
+#   mnist-model.nmf  MNIST mlp:784-10-10, the 1,024-run cosine recipe of BENCHMARKS.md (seed 1)
+#   mnist8.*, digits.*  300 MNIST-8×8 and 300 optdigits test frames (pixels 0..=16) and labels
+#   mnist.*          200 MNIST test images (pixels 0..=255) and labels
+#
+# Zoos and models are kept under runs/ and reused when present. From nothing this takes hours on
+# two cores (the 16,384-run zoo ~45 min, as a Slurm array: scripts/slurm/submit.sh; the MNIST zoo
+# ~25 min; each training ~25 min with one thread). The files are byte-identical when rebuilt on the
+# machine that made them; other CPUs' GEMM kernels round differently, so the bytes (not the
+# accuracy) may differ elsewhere. Run from anywhere; needs the host tool (built here).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 cargo build --release -q -p nmflow-host
 nmflow=./target/release/nmflow
-# The demo trains the zoo (runs/demo/zoo, 256 runs on mnist8) and the device's field
-# (runs/demo/device-field: MLP field, width 128, two hidden layers, time embedding 16, 3,000 steps
-# on burn's engine, RK4 × 2) and exports it int8: the file committed here, byte for byte on the
-# machine that made it (other CPUs' GEMM kernels round differently).
-$nmflow demo --quiet >/dev/null
-cp runs/demo/device-field/model-int8.nmf "$here/assets/model.nmf"
+# Training threads change the summation order of burn's kernels: the committed models used one.
+export RAYON_NUM_THREADS=1
+
+m8_zoo=runs/m8-16384/zoo
+m8_model=runs/m8-16384/set-default
+if [ ! -f "$m8_zoo/manifest.json" ]; then
+  $nmflow zoo --dataset mnist8 --arch mlp:64-16-10 --runs 16384 --epochs 3 --out "$m8_zoo"
+fi
+if [ ! -f "$m8_model/train.json" ]; then
+  $nmflow train --zoo "$m8_zoo" --out "$m8_model"
+fi
+$nmflow export --model "$m8_model" --out "$here/assets/model.nmf" --force
+
+mn_zoo=runs/mnist-1024/zoo
+mn_model=runs/mnist-1024/set-cos-s1
+if [ ! -f "$mn_zoo/manifest.json" ]; then
+  $nmflow zoo --dataset mnist --arch mlp:784-10-10 --runs 1024 --epochs 5 --out "$mn_zoo"
+fi
+if [ ! -f "$mn_model/train.json" ]; then
+  $nmflow train --zoo "$mn_zoo" --out "$mn_model" --seed 1
+fi
+$nmflow export --model "$mn_model" --out "$here/assets/mnist-model.nmf" --force
+
 $nmflow dump-inputs --dataset mnist8 --n 300 --out "$here/assets/mnist8"
 $nmflow dump-inputs --dataset digits --n 300 --out "$here/assets/digits"
+$nmflow dump-inputs --dataset mnist --n 200 --out "$here/assets/mnist"
 $nmflow edge-eval "$here/assets/model.nmf" --n 100
+$nmflow edge-eval "$here/assets/mnist-model.nmf" --n 100 --dataset mnist

@@ -1,6 +1,8 @@
 //! The board-independent application: read 8×8 frames from a sensor through `embedded-hal` 1.0
 //! I²C, synthesize classifiers from an embedded nmflow model, classify, and compute the ensemble
-//! disagreement statistics on a window of MNIST-8×8 frames and one of optdigits frames.
+//! disagreement statistics on a window of MNIST-8×8 frames and one of optdigits frames
+//! ([`run_demo`]); and synthesize an MNIST 28×28 classifier and classify test images stored in
+//! flash ([`run_mnist_demo`]).
 //!
 //! The same code runs on the host (its tests compute the expected report) and on any board whose
 //! HAL implements `embedded_hal::i2c::I2c`.
@@ -24,6 +26,12 @@ pub mod assets {
     pub static DIGITS_IMAGES: &[u8] = include_bytes!("../assets/digits.images");
     /// Labels of [`DIGITS_IMAGES`].
     pub static DIGITS_LABELS: &[u8] = include_bytes!("../assets/digits.labels");
+    /// The exported MNIST model (mlp:784-10-10, int8 set field, Euler × 4).
+    pub static MNIST_MODEL: &[u8] = include_bytes!("../assets/mnist-model.nmf");
+    /// 200 MNIST test images (784 pixels 0..=255 each).
+    pub static MNIST_IMAGES: &[u8] = include_bytes!("../assets/mnist.images");
+    /// Labels of [`MNIST_IMAGES`].
+    pub static MNIST_LABELS: &[u8] = include_bytes!("../assets/mnist.labels");
 }
 
 /// Pixels per frame.
@@ -298,5 +306,99 @@ pub fn run<I: I2c>(
         prediction_hash: hash,
         mnist: stats_test.statistics(),
         digits: stats_shift.statistics(),
+    })
+}
+
+/// Workspace capacity in floats for the MNIST model with its solver.
+pub const MNIST_WORKSPACE_FLOATS: usize = 9_656;
+/// The MNIST application's workspace.
+pub type MnistWorkspace = Workspace<MNIST_WORKSPACE_FLOATS>;
+/// Pixels of an MNIST image.
+pub const MNIST_PIXELS: usize = 784;
+/// Seed of the MNIST demo.
+pub const MNIST_SEED: u64 = 1;
+
+/// MNIST's input scaling, as the host applies it: `(p / 255 − 0.1307) / 0.3081` in f32.
+pub fn mnist_input(p: u8) -> f32 {
+    (f32::from(p) / 255.0 - 0.1307) / 0.3081
+}
+
+/// What the MNIST application measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MnistReport {
+    /// Images classified.
+    pub images: u32,
+    /// Correct predictions among them.
+    pub correct: u32,
+    /// FNV-1a hash of the predicted classes, in image order.
+    pub prediction_hash: u32,
+}
+
+impl MnistReport {
+    /// Logs the report through defmt: the line `run-qemu.sh` compares with the host's.
+    #[cfg(feature = "defmt")]
+    pub fn log(&self) {
+        defmt::info!(
+            "mnist accuracy {=u32}/{=u32} predictions-hash {=u32:08x}",
+            self.correct,
+            self.images,
+            self.prediction_hash
+        );
+    }
+}
+
+/// The MNIST demo: [`run_mnist`] on the embedded MNIST model and images with [`MNIST_SEED`].
+///
+/// # Errors
+/// As [`run_mnist`].
+pub fn run_mnist_demo(
+    ws: &mut MnistWorkspace,
+    on_synthesis: &mut dyn FnMut(u64),
+) -> Result<MnistReport, Error> {
+    run_mnist(
+        assets::MNIST_MODEL,
+        assets::MNIST_IMAGES,
+        assets::MNIST_LABELS,
+        MNIST_SEED,
+        ws,
+        on_synthesis,
+    )
+}
+
+/// Synthesizes classifier `seed` from an MNIST model and classifies `images` (`N × 784` pixels,
+/// 0..=255) against `labels`.
+///
+/// # Errors
+/// The runtime's errors (a model that does not fit the workspace or takes other inputs).
+pub fn run_mnist<const N: usize>(
+    model_bytes: &[u8],
+    images: &[u8],
+    labels: &[u8],
+    seed: u64,
+    ws: &mut Workspace<N>,
+    on_synthesis: &mut dyn FnMut(u64),
+) -> Result<MnistReport, Error> {
+    let model = ModelView::parse_for(model_bytes, N)?;
+    let w = synthesize(&model, derive_seed(seed, 0), ws)?;
+    on_synthesis(seed);
+    let clf = Classifier::new(&model, w)?;
+    let mut scratch: ClassifierScratch<MAX_WIDTH> = ClassifierScratch::new();
+    let mut logits = [0.0f32; CLASSES];
+    let mut input = [0.0f32; MNIST_PIXELS];
+    let (mut correct, mut count) = (0u32, 0u32);
+    let mut hash = 0x811C_9DC5u32;
+    for (image, &label) in images.chunks_exact(MNIST_PIXELS).zip(labels) {
+        for (x, &p) in input.iter_mut().zip(image) {
+            *x = mnist_input(p);
+        }
+        let class = clf.logits(&input, &mut scratch, &mut logits)?;
+        correct += u32::from(class == usize::from(label));
+        count += 1;
+        hash = fnv1a(hash, u8::try_from(class).unwrap_or(u8::MAX));
+    }
+    Ok(MnistReport {
+        images: count,
+        correct,
+        prediction_hash: hash,
     })
 }

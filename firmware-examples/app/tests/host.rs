@@ -1,7 +1,10 @@
 //! The application on the host: prints the lines the firmware logs, so `run-qemu.sh` can compare
 //! QEMU's output with the host's for the same seeds.
 
-use nmflow_fw_app::{AppWorkspace, embedded_sensors, run_demo};
+use nmflow_fw_app::{
+    AppWorkspace, DEMO_FRAMES, MnistWorkspace, assets, embedded_sensors, run, run_demo,
+    run_mnist_demo,
+};
 
 #[test]
 fn host_report() {
@@ -21,4 +24,42 @@ fn host_report() {
         r.digits.disagreement, r.digits.mean_entropy, r.digits.members
     );
     assert!(r.correct > 30, "far above chance (10%): {r:?}");
+}
+
+#[test]
+fn host_mnist_report() {
+    let mut ws: Box<MnistWorkspace> = Box::default();
+    let r = run_mnist_demo(&mut ws, &mut |_| {}).unwrap();
+    println!(
+        "mnist accuracy {}/{} predictions-hash {:08x}",
+        r.correct, r.images, r.prediction_hash
+    );
+    assert_eq!(r.images, 200);
+    assert!(r.correct > 150, "a working MNIST classifier: {r:?}");
+}
+
+/// The firmware's accuracy for seeds 1..=10 (the same code and bits as on the device: the seed-1
+/// run is compared with QEMU's bit for bit by `run-qemu.sh`).
+#[test]
+fn accuracy_over_ten_seeds() {
+    let mut ws: Box<AppWorkspace> = Box::default();
+    let mut total = 0u32;
+    for seed in 1..=10u64 {
+        let (mut test, mut shifted) = embedded_sensors();
+        let r = run(
+            assets::MODEL,
+            &mut test,
+            &mut shifted,
+            DEMO_FRAMES,
+            seed,
+            &mut ws,
+            &mut |_| {},
+        )
+        .unwrap();
+        println!("seed {seed}: accuracy {}/{}", r.correct, r.frames);
+        total += r.correct;
+    }
+    let mean = f64::from(total) / 10.0 / f64::from(DEMO_FRAMES);
+    println!("mean accuracy over seeds 1..=10: {:.2} %", 100.0 * mean);
+    assert!(mean > 0.8, "{mean}");
 }
