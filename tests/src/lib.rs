@@ -51,9 +51,17 @@ pub fn fixtures() -> PathBuf {
 /// # Panics
 /// When the zoo cannot be built.
 pub fn small_zoo(dir: &Path, seed: u64) {
+    small_zoo_of(dir, seed, "mnist8", "mlp:64-16-10");
+}
+
+/// Builds a small real zoo of 32 runs of `arch` on `dataset` (one epoch) in `dir`.
+///
+/// # Panics
+/// When the zoo cannot be built.
+pub fn small_zoo_of(dir: &Path, seed: u64, dataset: &str, arch: &str) {
     let cfg = ZooConfig {
-        dataset: "mnist8".parse().unwrap(),
-        arch: "mlp:64-16-10".parse().unwrap(),
+        dataset: dataset.parse().unwrap(),
+        arch: arch.parse().unwrap(),
         runs: 32,
         epochs: 1,
         batch_size: 128,

@@ -12,21 +12,34 @@ use nmflow_host::meta::field::{FieldConfig, FieldKind, SetDims};
 use nmflow_host::meta::sample::MetaModel;
 use nmflow_host::meta::train::train_meta;
 use nmflow_runtime::ModelView;
-use nmflow_tests::{data_dir, meta_config, small_zoo, temp_dir};
+use nmflow_tests::{data_dir, meta_config, small_zoo_of, temp_dir};
 
 /// Trains a brief meta-model with `field` on a small zoo, then checks the runtime against burn's
 /// sampler: the f32 export synthesizes the same weights within 1e-4 relative L2 per classifier,
 /// and the int8 export's mean accuracy over 100 classifiers is within 0.5 pp of the host's f32
 /// sampler on the same seeds.
 fn runtime_matches_the_host_sampler(name: &str, field: FieldConfig, solver: Solver, steps: usize) {
+    runtime_matches_on(name, "mnist8", "mlp:64-16-10", field, solver, steps, |_| {});
+}
+
+fn runtime_matches_on(
+    name: &str,
+    dataset: &str,
+    arch: &str,
+    field: FieldConfig,
+    solver: Solver,
+    steps: usize,
+    tweak: impl Fn(&mut nmflow_host::meta::config::MetaConfig),
+) {
     let tmp = temp_dir(name);
     let zoo = tmp.join("zoo");
-    small_zoo(&zoo, 11);
+    small_zoo_of(&zoo, 11, dataset, arch);
     let mut mcfg = meta_config(Method::Cfm, &zoo);
     mcfg.field = field;
     mcfg.solver = solver;
     mcfg.solver_steps = steps;
     mcfg.steps = 300;
+    tweak(&mut mcfg);
     let model_dir = tmp.join("model");
     train_meta::<CpuAutodiff>(
         &mcfg,
@@ -52,7 +65,7 @@ fn runtime_matches_the_host_sampler(name: &str, field: FieldConfig, solver: Solv
     let bytes = std::fs::read(&f32_file).unwrap();
     let view = ModelView::parse(&bytes).unwrap();
     let mut ws: Box<HostWorkspace> = Box::default();
-    let p = 1210;
+    let p = host.layout.num_params();
     for i in 0..n {
         let (w, nfe) = synthesize_one(&view, seed, i, &mut ws, &f32_file).unwrap();
         assert_eq!(nfe as usize, host_nfe);
@@ -73,11 +86,11 @@ fn runtime_matches_the_host_sampler(name: &str, field: FieldConfig, solver: Solv
 
     let int8_file = tmp.join("model-int8.nmf");
     export(&model_dir, Quant::Int8, None, None, &int8_file).unwrap();
-    let edge = edge_eval(&int8_file, n, seed, "mnist8".parse().unwrap(), &data_dir()).unwrap();
-    let data = Dataset::load("mnist8".parse().unwrap(), &data_dir()).unwrap();
+    let edge = edge_eval(&int8_file, n, seed, dataset.parse().unwrap(), &data_dir()).unwrap();
+    let data = Dataset::load(dataset.parse().unwrap(), &data_dir()).unwrap();
     let params = classifier::params_from_flat::<Cpu>(&host.layout, &host_w, n, &Default::default());
     let accs = classifier::evaluate(
-        &"mlp:64-16-10".parse().unwrap(),
+        &arch.parse().unwrap(),
         &params,
         &data.test.x,
         &data.test.y,
@@ -116,6 +129,38 @@ fn runtime_set_field_matches_the_host_sampler() {
         ..meta_config_field()
     };
     runtime_matches_the_host_sampler("parity-set", field, Solver::Euler, 4);
+}
+
+#[test]
+fn runtime_set_field_matches_the_host_sampler_on_mnist() {
+    let field = FieldConfig {
+        kind: FieldKind::Set,
+        set: Some(SetDims {
+            units: 10,
+            d_in: 784,
+            d_out: 10,
+        }),
+        dim: 7960,
+        hidden: 32,
+        depth: 2,
+        ..meta_config_field()
+    };
+    runtime_matches_on(
+        "parity-set-mnist",
+        "mnist",
+        "mlp:784-10-10",
+        field,
+        Solver::Euler,
+        4,
+        // Flow matching alone leaves 300 steps at chance on MNIST; the functional term on the
+        // 4-step sampler makes classifiers worth comparing.
+        |c| {
+            c.functional_weight = 1.0;
+            c.functional_rollout = 4;
+            c.functional_samples = 16;
+            c.functional_batch = 128;
+        },
+    );
 }
 
 /// The MLP field of the tests' standard configuration ([`meta_config`]).
