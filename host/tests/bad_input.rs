@@ -988,6 +988,24 @@ fn sample_eval_export_edge_eval_bad_input() {
             1,
             &["nothing: not a model directory"],
         ),
+        (
+            vec![
+                "eval",
+                "--model",
+                "{dir}/m0",
+                "--zoo",
+                "{dir}/z0",
+                "--dataset",
+                "fashion",
+            ],
+            2,
+            &["--dataset fashion: the zoo", "was trained on mnist8"],
+        ),
+        (
+            vec!["eval", "--model", "{dir}/m0", "--dataset", "fashion"],
+            2,
+            &["--zoo"],
+        ),
         (vec!["edge-eval", "{dir}/no.nmf"], 1, &["no.nmf: not found"]),
         (vec!["edge-eval", "{dir}/garbage.nmf"], 1, &["garbage.nmf"]),
         (

@@ -88,6 +88,7 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
         downstream_n: 4,
         downstream_epochs: Some(1),
         quiet: true,
+        dataset: None,
     };
     // On its own zoo the report is complete; the downstream comparison starts from exactly the
     // classifiers the sampler makes, and fine-tuning Kaiming inits improves them.

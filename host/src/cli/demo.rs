@@ -155,6 +155,7 @@ pub fn exec(a: &DemoArgs) -> Result<()> {
         downstream_n: 32,
         downstream_epochs: None,
         quiet,
+        dataset: None,
     };
     let eval = evaluate::<CpuAutodiff>(&model, &zoo_dir, &dir, &opts, &Default::default())?;
     write_json(&model.join(files::EVAL), &eval)?;

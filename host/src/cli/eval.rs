@@ -39,6 +39,12 @@ pub struct EvalArgs {
     /// Fine-tuning epochs of the downstream comparison [default: twice the zoo's epochs].
     #[arg(long)]
     pub downstream_epochs: Option<usize>,
+    /// Evaluate on another dataset view of the same input shape, against a reference zoo trained
+    /// on it (`--zoo`, required then): e.g. a model fine-tuned from MNIST towards Fashion-MNIST
+    /// with `--dataset fashion --zoo FASHION_ZOO`, whose runs give the trained accuracies, the
+    /// novelty distances and the downstream comparison.
+    #[arg(long, requires = "zoo")]
+    pub dataset: Option<crate::data::DatasetView>,
     /// Data folder [default: $NMFLOW_DATA, else ./data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -63,6 +69,7 @@ impl EvalArgs {
             downstream_n: self.downstream,
             downstream_epochs: self.downstream_epochs,
             quiet: self.quiet || self.json,
+            dataset: self.dataset,
         }
     }
 }

@@ -47,6 +47,11 @@ pub struct EvalOptions {
     pub downstream_epochs: Option<usize>,
     /// No progress bar.
     pub quiet: bool,
+    /// Evaluate on another dataset view of the same input shape (e.g. a model fine-tuned from
+    /// MNIST towards Fashion-MNIST): the zoo is then a reference zoo trained on that view with the
+    /// model's architecture (trained accuracies, novelty and the downstream comparison are
+    /// measured against its runs), not the model's own.
+    pub dataset: Option<crate::data::DatasetView>,
 }
 
 impl EvalOptions {
@@ -120,7 +125,10 @@ pub fn evaluate<B: AutodiffBackend>(
 ) -> Result<EvalReport, MetaError> {
     opts.validate()?;
     let model = MetaModel::<B::InnerBackend>::load(model_dir, device)?;
-    check_zoo(&model, model_dir, zoo_dir)?;
+    match opts.dataset {
+        Some(view) => check_reference_zoo(&model, zoo_dir, view)?,
+        None => check_zoo(&model, model_dir, zoo_dir)?,
+    }
     let (manifest, train, held) = trajectories::load(zoo_dir)?;
     let data = Dataset::load(manifest.config.dataset, data_dir)?;
     let mut report =
@@ -156,6 +164,33 @@ fn check_zoo<B: Backend>(
         expected: model.config.zoo_manifest_sha256.clone(),
         found,
     })
+}
+
+/// Checks that `zoo_dir` holds runs of the model's architecture trained on `view` (a reference
+/// zoo for `--dataset`).
+fn check_reference_zoo<B: Backend>(
+    model: &MetaModel<B>,
+    zoo_dir: &Path,
+    view: crate::data::DatasetView,
+) -> Result<(), MetaError> {
+    let manifest = crate::zoo::Manifest::read(zoo_dir)?;
+    if manifest.config.dataset != view {
+        return Err(UsageError(format!(
+            "--dataset {view}: the zoo {} was trained on {}; give --zoo a zoo trained on {view} with the model's architecture",
+            zoo_dir.display(),
+            manifest.config.dataset
+        ))
+        .into());
+    }
+    if manifest.config.arch.layout() != model.layout {
+        return Err(UsageError(format!(
+            "--dataset {view}: the zoo {} holds {} classifiers, not the model's",
+            zoo_dir.display(),
+            manifest.config.arch
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// The downstream comparison: generated classifiers (the model's own sampler) against Kaiming
