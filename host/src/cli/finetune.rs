@@ -24,10 +24,11 @@ pub struct FinetuneArgs {
     /// Method: `adjoint` (adjoint matching with the memoryless noise schedule, METHOD.md §5) or
     /// `direct` (the baseline: the reward backpropagated through the base's Euler sampler).
     ///
-    /// The memoryless schedule is exact for a base trained from a Gaussian source
-    /// (`train --source gaussian`); for a Kaiming-uniform base, the source is replaced by the
-    /// Gaussian with its mean and variance, and the schedule is only approximately memoryless
-    /// (finetune.json records which: `exact_memoryless`).
+    /// The memoryless schedule is exact for a base trained from a Gaussian source with
+    /// independent coupling (`train --source gaussian --coupling independent`); for a
+    /// Kaiming-uniform source the source is replaced by the Gaussian with its mean and variance,
+    /// and a base trained with the natural coupling has dependent endpoints: the schedule is then
+    /// only approximately memoryless (finetune.json records which: `exact_memoryless`).
     #[arg(long, value_enum, default_value = "adjoint")]
     pub method: Method,
     /// Reward: `ce`, minus the cross-entropy of the generated classifier on --dataset's training

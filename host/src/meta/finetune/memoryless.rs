@@ -11,7 +11,9 @@
 //! `b(x, t) = 2v + μ − (x − (1 − t)μ)/t`, diffusion `c·σ(t)`, and the adjoint matching residual
 //! `2(v_fine − v_base)/(c·σ) + c·σ·ã`. A Kaiming-uniform source is replaced by the Gaussian with
 //! its mean and variance (`c = bound/(√3·std_b)`): the schedule is then only approximately
-//! memoryless ([`SourceMoments::exact`] says which).
+//! memoryless ([`SourceMoments::exact`] says which). The derivation also assumes the base's flow
+//! has independent endpoints (trained with `--coupling independent`); the natural coupling pairs
+//! each run's own init with its final weights, another approximation.
 
 use super::super::normalize::Normalizer;
 use super::super::source::Source;

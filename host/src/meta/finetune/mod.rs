@@ -4,8 +4,11 @@
 //!
 //! Two methods share the loop, the files and the measurements:
 //! * [`Method::Adjoint`]: adjoint matching with the memoryless schedule ([`memoryless`],
-//!   [`adjoint`]). Exact for a Gaussian-source base; a Kaiming-uniform base is treated as the
-//!   Gaussian with its mean and variance (an approximation the summary records).
+//!   [`adjoint`]). Exact for a base trained from a Gaussian source with independent coupling
+//!   (the base's flow then has independent endpoints, which the schedule assumes); a
+//!   Kaiming-uniform source is treated as the Gaussian with its mean and variance, and a base
+//!   trained with the natural coupling (each run's own init and final weights) has dependent
+//!   endpoints: both are approximations the summary records (`exact_memoryless`).
 //! * [`Method::Direct`]: the baseline, backpropagating the reward through the base's own Euler
 //!   sampler (the training's functional term used as the only objective).
 //!
@@ -218,7 +221,8 @@ pub struct FinetuneSummary {
     pub acc_after: f64,
     /// Mean distance of the fine-tuned samples from the base's (same source samples).
     pub distance_from_base: f64,
-    /// Whether the memoryless schedule is exact (Gaussian-source base) or moment-matched.
+    /// Whether the memoryless schedule is exact (a Gaussian-source base trained with independent
+    /// coupling) or an approximation (a Kaiming source, or the natural coupling).
     pub exact_memoryless: bool,
     /// Every measurement.
     pub measurements: Vec<Measurement>,
@@ -599,7 +603,8 @@ fn finish<B: AutodiffBackend>(
         acc_before: pick(first, |m| m.acc_mean),
         acc_after: pick(last, |m| m.acc_mean),
         distance_from_base: pick(last, |m| m.distance_from_base),
-        exact_memoryless: moments.exact,
+        exact_memoryless: moments.exact
+            && base.config.coupling == crate::meta::config::Coupling::Independent,
         measurements: state.measurements.clone(),
         out: out.into(),
     };
