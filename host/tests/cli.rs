@@ -330,27 +330,7 @@ fn killed_training_resumes(name: &str, extra: &[&str], engine: &str) {
     );
     assert!(!reference.join("checkpoint").exists(), "removed at the end");
     let victim = tmp.join("victim");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nmflow"))
-        .args(train(&victim))
-        .arg("--data-dir")
-        .arg(&data)
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let state = victim.join("checkpoint/state.json");
-    while !state.exists() && start.elapsed() < Duration::from_secs(120) {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    std::thread::sleep(Duration::from_millis(30));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(!victim.join("train.json").exists(), "killed before the end");
-    let again = nmflow(&args_for(&train(&victim)), &data);
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    kill_after_checkpoint_and_resume(&train(&victim), &victim, "train.json", &data);
     assert!(
         fs::read(reference.join("field.bin")).unwrap()
             == fs::read(victim.join("field.bin")).unwrap(),
@@ -558,31 +538,8 @@ fn finetuning_raises_the_reward_and_resumes_to_the_same_bytes() {
     );
 
     let victim = tmp.join("victim");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nmflow"))
-        .args(finetune(&victim))
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let state = victim.join("checkpoint/state.json");
-    while !state.exists() && start.elapsed() < Duration::from_secs(120) {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    std::thread::sleep(Duration::from_millis(30));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        !victim.join("finetune.json").exists(),
-        "killed before the end"
-    );
-    let resumed = nmflow(&args_for(&finetune(&victim)), &data);
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    let resumed =
+        kill_after_checkpoint_and_resume(&finetune(&victim), &victim, "finetune.json", &data);
     assert!(
         fs::read(reference.join("field.bin")).unwrap()
             == fs::read(victim.join("field.bin")).unwrap(),
@@ -595,4 +552,38 @@ fn finetuning_raises_the_reward_and_resumes_to_the_same_bytes() {
     let resumed: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
     assert_eq!(summary["measurements"], resumed["measurements"]);
     fs::remove_dir_all(tmp).unwrap();
+}
+
+/// Runs `args` (writing into `out`), kills it with SIGKILL once its first checkpoint exists,
+/// checks that `done` (the file a finished run writes) is absent, and runs it again; returns the
+/// second run's output (it must succeed).
+fn kill_after_checkpoint_and_resume(
+    args: &[String],
+    out: &Path,
+    done: &str,
+    data: &Path,
+) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nmflow"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let state = out.join("checkpoint/state.json");
+    while !state.exists() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_millis(30));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.join(done).exists(), "killed before the end");
+    let again = nmflow(&args_for(args), data);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    again
 }

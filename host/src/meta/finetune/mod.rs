@@ -522,10 +522,7 @@ impl<'a> Evaluation<'a> {
         let batch = self.data.train.head(self.images.min(self.data.train.len()));
         let (m, d) = (batch.len(), batch.dim);
         let classes = self.arch.num_classes();
-        let mut onehot = vec![0.0f32; m * classes];
-        for (i, &y) in batch.y.iter().enumerate() {
-            onehot[i * classes + usize::from(y)] = 1.0;
-        }
+        let onehot = classifier::one_hot(&batch.y, classes);
         let x = Tensor::<B::InnerBackend, 2>::from_data(
             TensorData::new(batch.x.clone(), [m, d]),
             &device,
