@@ -21,6 +21,7 @@
 //! | [`optim`] | the Adam settings every trainer shares (and the one difference that stays) |
 //! | [`plot`] | PNG line charts and histograms |
 //! | [`report`] | one Markdown/HTML page gathering a run folder's results |
+//! | [`shift`] | harmful covariate shift: Detectron and meta-detectron, calibrated |
 //! | [`backend`] | compute backends (CPU, CUDA) and reading tensors back |
 //! | [`progress`] | progress bars |
 //! | `cli` | the `nmflow` command line (feature `cli`, on by default) |
@@ -44,4 +45,5 @@ pub mod optim;
 pub mod plot;
 pub mod progress;
 pub mod report;
+pub mod shift;
 pub mod zoo;

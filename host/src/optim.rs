@@ -14,6 +14,8 @@
 
 use burn::optim::AdamConfig;
 use burn::optim::decay::WeightDecayConfig;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
 
 /// Adam's constants and an optional L2 penalty added to the gradient (`g + λθ`, burn's
 /// `WeightDecay`).
@@ -80,6 +82,65 @@ impl AdamSettings {
 impl Default for AdamSettings {
     fn default() -> Self {
         Self::BURN
+    }
+}
+
+/// Adam over parameter blocks that carry a leading run dimension (`[R, rows, cols]`, see
+/// [`crate::classifier`]): every run has its own moments, and runs can leave the batch.
+pub struct BatchedAdam<B: Backend> {
+    settings: AdamSettings,
+    lr: f64,
+    m: Vec<Option<Tensor<B, 3>>>,
+    v: Vec<Option<Tensor<B, 3>>>,
+    t: i32,
+}
+
+impl<B: Backend> BatchedAdam<B> {
+    /// Fresh moments for `blocks` parameter blocks.
+    pub fn new(settings: AdamSettings, lr: f64, blocks: usize) -> Self {
+        Self {
+            settings,
+            lr,
+            m: vec![None; blocks],
+            v: vec![None; blocks],
+            t: 0,
+        }
+    }
+
+    /// One update of every block from its gradient.
+    pub fn step(&mut self, params: &mut [Tensor<B, 3>], grads: Vec<Tensor<B, 3>>) {
+        self.t += 1;
+        let (b1, b2, eps) = (
+            self.settings.beta_1,
+            self.settings.beta_2,
+            self.settings.epsilon,
+        );
+        for (i, g) in grads.into_iter().enumerate() {
+            let m = match self.m[i].take() {
+                Some(m) => m * b1 + g.clone() * (1.0 - b1),
+                None => g.clone() * (1.0 - b1),
+            };
+            let v = match self.v[i].take() {
+                Some(v) => v * b2 + g.clone() * g * (1.0 - b2),
+                None => g.clone() * g * (1.0 - b2),
+            };
+            let bc1 = 1.0 - b1.powi(self.t);
+            let bc2 = 1.0 - b2.powi(self.t);
+            let denom = v.clone().sqrt() / bc2.sqrt() + eps;
+            let update = m.clone() / denom * (self.lr / bc1);
+            self.m[i] = Some(m);
+            self.v[i] = Some(v);
+            params[i] = params[i].clone() - update;
+        }
+    }
+
+    /// Keeps only the runs `keep` (indices along the run dimension) of the moments.
+    pub fn retain(&mut self, keep: &Tensor<B, 1, Int>) {
+        for slot in self.m.iter_mut().chain(self.v.iter_mut()) {
+            if let Some(t) = slot.take() {
+                *slot = Some(t.select(0, keep.clone()));
+            }
+        }
     }
 }
 

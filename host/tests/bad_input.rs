@@ -1086,6 +1086,104 @@ fn sample_eval_export_edge_eval_bad_input() {
 }
 
 #[test]
+fn shift_test_bad_input() {
+    let base = [
+        "shift-test",
+        "--zoo",
+        "{dir}/z0",
+        "--model",
+        "{dir}/m0",
+        "--out",
+        "{dir}/new-shift",
+    ];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        v
+    };
+    let cases: Vec<(Vec<&str>, i32, &[&str])> = vec![
+        (
+            with(&["--shift", "mnist"]),
+            2,
+            &["takes 64 inputs, but dataset mnist (--shift) has 784"],
+        ),
+        (
+            with(&["--shift", "digits", "--sizes", "0"]),
+            2,
+            &["--sizes must list sample sizes of at least 1"],
+        ),
+        (
+            with(&["--shift", "digits", "--sizes", "1800", "--batch", "4096"]),
+            2,
+            &["--sizes 1800", "the shifted set (digits) 1797"],
+        ),
+        (
+            with(&["--shift", "digits", "--sizes", "600"]),
+            2,
+            &["--batch (512) must exceed the largest sample size (600)"],
+        ),
+        (
+            with(&["--shift", "digits", "--seeds", "1"]),
+            2,
+            &["--seeds must be at least 19 to calibrate a threshold at --alpha 0.05"],
+        ),
+        (
+            with(&["--shift", "digits", "--alpha", "1.5"]),
+            2,
+            &["--alpha must be in (0, 1)"],
+        ),
+        (
+            with(&["--shift", "mnist8:rotate=x"]),
+            2,
+            &["rotate takes degrees"],
+        ),
+        (
+            with(&["--shift", "mnist8:blur=2"]),
+            2,
+            &["unknown transform \"blur\""],
+        ),
+        (
+            vec![
+                "shift-test",
+                "--zoo",
+                "{dir}/z0",
+                "--shift",
+                "digits",
+                "--methods",
+                "meta",
+                "--out",
+                "{dir}/new-shift",
+            ],
+            2,
+            &["--methods meta needs --model"],
+        ),
+        (
+            vec![
+                "shift-test",
+                "--zoo",
+                "{dir}/z1",
+                "--model",
+                "{dir}/m0",
+                "--shift",
+                "digits",
+                "--out",
+                "{dir}/new-shift",
+            ],
+            1,
+            &["was trained on a zoo with manifest sha256"],
+        ),
+        (
+            with(&["--shift", "digits", "--out", "{dir}/not-a-model"]),
+            1,
+            &["holds no shift test"],
+        ),
+    ];
+    for (args, code, needles) in cases {
+        case(&args, code, needles);
+    }
+}
+
+#[test]
 fn an_altered_training_checkpoint_is_not_resumed_from() {
     let f = fixture();
     let tmp = common::temp_dir("bad-input-ckpt");

@@ -13,6 +13,7 @@
 //! | [`sample`] | `nmflow sample` |
 //! | [`eval`] | `nmflow eval` |
 //! | [`finetune`] | `nmflow finetune` |
+//! | [`shift_test`] | `nmflow shift-test` |
 //! | [`export`] | `nmflow export` |
 //! | [`edge_eval`] | `nmflow edge-eval` |
 //! | [`inspect`] | `nmflow inspect` |
@@ -33,6 +34,7 @@ pub mod finetune;
 pub mod inspect;
 pub mod report;
 pub mod sample;
+pub mod shift_test;
 pub mod train;
 pub mod zoo;
 
@@ -85,6 +87,12 @@ pub enum Command {
     /// finished run with the same settings is not redone; an interrupted one resumes from its last
     /// checkpoint to the same bytes.
     Finetune(Box<finetune::FinetuneArgs>),
+    /// Test whether unlabeled samples are a shift that harms a classifier: Detectron against
+    /// meta-detectron, calibrated on null samples from P's test split (METHOD.md §6).
+    ///
+    /// Writes shift.json (j[method][statistic][size]), a Markdown table and ROC curves. Finished
+    /// chunks of tests are not redone when the same command runs again.
+    ShiftTest(Box<shift_test::ShiftTestArgs>),
     /// Export a meta-model as a quantized model file for the device runtime.
     Export(export::ExportArgs),
     /// Synthesize and evaluate classifiers from a model file with the device runtime itself.
@@ -113,6 +121,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sample(a) => sample::exec(&a),
         Command::Eval(a) => eval::exec(&a),
         Command::Finetune(a) => finetune::exec(&a),
+        Command::ShiftTest(a) => shift_test::exec(&a),
         Command::Export(a) => export::exec(&a),
         Command::EdgeEval(a) => edge_eval::exec(&a),
         Command::DumpInputs(a) => dump_inputs::exec(&a),

@@ -50,3 +50,49 @@ pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), M
     let text = serde_json::to_string_pretty(value).map_err(|e| MetaError::file(path, e))?;
     write_atomic(path, text.as_bytes()).map_err(|e| MetaError::file(path, e))
 }
+
+/// Compares the settings file `out/settings` of an output directory with a new job's `cfg`.
+/// Returns `true` when they are equal (the job resumes what is there) and `false` when the
+/// caller starts afresh: the directory holds no settings file and nothing else (`force`
+/// overrides; `kind` names the job in the refusal), or other settings and `force` was given.
+///
+/// # Errors
+/// [`MetaError::Conflict`] naming the first differing setting; [`MetaError::File`] when the
+/// directory holds something else.
+pub fn same_settings<T: Serialize + DeserializeOwned + PartialEq>(
+    cfg: &T,
+    out: &Path,
+    settings: &str,
+    kind: &str,
+    force: bool,
+) -> Result<bool, MetaError> {
+    let path = out.join(settings);
+    if let Ok(old) = read_json::<T>(&path) {
+        if old == *cfg {
+            return Ok(true);
+        }
+        if !force {
+            let wanted = serde_json::to_value(cfg).map_err(|e| MetaError::file(&path, e))?;
+            let have = serde_json::to_value(&old).map_err(|e| MetaError::file(&path, e))?;
+            return Err(MetaError::Conflict {
+                path: out.into(),
+                difference: crate::io::first_difference(&have, &wanted),
+            });
+        }
+    } else {
+        let others = std::fs::read_dir(out)
+            .map_err(|e| MetaError::file(out, e))?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name() != crate::io::LOCK_FILE)
+            .count();
+        if others > 0 && !force {
+            return Err(MetaError::file(
+                out,
+                format!(
+                    "is not empty and holds no {kind}; choose another --out, or --force to write into it"
+                ),
+            ));
+        }
+    }
+    Ok(false)
+}

@@ -9,7 +9,7 @@ use crate::arch::Layout;
 use crate::classifier::{self, Input, cross_entropy_sum, one_hot};
 use crate::data::{Dataset, dataset::NUM_CLASSES};
 use crate::error::ZooError;
-use crate::optim::AdamSettings;
+use crate::optim::{AdamSettings, BatchedAdam};
 use nmflow_runtime::Rng;
 use nmflow_runtime::rng::derive_seed;
 
@@ -80,65 +80,45 @@ pub struct ShardResult {
 }
 
 /// Optimizer state for the block tensors (PyTorch's Adam and SGD update rules).
-struct OptimState<B: Backend> {
-    kind: Optimizer,
-    lr: f64,
-    momentum: f64,
-    m: Vec<Option<Tensor<B, 3>>>,
-    v: Vec<Option<Tensor<B, 3>>>,
-    t: i32,
+enum OptimState<B: Backend> {
+    Adam(BatchedAdam<B>),
+    Sgd {
+        lr: f64,
+        momentum: f64,
+        buf: Vec<Option<Tensor<B, 3>>>,
+    },
 }
 
 impl<B: Backend> OptimState<B> {
     fn new(cfg: &ZooConfig, blocks: usize) -> Self {
-        Self {
-            kind: cfg.optimizer,
-            lr: cfg.lr,
-            momentum: cfg.momentum,
-            m: vec![None; blocks],
-            v: vec![None; blocks],
-            t: 0,
+        match cfg.optimizer {
+            Optimizer::Adam => Self::Adam(BatchedAdam::new(AdamSettings::PYTORCH, cfg.lr, blocks)),
+            Optimizer::Sgd => Self::Sgd {
+                lr: cfg.lr,
+                momentum: cfg.momentum,
+                buf: vec![None; blocks],
+            },
         }
     }
 
     fn step(&mut self, params: &mut [Tensor<B, 3>], grads: Vec<Tensor<B, 3>>) {
-        self.t += 1;
-        let s = AdamSettings::PYTORCH;
-        let (b1, b2, eps) = (s.beta_1, s.beta_2, s.epsilon);
-        for (i, g) in grads.into_iter().enumerate() {
-            let p = params[i].clone();
-            params[i] = match self.kind {
-                Optimizer::Adam => {
-                    let m = match self.m[i].take() {
-                        Some(m) => m * b1 + g.clone() * (1.0 - b1),
-                        None => g.clone() * (1.0 - b1),
-                    };
-                    let v = match self.v[i].take() {
-                        Some(v) => v * b2 + g.clone() * g * (1.0 - b2),
-                        None => g.clone() * g * (1.0 - b2),
-                    };
-                    let bc1 = 1.0 - b1.powi(self.t);
-                    let bc2 = 1.0 - b2.powi(self.t);
-                    let denom = v.clone().sqrt() / bc2.sqrt() + eps;
-                    let update = m.clone() / denom * (self.lr / bc1);
-                    self.m[i] = Some(m);
-                    self.v[i] = Some(v);
-                    p - update
-                }
-                Optimizer::Sgd => {
-                    let buf = if self.momentum > 0.0 {
-                        let b = match self.m[i].take() {
-                            Some(b) => b * self.momentum + g,
+        match self {
+            Self::Adam(adam) => adam.step(params, grads),
+            Self::Sgd { lr, momentum, buf } => {
+                for (i, g) in grads.into_iter().enumerate() {
+                    let step = if *momentum > 0.0 {
+                        let b = match buf[i].take() {
+                            Some(b) => b * *momentum + g,
                             None => g,
                         };
-                        self.m[i] = Some(b.clone());
+                        buf[i] = Some(b.clone());
                         b
                     } else {
                         g
                     };
-                    p - buf * self.lr
+                    params[i] = params[i].clone() - step * *lr;
                 }
-            };
+            }
         }
     }
 }

@@ -414,31 +414,8 @@ pub fn finetune<B: AutodiffBackend>(
 
 /// Claims `out`: empty, or holding a run with the same settings (resumed), or `force`.
 fn claim(cfg: &FinetuneConfig, out: &Path, force: bool) -> Result<(), MetaError> {
-    let path = out.join(SETTINGS);
-    if let Ok(old) = read_json::<FinetuneConfig>(&path) {
-        if old == *cfg {
-            return Ok(());
-        }
-        if !force {
-            let wanted = serde_json::to_value(cfg).map_err(|e| MetaError::file(&path, e))?;
-            let have = serde_json::to_value(&old).map_err(|e| MetaError::file(&path, e))?;
-            return Err(MetaError::Conflict {
-                path: out.into(),
-                difference: crate::io::first_difference(&have, &wanted),
-            });
-        }
-    } else {
-        let others = fs::read_dir(out)
-            .map_err(|e| MetaError::file(out, e))?
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name() != crate::io::LOCK_FILE)
-            .count();
-        if others > 0 && !force {
-            return Err(MetaError::file(
-                out,
-                "is not empty and holds no fine-tuning run; choose another --out, or --force to write into it",
-            ));
-        }
+    if files::same_settings(cfg, out, SETTINGS, "fine-tuning run", force)? {
+        return Ok(());
     }
     checkpoint::discard(out)?;
     for name in [SUMMARY, files::SUMMARY] {

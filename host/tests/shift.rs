@@ -1,0 +1,157 @@
+//! `nmflow shift-test` end to end on a tiny zoo: the harmful shift (mnist8 classifiers on UCI
+//! optdigits) is detected by both detectors while null samples are not flagged more often than
+//! calibrated, the outputs are complete, and a rerun (with a record deleted) reproduces the
+//! results without redoing finished chunks.
+
+mod common;
+
+use std::fs;
+
+use std::process::Output;
+
+use common::nmflow;
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn harmful_shift_is_detected_and_the_null_is_not() {
+    let data = common::data_dir();
+    let tmp = common::temp_dir("shift");
+    let zoo = tmp.join("zoo");
+    let model = tmp.join("model");
+    let out = tmp.join("shift");
+    let (zoo_s, model_s, out_s) = (
+        zoo.to_str().unwrap(),
+        model.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    ok(&nmflow(
+        &[
+            "zoo",
+            "--dataset",
+            "mnist8",
+            "--arch",
+            "mlp:64-16-10",
+            "--runs",
+            "24",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--out",
+            zoo_s,
+            "--quiet",
+        ],
+        &data,
+    ));
+    ok(&nmflow(
+        &[
+            "train", "--zoo", zoo_s, "--out", model_s, "--hidden", "32", "--depth", "1", "--steps",
+            "300", "--quiet",
+        ],
+        &data,
+    ));
+    let args = [
+        "shift-test",
+        "--zoo",
+        zoo_s,
+        "--model",
+        model_s,
+        "--shift",
+        "digits",
+        "--sizes",
+        "50",
+        "--seeds",
+        "20",
+        "--heldout-seeds",
+        "8",
+        "--p-train",
+        "4000",
+        "--chunk",
+        "7",
+        "--out",
+        out_s,
+        "--json",
+        "--quiet",
+    ];
+    let first = nmflow(&args, &data);
+    ok(&first);
+    let j: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    for method in ["detectron", "meta"] {
+        for statistic in ["disagreement", "entropy"] {
+            let c = &j[method][statistic]["50"];
+            for key in ["tpr", "auroc", "fpr_observed", "seconds_per_test"] {
+                assert!(c[key].is_number(), "{method} {statistic} {key}: {c}");
+            }
+        }
+        // The stronger statistic of each detector separates the shifted samples from the null.
+        let best = ["disagreement", "entropy"]
+            .iter()
+            .map(|s| j[method][*s]["50"]["auroc"].as_f64().unwrap())
+            .fold(0.0, f64::max);
+        assert!(best >= 0.9, "{method}: AUROC {best}: {j}");
+        let tpr = ["disagreement", "entropy"]
+            .iter()
+            .map(|s| j[method][*s]["50"]["tpr"].as_f64().unwrap())
+            .fold(0.0, f64::max);
+        assert!(tpr >= 0.5, "{method}: TPR {tpr}: {j}");
+        for statistic in ["disagreement", "entropy"] {
+            let fpr = j[method][statistic]["50"]["fpr_observed"].as_f64().unwrap();
+            assert!(fpr <= 0.25, "{method} {statistic}: held-out FPR {fpr}");
+        }
+    }
+    for f in ["shift.json", "shift-run.json", "shift.md", "roc-n50.png"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let run: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("shift-run.json")).unwrap()).unwrap();
+    assert!(
+        run["base_p_accuracy"].as_f64().unwrap()
+            > run["base_shift_accuracy"].as_f64().unwrap() + 0.05,
+        "the shift harms the base classifier: {run}"
+    );
+
+    // A rerun finds every chunk done; a deleted chunk is recomputed to the same results.
+    let records = out.join("records");
+    let mut names: Vec<_> = fs::read_dir(&records)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    // Per method: 28 null tests in chunks of 7, 20 shifted ones in 3.
+    assert_eq!(names.len(), 2 * (4 + 3), "{names:?}");
+    let victim = names[0].clone();
+    let kept = fs::read(&victim).unwrap();
+    fs::remove_file(&victim).unwrap();
+    let second = nmflow(&args, &data);
+    ok(&second);
+    // The same results; only the recomputed chunk's time differs.
+    let without_time = |out: &Output| {
+        let mut j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for m in j.as_object_mut().unwrap().values_mut() {
+            for s in m.as_object_mut().unwrap().values_mut() {
+                for c in s.as_object_mut().unwrap().values_mut() {
+                    c.as_object_mut().unwrap().remove("seconds_per_test");
+                }
+            }
+        }
+        j
+    };
+    assert_eq!(without_time(&first), without_time(&second));
+    let redone: serde_json::Value = serde_json::from_slice(&fs::read(&victim).unwrap()).unwrap();
+    let kept: serde_json::Value = serde_json::from_slice(&kept).unwrap();
+    assert_eq!(redone["tests"], kept["tests"], "the same tests to the bit");
+
+    // Other settings in the same folder are refused.
+    let mut other: Vec<&str> = args.to_vec();
+    other[12] = "21";
+    let refused = nmflow(&other, &data);
+    assert_eq!(refused.status.code(), Some(1));
+    fs::remove_dir_all(tmp).unwrap();
+}
