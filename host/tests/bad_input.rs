@@ -1155,7 +1155,7 @@ fn shift_test_bad_input() {
                 "{dir}/new-shift",
             ],
             2,
-            &["--methods meta needs --model"],
+            &["--methods meta and meta-adjoint need --model"],
         ),
         (
             vec![

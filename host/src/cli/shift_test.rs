@@ -9,6 +9,7 @@ use crate::backend::CpuAutodiff;
 use crate::data;
 use crate::shift::run::{ShiftConfig, ShiftEnv, ShiftMethod, shift_test};
 use crate::shift::spec::ShiftSpec;
+use crate::shift::tilt::TiltSettings;
 
 /// Arguments of `nmflow shift-test`.
 #[derive(Debug, Args)]
@@ -35,8 +36,10 @@ pub struct ShiftTestArgs {
     /// at the threshold.
     #[arg(long, default_value_t = 50)]
     pub heldout_seeds: usize,
-    /// Detectors, comma-separated: `detectron` (CDCs trained by Adam from f) and `meta`
-    /// (members sampled from --model with reward guidance towards Detectron's objective).
+    /// Detectors, comma-separated: `detectron` (CDCs trained by Adam from f), `meta` (members
+    /// sampled from --model with reward guidance towards Detectron's objective) and
+    /// `meta-adjoint` (members sampled from --model fine-tuned towards that objective on each
+    /// test's sample by adjoint matching: a fine-tuning run per test).
     #[arg(
         long,
         value_enum,
@@ -78,6 +81,22 @@ pub struct ShiftTestArgs {
     /// cross-entropy on P's images.
     #[arg(long, default_value_t = 0.3)]
     pub guidance_lambda: f64,
+    /// meta-adjoint: fine-tuning iterations of the per-test tilt (adjoint matching, as
+    /// `nmflow finetune --method adjoint`, towards the same objective as the guidance).
+    #[arg(long, default_value_t = 50)]
+    pub tilt_iterations: usize,
+    /// meta-adjoint: the tilt's reward multiplier λ.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub tilt_lambda: f64,
+    /// meta-adjoint: the tilt's Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub tilt_lr: f64,
+    /// meta-adjoint: trajectories per tilt iteration.
+    #[arg(long, default_value_t = 16)]
+    pub tilt_trajectories: usize,
+    /// meta-adjoint: Euler–Maruyama steps per trajectory (from t0 = 0.1).
+    #[arg(long, default_value_t = 20)]
+    pub tilt_steps: usize,
     /// Tests run together (one record file each; a resumed run skips finished files).
     #[arg(long, default_value_t = 50)]
     pub chunk: usize,
@@ -88,6 +107,10 @@ pub struct ShiftTestArgs {
     /// seconds_per_test, …}), shift-run.json, shift.md, roc-n{size}.png, records/.
     #[arg(long)]
     pub out: PathBuf,
+    /// Reuse the null tests of a comparison of another shifted set (its settings must equal
+    /// these but for --shift): they do not depend on the shifted set, and are copied, not redone.
+    #[arg(long)]
+    pub null_from: Option<PathBuf>,
     /// Data folder [default: $NMFLOW_DATA, else ./data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -126,6 +149,13 @@ pub fn exec(a: &ShiftTestArgs) -> Result<()> {
         guidance_steps: a.guidance_steps,
         guidance_scale: a.guidance_scale,
         guidance_lambda: a.guidance_lambda,
+        tilt: TiltSettings {
+            iterations: a.tilt_iterations,
+            lambda: a.tilt_lambda,
+            lr: a.tilt_lr,
+            trajectories: a.tilt_trajectories,
+            steps: a.tilt_steps,
+        },
         chunk: a.chunk,
         seed: a.seed,
     };
@@ -133,6 +163,7 @@ pub fn exec(a: &ShiftTestArgs) -> Result<()> {
         data_dir: data::data_dir(a.data_dir.clone()),
         quiet: a.quiet,
         force: a.force,
+        null_from: a.null_from.clone(),
     };
     let (results, info) = shift_test::<CpuAutodiff>(&cfg, &a.out, &env, &Default::default())?;
     super::emit(a.json, &results, || {

@@ -65,6 +65,20 @@ impl Normalizer {
         (s, m)
     }
 
+    /// [`Normalizer::coordinate_scales`] as `[1, P]` rows on a device: `(std, mean)`.
+    pub fn scale_rows<B: burn::tensor::backend::Backend>(
+        &self,
+        device: &B::Device,
+    ) -> (burn::tensor::Tensor<B, 2>, burn::tensor::Tensor<B, 2>) {
+        use burn::tensor::{Tensor, TensorData};
+        let (sd, mu) = self.coordinate_scales();
+        let p = sd.len();
+        (
+            Tensor::from_data(TensorData::new(sd, [1, p]), device),
+            Tensor::from_data(TensorData::new(mu, [1, p]), device),
+        )
+    }
+
     /// Undoes [`Normalizer::apply`] in place.
     pub fn invert(&self, rows: &mut [f32]) {
         self.map(rows, |v, m, s| v * s + m);

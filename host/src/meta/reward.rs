@@ -7,7 +7,6 @@
 //! Everything is written as a loss (lower is better: the reward is its negative).
 
 use burn::tensor::Tensor;
-use burn::tensor::TensorData;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use super::normalize::Normalizer;
@@ -68,15 +67,14 @@ impl<B: AutodiffBackend> DataReward<B> {
         normalizer: &Normalizer,
         device: &B::Device,
     ) -> Self {
-        let p = layout.num_params();
-        let (sd, mu) = normalizer.coordinate_scales();
+        let (std, mean) = normalizer.scale_rows::<B>(device);
         Self {
             reward,
             arch: arch.clone(),
             layout: layout.clone(),
             data: DeviceData::new(data, device),
-            std: Tensor::from_data(TensorData::new(sd, [1, p]), device),
-            mean: Tensor::from_data(TensorData::new(mu, [1, p]), device),
+            std,
+            mean,
         }
     }
 

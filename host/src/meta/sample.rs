@@ -185,6 +185,19 @@ impl<B: Backend> MetaModel<B> {
     }
 }
 
+impl<B: burn::tensor::backend::AutodiffBackend> MetaModel<B> {
+    /// The same model on the inner backend (no gradients).
+    pub fn valid(&self) -> MetaModel<B::InnerBackend> {
+        use burn::module::AutodiffModule;
+        MetaModel {
+            config: self.config.clone(),
+            normalizer: self.normalizer.clone(),
+            layout: self.layout.clone(),
+            field: self.field.valid(),
+        }
+    }
+}
+
 /// Writes classifiers (`[n, P]` raw weights in layout order) as a safetensors file with one F32
 /// tensor `weights` of shape `[n, P]`, atomically.
 ///

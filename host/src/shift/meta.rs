@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::detectron::member_logits;
 use super::ensemble::{self, Ensemble, RejectionRule};
-use super::pq::{self, PqTable, RunRows};
+use super::pq::{self, PqTable};
 use crate::arch::Arch;
 use crate::backend::{TensorRead, values};
 use crate::meta::sample::MetaModel;
@@ -24,7 +24,7 @@ use nmflow_runtime::Rng;
 use nmflow_runtime::rng::derive_seed;
 
 /// PRNG stream of a member's source sample.
-const STREAM_SOURCE: u64 = 41;
+pub(crate) const STREAM_SOURCE: u64 = 41;
 /// PRNG stream of a member's P minibatches.
 const STREAM_P: u64 = 42;
 
@@ -71,9 +71,7 @@ pub fn grow<B: AutodiffBackend>(
     let n = samples.dims()[1];
     let layout = &model.layout;
     let p = layout.num_params();
-    let (sd, mu) = model.normalizer.coordinate_scales();
-    let sd = Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(sd, [1, p]), device);
-    let mu = Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(mu, [1, p]), device);
+    let (sd, mu) = model.normalizer.scale_rows::<B::InnerBackend>(device);
     let steps = s.steps.max(1);
     let h = 1.0 / steps as f64;
     for round in 0..s.rule.max_members {
@@ -105,19 +103,19 @@ pub fn grow<B: AutodiffBackend>(
             let mut rows = Vec::with_capacity(a * s.batch);
             let mut weights = Vec::with_capacity(a * s.batch);
             for (rng, q) in rngs.iter_mut().zip(&q_rows) {
-                let p_rows = s.batch - q.len();
-                let draw = pq::draw_p(table.p_len, p_rows, rng);
-                let run = RunRows {
-                    p: &draw,
+                pq::push_objective(
+                    &mut rows,
+                    &mut weights,
+                    table.p_len,
+                    s.batch,
+                    s.lambda,
                     q,
-                    p_weight: 1.0 / p_rows as f32,
-                    q_weight: (s.lambda / q.len().max(1) as f64) as f32,
-                };
-                pq::push_rows(&mut rows, &mut weights, &run);
+                    rng,
+                );
             }
             let (x, target) = table.gather(&rows, a);
             let wt = Tensor::from_data(TensorData::new(weights, [a, s.batch, 1]), device);
-            let g = pq::state_gradient::<B>(arch, layout, w, x, target, wt);
+            let (g, _) = pq::state_gradient::<B>(arch, layout, w, x, target, wt);
             // ∂/∂z of the objective at x̂₁ through the standardization only.
             z = z + (v - g * sd.clone() * s.scale) * h;
         }

@@ -8,6 +8,7 @@
 //! | [`ensemble`] | a test's disagreement ensemble and the rejection rule (both detectors) |
 //! | [`detectron`] | Detectron: constrained disagreement classifiers trained by Adam, many tests at once |
 //! | [`meta`] | meta-detectron: members sampled from the meta-model with reward guidance |
+//! | [`tilt`] | meta-detectron by adjoint matching: one fine-tuning of the meta-model per test |
 //! | [`stats`] | entropy, KS distance, threshold, TPR, AUROC, ROC |
 //! | [`run`] | the settings, the tests, resumable record files (`nmflow shift-test`) |
 //! | [`report`] | the calibrated comparison as JSON, Markdown and ROC charts |
@@ -26,3 +27,4 @@ pub mod report;
 pub mod run;
 pub mod spec;
 pub mod stats;
+pub mod tilt;

@@ -139,7 +139,7 @@ pub fn gradients<B: burn::tensor::backend::AutodiffBackend>(
 }
 
 /// The gradient of [`weighted_ce`] with respect to the flat weights (`[R, P]`, layout order) of
-/// `R` classifiers.
+/// `R` classifiers, and the loss's value.
 pub fn state_gradient<B: burn::tensor::backend::AutodiffBackend>(
     arch: &Arch,
     layout: &Layout,
@@ -147,7 +147,7 @@ pub fn state_gradient<B: burn::tensor::backend::AutodiffBackend>(
     x: Tensor<B::InnerBackend, 3>,
     target: Tensor<B::InnerBackend, 3>,
     weight: Tensor<B::InnerBackend, 3>,
-) -> Tensor<B::InnerBackend, 2> {
+) -> (Tensor<B::InnerBackend, 2>, f64) {
     let w = Tensor::<B, 2>::from_inner(weights).require_grad();
     let params = classifier::params_from_tensor(layout, w.clone());
     let logits = classifier::forward(arch, &params, Input::PerRun(Tensor::from_inner(x)));
@@ -156,8 +156,12 @@ pub fn state_gradient<B: burn::tensor::backend::AutodiffBackend>(
         Tensor::from_inner(target),
         Tensor::from_inner(weight),
     );
+    let value: f32 = burn::tensor::ElementConversion::elem(loss.clone().into_scalar());
     let grads = loss.backward();
-    w.grad(&grads).unwrap_or_else(|| w.inner().zeros_like())
+    (
+        w.grad(&grads).unwrap_or_else(|| w.inner().zeros_like()),
+        f64::from(value),
+    )
 }
 
 /// One run's rows of a batch: `p_rows` P indices, then the remaining Q rows, with their weights.
@@ -178,6 +182,30 @@ pub fn push_rows(rows: &mut Vec<i64>, weights: &mut Vec<f32>, run: &RunRows<'_>)
     weights.extend(std::iter::repeat_n(run.p_weight, run.p.len()));
     rows.extend(run.q.iter().map(|&i| i as i64));
     weights.extend(std::iter::repeat_n(run.q_weight, run.q.len()));
+}
+
+/// Appends one run's rows of Detectron's objective as a reward: `batch − |q|` P images drawn
+/// with replacement from `rng` at weight `1/(batch − |q|)` (their mean cross-entropy) and the
+/// remaining Q rows `q` at weight `λ/|q|` (λ times their mean disagreement loss).
+#[allow(clippy::too_many_arguments)]
+pub fn push_objective(
+    rows: &mut Vec<i64>,
+    weights: &mut Vec<f32>,
+    p_len: usize,
+    batch: usize,
+    lambda: f64,
+    q: &[usize],
+    rng: &mut Rng,
+) {
+    let p_rows = batch - q.len();
+    let draw = draw_p(p_len, p_rows, rng);
+    let run = RunRows {
+        p: &draw,
+        q,
+        p_weight: 1.0 / p_rows as f32,
+        q_weight: (lambda / q.len().max(1) as f64) as f32,
+    };
+    push_rows(rows, weights, &run);
 }
 
 /// `m` indices of P's training rows drawn uniformly with replacement.

@@ -208,7 +208,7 @@ pub fn write(
         plot::line_chart(
             &out.join(format!("roc-n{size}.png")),
             &LineChart {
-                title: format!("{} → {}, |Q| = {size}", info.p, info.shift),
+                title: format!("P = {}, shifted set {}, |Q| = {size}", info.p, info.shift),
                 x_label: "false-positive rate".into(),
                 y_label: "true-positive rate".into(),
                 series,

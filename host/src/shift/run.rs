@@ -16,6 +16,7 @@ use super::meta::{self, GuidanceSettings};
 use super::pq::PqTable;
 use super::report::{self, Results};
 use super::spec::ShiftSpec;
+use super::tilt::{self, TiltSettings};
 use crate::arch::{Arch, Layout};
 use crate::data::dataset::{NUM_CLASSES, Split};
 use crate::data::{Dataset, DatasetView};
@@ -50,6 +51,10 @@ pub enum ShiftMethod {
     Detectron,
     /// Meta-detectron: members sampled from the meta-model with reward guidance.
     Meta,
+    /// Meta-detectron by adjoint matching: members sampled from the meta-model fine-tuned
+    /// towards the objective on each test's sample.
+    #[serde(rename = "meta-adjoint")]
+    MetaAdjoint,
 }
 
 impl ShiftMethod {
@@ -58,6 +63,7 @@ impl ShiftMethod {
         match self {
             Self::Detectron => "detectron",
             Self::Meta => "meta",
+            Self::MetaAdjoint => "meta-adjoint",
         }
     }
 }
@@ -122,10 +128,25 @@ pub struct ShiftConfig {
     pub guidance_scale: f64,
     /// Meta-detectron: weight of the disagreement loss against the cross-entropy on P.
     pub guidance_lambda: f64,
+    /// Meta-detectron by adjoint matching: the per-test tilt.
+    #[serde(default = "default_tilt")]
+    pub tilt: TiltSettings,
     /// Tests trained together (one record file each).
     pub chunk: usize,
     /// Seed of every random choice.
     pub seed: u64,
+}
+
+/// The tilt settings of a comparison that does not name them (`nmflow finetune`'s defaults, 50
+/// iterations).
+pub fn default_tilt() -> TiltSettings {
+    TiltSettings {
+        iterations: 50,
+        lambda: 10_000.0,
+        lr: 1e-3,
+        trajectories: 16,
+        steps: 20,
+    }
 }
 
 impl ShiftConfig {
@@ -155,8 +176,23 @@ impl ShiftConfig {
         if self.methods.is_empty() {
             return bad("--methods must name at least one of detectron, meta".into());
         }
-        if self.methods.contains(&ShiftMethod::Meta) && self.model.is_none() {
-            return bad("--methods meta needs --model (a meta-model trained on --zoo)".into());
+        if self.needs_model() && self.model.is_none() {
+            return bad(
+                "--methods meta and meta-adjoint need --model (a meta-model trained on --zoo)"
+                    .into(),
+            );
+        }
+        let t = &self.tilt;
+        if t.iterations == 0
+            || t.trajectories == 0
+            || t.steps == 0
+            || !(t.lambda > 0.0 && t.lambda.is_finite())
+            || !(t.lr > 0.0 && t.lr.is_finite())
+        {
+            return bad(
+                "--tilt-iterations, --tilt-trajectories and --tilt-steps must be at least 1, --tilt-lambda and --tilt-lr positive"
+                    .into(),
+            );
         }
         if self.ensemble == 0 || self.patience == 0 {
             return bad("--ensemble and --patience must be at least 1".into());
@@ -187,6 +223,12 @@ impl ShiftConfig {
             return bad("--chunk must be at least 1".into());
         }
         Ok(())
+    }
+
+    fn needs_model(&self) -> bool {
+        self.methods
+            .iter()
+            .any(|m| matches!(m, ShiftMethod::Meta | ShiftMethod::MetaAdjoint))
     }
 
     fn rule(&self) -> RejectionRule {
@@ -263,6 +305,9 @@ pub struct ShiftEnv {
     pub quiet: bool,
     /// Replace an output directory that holds another comparison.
     pub force: bool,
+    /// A finished or partial comparison of another shifted set with otherwise equal settings:
+    /// its null records (which do not depend on the shifted set) are copied instead of redone.
+    pub null_from: Option<PathBuf>,
 }
 
 /// The data of a comparison: P's training images with the base's predictions, and the pools
@@ -298,9 +343,9 @@ pub fn shift_test<B: AutodiffBackend>(
         NUM_CLASSES,
         &format!("{} (--shift)", cfg.shift),
     )?;
-    let model = match (&cfg.model, cfg.methods.contains(&ShiftMethod::Meta)) {
+    let model = match (&cfg.model, cfg.needs_model()) {
         (Some(dir), true) => {
-            let m = MetaModel::<B::InnerBackend>::load(Path::new(dir), device)?;
+            let m = MetaModel::<B>::load(Path::new(dir), device)?;
             let found = crate::meta::config::manifest_hash(zoo_dir)?;
             if found != m.config.zoo_manifest_sha256 {
                 return Err(MetaError::Incompatible {
@@ -355,6 +400,10 @@ pub fn shift_test<B: AutodiffBackend>(
         alt,
     };
 
+    if let Some(from) = &env.null_from {
+        adopt_nulls(cfg, from, out)?;
+    }
+    let inner = model.as_ref().map(MetaModel::valid);
     let per_size = 2 * cfg.seeds + cfg.heldout_seeds;
     let total = cfg.methods.len() * cfg.sizes.len() * per_size;
     let bar = progress::bar(total as u64, "tests", env.quiet);
@@ -390,6 +439,7 @@ pub fn shift_test<B: AutodiffBackend>(
                                 &base,
                                 &pools,
                                 model.as_ref(),
+                                inner.as_ref(),
                                 device,
                             )?;
                             write_json(&path, &r)?;
@@ -465,7 +515,8 @@ fn run_chunk<B: AutodiffBackend>(
     layout: &Layout,
     base: &[f32],
     pools: &Pools,
-    model: Option<&MetaModel<B::InnerBackend>>,
+    model: Option<&MetaModel<B>>,
+    inner: Option<&MetaModel<B::InnerBackend>>,
     device: &B::Device,
 ) -> Result<ChunkRecord, MetaError> {
     let started = Instant::now();
@@ -531,23 +582,34 @@ fn run_chunk<B: AutodiffBackend>(
             &mut |_| {},
         )?,
         ShiftMethod::Meta => {
-            let Some(model) = model else {
+            let Some(inner) = inner else {
                 return Err(UsageError("--methods meta needs --model".into()).into());
             };
             meta::grow::<B>(
+                inner,
+                arch,
+                &table,
+                &samples,
+                &mut ensembles,
+                &seeds,
+                &guidance(cfg),
+                device,
+                &mut |_| {},
+            )?;
+        }
+        ShiftMethod::MetaAdjoint => {
+            let Some(model) = model else {
+                return Err(UsageError("--methods meta-adjoint needs --model".into()).into());
+            };
+            tilt::grow::<B>(
                 model,
                 arch,
                 &table,
                 &samples,
                 &mut ensembles,
                 &seeds,
-                &GuidanceSettings {
-                    steps: cfg.guidance_steps,
-                    scale: cfg.guidance_scale,
-                    lambda: cfg.guidance_lambda,
-                    batch: cfg.batch,
-                    rule: cfg.rule(),
-                },
+                &cfg.tilt,
+                &guidance(cfg),
                 device,
                 &mut |_| {},
             )?;
@@ -580,6 +642,17 @@ fn run_chunk<B: AutodiffBackend>(
         seconds: started.elapsed().as_secs_f64(),
         tests,
     })
+}
+
+/// Meta-detectron's sampling settings from a comparison's.
+fn guidance(cfg: &ShiftConfig) -> GuidanceSettings {
+    GuidanceSettings {
+        steps: cfg.guidance_steps,
+        scale: cfg.guidance_scale,
+        lambda: cfg.guidance_lambda,
+        batch: cfg.batch,
+        rule: cfg.rule(),
+    }
 }
 
 /// The logits (`[n, classes]`) of one classifier on a split.
@@ -659,6 +732,38 @@ fn heldout_finals(
     }
     out.sort_by_key(|(r, _)| *r);
     Ok(out)
+}
+
+/// Copies the null records of the comparison in `from` into `out` (those `out` lacks), after
+/// checking that its settings equal `cfg` but for the shifted set.
+fn adopt_nulls(cfg: &ShiftConfig, from: &Path, out: &Path) -> Result<(), MetaError> {
+    let theirs: ShiftConfig = read_json(&from.join(SETTINGS))?;
+    let mut ours = cfg.clone();
+    ours.shift = theirs.shift;
+    if ours != theirs {
+        let have = serde_json::to_value(&theirs).map_err(|e| MetaError::file(from, e))?;
+        let wanted = serde_json::to_value(&ours).map_err(|e| MetaError::file(from, e))?;
+        return Err(UsageError(format!(
+            "--null-from {}: its settings differ in more than --shift ({}), so its null tests are not these",
+            from.display(),
+            crate::io::first_difference(&have, &wanted)
+        ))
+        .into());
+    }
+    let dir = from.join(RECORDS);
+    let entries = fs::read_dir(&dir).map_err(|e| MetaError::file(&dir, e))?;
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name();
+        let is_null = name
+            .to_str()
+            .is_some_and(|n| n.contains("-null-") && n.ends_with(".json"));
+        let target = out.join(RECORDS).join(&name);
+        if is_null && !target.exists() {
+            let rec: ChunkRecord = read_json(&e.path())?;
+            write_json(&target, &rec)?;
+        }
+    }
+    Ok(())
 }
 
 /// Makes `out` this comparison's directory: the same settings resume; other settings are refused
