@@ -26,6 +26,51 @@ pub enum DeviceKind {
     Cuda,
 }
 
+/// A job that runs on any autodiff backend: the one thing a command does once `--device` has
+/// chosen the backend (see [`dispatch`]).
+pub trait BackendJob {
+    /// What the job returns.
+    type Output;
+    /// Runs the job on backend `B` and its `device`.
+    ///
+    /// # Errors
+    /// Whatever the job fails with.
+    fn run<B: burn::tensor::backend::AutodiffBackend>(
+        self,
+        device: &B::Device,
+    ) -> anyhow::Result<Self::Output>;
+}
+
+/// Runs `job` on the backend `kind` names: the CPU, or the first CUDA GPU. The same generic code
+/// runs on both.
+///
+/// # Errors
+/// A [`crate::error::UsageError`] for `cuda` in a build without the `cuda` feature, a failure
+/// when no CUDA driver is found, and whatever the job fails with.
+pub fn dispatch<J: BackendJob>(kind: DeviceKind, job: J) -> anyhow::Result<J::Output> {
+    match kind {
+        DeviceKind::Cpu => job.run::<CpuAutodiff>(&Default::default()),
+        DeviceKind::Cuda => on_cuda(job),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn on_cuda<J: BackendJob>(job: J) -> anyhow::Result<J::Output> {
+    if !cuda_driver_present() {
+        anyhow::bail!("--device cuda: no CUDA driver (libcuda.so.1) found on this machine");
+    }
+    job.run::<CudaAutodiff>(&burn::backend::cuda::CudaDevice::new(0))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn on_cuda<J: BackendJob>(_job: J) -> anyhow::Result<J::Output> {
+    Err(crate::error::UsageError(
+        "--device cuda: this nmflow was built without the `cuda` feature (cargo build --release --features cuda)"
+            .into(),
+    )
+    .into())
+}
+
 /// A tensor's values could not be read back from the backend as the element type asked for.
 #[derive(Debug, thiserror::Error)]
 #[error("reading a tensor's values back from the compute backend failed: {0}")]

@@ -1183,6 +1183,61 @@ fn shift_test_bad_input() {
     }
 }
 
+/// Every command that computes takes `--device cuda`, and a build without the feature says so.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_without_the_feature_is_a_usage_error() {
+    let needle: &[&str] = &["built without the `cuda` feature"];
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["train", "--zoo", "{dir}/z0", "--out", "{dir}/new-model"],
+        vec![
+            "sample",
+            "--model",
+            "{dir}/m0",
+            "--n",
+            "1",
+            "--out",
+            "{dir}/new.safetensors",
+        ],
+        vec!["eval", "--model", "{dir}/m0"],
+        vec![
+            "finetune",
+            "--model",
+            "{dir}/m0",
+            "--out",
+            "{dir}/new-ft",
+            "--dataset",
+            "mnist8",
+        ],
+        vec![
+            "shift-test",
+            "--zoo",
+            "{dir}/z0",
+            "--shift",
+            "digits",
+            "--methods",
+            "detectron",
+            "--out",
+            "{dir}/new-shift",
+        ],
+        vec![
+            "zoo",
+            "--dataset",
+            "mnist8",
+            "--arch",
+            "mlp:64-8-10",
+            "--runs",
+            "1",
+            "--out",
+            "{dir}/new-zoo",
+        ],
+    ];
+    for mut args in cases {
+        args.extend(["--device", "cuda"]);
+        case(&args, 2, needle);
+    }
+}
+
 #[test]
 fn an_altered_training_checkpoint_is_not_resumed_from() {
     let f = fixture();

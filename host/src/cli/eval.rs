@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::backend::{BackendJob, dispatch};
 use crate::data;
 use crate::flow::solver::Solver;
 use crate::meta::eval::{EvalOptions, EvalReport, evaluate};
@@ -48,6 +51,10 @@ pub struct EvalArgs {
     /// Data folder [default: $NMFLOW_DATA, else ./data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Compute device: `cpu`, or `cuda` (the first NVIDIA GPU; needs a build with
+    /// `--features cuda` and a CUDA driver). The same code runs on both.
+    #[arg(long, value_enum, default_value_t = crate::backend::DeviceKind::Cpu)]
+    pub device: crate::backend::DeviceKind,
     /// Print the JSON report (also written to MODEL/eval.json).
     #[arg(long)]
     pub json: bool,
@@ -79,17 +86,24 @@ impl EvalArgs {
 /// # Errors
 /// Invalid options (usage), an unreadable model, zoo or dataset, a zoo other than the model's.
 pub fn exec(a: &EvalArgs) -> Result<()> {
-    let device = Default::default();
     let config = MetaModel::<crate::backend::Cpu>::read_config(&a.model)?;
     let zoo = a.zoo.clone().unwrap_or_else(|| PathBuf::from(&config.zoo));
     let opts = a.to_options(config.solver);
-    let r = evaluate::<crate::backend::CpuAutodiff>(
-        &a.model,
-        &zoo,
-        &data::data_dir(a.data_dir.clone()),
-        &opts,
-        &device,
-    )?;
+    struct Job<'a>(&'a EvalArgs, &'a PathBuf, &'a EvalOptions);
+    impl BackendJob for Job<'_> {
+        type Output = EvalReport;
+        fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<EvalReport> {
+            let data_dir = data::data_dir(self.0.data_dir.clone());
+            Ok(evaluate::<B>(
+                &self.0.model,
+                self.1,
+                &data_dir,
+                self.2,
+                device,
+            )?)
+        }
+    }
+    let r = dispatch(a.device, Job(a, &zoo, &opts))?;
     let text = serde_json::to_string_pretty(&r)?;
     crate::io::write_atomic(&a.model.join(files::EVAL), text.as_bytes())?;
     if a.json {

@@ -6,10 +6,14 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::backend::CpuAutodiff;
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::backend::{BackendJob, dispatch};
 use crate::data::{self, DatasetView};
 use crate::meta::files::{self, read_json};
-use crate::meta::finetune::{FinetuneConfig, FinetuneEnv, Method, RewardKind, finetune};
+use crate::meta::finetune::{
+    FinetuneConfig, FinetuneEnv, FinetuneSummary, Method, RewardKind, finetune,
+};
 use crate::meta::train::TrainSummary;
 
 /// Arguments of `nmflow finetune`.
@@ -82,6 +86,10 @@ pub struct FinetuneArgs {
     /// Replace an --out directory that holds another run.
     #[arg(long)]
     pub force: bool,
+    /// Compute device: `cpu`, or `cuda` (the first NVIDIA GPU; needs a build with
+    /// `--features cuda` and a CUDA driver). The same code runs on both.
+    #[arg(long, value_enum, default_value_t = crate::backend::DeviceKind::Cpu)]
+    pub device: crate::backend::DeviceKind,
     /// Print one JSON object: {iterations, seconds, reward_before, reward_after, acc_before,
     /// acc_after, …}.
     #[arg(long)]
@@ -123,7 +131,20 @@ pub fn exec(a: &FinetuneArgs) -> Result<()> {
         quiet: a.quiet,
         force: a.force,
     };
-    let r = finetune::<CpuAutodiff>(&cfg, &a.model, &a.out, &env, &Default::default())?;
+    struct Job<'a>(&'a FinetuneConfig, &'a FinetuneArgs, &'a FinetuneEnv);
+    impl BackendJob for Job<'_> {
+        type Output = FinetuneSummary;
+        fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<FinetuneSummary> {
+            Ok(finetune::<B>(
+                self.0,
+                &self.1.model,
+                &self.1.out,
+                self.2,
+                device,
+            )?)
+        }
+    }
+    let r = dispatch(a.device, Job(&cfg, a, &env))?;
     super::emit(a.json, &r, || {
         format!(
             "finetune ({:?}, {} iterations, {:.1} s): {} accuracy {:.2} % → {:.2} %, reward {:.3} → {:.3}, {:.2} from the base's classifiers → {}",

@@ -6,6 +6,9 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::backend::{BackendJob, dispatch};
 use crate::error::UsageError;
 use crate::flow::solver::Solver;
 use crate::meta::sample::{MetaModel, write_classifiers};
@@ -34,6 +37,10 @@ pub struct SampleArgs {
     /// Replace an existing --out file.
     #[arg(long)]
     pub force: bool,
+    /// Compute device: `cpu`, or `cuda` (the first NVIDIA GPU; needs a build with
+    /// `--features cuda` and a CUDA driver). The same code runs on both.
+    #[arg(long, value_enum, default_value_t = crate::backend::DeviceKind::Cpu)]
+    pub device: crate::backend::DeviceKind,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -66,28 +73,35 @@ pub struct SampleReport {
 /// Zero classifiers or steps (usage), an unreadable model, a failed write.
 pub fn exec(a: &SampleArgs) -> Result<()> {
     super::refuse_existing(&a.out, a.force)?;
-    let device = Default::default();
-    let model = MetaModel::<crate::backend::Cpu>::load(&a.model, &device)?;
-    let solver = a.solver.unwrap_or(model.config.solver);
-    let steps = a.steps.unwrap_or(model.config.solver_steps);
-    if a.n == 0 || steps == 0 {
-        return Err(UsageError("--n and --steps must be at least 1".into()).into());
+    struct Job<'a>(&'a SampleArgs);
+    impl BackendJob for Job<'_> {
+        type Output = SampleReport;
+        fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<SampleReport> {
+            let a = self.0;
+            let model = MetaModel::<B::InnerBackend>::load(&a.model, device)?;
+            let solver = a.solver.unwrap_or(model.config.solver);
+            let steps = a.steps.unwrap_or(model.config.solver_steps);
+            if a.n == 0 || steps == 0 {
+                return Err(UsageError("--n and --steps must be at least 1".into()).into());
+            }
+            let t0 = std::time::Instant::now();
+            let (w, nfe) = model.sample(a.n, solver, steps, a.seed, device)?;
+            let seconds = t0.elapsed().as_secs_f64();
+            let p = model.layout.num_params();
+            write_classifiers(&a.out, &w, a.n, p)?;
+            Ok(SampleReport {
+                n: a.n,
+                solver,
+                steps,
+                nfe,
+                num_params: p,
+                seconds,
+                ms_per_classifier: seconds * 1000.0 / a.n as f64,
+                out: a.out.clone(),
+            })
+        }
     }
-    let t0 = std::time::Instant::now();
-    let (w, nfe) = model.sample(a.n, solver, steps, a.seed, &device)?;
-    let seconds = t0.elapsed().as_secs_f64();
-    let p = model.layout.num_params();
-    write_classifiers(&a.out, &w, a.n, p)?;
-    let r = SampleReport {
-        n: a.n,
-        solver,
-        steps,
-        nfe,
-        num_params: p,
-        seconds,
-        ms_per_classifier: seconds * 1000.0 / a.n as f64,
-        out: a.out.clone(),
-    };
+    let r = dispatch(a.device, Job(a))?;
     super::emit(a.json, &r, || {
         format!(
             "sample: {} classifiers × {} params with {:?} in {} steps (NFE {}) in {:.2}s → {}",

@@ -5,9 +5,12 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::backend::CpuAutodiff;
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::backend::{BackendJob, dispatch};
 use crate::data;
-use crate::shift::run::{ShiftConfig, ShiftEnv, ShiftMethod, shift_test};
+use crate::shift::report::Results;
+use crate::shift::run::{RunInfo, ShiftConfig, ShiftEnv, ShiftMethod, shift_test};
 use crate::shift::spec::ShiftSpec;
 use crate::shift::tilt::TiltSettings;
 
@@ -117,6 +120,10 @@ pub struct ShiftTestArgs {
     /// Replace an --out directory that holds another comparison.
     #[arg(long)]
     pub force: bool,
+    /// Compute device: `cpu`, or `cuda` (the first NVIDIA GPU; needs a build with
+    /// `--features cuda` and a CUDA driver). The same code runs on both.
+    #[arg(long, value_enum, default_value_t = crate::backend::DeviceKind::Cpu)]
+    pub device: crate::backend::DeviceKind,
     /// Print shift.json's object instead of the one-line summary.
     #[arg(long)]
     pub json: bool,
@@ -165,7 +172,14 @@ pub fn exec(a: &ShiftTestArgs) -> Result<()> {
         force: a.force,
         null_from: a.null_from.clone(),
     };
-    let (results, info) = shift_test::<CpuAutodiff>(&cfg, &a.out, &env, &Default::default())?;
+    struct Job<'a>(&'a ShiftConfig, &'a ShiftTestArgs, &'a ShiftEnv);
+    impl BackendJob for Job<'_> {
+        type Output = (Results, RunInfo);
+        fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<(Results, RunInfo)> {
+            Ok(shift_test::<B>(self.0, &self.1.out, self.2, device)?)
+        }
+    }
+    let (results, info) = dispatch(a.device, Job(&cfg, a, &env))?;
     super::emit(a.json, &results, || {
         let mut parts = Vec::new();
         for (method, stats) in &results {

@@ -5,10 +5,13 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::backend::{BackendJob, dispatch};
 use crate::data;
 use crate::flow::path::SplineKind;
 use crate::flow::solver::Solver;
-use crate::meta::config::{Coupling, LrSchedule, Method, TrainRequest};
+use crate::meta::config::{Coupling, LrSchedule, MetaConfig, Method, TrainRequest};
 use crate::meta::field::FieldKind;
 use crate::meta::source::Source;
 use crate::meta::train::{Engine, TrainEnv, TrainSummary, train_meta};
@@ -130,6 +133,10 @@ pub struct TrainArgs {
     /// weights, log, charts, evaluation and checkpoint are removed) instead of refusing.
     #[arg(long)]
     pub force: bool,
+    /// Compute device: `cpu`, or `cuda` (the first NVIDIA GPU; needs a build with
+    /// `--features cuda` and a CUDA driver). The same code runs on both.
+    #[arg(long, value_enum, default_value_t = crate::backend::DeviceKind::Cpu)]
+    pub device: crate::backend::DeviceKind,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -187,8 +194,20 @@ pub fn exec(a: &TrainArgs) -> Result<()> {
         engine: a.engine,
         force: a.force,
     };
-    let s =
-        train_meta::<crate::backend::CpuAutodiff>(&cfg, &a.zoo, &a.out, &env, &Default::default())?;
+    struct Job<'a>(&'a MetaConfig, &'a TrainArgs, &'a TrainEnv);
+    impl BackendJob for Job<'_> {
+        type Output = TrainSummary;
+        fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<TrainSummary> {
+            Ok(train_meta::<B>(
+                self.0,
+                &self.1.zoo,
+                &self.1.out,
+                self.2,
+                device,
+            )?)
+        }
+    }
+    let s = dispatch(a.device, Job(&cfg, a, &env))?;
     super::emit(a.json, &s, || summary_line(&s, cfg.functional_weight > 0.0))
 }
 

@@ -340,12 +340,22 @@ pub fn exec(a: &ZooArgs) -> Result<()> {
         jobs: a.jobs.unwrap_or_else(|| default_jobs(a.device)),
         shard: a.shard,
     };
-    let summary = match a.device {
-        DeviceKind::Cpu => {
-            run_zoo::<crate::backend::CpuAutodiff>(&cfg, out, &dir, &opts, &Default::default())?
+    struct Job<'a>(
+        &'a ZooConfig,
+        &'a std::path::Path,
+        &'a std::path::Path,
+        &'a RunOptions,
+    );
+    impl crate::backend::BackendJob for Job<'_> {
+        type Output = ZooSummary;
+        fn run<B: burn::tensor::backend::AutodiffBackend>(
+            self,
+            device: &B::Device,
+        ) -> Result<ZooSummary> {
+            Ok(run_zoo::<B>(self.0, self.1, self.2, self.3, device)?)
         }
-        DeviceKind::Cuda => run_zoo_cuda(&cfg, out, &dir, &opts)?,
-    };
+    }
+    let summary = crate::backend::dispatch(a.device, Job(&cfg, out, &dir, &opts))?;
     if let Some((i, n)) = a.shard {
         return super::emit(a.json, &summary, || {
             format!(
@@ -374,30 +384,4 @@ pub fn summary_line(s: &ZooSummary) -> String {
         s.seconds,
         s.out.display()
     )
-}
-
-#[cfg(feature = "cuda")]
-fn run_zoo_cuda(
-    cfg: &ZooConfig,
-    out: &std::path::Path,
-    dir: &std::path::Path,
-    opts: &RunOptions,
-) -> Result<ZooSummary> {
-    if !crate::backend::cuda_driver_present() {
-        anyhow::bail!("--device cuda: no CUDA driver (libcuda.so.1) found on this machine");
-    }
-    let device = burn::backend::cuda::CudaDevice::new(0);
-    Ok(run_zoo::<crate::backend::CudaAutodiff>(
-        cfg, out, dir, opts, &device,
-    )?)
-}
-
-#[cfg(not(feature = "cuda"))]
-fn run_zoo_cuda(
-    _cfg: &ZooConfig,
-    _out: &std::path::Path,
-    _dir: &std::path::Path,
-    _opts: &RunOptions,
-) -> Result<ZooSummary> {
-    Err(UsageError("--device cuda: this nmflow was built without the `cuda` feature (cargo build --release --features cuda)".into()).into())
 }
