@@ -90,7 +90,7 @@ pub enum Command {
     /// Test whether unlabeled samples are a shift that harms a classifier: Detectron against
     /// meta-detectron, calibrated on null samples from P's test split (METHOD.md §6).
     ///
-    /// Writes shift.json (j[method][statistic][size]), a Markdown table and ROC curves. Finished
+    /// Writes shift.json (`j[method][statistic][size]`), a Markdown table and ROC curves. Finished
     /// chunks of tests are not redone when the same command runs again.
     ShiftTest(Box<shift_test::ShiftTestArgs>),
     /// Export a meta-model as a quantized model file for the device runtime.

@@ -106,7 +106,7 @@ pub struct ShiftTestArgs {
     /// Seed of every random choice (samples, data orders, source samples).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output directory: shift.json (j[method][statistic][size] = {tpr, auroc, fpr_observed,
+    /// Output directory: shift.json (`j[method][statistic][size]` = {tpr, auroc, fpr_observed,
     /// seconds_per_test, …}), shift-run.json, shift.md, roc-n{size}.png, records/.
     #[arg(long)]
     pub out: PathBuf,
