@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# MNIST mlp:784-10-10 against rotations of its test set (BENCHMARKS.md "Harmful covariate shift").
+# Needs the MNIST zoo and meta-model of BENCHMARKS.md's MNIST section (runs/mnist-1024/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${NMFLOW:-nmflow}
+common="--zoo runs/mnist-1024/zoo --model runs/mnist-1024/set-cos-s1 --heldout-seeds 100 --guidance-scale 20 --guidance-lambda 0.3 --quiet"
+$B shift-test $common --shift mnist:rotate=15 --out runs/shift/mnist-rot15
+$B shift-test $common --shift mnist:rotate=30 --out runs/shift/mnist-rot30 --null-from runs/shift/mnist-rot15
+$B shift-test $common --shift mnist:rotate=45 --out runs/shift/mnist-rot45 --null-from runs/shift/mnist-rot15
