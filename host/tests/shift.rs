@@ -161,6 +161,46 @@ fn harmful_shift_is_detected_and_the_null_is_not() {
     let kept: serde_json::Value = serde_json::from_slice(&kept).unwrap();
     assert_eq!(redone["tests"], kept["tests"], "the same tests to the bit");
 
+    // Another shifted set with --null-from: the null tests are copied, not redone, and the
+    // benign shift is not told apart from them like the harmful one.
+    let benign = tmp.join("benign");
+    let mut b: Vec<&str> = args.to_vec();
+    b[6] = "mnist8:contrast=0.9";
+    let benign_s = benign.to_str().unwrap().to_string();
+    let out_at = b.iter().position(|a| *a == "--out").unwrap() + 1;
+    b[out_at] = &benign_s;
+    b.extend(["--null-from", out_s]);
+    let copied = nmflow(&b, &data);
+    ok(&copied);
+    for name in &names {
+        let file = name.file_name().unwrap();
+        if file.to_str().unwrap().contains("-null-") {
+            assert_eq!(
+                fs::read(name).unwrap(),
+                fs::read(benign.join("records").join(file)).unwrap(),
+                "{file:?} copied as it was"
+            );
+        }
+    }
+    let jb: serde_json::Value = serde_json::from_slice(&copied.stdout).unwrap();
+    let auroc = |j: &serde_json::Value| j["detectron"]["entropy"]["50"]["auroc"].as_f64().unwrap();
+    assert!(
+        auroc(&jb) < auroc(&j),
+        "benign {} vs harmful {}",
+        auroc(&jb),
+        auroc(&j)
+    );
+    // Null tests of other settings are refused.
+    let mut wrong = b.clone();
+    let seeds_at = wrong.iter().position(|a| *a == "--seeds").unwrap() + 1;
+    wrong[seeds_at] = "19";
+    let fresh = tmp.join("fresh").to_str().unwrap().to_string();
+    wrong[out_at] = &fresh;
+    let refused = nmflow(&wrong, &data);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("differ in more than --shift"));
+    assert!(!tmp.join("fresh").exists(), "nothing written");
+
     // Other settings in the same folder are refused.
     let mut other: Vec<&str> = args.to_vec();
     other[12] = "21"; // --heldout-seeds

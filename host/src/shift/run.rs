@@ -381,6 +381,9 @@ pub fn shift_test<B: AutodiffBackend>(
         None => p_data.train.clone(),
     };
 
+    if let Some(from) = &env.null_from {
+        check_null_source(cfg, from)?;
+    }
     fs::create_dir_all(out).map_err(|e| MetaError::file(out, e))?;
     let _lock = DirLock::acquire(out).map_err(|e| MetaError::file(out, e))?;
     claim(cfg, out, env.force)?;
@@ -401,7 +404,7 @@ pub fn shift_test<B: AutodiffBackend>(
     };
 
     if let Some(from) = &env.null_from {
-        adopt_nulls(cfg, from, out)?;
+        adopt_nulls(from, out)?;
     }
     let inner = model.as_ref().map(MetaModel::valid);
     let per_size = 2 * cfg.seeds + cfg.heldout_seeds;
@@ -734,9 +737,9 @@ fn heldout_finals(
     Ok(out)
 }
 
-/// Copies the null records of the comparison in `from` into `out` (those `out` lacks), after
-/// checking that its settings equal `cfg` but for the shifted set.
-fn adopt_nulls(cfg: &ShiftConfig, from: &Path, out: &Path) -> Result<(), MetaError> {
+/// Checks that the comparison in `from` has the settings `cfg` but for the shifted set, so that
+/// its null tests are this comparison's.
+fn check_null_source(cfg: &ShiftConfig, from: &Path) -> Result<(), MetaError> {
     let theirs: ShiftConfig = read_json(&from.join(SETTINGS))?;
     let mut ours = cfg.clone();
     ours.shift = theirs.shift;
@@ -750,6 +753,12 @@ fn adopt_nulls(cfg: &ShiftConfig, from: &Path, out: &Path) -> Result<(), MetaErr
         ))
         .into());
     }
+    Ok(())
+}
+
+/// Copies the null records of the comparison in `from` (checked by [`check_null_source`]) into
+/// `out`, those `out` lacks.
+fn adopt_nulls(from: &Path, out: &Path) -> Result<(), MetaError> {
     let dir = from.join(RECORDS);
     let entries = fs::read_dir(&dir).map_err(|e| MetaError::file(&dir, e))?;
     for e in entries.filter_map(Result::ok) {
