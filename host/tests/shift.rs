@@ -134,14 +134,22 @@ fn harmful_shift_is_detected_and_the_null_is_not() {
     let mut names: Vec<_> = fs::read_dir(&records)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     names.sort();
+    for n in &names {
+        assert!(
+            n.with_extension("sha256").is_file(),
+            "{n:?} has its checksum"
+        );
+    }
     // Redo a Detectron chunk (the first, alphabetically).
     // Per method: 28 null tests in chunks of 7, 20 shifted ones in 3.
     assert_eq!(names.len(), 3 * (4 + 3), "{names:?}");
     let victim = names[0].clone();
     let kept = fs::read(&victim).unwrap();
-    fs::remove_file(&victim).unwrap();
+    // An altered record fails its checksum and is computed again, like a deleted one.
+    fs::write(&victim, b"{}").unwrap();
     let second = nmflow(&args, &data);
     ok(&second);
     // The same results; only the recomputed chunk's time differs.

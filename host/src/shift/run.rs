@@ -427,8 +427,8 @@ pub fn shift_test<B: AutodiffBackend>(
                         method.name(),
                         hyp.name()
                     ));
-                    let rec = match read_json::<ChunkRecord>(&path) {
-                        Ok(r) if r.tests.len() == len && r.first == first => r,
+                    let rec = match read_record(&path) {
+                        Some(r) if r.tests.len() == len && r.first == first => r,
                         _ => {
                             let r = run_chunk::<B>(
                                 cfg,
@@ -445,7 +445,7 @@ pub fn shift_test<B: AutodiffBackend>(
                                 inner.as_ref(),
                                 device,
                             )?;
-                            write_json(&path, &r)?;
+                            write_record(&path, &r)?;
                             r
                         }
                     };
@@ -767,12 +767,35 @@ fn adopt_nulls(from: &Path, out: &Path) -> Result<(), MetaError> {
             .to_str()
             .is_some_and(|n| n.contains("-null-") && n.ends_with(".json"));
         let target = out.join(RECORDS).join(&name);
-        if is_null && !target.exists() {
-            let rec: ChunkRecord = read_json(&e.path())?;
-            write_json(&target, &rec)?;
+        if is_null
+            && !target.exists()
+            && let Some(rec) = read_record(&e.path())
+        {
+            write_record(&target, &rec)?;
         }
     }
     Ok(())
+}
+
+/// Writes a chunk's record, then its SHA-256 beside it (`NAME.sha256`, the marker of a finished
+/// chunk), both atomically.
+fn write_record(path: &Path, rec: &ChunkRecord) -> Result<(), MetaError> {
+    let bytes = serde_json::to_vec_pretty(rec).map_err(|e| MetaError::file(path, e))?;
+    crate::io::write_atomic(path, &bytes).map_err(|e| MetaError::file(path, e))?;
+    let mark = path.with_extension("sha256");
+    crate::io::write_atomic(&mark, crate::io::sha256_hex(&bytes).as_bytes())
+        .map_err(|e| MetaError::file(&mark, e))
+}
+
+/// A chunk's record when it and its SHA-256 are there and agree; otherwise (missing, altered,
+/// unreadable) `None`, and the chunk is computed again.
+fn read_record(path: &Path) -> Option<ChunkRecord> {
+    let bytes = fs::read(path).ok()?;
+    let mark = fs::read_to_string(path.with_extension("sha256")).ok()?;
+    if crate::io::sha256_hex(&bytes) != mark.trim() {
+        return None;
+    }
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Makes `out` this comparison's directory: the same settings resume; other settings are refused
