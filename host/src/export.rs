@@ -337,6 +337,7 @@ pub fn export(
                 "{steps} steps do not fit the format (at most 65535)"
             ))
         })?,
+        shift: None,
     };
     let bytes = file.encode().map_err(|e| MetaError::file(out, e))?;
     write_atomic(out, &bytes).map_err(|e| MetaError::file(out, e))?;

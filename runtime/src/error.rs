@@ -23,6 +23,8 @@ pub enum Error {
         /// The step.
         step: u16,
     },
+    /// The model file has no shift section.
+    NoShiftSection,
     /// An input has the wrong length.
     InputLength {
         /// Expected length.
@@ -48,6 +50,9 @@ impl fmt::Display for Error {
                     "workspace too small: needs {needed} values, has {available}"
                 )
             }
+            Self::NoShiftSection => f.write_str(
+                "the model file has no shift section (calibrate it with `nmflow shift-calibrate`)",
+            ),
             Self::NonFiniteState { step } => write!(f, "state became non-finite at step {step}"),
             Self::InputLength { expected, found } => {
                 write!(

@@ -28,6 +28,7 @@ extern crate std;
 
 pub mod classifier;
 pub mod error;
+pub mod gradient;
 pub mod kernels;
 pub mod math;
 pub mod model_view;

@@ -7,6 +7,7 @@ use crate::model_view::ModelView;
 use crate::rng::Rng;
 use crate::solver::{self, Scratch};
 use crate::source::{self, STREAM_SOURCE};
+use crate::vector_field::split;
 use crate::workspace::Workspace;
 
 /// Synthesizes one classifier from `seed` with the model's default solver and step count.
@@ -53,4 +54,74 @@ pub fn synthesize_with<'w, const N: usize>(
         .map_err(|step| Error::NonFiniteState { step })?;
     source::map_blocks(&model.file, x, |v, m, s| v * s + m);
     Ok((x, nfe))
+}
+
+/// Floats [`synthesize_guided`] needs: the state, the velocity, the predicted endpoint and its
+/// gradient (`4·P`), and the field's scratch.
+pub fn guided_floats(model: &ModelView<'_>) -> usize {
+    model
+        .num_params()
+        .saturating_mul(4)
+        .saturating_add(crate::vector_field::scratch_floats(model))
+}
+
+/// Synthesizes one classifier from `seed` with Euler steps of the field moved by reward guidance:
+/// at each step, `objective(ŵ₁, grad)` adds to `grad` (zeroed before) the gradient of a loss at
+/// the predicted endpoint `ŵ₁` (raw weights of `ẑ₁ = z + (1 − t)·v`), and the state moves along
+/// `v − scale·∂loss/∂z` (the gradient through the standardization only; no vector–Jacobian
+/// product of the field). `scale = 0` is [`synthesize_with`] with Euler. Uses the model's step
+/// count; the weights are the first `P` values of `buf`, which must hold [`guided_floats`].
+///
+/// # Errors
+/// [`Error::CapacityTooSmall`] when `buf` is short, [`Error::NonFiniteState`] when the integration
+/// blows up.
+pub fn synthesize_guided<'b>(
+    model: &ModelView<'_>,
+    seed: u64,
+    scale: f32,
+    buf: &'b mut [f32],
+    objective: &mut dyn FnMut(&[f32], &mut [f32]),
+) -> Result<&'b [f32], Error> {
+    let needed = guided_floats(model);
+    if buf.len() < needed {
+        return Err(Error::CapacityTooSmall {
+            needed: crate::error::sat_u32(needed),
+            available: crate::error::sat_u32(buf.len()),
+        });
+    }
+    let p = model.num_params();
+    let (x, rest) = split(buf, p);
+    let (v, rest) = split(rest, p);
+    let (w_hat, rest) = split(rest, p);
+    let (grad, field) = split(rest, p);
+    let file = &model.file;
+    let mut rng = Rng::new(seed, STREAM_SOURCE);
+    source::sample(file, &mut rng, x);
+    source::map_blocks(file, x, |w, m, s| (w - m) / s);
+    let steps = file.steps.max(1);
+    let h = 1.0 / f32::from(steps);
+    for step in 0..steps {
+        let t = f32::from(step) * h;
+        crate::vector_field::evaluate(model, x, t, v, field);
+        if scale != 0.0 {
+            for ((e, xi), vi) in w_hat.iter_mut().zip(x.iter()).zip(v.iter()) {
+                *e = xi + (1.0 - t) * vi;
+            }
+            source::map_blocks(file, w_hat, |z, m, s| z * s + m);
+            grad.fill(0.0);
+            objective(w_hat, grad);
+            source::map_blocks(file, grad, |g, _m, s| g * s);
+            for (vi, g) in v.iter_mut().zip(grad.iter()) {
+                *vi -= scale * g;
+            }
+        }
+        for (xi, vi) in x.iter_mut().zip(v.iter()) {
+            *xi += h * vi;
+        }
+        if !x.iter().all(|w| w.is_finite()) {
+            return Err(Error::NonFiniteState { step });
+        }
+    }
+    source::map_blocks(file, x, |z, m, s| z * s + m);
+    Ok(x)
 }

@@ -1,12 +1,13 @@
 //! Tiny, fully determined models for examples, tests and the no_std proof: classifier
 //! `4 → 3 (ReLU) → 2` (23 parameters), a 4-wide time embedding and either an int8 MLP field
 //! `27 → 8 (SiLU) → 23` ([`tiny_model_bytes`], RK4 × 4) or an int8 set field of width 8 with one
-//! block ([`tiny_set_model_bytes`], Euler × 4).
+//! block ([`tiny_set_model_bytes`], Euler × 4), the latter also with a shift section
+//! ([`tiny_shift_model_bytes`]).
 
 use heapless_free::TinyBuffers;
 use nmflow_format::{
     Activation, ClassifierLayer, FieldLayer, FieldNet, FieldWeights, ModelFile, Normalization,
-    SetBlock, SetNet, SolverKind, SourceKind, TimeEmbedding,
+    SetBlock, SetNet, ShiftSection, ShiftStatistic, SolverKind, SourceKind, TimeEmbedding,
 };
 
 /// The bytes of the tiny model file.
@@ -124,6 +125,7 @@ pub fn tiny_model_bytes() -> TinyModelBytes {
         field: FieldNet::Mlp(field),
         solver: SolverKind::Rk4,
         steps: 4,
+        shift: None,
     };
     let mut out = TinyModelBytes {
         buf: [0; 2048],
@@ -235,4 +237,39 @@ fn take(buf: &[u8], n: usize) -> (&[u8], &[u8]) {
 fn take_mut(buf: &mut [u8], n: usize) -> (&mut [u8], &mut [u8]) {
     let n = n.min(buf.len());
     buf.split_at_mut(n)
+}
+
+/// The tiny set model ([`tiny_set_model_bytes`]) with a shift section: windows of 4 inputs, at
+/// most 3 members with patience 2, guidance γ = 10, λ = 1, three anchors, the disagreement
+/// statistic with threshold 1.5 (a made-up calibration record: the section's own numbers are
+/// tested on real data by the host).
+pub fn tiny_shift_model_bytes() -> TinyModelBytes {
+    let base = tiny_set_model_bytes();
+    let mut anchors = [0u8; 3 * 4 * 4];
+    fill_f32(&mut anchors, |i| 0.25 * (i % 7) as f32 - 0.5);
+    let mut out = TinyModelBytes {
+        buf: [0; 2048],
+        len: 0,
+    };
+    if let Ok(mut file) = ModelFile::decode(&base) {
+        file.shift = Some(ShiftSection {
+            statistic: ShiftStatistic::Disagreement,
+            window: 4,
+            members: 3,
+            patience: 2,
+            base_seed: 1,
+            member_seed: 2,
+            guidance_scale: 10.0,
+            guidance_lambda: 1.0,
+            anchors: &anchors,
+            threshold: 1.5,
+            alpha: 0.05,
+            calibration_windows: 19,
+            fpr_calibration: 0.0,
+            heldout_windows: 10,
+            fpr_heldout: 0.1,
+        });
+        out.len = file.encode_into(&mut out.buf).unwrap_or(0);
+    }
+    out
 }

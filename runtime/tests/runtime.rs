@@ -209,14 +209,14 @@ fn truncations_and_flips(bytes: &[u8]) {
         ModelView::parse(&long).unwrap_err(),
         Error::Format(FormatError::TrailingBytes { extra: 1 })
     );
-    for version in [0u8, 3] {
+    for version in [0u8, 4] {
         let mut other = bytes.to_vec();
         other[4] = version;
         assert_eq!(
             ModelView::parse(&other).unwrap_err(),
             Error::Format(FormatError::UnsupportedVersion {
                 found: u16::from(version),
-                supported: 2
+                supported: nmflow_format::FORMAT_VERSION
             })
         );
     }

@@ -36,7 +36,7 @@ pub enum FormatError {
     /// A tensor or layer has the wrong size.
     DimensionMismatch {
         /// Which part: 0 classifier, 1 field (MLP), 2 normalization, 3 source, 4 time embedding,
-        /// 5 set field (index: the layer in `SetNet::layers` order).
+        /// 5 set field (index: the layer in `SetNet::layers` order), 6 shift section.
         part: u8,
         /// Index of the layer or block within the part.
         index: u16,
@@ -93,7 +93,8 @@ fn part_name(part: u8) -> &'static str {
         2 => "normalization block",
         3 => "source",
         4 => "time embedding",
-        _ => "set-field layer",
+        5 => "set-field layer",
+        _ => "shift-section field",
     }
 }
 

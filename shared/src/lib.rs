@@ -5,7 +5,8 @@
 //! the classifier's layer table, the source law, the normalization statistics, the vector field
 //! (an MLP or the permutation-equivariant set field; int8 weights with one f32 scale per output
 //! row, or f32 weights; f32 biases), the time
-//! embedding, the default solver and step count, and an id of the host model. Tensors are borrowed
+//! embedding, the default solver and step count, an id of the host model, and optionally a
+//! calibrated shift detector ([`shift`]). Tensors are borrowed
 //! byte slices of the input (zero-copy); nothing needs an allocator to read. See
 //! `docs/wire-format.md` for the byte-level description.
 #![no_std]
@@ -19,6 +20,7 @@ pub mod crc;
 pub mod error;
 pub mod header;
 pub mod model;
+pub mod shift;
 
 pub use error::FormatError;
 pub use header::{FORMAT_VERSION, HEADER_LEN, Header, MAGIC, MIN_FORMAT_VERSION};
@@ -27,3 +29,4 @@ pub use model::{
     MAX_FIELD_LAYERS, MAX_SET_BLOCKS, ModelFile, Normalization, SetBlock, SetNet, SolverKind,
     SourceKind, TimeEmbedding, TokenDims,
 };
+pub use shift::{ShiftSection, ShiftStatistic};

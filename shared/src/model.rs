@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::FormatError;
 use crate::header::{HEADER_LEN, Header};
+use crate::shift::ShiftSection;
 
 /// Most classifier layers a file may describe.
 pub const MAX_CLASSIFIER_LAYERS: usize = 8;
@@ -165,6 +166,9 @@ pub struct ModelFile<'a> {
     pub solver: SolverKind,
     /// Default step count.
     pub steps: u16,
+    /// The calibrated shift detector, when exported with one (version 3).
+    #[serde(borrow)]
+    pub shift: Option<ShiftSection<'a>>,
 }
 
 /// The vector-field network.
@@ -288,6 +292,38 @@ impl<'a> From<ModelFileV1<'a>> for ModelFile<'a> {
             field: FieldNet::Mlp(v.field),
             solver: v.solver,
             steps: v.steps,
+            shift: None,
+        }
+    }
+}
+
+/// Schema of format version 2 (no shift section); decoded and converted, never written.
+#[derive(Deserialize)]
+struct ModelFileV2<'a> {
+    model_id: [u8; 16],
+    classifier: heapless::Vec<ClassifierLayer, MAX_CLASSIFIER_LAYERS>,
+    source: SourceKind,
+    #[serde(borrow)]
+    normalization: Normalization<'a>,
+    time: TimeEmbedding,
+    #[serde(borrow)]
+    field: FieldNet<'a>,
+    solver: SolverKind,
+    steps: u16,
+}
+
+impl<'a> From<ModelFileV2<'a>> for ModelFile<'a> {
+    fn from(v: ModelFileV2<'a>) -> Self {
+        Self {
+            model_id: v.model_id,
+            classifier: v.classifier,
+            source: v.source,
+            normalization: v.normalization,
+            time: v.time,
+            field: v.field,
+            solver: v.solver,
+            steps: v.steps,
+            shift: None,
         }
     }
 }
@@ -472,8 +508,14 @@ impl<'a> ModelFile<'a> {
             return Err(invalid(1, 0));
         }
         match &self.field {
-            FieldNet::Mlp(layers) => self.validate_mlp(layers, params),
-            FieldNet::Set(net) => self.validate_set(net),
+            FieldNet::Mlp(layers) => self.validate_mlp(layers, params)?,
+            FieldNet::Set(net) => self.validate_set(net)?,
+        }
+        match &self.shift {
+            Some(section) => {
+                section.validate(self.classifier.first().map_or(0, |l| l.d_in as usize))
+            }
+            None => Ok(()),
         }
     }
 
@@ -534,10 +576,10 @@ impl<'a> ModelFile<'a> {
     /// Any [`FormatError`]; never panics on any input.
     pub fn decode(file: &'a [u8]) -> Result<Self, FormatError> {
         let (header, payload) = Header::split(file)?;
-        let (model, rest) = if header.version == 1 {
-            postcard::take_from_bytes::<ModelFileV1<'a>>(payload).map(|(m, r)| (m.into(), r))
-        } else {
-            postcard::take_from_bytes::<ModelFile<'a>>(payload)
+        let (model, rest) = match header.version {
+            1 => postcard::take_from_bytes::<ModelFileV1<'a>>(payload).map(|(m, r)| (m.into(), r)),
+            2 => postcard::take_from_bytes::<ModelFileV2<'a>>(payload).map(|(m, r)| (m.into(), r)),
+            _ => postcard::take_from_bytes::<ModelFile<'a>>(payload),
         }
         .map_err(|_| FormatError::Postcard)?;
         if !rest.is_empty() {

@@ -2,13 +2,13 @@
 //! nmflow-runtime, this fails to link or compile. With `--features panic-never`, the panic handler
 //! calls an undefined symbol, so a release link succeeds only if no panic path survives
 //! optimisation in the public API used here (parse arbitrary bytes, synthesize, classify, ensemble
-//! statistics).
+//! statistics, the calibrated shift detector with guided synthesis and the classifier's gradient).
 #![no_std]
 #![no_main]
 
 use core::hint::black_box;
 use nmflow_runtime::classifier::{Classifier, ClassifierScratch};
-use nmflow_runtime::shift::{EnsembleStats, softmax};
+use nmflow_runtime::shift::{EnsembleStats, ShiftDetector, softmax};
 use nmflow_runtime::{ModelView, Workspace, synthesize};
 
 #[cfg(feature = "panic-never")]
@@ -59,6 +59,15 @@ pub extern "C" fn _start() -> ! {
                 stats.finish_member();
             }
             black_box(stats.statistics());
+        }
+        let mut det_ws = [0.0f32; 8192];
+        if let Ok(mut det) = ShiftDetector::new(&model, &mut det_ws) {
+            let window = black_box([0.25f32; 1024]);
+            let n = black_box(1024usize).min(window.len());
+            black_box(det.decide(window.get(..n).unwrap_or(&[]), &mut |m| {
+                black_box(m);
+            }))
+            .ok();
         }
     }
     black_box(&ws);
