@@ -1297,3 +1297,110 @@ fn an_altered_training_checkpoint_is_not_resumed_from() {
     );
     fs::remove_dir_all(tmp).unwrap();
 }
+
+#[test]
+fn shift_calibrate_bad_input() {
+    let base = [
+        "shift-calibrate",
+        "{dir}/m0.nmf",
+        "--dataset",
+        "mnist8",
+        "--out",
+        "{dir}/new-shift.nmf",
+    ];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        v
+    };
+    let cases: Vec<(Vec<&str>, i32, &[&str])> = vec![
+        (
+            with(&["--window", "0"]),
+            2,
+            &["--window, --members and --patience must be at least 1"],
+        ),
+        (with(&["--members", "0"]), 2, &["must be at least 1"]),
+        (
+            with(&["--calibration-windows", "5"]),
+            2,
+            &["--calibration-windows 5 cannot set a threshold at --alpha 0.05: at least 19"],
+        ),
+        (with(&["--alpha", "1.5"]), 2, &["--alpha must be in (0, 1)"]),
+        (
+            with(&["--guidance-scale", "-1"]),
+            2,
+            &["--guidance-scale and --guidance-lambda must be finite"],
+        ),
+        (
+            with(&["--window", "9500"]),
+            2,
+            &["--window 9500 is larger than the 9000 test inputs of mnist8 after --reserve 1000"],
+        ),
+        (
+            with(&["--anchors", "70000"]),
+            2,
+            &["--anchors 70000 is more than the 60000 training inputs of mnist8"],
+        ),
+        (
+            with(&["--evaluate", "mnist"]),
+            2,
+            &["--evaluate mnist: its inputs have 784 values, the classifier takes 64"],
+        ),
+        (
+            with(&["--evaluate", "digits", "--eval-windows", "100"]),
+            2,
+            &["--evaluate digits: 100 windows of 20 need 2000 inputs, 1797 are available"],
+        ),
+        (
+            with(&["--evaluate", "mnist8", "--eval-windows", "51"]),
+            2,
+            &[
+                "--evaluate mnist8: 51 windows of 20 need 1020 inputs, 1000 are available (--reserve)",
+            ],
+        ),
+        (
+            with(&["--evaluate", "svhn"]),
+            2,
+            &["unknown dataset \"svhn\""],
+        ),
+        (
+            vec![
+                "shift-calibrate",
+                "{dir}/m0.nmf",
+                "--dataset",
+                "mnist",
+                "--out",
+                "{dir}/new-shift.nmf",
+            ],
+            1,
+            &["m0.nmf: the classifier takes 64 inputs but dataset mnist has 784"],
+        ),
+        (
+            vec![
+                "shift-calibrate",
+                "{dir}/garbage.nmf",
+                "--dataset",
+                "mnist8",
+                "--out",
+                "{dir}/new-shift.nmf",
+            ],
+            1,
+            &["garbage.nmf"],
+        ),
+        (
+            vec![
+                "shift-calibrate",
+                "{dir}/m0.nmf",
+                "--dataset",
+                "mnist8",
+                "--out",
+                "{dir}/m0.nmf",
+            ],
+            1,
+            &["m0.nmf already exists", "--force"],
+        ),
+    ];
+    for (args, code, needles) in &cases {
+        case(args, *code, needles);
+    }
+}

@@ -216,3 +216,69 @@ fn harmful_shift_is_detected_and_the_null_is_not() {
     assert_eq!(refused.status.code(), Some(1));
     fs::remove_dir_all(tmp).unwrap();
 }
+
+/// `nmflow shift-calibrate` on the firmware's real mnist8 model: the threshold is set on null
+/// windows and holds on held-out ones, the guided detector flags optdigits windows, the written
+/// file carries the section the JSON reports, a rerun writes the same bytes.
+#[test]
+fn edge_section_is_calibrated_and_detects_optdigits() {
+    let data = common::data_dir();
+    let tmp = common::temp_dir("edge-shift");
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../firmware-examples/app/assets/model.nmf");
+    let out = tmp.join("shift.nmf");
+    let args = [
+        "shift-calibrate",
+        model.to_str().unwrap(),
+        "--dataset",
+        "mnist8",
+        "--out",
+        out.to_str().unwrap(),
+        "--calibration-windows",
+        "39",
+        "--heldout-windows",
+        "20",
+        "--evaluate",
+        "mnist8,digits",
+        "--eval-windows",
+        "20",
+        "--json",
+        "--quiet",
+    ];
+    let first = nmflow(&args, &data);
+    ok(&first);
+    let j: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let bytes = fs::read(&out).unwrap();
+    assert_eq!(j["bytes"].as_u64().unwrap() as usize, bytes.len());
+    let view = nmflow_runtime::ModelView::parse(&bytes).unwrap();
+    let section = view.file.shift.expect("a shift section");
+    assert_eq!(section.window, 20);
+    assert_eq!(section.calibration_windows, 39);
+    assert_eq!(
+        f64::from(section.threshold),
+        j["tilted"]["entropy"]["threshold"].as_f64().unwrap()
+    );
+    let rate = |run: &str, stat: &str, key: &str, view: &str| -> f64 {
+        j[run][stat][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p[0] == view)
+            .unwrap()[1]
+            .as_f64()
+            .unwrap()
+    };
+    // Calibrated: at most α·(n+1)/n of the calibration windows above the threshold; held-out null
+    // windows and the firmware's own mnist8 windows flagged rarely.
+    assert!(j["fpr_calibration"].as_f64().unwrap() <= 0.05 * 40.0 / 39.0 + 1e-6);
+    assert!(j["fpr_heldout"].as_f64().unwrap() <= 0.2, "{j}");
+    assert!(rate("tilted", "entropy", "flagged", "mnist8") <= 0.2, "{j}");
+    // Detected: optdigits windows mostly flagged and well separated from the null.
+    assert!(rate("tilted", "entropy", "flagged", "digits") >= 0.6, "{j}");
+    assert!(rate("tilted", "entropy", "auroc", "digits") >= 0.9, "{j}");
+    assert!(j["untilted"]["guidance_scale"].as_f64().unwrap() == 0.0);
+    let again = nmflow(&[&args[..], &["--force"]].concat(), &data);
+    ok(&again);
+    assert_eq!(fs::read(&out).unwrap(), bytes, "same seed, same bytes");
+    fs::remove_dir_all(tmp).unwrap();
+}

@@ -13,6 +13,7 @@
 //! | [`sample`] | `nmflow sample` |
 //! | [`eval`] | `nmflow eval` |
 //! | [`finetune`] | `nmflow finetune` |
+//! | [`shift_calibrate`] | `nmflow shift-calibrate` |
 //! | [`shift_test`] | `nmflow shift-test` |
 //! | [`export`] | `nmflow export` |
 //! | [`edge_eval`] | `nmflow edge-eval` |
@@ -34,6 +35,7 @@ pub mod finetune;
 pub mod inspect;
 pub mod report;
 pub mod sample;
+pub mod shift_calibrate;
 pub mod shift_test;
 pub mod train;
 pub mod zoo;
@@ -95,6 +97,13 @@ pub enum Command {
     ShiftTest(Box<shift_test::ShiftTestArgs>),
     /// Export a meta-model as a quantized model file for the device runtime.
     Export(export::ExportArgs),
+    /// Add a calibrated shift section to a model file: the device's own detector (meta-detectron
+    /// by reward guidance, `nmflow_runtime::shift::ShiftDetector`) runs on null windows of P's test
+    /// split here, on the host, and the threshold is the conformal rank of its statistics.
+    ///
+    /// The same decisions without guidance are calibrated on the same windows, and `--evaluate`
+    /// views measure both detectors' flag rates at the same false-alarm rate.
+    ShiftCalibrate(Box<shift_calibrate::ShiftCalibrateArgs>),
     /// Synthesize and evaluate classifiers from a model file with the device runtime itself.
     EdgeEval(edge_eval::EdgeEvalArgs),
     /// Write test inputs as raw bytes for firmware (`N×D` pixel values in `OUT.images`: 0..=16
@@ -123,6 +132,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Finetune(a) => finetune::exec(&a),
         Command::ShiftTest(a) => shift_test::exec(&a),
         Command::Export(a) => export::exec(&a),
+        Command::ShiftCalibrate(a) => shift_calibrate::exec(&a),
         Command::EdgeEval(a) => edge_eval::exec(&a),
         Command::DumpInputs(a) => dump_inputs::exec(&a),
         Command::Report(a) => report::exec(&a),

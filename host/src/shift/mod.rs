@@ -12,6 +12,7 @@
 //! | [`stats`] | entropy, KS distance, threshold, TPR, AUROC, ROC |
 //! | [`run`] | the settings, the tests, resumable record files (`nmflow shift-test`) |
 //! | [`report`] | the calibrated comparison as JSON, Markdown and ROC charts |
+//! | [`edge`] | the device's detector calibrated on the host (`nmflow shift-calibrate`) |
 //!
 //! Both detectors grow an ensemble per test in the same way and report the same two statistics:
 //! the number of sample inputs the members disagreed on (the disagreement test) and the KS
@@ -20,6 +21,7 @@
 //! seeds whose samples come from P's test split.
 
 pub mod detectron;
+pub mod edge;
 pub mod ensemble;
 pub mod meta;
 pub mod pq;
