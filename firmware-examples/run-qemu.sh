@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the QEMU Cortex-M4F examples (mnist8 frames; MNIST images), runs each under
+# Builds the QEMU Cortex-M4F examples (mnist8 frames; MNIST images; shift decisions on 50 + 50
+# windows), runs each under
 # qemu-system-arm (mps2-an386) with a time limit, decodes its defmt output, and checks that its
 # results equal the host's for the same seeds
 # (bit for bit: the runtime's maths is the same Rust code and f32 IEEE arithmetic on both).
@@ -35,17 +36,17 @@ sections() {
   done
   echo "$total"
 }
-# run_firmware BIN PATTERN: runs BIN under QEMU (120 s limit), prints its log, and requires the
-# result lines matching PATTERN to equal the host run's bit for bit.
+# run_firmware BIN PATTERN [LIMIT]: runs BIN under QEMU (LIMIT seconds, 120 by default), prints
+# its log, and requires the result lines matching PATTERN to equal the host run's bit for bit.
 run_firmware() {
-  local bin=$1 pattern=$2 elf status=0
+  local bin=$1 pattern=$2 limit=${3:-120} elf status=0
   elf=$(elf_of "$bin")
   if [ -z "$elf" ] || [ ! -f "$elf" ]; then
     echo "FAIL: cargo did not report the executable of $bin" >&2
     exit 1
   fi
   echo "== $bin"
-  timeout 120 qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic -icount shift=0 \
+  timeout "$limit" qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic -icount shift=0 \
     -semihosting-config enable=on,target=native -kernel "$elf" > "$out/$bin.bin" || status=$?
   defmt-print -e "$elf" --log-format '{L} {s}' < "$out/$bin.bin" > "$out/$bin.log" || true
   cat "$out/$bin.log"
@@ -65,3 +66,4 @@ run_firmware() {
 }
 run_firmware synthesize 'accuracy|mnist8 window|digits window'
 run_firmware synthesize-mnist 'mnist accuracy'
+run_firmware shift 'shift threshold|shift mnist8|shift digits' 900

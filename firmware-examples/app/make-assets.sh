@@ -4,7 +4,9 @@
 #   model.nmf        mnist8 mlp:64-16-10, `nmflow train`'s default recipe (set field, width 128,
 #                    3 blocks, functional term, cosine, 8,000 steps, Euler × 4) on a 16,384-run zoo
 #   mnist-model.nmf  MNIST mlp:784-10-10, the 1,024-run cosine recipe of BENCHMARKS.md (seed 1)
-#   mnist8.*, digits.*  300 MNIST-8×8 and 300 optdigits test frames (pixels 0..=16) and labels
+#   model-shift.nmf  model.nmf with a calibrated shift section (`nmflow shift-calibrate`, defaults:
+#                    windows of 20, the guided ensemble's entropy, 100 + 50 null windows, seed 0)
+#   mnist8.*, digits.*  1,000 MNIST-8×8 and 1,000 optdigits test frames (pixels 0..=16) and labels
 #   mnist.*          200 MNIST test images (pixels 0..=255) and labels
 #
 # Zoos and models are kept under runs/ and reused when present. From nothing this takes hours on
@@ -41,8 +43,10 @@ if [ ! -f "$mn_model/train.json" ]; then
 fi
 $nmflow export --model "$mn_model" --out "$here/assets/mnist-model.nmf" --force
 
-$nmflow dump-inputs --dataset mnist8 --n 300 --out "$here/assets/mnist8"
-$nmflow dump-inputs --dataset digits --n 300 --out "$here/assets/digits"
+$nmflow shift-calibrate "$here/assets/model.nmf" --dataset mnist8 --out "$here/assets/model-shift.nmf" \
+  --evaluate mnist8,digits --force
+$nmflow dump-inputs --dataset mnist8 --n 1000 --out "$here/assets/mnist8"
+$nmflow dump-inputs --dataset digits --n 1000 --out "$here/assets/digits"
 $nmflow dump-inputs --dataset mnist --n 200 --out "$here/assets/mnist"
 $nmflow edge-eval "$here/assets/model.nmf" --n 100
 $nmflow edge-eval "$here/assets/mnist-model.nmf" --n 100 --dataset mnist

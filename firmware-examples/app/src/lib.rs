@@ -2,7 +2,9 @@
 //! I²C, synthesize classifiers from an embedded nmflow model, classify, and compute the ensemble
 //! disagreement statistics on a window of MNIST-8×8 frames and one of optdigits frames
 //! ([`run_demo`]); and synthesize an MNIST 28×28 classifier and classify test images stored in
-//! flash ([`run_mnist_demo`]).
+//! flash ([`run_mnist_demo`]); and decide, with the model's calibrated shift section, whether each
+//! of 50 windows of MNIST-8×8 frames and 50 of optdigits frames is a harmful shift
+//! ([`run_shift_demo`]).
 //!
 //! The same code runs on the host (its tests compute the expected report) and on any board whose
 //! HAL implements `embedded_hal::i2c::I2c`.
@@ -11,18 +13,21 @@
 use embedded_hal::i2c::I2c;
 use nmflow_runtime::classifier::{Classifier, ClassifierScratch};
 use nmflow_runtime::rng::derive_seed;
-use nmflow_runtime::shift::{EnsembleStats, ShiftStatistics, softmax};
+use nmflow_runtime::shift::{EnsembleStats, ShiftDetector, ShiftStatistics, softmax};
 use nmflow_runtime::{Error, ModelView, Workspace, synthesize};
 
 /// The model and the test frames, embedded in flash.
 pub mod assets {
     /// The exported model (mnist8, mlp:64-16-10, int8 set field, Euler × 4).
     pub static MODEL: &[u8] = include_bytes!("../assets/model.nmf");
-    /// 300 MNIST-8×8 test frames (64 values 0..=16 each) and labels.
+    /// The same model with a calibrated shift section (`nmflow shift-calibrate`: windows of 20,
+    /// the guided ensemble's entropy statistic, threshold from 100 null windows of MNIST-8×8).
+    pub static SHIFT_MODEL: &[u8] = include_bytes!("../assets/model-shift.nmf");
+    /// 1,000 MNIST-8×8 test frames (64 values 0..=16 each) and labels.
     pub static MNIST8_IMAGES: &[u8] = include_bytes!("../assets/mnist8.images");
     /// Labels of [`MNIST8_IMAGES`].
     pub static MNIST8_LABELS: &[u8] = include_bytes!("../assets/mnist8.labels");
-    /// 300 optdigits frames and labels (a real covariate shift from MNIST).
+    /// 1,000 optdigits frames and labels (a real covariate shift from MNIST).
     pub static DIGITS_IMAGES: &[u8] = include_bytes!("../assets/digits.images");
     /// Labels of [`DIGITS_IMAGES`].
     pub static DIGITS_LABELS: &[u8] = include_bytes!("../assets/digits.labels");
@@ -400,5 +405,140 @@ pub fn run_mnist<const N: usize>(
         images: count,
         correct,
         prediction_hash: hash,
+    })
+}
+
+/// Workspace floats of the shift detector for [`assets::SHIFT_MODEL`]
+/// (`ShiftDetector::workspace_floats`; a section that needs more is refused when the detector is
+/// built).
+pub const SHIFT_WORKSPACE_FLOATS: usize = 9_024;
+/// The shift detector's workspace.
+pub type ShiftWorkspace = [f32; SHIFT_WORKSPACE_FLOATS];
+/// Frames per shift window (the section's `window`).
+pub const SHIFT_WINDOW: usize = 20;
+/// Windows per stream.
+pub const SHIFT_WINDOWS: u16 = 50;
+
+/// One stream's decisions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StreamDecisions {
+    /// Windows decided.
+    pub windows: u16,
+    /// Windows flagged as a harmful shift.
+    pub flagged: u16,
+    /// Members synthesized over all windows.
+    pub members: u32,
+    /// FNV-1a hash of every window's statistic (f32 bits, little-endian) and disagreement count,
+    /// in order (compares runs bit for bit).
+    pub hash: u32,
+}
+
+/// What the shift application measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ShiftReport {
+    /// The stored statistic's threshold.
+    pub threshold: f32,
+    /// Windows of MNIST-8×8 frames (P's distribution: flags are false alarms).
+    pub mnist: StreamDecisions,
+    /// Windows of optdigits frames (the harmful shift: flags are detections).
+    pub digits: StreamDecisions,
+}
+
+impl ShiftReport {
+    /// Logs the report through defmt: the lines `run-qemu.sh` compares with the host's.
+    #[cfg(feature = "defmt")]
+    pub fn log(&self) {
+        defmt::info!("shift threshold {=f32}", self.threshold);
+        for (name, s) in [("mnist8", &self.mnist), ("digits", &self.digits)] {
+            defmt::info!(
+                "shift {=str} windows {=u16} flagged {=u16} members {=u32} decisions-hash {=u32:08x}",
+                name,
+                s.windows,
+                s.flagged,
+                s.members,
+                s.hash
+            );
+        }
+    }
+}
+
+/// The shift demo: [`run_shift`] on [`assets::SHIFT_MODEL`] with [`SHIFT_WINDOWS`] windows of
+/// each embedded stream.
+///
+/// # Errors
+/// As [`run_shift`].
+pub fn run_shift_demo<I: I2c>(
+    test: &mut FrameSensor<I>,
+    shifted: &mut FrameSensor<I>,
+    ws: &mut ShiftWorkspace,
+    on_decision: &mut dyn FnMut(),
+) -> Result<ShiftReport, AppError<I::Error>> {
+    run_shift(
+        assets::SHIFT_MODEL,
+        test,
+        shifted,
+        SHIFT_WINDOWS,
+        ws,
+        on_decision,
+    )
+}
+
+/// Decides on `windows` consecutive windows of [`SHIFT_WINDOW`] frames from each sensor (frames
+/// `j·20 .. (j+1)·20`, as `nmflow shift-calibrate --evaluate` reads the same views) with the
+/// model's shift section. `on_decision()` follows each decision (for cycle counting).
+///
+/// # Errors
+/// Runtime errors (no shift section, another window size, a workspace too small) and bus errors.
+pub fn run_shift<I: I2c>(
+    model_bytes: &[u8],
+    test: &mut FrameSensor<I>,
+    shifted: &mut FrameSensor<I>,
+    windows: u16,
+    ws: &mut ShiftWorkspace,
+    on_decision: &mut dyn FnMut(),
+) -> Result<ShiftReport, AppError<I::Error>> {
+    let model = ModelView::parse(model_bytes)?;
+    let mut detector = ShiftDetector::new(&model, ws)?;
+    let threshold = detector.section().threshold;
+    let mut window = [0.0f32; SHIFT_WINDOW * FRAME];
+    let mut pixels = [0.0f32; FRAME];
+    let mut stream = |sensor: &mut FrameSensor<I>| -> Result<StreamDecisions, AppError<I::Error>> {
+        let mut out = StreamDecisions {
+            windows: 0,
+            flagged: 0,
+            members: 0,
+            hash: 0x811C_9DC5,
+        };
+        for j in 0..windows {
+            for (i, slot) in window.chunks_exact_mut(FRAME).enumerate() {
+                let index = usize::from(j) * SHIFT_WINDOW + i;
+                sensor
+                    .read(u16::try_from(index).unwrap_or(u16::MAX), &mut pixels)
+                    .map_err(AppError::Bus)?;
+                slot.copy_from_slice(&pixels);
+            }
+            let d = detector.decide(&window, &mut |_| {})?;
+            on_decision();
+            out.windows += 1;
+            out.flagged += u16::from(d.shifted);
+            out.members += u32::from(d.members);
+            for b in d
+                .statistic
+                .to_bits()
+                .to_le_bytes()
+                .into_iter()
+                .chain(d.disagreement.to_le_bytes())
+            {
+                out.hash = fnv1a(out.hash, b);
+            }
+        }
+        Ok(out)
+    };
+    let mnist = stream(test)?;
+    let digits = stream(shifted)?;
+    Ok(ShiftReport {
+        threshold,
+        mnist,
+        digits,
     })
 }

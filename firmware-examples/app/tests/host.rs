@@ -2,8 +2,8 @@
 //! QEMU's output with the host's for the same seeds.
 
 use nmflow_fw_app::{
-    AppWorkspace, DEMO_FRAMES, MnistWorkspace, assets, embedded_sensors, run, run_demo,
-    run_mnist_demo,
+    AppWorkspace, DEMO_FRAMES, MnistWorkspace, SHIFT_WORKSPACE_FLOATS, ShiftWorkspace, assets,
+    embedded_sensors, run, run_demo, run_mnist_demo, run_shift_demo,
 };
 
 #[test]
@@ -62,4 +62,30 @@ fn accuracy_over_ten_seeds() {
     let mean = f64::from(total) / 10.0 / f64::from(DEMO_FRAMES);
     println!("mean accuracy over seeds 1..=10: {:.2} %", 100.0 * mean);
     assert!(mean > 0.8, "{mean}");
+}
+
+/// The shift demo on the host: the lines `run-qemu.sh` compares with QEMU's, and the detector's
+/// measured rates (the same decisions as `nmflow shift-calibrate --evaluate mnist8,digits`).
+#[test]
+fn host_shift_report() {
+    let mut ws: Box<ShiftWorkspace> = Box::new([0.0; SHIFT_WORKSPACE_FLOATS]);
+    let model = nmflow_runtime::ModelView::parse(assets::SHIFT_MODEL).unwrap();
+    let section = model.file.shift.unwrap();
+    assert_eq!(
+        nmflow_runtime::shift::ShiftDetector::workspace_floats(&model, &section),
+        SHIFT_WORKSPACE_FLOATS,
+        "the workspace is sized exactly"
+    );
+    let (mut test, mut shifted) = embedded_sensors();
+    let r = run_shift_demo(&mut test, &mut shifted, &mut ws, &mut || {}).unwrap();
+    println!("shift threshold {}", r.threshold);
+    for (name, s) in [("mnist8", &r.mnist), ("digits", &r.digits)] {
+        println!(
+            "shift {name} windows {} flagged {} members {} decisions-hash {:08x}",
+            s.windows, s.flagged, s.members, s.hash
+        );
+    }
+    assert_eq!(r.mnist.windows, 50);
+    assert!(r.mnist.flagged <= 10, "false alarms near α: {r:?}");
+    assert!(r.digits.flagged >= 25, "optdigits mostly detected: {r:?}");
 }
