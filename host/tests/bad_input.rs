@@ -1177,6 +1177,11 @@ fn shift_test_bad_input() {
             1,
             &["holds no shift test"],
         ),
+        (
+            with(&["--shift", "digits", "--start-near-base", "1.5"]),
+            2,
+            &["--start-near-base must be in (0, 1] (got 1.5)"],
+        ),
     ];
     for (args, code, needles) in cases {
         case(&args, code, needles);

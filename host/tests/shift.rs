@@ -169,6 +169,43 @@ fn harmful_shift_is_detected_and_the_null_is_not() {
     let kept: serde_json::Value = serde_json::from_slice(&kept).unwrap();
     assert_eq!(redone["tests"], kept["tests"], "the same tests to the bit");
 
+    // Members started near the base with ρ = 1 are fresh source samples: the same tests to the bit
+    // as the plain meta-detectron; ρ = 0.05 starts them near f's initialization, and they remove
+    // fewer null inputs.
+    let near = |rho: &str| -> serde_json::Value {
+        let dir = tmp.join(format!("near-{rho}"));
+        let mut a: Vec<&str> = args.to_vec();
+        let at = a.iter().position(|x| *x == "--methods").unwrap() + 1;
+        a[at] = "meta";
+        let dir_s = dir.to_str().unwrap().to_string();
+        let out_at = a.iter().position(|x| *x == "--out").unwrap() + 1;
+        a[out_at] = &dir_s;
+        a.extend(["--start-near-base", rho]);
+        let run = nmflow(&a, &data);
+        ok(&run);
+        serde_json::from_slice(&fs::read(dir.join("records/meta-null-n50-s0000.json")).unwrap())
+            .unwrap()
+    };
+    let plain: serde_json::Value =
+        serde_json::from_slice(&fs::read(records.join("meta-null-n50-s0000.json")).unwrap())
+            .unwrap();
+    assert_eq!(near("1")["tests"], plain["tests"]);
+    let removed = |r: &serde_json::Value| -> f64 {
+        r["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let c = t["counts"].as_array().unwrap();
+                (c[0].as_f64().unwrap() - c.last().unwrap().as_f64().unwrap()) / c.len() as f64
+            })
+            .sum()
+    };
+    assert!(
+        removed(&near("0.05")) < removed(&plain),
+        "near f's initialization, members agree with f more on null samples"
+    );
+
     // Another shifted set with --null-from: the null tests are copied, not redone, and the
     // benign shift is not told apart from them like the harmful one.
     let benign = tmp.join("benign");

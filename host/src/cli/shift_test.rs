@@ -84,6 +84,11 @@ pub struct ShiftTestArgs {
     /// cross-entropy on P's images.
     #[arg(long, default_value_t = 0.3)]
     pub guidance_lambda: f64,
+    /// Meta-detectron: start each member from the base classifier's own initialization (the
+    /// zoo records it) mixed with fresh source noise, √(1 − ρ²)·w₀(f) + ρ·ε, instead of a fresh
+    /// source sample, so that the field carries members towards f's basin; ρ in (0, 1].
+    #[arg(long)]
+    pub start_near_base: Option<f64>,
     /// meta-adjoint: fine-tuning iterations of the per-test tilt (adjoint matching, as
     /// `nmflow finetune --method adjoint`, towards the same objective as the guidance).
     #[arg(long, default_value_t = 50)]
@@ -155,6 +160,7 @@ pub fn exec(a: &ShiftTestArgs) -> Result<()> {
         p_train: a.p_train,
         guidance_steps: a.guidance_steps,
         guidance_scale: a.guidance_scale,
+        start_near_base: a.start_near_base,
         guidance_lambda: a.guidance_lambda,
         tilt: TiltSettings {
             iterations: a.tilt_iterations,

@@ -39,6 +39,11 @@ pub struct GuidanceSettings {
     pub lambda: f64,
     /// Rows of the objective per step (P images plus the remaining Q inputs).
     pub batch: usize,
+    /// When set to ρ, a member starts from the base classifier's own initialization mixed with
+    /// fresh source noise, `√(1 − ρ²)·w₀(f) + ρ·ε` (raw weights), instead of a fresh source sample:
+    /// the field then carries it towards f's basin, so members agree with f where P lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_near_base: Option<f64>,
     /// The ensemble's rejection rule.
     #[serde(skip, default = "default_rule")]
     pub rule: RejectionRule,
@@ -52,7 +57,8 @@ fn default_rule() -> RejectionRule {
 }
 
 /// Grows every test's ensemble with guided samples of `model` until its rule stops it (see
-/// [`super::detectron::grow`] for the arguments).
+/// [`super::detectron::grow`] for the arguments); `base_init` is the base classifier's
+/// initialization (used with [`GuidanceSettings::start_near_base`]).
 ///
 /// # Errors
 /// [`TensorRead`] when the backend's values cannot be read back.
@@ -65,6 +71,7 @@ pub fn grow<B: AutodiffBackend>(
     ensembles: &mut [Ensemble],
     seeds: &[u64],
     s: &GuidanceSettings,
+    base_init: &[f32],
     device: &B::Device,
     on_member: &mut dyn FnMut(usize),
 ) -> Result<(), TensorRead> {
@@ -85,10 +92,17 @@ pub fn grow<B: AutodiffBackend>(
         let mut q_rows = Vec::with_capacity(a);
         for &t in &active {
             let seed = derive_seed(seeds[t], round as u64);
+            let at = x0.len();
             model
                 .config
                 .source
                 .sample_into(layout, 1, &mut Rng::new(seed, STREAM_SOURCE), &mut x0);
+            if let Some(rho) = s.start_near_base {
+                let keep = (1.0 - rho * rho).max(0.0).sqrt() as f32;
+                for (x, w) in x0[at..].iter_mut().zip(base_init) {
+                    *x = keep * w + rho as f32 * *x;
+                }
+            }
             rngs.push(Rng::new(seed, STREAM_P));
             q_rows.push(table.remaining_rows(t, n, &ensembles[t]));
         }

@@ -128,6 +128,10 @@ pub struct ShiftConfig {
     pub guidance_scale: f64,
     /// Meta-detectron: weight of the disagreement loss against the cross-entropy on P.
     pub guidance_lambda: f64,
+    /// Meta-detectron: members start near the base classifier's initialization (ρ; see
+    /// [`GuidanceSettings::start_near_base`]); fresh source samples when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_near_base: Option<f64>,
     /// Meta-detectron by adjoint matching: the per-test tilt.
     #[serde(default = "default_tilt")]
     pub tilt: TiltSettings,
@@ -218,6 +222,11 @@ impl ShiftConfig {
                 "--guidance-steps must be at least 1, --guidance-scale and --guidance-lambda finite and ≥ 0"
                     .into(),
             );
+        }
+        if let Some(rho) = self.start_near_base
+            && !(rho > 0.0 && rho <= 1.0)
+        {
+            return bad(format!("--start-near-base must be in (0, 1] (got {rho})"));
         }
         if self.chunk == 0 {
             return bad("--chunk must be at least 1".into());
@@ -388,7 +397,7 @@ pub fn shift_test<B: AutodiffBackend>(
     let _lock = DirLock::acquire(out).map_err(|e| MetaError::file(out, e))?;
     claim(cfg, out, env.force)?;
 
-    let (base_run, base) = heldout_finals(zoo_dir, &manifest, 1)?
+    let (base_run, base_init, base) = heldout_finals(zoo_dir, &manifest, 1)?
         .into_iter()
         .next()
         .ok_or_else(|| ZooError::corrupt(zoo_dir.join("manifest.json"), "has no held-out runs"))?;
@@ -440,6 +449,7 @@ pub fn shift_test<B: AutodiffBackend>(
                                 &arch,
                                 &layout,
                                 &base,
+                                &base_init,
                                 &pools,
                                 model.as_ref(),
                                 inner.as_ref(),
@@ -462,7 +472,7 @@ pub fn shift_test<B: AutodiffBackend>(
     let zoo = heldout_finals(zoo_dir, &manifest, 100)?;
     let mut p_acc = 0.0;
     let mut s_acc = 0.0;
-    for (_, w) in &zoo {
+    for (_, _, w) in &zoo {
         p_acc += accuracy::<B>(&arch, &layout, w, &pools.null, device)?;
         s_acc += accuracy::<B>(&arch, &layout, w, &pools.alt, device)?;
     }
@@ -517,6 +527,7 @@ fn run_chunk<B: AutodiffBackend>(
     arch: &Arch,
     layout: &Layout,
     base: &[f32],
+    base_init: &[f32],
     pools: &Pools,
     model: Option<&MetaModel<B>>,
     inner: Option<&MetaModel<B::InnerBackend>>,
@@ -596,6 +607,7 @@ fn run_chunk<B: AutodiffBackend>(
                 &mut ensembles,
                 &seeds,
                 &guidance(cfg),
+                base_init,
                 device,
                 &mut |_| {},
             )?;
@@ -654,6 +666,7 @@ fn guidance(cfg: &ShiftConfig) -> GuidanceSettings {
         scale: cfg.guidance_scale,
         lambda: cfg.guidance_lambda,
         batch: cfg.batch,
+        start_near_base: cfg.start_near_base,
         rule: cfg.rule(),
     }
 }
@@ -699,13 +712,14 @@ fn accuracy<B: AutodiffBackend>(
     Ok(right as f64 / split.len().max(1) as f64)
 }
 
-/// The final weights of the zoo's first `n` held-out runs (lowest indices first), reading only
-/// the shards that hold them (each checked against the manifest's hash).
+/// The initial and final weights of the zoo's first `n` held-out runs (lowest indices first),
+/// reading only the shards that hold them (each checked against the manifest's hash).
+#[allow(clippy::type_complexity)]
 fn heldout_finals(
     zoo_dir: &Path,
     m: &Manifest,
     n: usize,
-) -> Result<Vec<(usize, Vec<f32>)>, ZooError> {
+) -> Result<Vec<(usize, Vec<f32>, Vec<f32>)>, ZooError> {
     let mut wanted: Vec<usize> = m.split.heldout.clone();
     wanted.sort_unstable();
     wanted.truncate(n);
@@ -729,11 +743,11 @@ fn heldout_finals(
         for (i, run) in sh.runs.iter().enumerate() {
             if wanted.contains(run) {
                 let traj = sh.trajectory(i);
-                out.push((*run, traj[(k - 1) * p..k * p].to_vec()));
+                out.push((*run, traj[..p].to_vec(), traj[(k - 1) * p..k * p].to_vec()));
             }
         }
     }
-    out.sort_by_key(|(r, _)| *r);
+    out.sort_by_key(|(r, _, _)| *r);
     Ok(out)
 }
 
