@@ -277,6 +277,47 @@ pub struct ModelFileReport {
     pub workspace_bytes: usize,
     /// Field multiply-accumulates per evaluation.
     pub macs_per_evaluation: u64,
+    /// The calibrated shift section, when the file has one.
+    pub shift: Option<ShiftInfo>,
+}
+
+/// What `nmflow inspect FILE` reports about a shift section.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShiftInfo {
+    /// `disagreement` or `entropy`.
+    pub statistic: &'static str,
+    /// Inputs per window.
+    pub window: u16,
+    /// Most members.
+    pub members: u16,
+    /// Patience of the rejection rule.
+    pub patience: u16,
+    /// Seed of the base classifier.
+    pub base_seed: u64,
+    /// Seed the members' seeds derive from.
+    pub member_seed: u64,
+    /// Guidance γ.
+    pub guidance_scale: f32,
+    /// Guidance λ.
+    pub guidance_lambda: f32,
+    /// Anchor inputs.
+    pub anchors: usize,
+    /// Flag a window above this.
+    pub threshold: f32,
+    /// The false-alarm rate it was set for.
+    pub alpha: f32,
+    /// Null windows that set it.
+    pub calibration_windows: u32,
+    /// Their rate above it.
+    pub fpr_calibration: f32,
+    /// Held-out null windows.
+    pub heldout_windows: u32,
+    /// Their rate above it.
+    pub fpr_heldout: f32,
+    /// Device RAM of the detector's workspace.
+    pub workspace_bytes: usize,
+    /// Bytes of the section's anchors.
+    pub anchor_bytes: usize,
 }
 
 /// A description of a model file: header, layer tables, bytes per part, quantization bounds.
@@ -349,6 +390,25 @@ pub fn describe(path: &Path) -> Result<ModelFileReport, MetaError> {
             .collect(),
         workspace_bytes: 4 * view.workspace_floats(m.solver),
         macs_per_evaluation: view.macs_per_evaluation(),
+        shift: m.shift.map(|s| ShiftInfo {
+            statistic: crate::shift::edge::statistic_str(s.statistic),
+            window: s.window,
+            members: s.members,
+            patience: s.patience,
+            base_seed: s.base_seed,
+            member_seed: s.member_seed,
+            guidance_scale: s.guidance_scale,
+            guidance_lambda: s.guidance_lambda,
+            anchors: s.num_anchors(view.input_dim()),
+            threshold: s.threshold,
+            alpha: s.alpha,
+            calibration_windows: s.calibration_windows,
+            fpr_calibration: s.fpr_calibration,
+            heldout_windows: s.heldout_windows,
+            fpr_heldout: s.fpr_heldout,
+            workspace_bytes: 4 * nmflow_runtime::shift::ShiftDetector::workspace_floats(&view, &s),
+            anchor_bytes: s.anchors.len(),
+        }),
     })
 }
 
@@ -412,6 +472,30 @@ impl std::fmt::Display for ModelFileReport {
             f,
             "device RAM for a workspace sized to this model and its solver: {} bytes; field MACs per evaluation: {}",
             self.workspace_bytes, self.macs_per_evaluation
-        )
+        )?;
+        if let Some(s) = &self.shift {
+            write!(
+                f,
+                "\nshift section: {} statistic on windows of {}, up to {} members (patience {}), guidance γ {} λ {} with {} anchors ({} bytes); base seed {}, member seed {}; threshold {} for α {} (FPR {:.3} on {} calibration windows, {:.3} on {} held-out); detector workspace {} bytes",
+                s.statistic,
+                s.window,
+                s.members,
+                s.patience,
+                s.guidance_scale,
+                s.guidance_lambda,
+                s.anchors,
+                s.anchor_bytes,
+                s.base_seed,
+                s.member_seed,
+                s.threshold,
+                s.alpha,
+                s.fpr_calibration,
+                s.calibration_windows,
+                s.fpr_heldout,
+                s.heldout_windows,
+                s.workspace_bytes
+            )?;
+        }
+        Ok(())
     }
 }

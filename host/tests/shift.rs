@@ -314,6 +314,19 @@ fn edge_section_is_calibrated_and_detects_optdigits() {
     assert!(rate("tilted", "entropy", "flagged", "digits") >= 0.6, "{j}");
     assert!(rate("tilted", "entropy", "auroc", "digits") >= 0.9, "{j}");
     assert!(j["untilted"]["guidance_scale"].as_f64().unwrap() == 0.0);
+    let inspected = std::process::Command::new(env!("CARGO_BIN_EXE_nmflow"))
+        .args(["inspect", out.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    ok(&inspected);
+    let ij: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(ij["version"], 3);
+    assert_eq!(ij["shift"]["window"], 20);
+    assert_eq!(ij["shift"]["anchors"], 32);
+    assert_eq!(
+        ij["shift"]["threshold"].as_f64().unwrap() as f32,
+        section.threshold
+    );
     let again = nmflow(&[&args[..], &["--force"]].concat(), &data);
     ok(&again);
     assert_eq!(fs::read(&out).unwrap(), bytes, "same seed, same bytes");
