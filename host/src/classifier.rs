@@ -246,8 +246,9 @@ pub fn one_hot(labels: &[u8], classes: usize) -> Vec<f32> {
     out
 }
 
-/// Per-run `(mean loss, accuracy)` of `R` classifiers on the samples `x` (`[n, d]`) with `labels`,
-/// evaluated in chunks so that activations stay within a memory budget.
+/// Per-run `(mean loss, accuracy)` of `R` classifiers on the samples `x` (`[n, d]`) with `labels`
+/// (with `label_maps`, one per run, run `r` is scored against `label_maps[r][y]`), evaluated in
+/// chunks so that activations stay within a memory budget.
 ///
 /// # Errors
 /// [`TensorRead`] when the backend's values cannot be read back.
@@ -256,6 +257,7 @@ pub fn evaluate<B: Backend>(
     params: &[Tensor<B, 3>],
     x: &[f32],
     labels: &[u8],
+    label_maps: Option<&[Vec<u8>]>,
     device: &B::Device,
 ) -> Result<Vec<(f64, f64)>, TensorRead> {
     let runs = params[0].dims()[0];
@@ -280,8 +282,18 @@ pub fn evaluate<B: Backend>(
         );
         let lab = &labels[start..start + m];
         let logits = forward(arch, params, Input::Shared(xs));
+        // Per-run labels (multi-task zoos) or one set shared by every run.
+        let (per_run, k): (Vec<u8>, usize) = match label_maps {
+            Some(maps) => (
+                maps.iter()
+                    .flat_map(|map| lab.iter().map(|&y| map[usize::from(y)]))
+                    .collect(),
+                runs,
+            ),
+            None => (lab.to_vec(), 1),
+        };
         let onehot = Tensor::<B, 3>::from_data(
-            TensorData::new(one_hot(lab, classes), [1, m, classes]),
+            TensorData::new(one_hot(&per_run, classes), [k, m, classes]),
             device,
         );
         let l = (log_softmax(logits.clone(), 2) * onehot)
@@ -289,10 +301,13 @@ pub fn evaluate<B: Backend>(
             .sum_dim(1)
             .neg();
         let targets = Tensor::<B, 1, Int>::from_data(
-            TensorData::new(lab.iter().map(|&v| i64::from(v)).collect::<Vec<_>>(), [m]),
+            TensorData::new(
+                per_run.iter().map(|&v| i64::from(v)).collect::<Vec<_>>(),
+                [k * m],
+            ),
             device,
         )
-        .reshape([1, m, 1])
+        .reshape([k, m, 1])
         .expand([runs, m, 1]);
         let c = logits.argmax(2).equal(targets).float().sum_dim(1);
         let l = values::<f64>(l.into_data())?;

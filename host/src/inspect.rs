@@ -37,6 +37,11 @@ pub struct ZooReport {
     pub shards_bad: Vec<String>,
     /// Bytes on disk (shards).
     pub bytes: u64,
+    /// A multi-task zoo's tasks (`perm:N:unseen=M`), absent for one task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<String>,
+    /// Runs of unseen tasks.
+    pub unseen_runs: usize,
 }
 
 /// Inspects a zoo directory, verifying every shard's hash.
@@ -85,6 +90,8 @@ pub fn inspect_zoo(dir: &Path) -> Result<ZooReport, ZooError> {
         shards_ok: m.shards.len() - shards_bad.len(),
         shards_bad,
         bytes,
+        tasks: m.config.tasks.map(|t| t.to_string()),
+        unseen_runs: m.split.unseen.len(),
     })
 }
 
@@ -101,6 +108,13 @@ impl std::fmt::Display for ZooReport {
             self.arch, self.dataset, self.num_params
         )?;
         writeln!(f, "runs: {} ({} held out)", self.runs, self.heldout_runs)?;
+        if let Some(t) = &self.tasks {
+            writeln!(
+                f,
+                "tasks: {t} (run i learns task i mod N; {} runs of unseen tasks; label maps in manifest.json)",
+                self.unseen_runs
+            )?;
+        }
         writeln!(
             f,
             "checkpoints: {} at steps {:?}",

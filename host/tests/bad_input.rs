@@ -253,6 +253,26 @@ fn zoo_settings_out_of_range() {
             &["--heldout must be in [0, 1)"],
         ),
         (
+            base(&["--tasks", "rot:4"]),
+            2,
+            &["--tasks \"rot:4\": expected perm:N or perm:N:unseen=M"],
+        ),
+        (
+            base(&["--tasks", "perm:1"]),
+            2,
+            &["--tasks perm:1:unseen=0: a multi-task zoo needs at least 2 tasks"],
+        ),
+        (
+            base(&["--tasks", "perm:4:unseen=4"]),
+            2,
+            &["4 unseen tasks leave none to train on"],
+        ),
+        (
+            base(&["--runs", "3", "--tasks", "perm:4"]),
+            2,
+            &["3 runs cannot cover 4 tasks"],
+        ),
+        (
             base(&["--heldout=-0.1"]),
             2,
             &["--heldout must be in [0, 1)"],

@@ -72,6 +72,7 @@ pub fn small_zoo_of(dir: &Path, seed: u64, dataset: &str, arch: &str) {
         seed,
         shard_runs: 16,
         heldout_fraction: 0.25,
+        tasks: None,
     };
     let opts = RunOptions {
         quiet: true,

@@ -57,6 +57,7 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
             &params,
             &data.test.x,
             &data.test.y,
+            None,
             &Default::default(),
         )
         .unwrap();
@@ -123,6 +124,7 @@ fn cfm_and_mmfm_generate_classifiers_far_above_chance() {
         &params,
         &data.test.x,
         &data.test.y,
+        None,
         &Default::default(),
     )
     .unwrap();
@@ -220,6 +222,7 @@ fn ot_coupling_and_functional_term() {
             &params,
             &data.test.x,
             &data.test.y,
+            None,
             &Default::default(),
         )
         .unwrap();

@@ -94,6 +94,7 @@ fn runtime_matches_on(
         &params,
         &data.test.x,
         &data.test.y,
+        None,
         &Default::default(),
     )
     .unwrap();

@@ -74,6 +74,7 @@ pub fn demo_zoo_config() -> ZooConfig {
         seed: 0,
         shard_runs: 16,
         heldout_fraction: 0.2,
+        tasks: None,
     }
 }
 

@@ -27,7 +27,7 @@ pub struct ZooArgs {
     #[arg(long, required = true)]
     pub out: Option<PathBuf>,
     /// TOML file with settings (keys: dataset, arch, runs, epochs, batch_size, optimizer, lr,
-    /// momentum, checkpoints, seed, shard_runs, heldout_fraction).
+    /// momentum, checkpoints, seed, shard_runs, heldout_fraction, tasks).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Dataset view: mnist, fashion, mnist8 [default: mnist].
@@ -69,6 +69,12 @@ pub struct ZooArgs {
     /// Fraction of runs held out from meta-model training [default: 0.2].
     #[arg(long)]
     pub heldout: Option<f64>,
+    /// A multi-task zoo: `perm:N[:unseen=M]` spreads the runs over N label permutations of the
+    /// dataset (run i learns task i mod N; task t's permutation is seeded by the zoo's seed and
+    /// t), the last M (default N/8) never used for meta-model training (`split.unseen` in the
+    /// manifest, which records each run's task and every task's label map) [default: one task].
+    #[arg(long)]
+    pub tasks: Option<String>,
     /// Delete an existing zoo with different settings in --out and start over.
     #[arg(long)]
     pub force: bool,
@@ -150,6 +156,7 @@ struct ZooFile {
     seed: Option<u64>,
     shard_runs: Option<usize>,
     heldout_fraction: Option<f64>,
+    tasks: Option<String>,
 }
 
 impl ZooArgs {
@@ -226,6 +233,13 @@ impl ZooArgs {
             seed: self.seed.or(file.seed).unwrap_or(0),
             shard_runs: self.shard_runs.or(file.shard_runs).unwrap_or(32),
             heldout_fraction: self.heldout.or(file.heldout_fraction).unwrap_or(0.2),
+            tasks: self
+                .tasks
+                .clone()
+                .or(file.tasks)
+                .map(|t| t.parse())
+                .transpose()
+                .map_err(blame)?,
         };
         cfg.validate().map_err(blame)?;
         Ok(cfg)
@@ -279,6 +293,11 @@ impl ZooArgs {
                 "--heldout",
                 "heldout_fraction",
                 self.heldout.is_none() && file.heldout_fraction.is_some(),
+            ),
+            (
+                "--tasks",
+                "tasks",
+                self.tasks.is_none() && file.tasks.is_some(),
             ),
         ]
         .into_iter()

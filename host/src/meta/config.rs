@@ -397,6 +397,7 @@ impl TrainRequest {
     /// An unreadable zoo, or settings out of range ([`MetaConfig::validate`]).
     pub fn resolve(&self, zoo_dir: &Path) -> Result<MetaConfig, MetaError> {
         let manifest = Manifest::read(zoo_dir)?;
+        manifest.require_single_task(zoo_dir)?;
         let cfg = self.resolve_with(&manifest, zoo_dir, manifest_hash(zoo_dir)?);
         cfg.validate(&manifest)?;
         Ok(cfg)

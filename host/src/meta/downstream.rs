@@ -89,6 +89,7 @@ pub fn downstream<B: AutodiffBackend>(
         layout,
         &init,
         &seeds,
+        None,
         &device_data,
         epochs,
         device,
@@ -100,6 +101,7 @@ pub fn downstream<B: AutodiffBackend>(
                     params,
                     &data.test.x,
                     &data.test.y,
+                    None,
                     device,
                 ) {
                     Ok(r) => r,

@@ -88,7 +88,7 @@ fn accuracies<B: Backend>(
     device: &B::Device,
 ) -> Result<Vec<f64>, MetaError> {
     let params = classifier::params_from_flat::<B>(layout, flat, n, device);
-    let r = classifier::evaluate(arch, &params, &data.test.x, &data.test.y, device)?;
+    let r = classifier::evaluate(arch, &params, &data.test.x, &data.test.y, None, device)?;
     Ok(r.into_iter().map(|(_, a)| a).collect())
 }
 
@@ -174,6 +174,7 @@ fn check_reference_zoo<B: Backend>(
     view: crate::data::DatasetView,
 ) -> Result<(), MetaError> {
     let manifest = crate::zoo::Manifest::read(zoo_dir)?;
+    manifest.require_single_task(zoo_dir)?;
     if manifest.config.dataset != view {
         return Err(UsageError(format!(
             "--dataset {view}: the zoo {} was trained on {}; give --zoo a zoo trained on {view} with the model's architecture",
@@ -407,7 +408,7 @@ fn path_loss<B: Backend>(
         .enumerate()
         .map(|(j, s)| {
             let params = classifier::params_from_flat::<B>(&model.layout, s, opts.n, device);
-            let r = classifier::evaluate(arch, &params, &sub.x, &sub.y, device)?;
+            let r = classifier::evaluate(arch, &params, &sub.x, &sub.y, None, device)?;
             let n = r.len() as f64;
             Ok(PathLoss {
                 t: j as f32 / steps as f32,

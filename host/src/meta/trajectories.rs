@@ -71,6 +71,7 @@ impl Trajectories {
 /// [`ZooError`] when the manifest or a shard is missing, altered or malformed.
 pub fn load(zoo_dir: &Path) -> Result<(Manifest, Trajectories, Trajectories), ZooError> {
     let m = Manifest::read(zoo_dir)?;
+    m.require_single_task(zoo_dir)?;
     let p = m.num_params;
     let times = m.schedule.times.clone();
     let mut train = Trajectories {

@@ -344,6 +344,7 @@ pub fn shift_test<B: AutodiffBackend>(
     let started = Instant::now();
     let zoo_dir = Path::new(&cfg.zoo);
     let manifest = Manifest::read(zoo_dir)?;
+    manifest.require_single_task(zoo_dir)?;
     let arch = manifest.config.arch.clone();
     let layout = manifest.layout.clone();
     let p_view = manifest.config.dataset;

@@ -45,6 +45,9 @@ pub struct ZooConfig {
     pub shard_runs: usize,
     /// Fraction of runs held out from meta-model training.
     pub heldout_fraction: f64,
+    /// The task family of a multi-task zoo (absent: one task, the dataset as it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<super::tasks::TaskSpec>,
 }
 
 impl ZooConfig {
@@ -87,6 +90,9 @@ impl ZooConfig {
                 "--heldout {} holds out all {} runs (round(runs × heldout) = {held}); leave at least one run for meta-model training",
                 self.heldout_fraction, self.runs
             ));
+        }
+        if let Some(t) = &self.tasks {
+            t.validate(self.runs)?;
         }
         if !self.dataset.has_train() {
             return bad(format!(

@@ -41,6 +41,9 @@ pub struct RunInfo {
     pub shard: usize,
     /// Whether the run is held out from meta-model training.
     pub heldout: bool,
+    /// The run's task (multi-task zoos; an index into [`Manifest::tasks`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<usize>,
     /// Final mean cross-entropy on the training split.
     pub final_train_loss: f32,
     /// Final accuracy on the training split.
@@ -73,6 +76,9 @@ pub struct RunSplit {
     pub train: Vec<usize>,
     /// Runs kept for measuring generalization.
     pub heldout: Vec<usize>,
+    /// Runs of tasks never seen in meta-model training (multi-task zoos).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unseen: Vec<usize>,
 }
 
 /// Everything about a zoo.
@@ -100,9 +106,31 @@ pub struct Manifest {
     pub shards: Vec<ShardInfo>,
     /// Names, dtypes and shapes of the tensors in each shard.
     pub tensors: Vec<String>,
+    /// The tasks of a multi-task zoo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<super::tasks::TaskTable>,
 }
 
 impl Manifest {
+    /// Refuses a multi-task zoo where a command learns or measures one task: a meta-model
+    /// conditioned on its task is what such a zoo is for.
+    ///
+    /// # Errors
+    /// [`UsageError`] naming the zoo and its tasks.
+    pub fn require_single_task(&self, zoo_dir: &Path) -> Result<(), crate::error::UsageError> {
+        match &self.tasks {
+            None => Ok(()),
+            Some(t) => Err(crate::error::UsageError(format!(
+                "{} is a multi-task zoo ({} tasks of the {} family): its runs learn different labellings, and a meta-model conditioned on the task is not built yet; use a single-task zoo",
+                zoo_dir.display(),
+                t.count,
+                match t.family {
+                    super::tasks::TaskFamily::Perm => "label-permutation",
+                }
+            ))),
+        }
+    }
+
     /// Reads a zoo's manifest, checking the format and version.
     ///
     /// # Errors
@@ -148,6 +176,64 @@ impl Manifest {
         Ok(m)
     }
 
+    /// Checks a multi-task zoo's tables: the settings, the task table, each run's task and the
+    /// unseen split agree (a single-task zoo has none of them).
+    fn check_tasks(&self) -> Result<(), String> {
+        let (spec, table) = match (&self.config.tasks, &self.tasks) {
+            (None, None) => {
+                if self.runs.iter().any(|r| r.task.is_some()) || !self.split.unseen.is_empty() {
+                    return Err("runs name tasks, but the zoo has no task table".into());
+                }
+                return Ok(());
+            }
+            (Some(spec), Some(table)) => (spec, table),
+            _ => {
+                return Err(
+                    "the settings and the task table disagree on whether the zoo has tasks".into(),
+                );
+            }
+        };
+        if table.count != spec.count
+            || table.label_maps.len() != spec.count
+            || table.unseen
+                != (0..spec.count)
+                    .filter(|&t| spec.is_unseen(t))
+                    .collect::<Vec<_>>()
+        {
+            return Err(format!(
+                "the task table does not describe the settings' tasks ({spec})"
+            ));
+        }
+        let classes = self.dataset.classes;
+        for (t, map) in table.label_maps.iter().enumerate() {
+            let mut sorted = map.clone();
+            sorted.sort_unstable();
+            if sorted != (0..classes).map(|c| c as u8).collect::<Vec<_>>() {
+                return Err(format!(
+                    "task {t}'s label map is not a permutation of the {classes} classes"
+                ));
+            }
+        }
+        for r in &self.runs {
+            if r.task != Some(spec.task_of(r.index)) {
+                return Err(format!(
+                    "run {} names task {:?}, expected {}",
+                    r.index,
+                    r.task,
+                    spec.task_of(r.index)
+                ));
+            }
+            let unseen = spec.is_unseen(spec.task_of(r.index));
+            if unseen != self.split.unseen.binary_search(&r.index).is_ok() {
+                return Err(format!(
+                    "split and task table disagree on whether run {} is unseen",
+                    r.index
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that the tables of the manifest agree with each other: runs numbered `0..runs`, the
     /// split a partition of them matching each run's flag, the shards covering the runs in order,
     /// the layout's size, and the schedule's times.
@@ -169,6 +255,7 @@ impl Manifest {
             .iter()
             .map(|r| (r, false))
             .chain(self.split.heldout.iter().map(|r| (r, true)))
+            .chain(self.split.unseen.iter().map(|r| (r, false)))
         {
             match seen.get_mut(run) {
                 None => {
@@ -188,6 +275,7 @@ impl Manifest {
         if let Some(missing) = seen.iter().position(|s| !s) {
             return Err(format!("split leaves out run {missing}"));
         }
+        self.check_tasks()?;
         let mut next = 0;
         for sh in &self.shards {
             if sh.first_run != next || sh.runs == 0 {

@@ -18,11 +18,13 @@
 //! | [`shard`] | encoding and decoding shard files |
 //! | [`manifest`] | `manifest.json`, read with its tables checked against each other |
 //! | [`run`] | the resumable job: lock, settings, shards, manifest |
+//! | [`tasks`] | multi-task zoos: task families, each run's task, unseen tasks |
 
 pub mod config;
 pub mod manifest;
 pub mod run;
 pub mod shard;
+pub mod tasks;
 pub mod train;
 
 pub use config::{Optimizer, Schedule, ZooConfig};

@@ -106,15 +106,25 @@ pub struct RunOptions {
 }
 
 /// The runs held out from meta-model training: a seeded choice of `round(fraction·runs)` runs.
+/// In a multi-task zoo, the runs of unseen tasks are set apart first (`unseen`), and the fraction
+/// applies to the others.
 pub fn split_runs(cfg: &ZooConfig) -> RunSplit {
-    let mut order: Vec<usize> = (0..cfg.runs).collect();
+    let (mut order, mut unseen): (Vec<usize>, Vec<usize>) = match &cfg.tasks {
+        None => ((0..cfg.runs).collect(), Vec::new()),
+        Some(t) => (0..cfg.runs).partition(|&r| !t.is_unseen(t.task_of(r))),
+    };
     Rng::new(cfg.seed, STREAM_SPLIT).shuffle(&mut order);
-    let n_held = ((cfg.runs as f64) * cfg.heldout_fraction).round() as usize;
+    let n_held = ((order.len() as f64) * cfg.heldout_fraction).round() as usize;
     let mut heldout = order[..n_held].to_vec();
     let mut train = order[n_held..].to_vec();
     heldout.sort_unstable();
     train.sort_unstable();
-    RunSplit { train, heldout }
+    unseen.sort_unstable();
+    RunSplit {
+        train,
+        heldout,
+        unseen,
+    }
 }
 
 /// Prepares `out`: refuses (or with `force` clears) a zoo made with other settings, removes stale
@@ -518,6 +528,7 @@ fn build_manifest(
                 seed: sh.seeds[i],
                 shard: s,
                 heldout: split.heldout.binary_search(&run).is_ok(),
+                task: cfg.tasks.map(|t| t.task_of(run)),
                 final_train_loss: m[0],
                 final_train_acc: m[1],
                 final_test_loss: m[2],
@@ -550,6 +561,9 @@ fn build_manifest(
         runs,
         shards,
         tensors: Manifest::tensor_docs(schedule.len(), layout.num_params()),
+        tasks: cfg
+            .tasks
+            .map(|t| t.table(cfg.seed, crate::data::dataset::NUM_CLASSES)),
     })
 }
 

@@ -166,11 +166,17 @@ pub fn train_shard<B: AutodiffBackend>(
             Err(e) => failed = Some(e),
         };
     let mut next_slot = 0;
+    let maps: Option<Vec<Vec<u8>>> = cfg.tasks.map(|t| {
+        runs.clone()
+            .map(|i| t.label_map(cfg.seed, t.task_of(i), NUM_CLASSES))
+            .collect()
+    });
     let params = train_runs::<B>(
         cfg,
         layout,
         &init,
         &seeds,
+        maps.as_deref(),
         device_data,
         cfg.epochs,
         device,
@@ -192,8 +198,22 @@ pub fn train_shard<B: AutodiffBackend>(
         return Err(e.into());
     }
     let step = schedule.total_steps;
-    let train = classifier::evaluate(&cfg.arch, &params, &data.train.x, &data.train.y, device)?;
-    let test = classifier::evaluate(&cfg.arch, &params, &data.test.x, &data.test.y, device)?;
+    let train = classifier::evaluate(
+        &cfg.arch,
+        &params,
+        &data.train.x,
+        &data.train.y,
+        maps.as_deref(),
+        device,
+    )?;
+    let test = classifier::evaluate(
+        &cfg.arch,
+        &params,
+        &data.test.x,
+        &data.test.y,
+        maps.as_deref(),
+        device,
+    )?;
     if let Some(bad) = train.iter().position(|(l, _)| !l.is_finite()) {
         return Err(ZooError::Diverged {
             run: runs.start + bad,
@@ -212,7 +232,8 @@ pub fn train_shard<B: AutodiffBackend>(
 pub type OnStep<'a, B> = dyn FnMut(usize, &[Tensor<B, 3>], Option<f64>) + 'a;
 
 /// Trains classifiers from the given initializations (`init`, `[runs, P]`) with the zoo's
-/// optimizer, batch size and per-run data order (`data_seeds`, one per run) for `epochs` epochs.
+/// optimizer, batch size and per-run data order (`data_seeds`, one per run) for `epochs` epochs;
+/// with `label_maps` (one per run), run `r` learns the label `label_maps[r][y]` for class `y`.
 ///
 /// `on_step(step, params, batch_acc)` is called before the first step (`step` 0) and after every
 /// optimizer step; `batch_acc` is the mean minibatch accuracy when it was measured. Returns the
@@ -226,6 +247,7 @@ pub fn train_runs<B: AutodiffBackend>(
     layout: &Layout,
     init: &[f32],
     data_seeds: &[u64],
+    label_maps: Option<&[Vec<u8>]>,
     device_data: &DeviceData<B::InnerBackend>,
     epochs: usize,
     device: &B::Device,
@@ -245,6 +267,17 @@ pub fn train_runs<B: AutodiffBackend>(
     let steps_per_epoch = n.div_ceil(bs);
     let total_steps = steps_per_epoch * epochs;
     let mut perms: Vec<Vec<u32>> = vec![(0..n as u32).collect(); r];
+    // Per run, the permutation matrix `M[c][map[c]] = 1`: `onehot · M` relabels the batch.
+    let relabel = label_maps.map(|maps| {
+        let c = NUM_CLASSES;
+        let mut m = vec![0.0f32; r * c * c];
+        for (run, map) in maps.iter().enumerate() {
+            for (class, &to) in map.iter().enumerate() {
+                m[(run * c + class) * c + usize::from(to)] = 1.0;
+            }
+        }
+        Tensor::<B::InnerBackend, 3>::from_data(TensorData::new(m, [r, c, c]), device)
+    });
     let mut step = 0;
     for _epoch in 0..epochs {
         for (perm, rng) in perms.iter_mut().zip(data_rngs.iter_mut()) {
@@ -270,6 +303,10 @@ pub fn train_runs<B: AutodiffBackend>(
                 .clone()
                 .select(0, idx)
                 .reshape([r, b, NUM_CLASSES]);
+            let y = match &relabel {
+                Some(m) => y.matmul(m.clone()),
+                None => y,
+            };
             let p_ad: Vec<Tensor<B, 3>> = params
                 .iter()
                 .map(|t| Tensor::from_inner(t.clone()).require_grad())

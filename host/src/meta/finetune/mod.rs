@@ -490,6 +490,7 @@ impl<'a> Evaluation<'a> {
             &params,
             &self.data.test.x,
             &self.data.test.y,
+            None,
             &device,
         )?;
         let acc: Vec<f64> = accs.iter().map(|a| a.1).collect();

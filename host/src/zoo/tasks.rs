@@ -1,0 +1,205 @@
+//! Multi-task zoos (`nmflow zoo --tasks SPEC`): the runs of one zoo are spread over a family of
+//! related tasks, each run records its task, and some tasks are never seen in meta-model training
+//! (the unseen tasks, on which a context-conditioned meta-model is measured).
+//!
+//! Families:
+//!
+//! | spec | task `t` | generator |
+//! |---|---|---|
+//! | `perm:N[:unseen=M]` | the dataset with its labels relabelled by a permutation `π_t` of the classes (an image of class `y` is labelled `π_t(y)`) | `π_t` = the Fisher–Yates shuffle of `0..C` by `nmflow_runtime::Rng::new(derive_seed(zoo seed, t), 4)` |
+//!
+//! Run `i` trains task `i mod N`; the last `M` tasks (default `N / 8`) are unseen: their runs are
+//! recorded in the manifest's `split.unseen`, neither in `split.train` nor in `split.heldout`.
+
+use std::str::FromStr;
+
+use nmflow_runtime::Rng;
+use nmflow_runtime::rng::derive_seed;
+use serde::{Deserialize, Serialize};
+
+use crate::error::UsageError;
+
+/// PRNG stream of a task's generator.
+pub const STREAM_TASK: u64 = 4;
+
+/// A family of tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskFamily {
+    /// Label permutations of the dataset.
+    Perm,
+}
+
+/// The tasks of a zoo, as given (`--tasks`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// The family.
+    pub family: TaskFamily,
+    /// Number of tasks.
+    pub count: usize,
+    /// The last this many tasks are never used for meta-model training.
+    pub unseen: usize,
+}
+
+impl FromStr for TaskSpec {
+    type Err = UsageError;
+
+    fn from_str(s: &str) -> Result<Self, UsageError> {
+        let bad = || {
+            UsageError(format!(
+                "--tasks {s:?}: expected perm:N or perm:N:unseen=M (N tasks, the last M never seen in training)"
+            ))
+        };
+        let mut parts = s.split(':');
+        let family = match parts.next() {
+            Some("perm") => TaskFamily::Perm,
+            _ => return Err(bad()),
+        };
+        let count: usize = parts.next().and_then(|n| n.parse().ok()).ok_or_else(bad)?;
+        let unseen = match parts.next() {
+            None => count / 8,
+            Some(p) => p
+                .strip_prefix("unseen=")
+                .and_then(|m| m.parse().ok())
+                .ok_or_else(bad)?,
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Self {
+            family,
+            count,
+            unseen,
+        })
+    }
+}
+
+impl std::fmt::Display for TaskSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.family {
+            TaskFamily::Perm => write!(f, "perm:{}:unseen={}", self.count, self.unseen),
+        }
+    }
+}
+
+impl TaskSpec {
+    /// Checks the spec against the zoo's run count.
+    ///
+    /// # Errors
+    /// [`UsageError`] naming `--tasks`.
+    pub fn validate(&self, runs: usize) -> Result<(), UsageError> {
+        if self.count < 2 {
+            return Err(UsageError(format!(
+                "--tasks {self}: a multi-task zoo needs at least 2 tasks"
+            )));
+        }
+        if self.unseen >= self.count {
+            return Err(UsageError(format!(
+                "--tasks {self}: {} unseen tasks leave none to train on",
+                self.unseen
+            )));
+        }
+        if runs < self.count {
+            return Err(UsageError(format!(
+                "--tasks {self}: {runs} runs cannot cover {} tasks (--runs must be at least the task count)",
+                self.count
+            )));
+        }
+        Ok(())
+    }
+
+    /// The task of run `run`.
+    pub fn task_of(&self, run: usize) -> usize {
+        run % self.count.max(1)
+    }
+
+    /// Whether task `task` is never seen in meta-model training.
+    pub fn is_unseen(&self, task: usize) -> bool {
+        task + self.unseen >= self.count
+    }
+
+    /// Task `task`'s label map (`map[y]` = the label an image of class `y` gets).
+    pub fn label_map(&self, seed: u64, task: usize, classes: usize) -> Vec<u8> {
+        let mut map: Vec<u8> = (0..classes).map(|c| c as u8).collect();
+        match self.family {
+            TaskFamily::Perm => {
+                Rng::new(derive_seed(seed, task as u64), STREAM_TASK).shuffle(&mut map);
+            }
+        }
+        map
+    }
+
+    /// The table recorded in the manifest.
+    pub fn table(&self, seed: u64, classes: usize) -> TaskTable {
+        TaskTable {
+            family: self.family,
+            count: self.count,
+            unseen: (0..self.count).filter(|&t| self.is_unseen(t)).collect(),
+            label_maps: (0..self.count)
+                .map(|t| self.label_map(seed, t, classes))
+                .collect(),
+        }
+    }
+}
+
+/// The tasks of a multi-task zoo, in its manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskTable {
+    /// The family.
+    pub family: TaskFamily,
+    /// Number of tasks.
+    pub count: usize,
+    /// The unseen tasks.
+    pub unseen: Vec<usize>,
+    /// Per task, the label of each class (`label_maps[t][y]`).
+    pub label_maps: Vec<Vec<u8>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_print_and_check() {
+        let t: TaskSpec = "perm:16".parse().unwrap();
+        assert_eq!(t.unseen, 2);
+        assert_eq!(t.to_string(), "perm:16:unseen=2");
+        assert_eq!(t, t.to_string().parse().unwrap());
+        assert_eq!("perm:5:unseen=1".parse::<TaskSpec>().unwrap().unseen, 1);
+        for bad in [
+            "perm",
+            "perm:x",
+            "rot:4",
+            "perm:4:seen=1",
+            "perm:4:unseen=1:x",
+        ] {
+            assert!(bad.parse::<TaskSpec>().is_err(), "{bad}");
+        }
+        assert!(t.validate(16).is_ok());
+        assert!(t.validate(15).is_err());
+        assert!("perm:1".parse::<TaskSpec>().unwrap().validate(8).is_err());
+        assert!(
+            "perm:4:unseen=4"
+                .parse::<TaskSpec>()
+                .unwrap()
+                .validate(8)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn label_maps_are_seeded_permutations() {
+        let t: TaskSpec = "perm:8:unseen=2".parse().unwrap();
+        let table = t.table(3, 10);
+        assert_eq!(table.unseen, vec![6, 7]);
+        for m in &table.label_maps {
+            let mut s = m.clone();
+            s.sort_unstable();
+            assert_eq!(s, (0..10).collect::<Vec<u8>>());
+        }
+        assert_ne!(table.label_maps[0], table.label_maps[1]);
+        assert_eq!(table, t.table(3, 10));
+        assert_ne!(table, t.table(4, 10));
+        assert_eq!(t.task_of(9), 1);
+    }
+}
