@@ -116,7 +116,7 @@ impl Manifest {
     /// conditioned on its task is what such a zoo is for.
     ///
     /// # Errors
-    /// [`UsageError`] naming the zoo and its tasks.
+    /// [`crate::error::UsageError`] naming the zoo and its tasks.
     pub fn require_single_task(&self, zoo_dir: &Path) -> Result<(), crate::error::UsageError> {
         match &self.tasks {
             None => Ok(()),
