@@ -14,6 +14,12 @@ use crate::vector_field::{activate, split};
 /// Floats of scratch [`forward`] and [`backward`] need: the pre-activations of every layer
 /// (`Σ d_out`) and two vectors of the widest layer.
 pub fn scratch_floats(model: &ModelView<'_>) -> usize {
+    let (total, widest) = sizes(model);
+    total.saturating_add(widest.saturating_mul(2))
+}
+
+/// The classifier's pre-activation count (`Σ d_out`) and its widest layer side.
+fn sizes(model: &ModelView<'_>) -> (usize, usize) {
     let layers = &model.file.classifier;
     let total = layers
         .iter()
@@ -24,7 +30,7 @@ pub fn scratch_floats(model: &ModelView<'_>) -> usize {
         .map(|l| (l.d_in as usize).max(l.d_out as usize))
         .max()
         .unwrap_or(0);
-    total.saturating_add(widest.saturating_mul(2))
+    (total, widest)
 }
 
 /// The derivative of an activation at the pre-activation `v`.
@@ -123,15 +129,7 @@ pub fn backward(
     grad: &mut [f32],
 ) {
     let layers = &model.file.classifier;
-    let total = layers
-        .iter()
-        .map(|l| l.d_out as usize)
-        .fold(0usize, usize::saturating_add);
-    let widest = layers
-        .iter()
-        .map(|l| (l.d_in as usize).max(l.d_out as usize))
-        .max()
-        .unwrap_or(0);
+    let (total, widest) = sizes(model);
     let (pre, rest) = split(scratch, total);
     let (mut delta, rest) = split(rest, widest);
     let (mut below, _) = split(rest, widest);

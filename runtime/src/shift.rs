@@ -49,6 +49,16 @@ pub fn softmax(logits: &[f32], probs: &mut [f32]) {
     }
 }
 
+/// The entropy (nats) of the mean distribution `sum / members`, from the members' summed
+/// probabilities.
+fn entropy_of_mean(sum: &[f32], members: f32) -> f32 {
+    -sum.iter()
+        .map(|&p| p / members)
+        .filter(|&p| p > 0.0)
+        .map(|p| p * math::ln(p))
+        .sum::<f32>()
+}
+
 impl<const W: usize, const C: usize> EnsembleStats<W, C> {
     /// Empty accumulators for a window of `inputs ≤ W` inputs.
     ///
@@ -95,12 +105,7 @@ impl<const W: usize, const C: usize> EnsembleStats<W, C> {
         for (v, s) in self.votes.iter().zip(&self.prob_sum).take(self.inputs) {
             let top = v.iter().copied().max().unwrap_or(0);
             dis += 1.0 - f32::from(top) / m;
-            ent -= s
-                .iter()
-                .map(|&p| p / m)
-                .filter(|&p| p > 0.0)
-                .map(|p| p * math::ln(p))
-                .sum::<f32>();
+            ent += entropy_of_mean(s, m);
         }
         let n = self.inputs.max(1) as f32;
         ShiftStatistics {
@@ -408,12 +413,7 @@ impl<'m, 'w> ShiftDetector<'m, 'w> {
         let k = f32::from(members.saturating_add(1));
         let mut entropy = 0.0f32;
         for sum in sums.chunks_exact(c.max(1)) {
-            entropy -= sum
-                .iter()
-                .map(|&p| p / k)
-                .filter(|&p| p > 0.0)
-                .map(|p| p * math::ln(p))
-                .sum::<f32>();
+            entropy += entropy_of_mean(sum, k);
         }
         entropy /= n.max(1) as f32;
         let disagreement = u16::try_from(n.saturating_sub(count)).unwrap_or(u16::MAX);
