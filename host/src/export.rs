@@ -217,6 +217,7 @@ pub fn export(
     out: &Path,
 ) -> Result<ExportReport, MetaError> {
     let model = MetaModel::<Cpu>::load(model_dir, &Default::default())?;
+    model.require_weight_space("nmflow export")?;
     let refuse = |why: String| refusal(model_dir, why);
     // The field's layers as plain data, and their names in the file's order.
     let (set_hidden, layers) = if let Some((hidden, layers)) = model.field.set_dense_layers()? {

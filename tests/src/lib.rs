@@ -133,5 +133,6 @@ pub fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
         solver_steps: if jko { intervals } else { 2 },
         zoo_manifest_sha256: manifest_hash(zoo).unwrap(),
         zoo: zoo.display().to_string(),
+        latent: None,
     }
 }

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`data`] | `nmflow data fetch` |
 //! | [`zoo`] | `nmflow zoo` (flags, `--config` TOML) |
+//! | [`vae`] | `nmflow vae` |
 //! | [`train`] | `nmflow train` |
 //! | [`sample`] | `nmflow sample` |
 //! | [`eval`] | `nmflow eval` |
@@ -38,6 +39,7 @@ pub mod sample;
 pub mod shift_calibrate;
 pub mod shift_test;
 pub mod train;
+pub mod vae;
 pub mod zoo;
 
 use anyhow::Result;
@@ -65,6 +67,12 @@ pub enum Command {
     Zoo(Box<zoo::ZooArgs>),
     /// Summarize a zoo directory (verifying its shards) or a model file.
     Inspect(inspect::InspectArgs),
+    /// Train a VAE over a zoo's checkpoints (reconstruction + β·KL + the decoded classifiers'
+    /// cross-entropy), for latent meta-models (`train --latent`).
+    ///
+    /// A finished VAE with the same settings is not trained again; an interrupted one resumes
+    /// from its last checkpoint to the same bytes.
+    Vae(Box<vae::VaeArgs>),
     /// Train a meta-model (NM-CFM, NM-MMFM or NM-JKO) on a zoo's trajectories.
     ///
     /// With only --zoo and --out, the set field (the default for one-hidden-layer MLP classifiers)
@@ -126,6 +134,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Data(data::DataCommand::Fetch(a)) => data::exec(a),
         Command::Zoo(a) => zoo::exec(&a),
         Command::Inspect(a) => inspect::exec(&a),
+        Command::Vae(a) => vae::exec(&a),
         Command::Train(a) => train::exec(&a),
         Command::Sample(a) => sample::exec(&a),
         Command::Eval(a) => eval::exec(&a),

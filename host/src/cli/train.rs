@@ -122,6 +122,14 @@ pub struct TrainArgs {
     /// Default sampling steps stored with the model [default: the functional rollout's K, else 2].
     #[arg(long)]
     pub solver_steps: Option<usize>,
+    /// Train a latent model: the flow runs in the latent space of this VAE (written by
+    /// `nmflow vae` on the same zoo) and `sample`/`eval` decode what it makes. The source is the
+    /// encoded Kaiming-uniform initializations (`--source kaiming`, the default, with the natural
+    /// coupling: each run's own encoded init) or N(0, σ²) in latent units (`--source gaussian
+    /// --source-std 1 --coupling independent`). Defaults are the MLP field's; no permutation
+    /// augmentation and no functional term (the VAE's own shapes what decodes).
+    #[arg(long)]
+    pub latent: Option<PathBuf>,
     /// Implementation of the training step: `fused` is a hand-written CPU trainer of the MLP
     /// field (NM-CFM or NM-MMFM without functional term; as fast as PyTorch's CPU reference in
     /// bench/field_bench.sh), `burn` is burn's autodiff (everything); `auto` picks `fused` where
@@ -178,6 +186,7 @@ impl TrainArgs {
             seed: self.seed,
             solver: self.solver,
             solver_steps: self.solver_steps,
+            latent: self.latent.clone(),
         })
     }
 }

@@ -139,6 +139,21 @@ pub struct MetaConfig {
     pub zoo_manifest_sha256: String,
     /// The zoo directory the model was trained on.
     pub zoo: String,
+    /// A latent model's VAE: the flow runs in its latent space and samples are decoded (absent:
+    /// the flow runs on the weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latent: Option<LatentSpec>,
+}
+
+/// The VAE a latent meta-model runs in (a copy lives in the model's `vae/` folder).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatentSpec {
+    /// The VAE directory it was trained with.
+    pub vae: String,
+    /// SHA-256 of the VAE's weights.
+    pub vae_sha256: String,
+    /// Latent values per classifier (the field's state).
+    pub dim: usize,
 }
 
 /// The largest field network `train` builds (parameters): with Adam's two moments and the gradient
@@ -194,7 +209,9 @@ impl MetaConfig {
         if let Some(j) = self.field.jko {
             positive("--tau", f64::from(j.tau))?;
         }
-        if self.field.dim != manifest.num_params {
+        if let Some(spec) = &self.latent {
+            self.validate_latent(spec)?;
+        } else if self.field.dim != manifest.num_params {
             return bad(format!(
                 "the field's state has {} values, but the zoo's classifiers have {} parameters",
                 self.field.dim, manifest.num_params
@@ -275,6 +292,46 @@ impl MetaConfig {
 }
 
 impl MetaConfig {
+    /// The checks of a latent model: the flow's state is the VAE's latent, whose coordinates have
+    /// no hidden-unit structure (no set field, no permutation augmentation), and whose source is
+    /// either the encoded Kaiming-uniform initializations (paired with the runs' own encoded
+    /// checkpoints) or a Gaussian in latent units (paired independently).
+    fn validate_latent(&self, spec: &LatentSpec) -> Result<(), UsageError> {
+        let bad = |what: &str| Err(UsageError(format!("--latent: {what}")));
+        if self.field.dim != spec.dim {
+            return bad(&format!(
+                "the field's state has {} values, but the VAE's latent has {}",
+                self.field.dim, spec.dim
+            ));
+        }
+        if self.field.kind == FieldKind::Set {
+            return bad("the set field works on hidden units; a latent has none (use --field mlp)");
+        }
+        if self.permute {
+            return bad(
+                "latents have no hidden units to permute (the VAE already put each classifier in one order)",
+            );
+        }
+        if self.functional_weight > 0.0 {
+            return bad(
+                "the functional term of `train` does not decode latents; the VAE's own functional term (`nmflow vae --functional-weight`) shapes what decodes, so use --functional-weight 0",
+            );
+        }
+        match (self.source, self.method, self.coupling) {
+            (Source::Kaiming, Method::Cfm, Coupling::Natural)
+            | (Source::Kaiming, Method::Mmfm | Method::Jko, _)
+            | (Source::Gaussian { .. }, Method::Cfm, Coupling::Independent | Coupling::Ot) => {
+                Ok(())
+            }
+            (Source::Kaiming, ..) => bad(
+                "the encoded Kaiming source pairs each run with its own encoded initialization: use --coupling natural (or --source gaussian with --coupling independent)",
+            ),
+            (Source::Gaussian { .. }, ..) => {
+                bad("a Gaussian latent source goes with NM-CFM and --coupling independent or ot")
+            }
+        }
+    }
+
     /// The Euler step count of one training step's rollout: `functional_rollout`, or a uniform
     /// draw from `functional_rollout..=functional_rollout_max` (from the step's own stream).
     pub fn rollout_steps(&self, rng: &mut nmflow_runtime::Rng) -> usize {
@@ -355,6 +412,8 @@ pub struct TrainRequest {
     pub solver: Option<Solver>,
     /// Default sampling steps.
     pub solver_steps: Option<usize>,
+    /// The VAE directory of a latent model (`nmflow vae`): the flow runs in its latent space.
+    pub latent: Option<std::path::PathBuf>,
 }
 
 impl Default for TrainRequest {
@@ -385,6 +444,7 @@ impl Default for TrainRequest {
             seed: 0,
             solver: None,
             solver_steps: None,
+            latent: None,
         }
     }
 }
@@ -398,8 +458,60 @@ impl TrainRequest {
     pub fn resolve(&self, zoo_dir: &Path) -> Result<MetaConfig, MetaError> {
         let manifest = Manifest::read(zoo_dir)?;
         manifest.require_single_task(zoo_dir)?;
-        let cfg = self.resolve_with(&manifest, zoo_dir, manifest_hash(zoo_dir)?);
+        let sha256 = manifest_hash(zoo_dir)?;
+        let cfg = match &self.latent {
+            Some(dir) => self.resolve_latent(&manifest, zoo_dir, sha256, dir)?,
+            None => self.resolve_with(&manifest, zoo_dir, sha256),
+        };
         cfg.validate(&manifest)?;
+        Ok(cfg)
+    }
+
+    /// A latent model's settings: the field's state is the VAE's latent; the defaults are those
+    /// of the MLP field (no permutation augmentation, no functional term).
+    ///
+    /// # Errors
+    /// A VAE that is unfinished, unreadable or trained on another zoo.
+    fn resolve_latent(
+        &self,
+        manifest: &Manifest,
+        zoo_dir: &Path,
+        sha256: String,
+        dir: &Path,
+    ) -> Result<MetaConfig, MetaError> {
+        use crate::meta::latent::codec;
+        let vae: crate::meta::latent::config::VaeConfig =
+            super::files::read_json(&dir.join(codec::SETTINGS))?;
+        if vae.zoo_manifest_sha256 != sha256 {
+            return Err(UsageError(format!(
+                "--latent {}: the VAE was trained on another zoo ({}, manifest sha256 {}), not on {} ({sha256})",
+                dir.display(),
+                vae.zoo,
+                vae.zoo_manifest_sha256,
+                zoo_dir.display()
+            ))
+            .into());
+        }
+        if !dir.join(codec::SUMMARY).is_file() {
+            return Err(MetaError::file(
+                dir,
+                "VAE training did not finish (no vae-summary.json); run the same `nmflow vae` again to resume it",
+            ));
+        }
+        let request = Self {
+            field: Some(self.field.unwrap_or(FieldKind::Mlp)),
+            permute: false,
+            ..self.clone()
+        };
+        let mut cfg = request.resolve_with(manifest, zoo_dir, sha256);
+        let dim = vae.shape.latent;
+        cfg.field.set = None;
+        cfg.field.dim = dim;
+        cfg.latent = Some(LatentSpec {
+            vae: dir.display().to_string(),
+            vae_sha256: codec::weights_sha256(dir)?,
+            dim,
+        });
         Ok(cfg)
     }
 
@@ -479,6 +591,7 @@ impl TrainRequest {
             solver_steps,
             zoo_manifest_sha256: sha256,
             zoo: zoo_dir.display().to_string(),
+            latent: None,
         }
     }
 }

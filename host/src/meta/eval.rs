@@ -79,7 +79,7 @@ impl EvalOptions {
     }
 }
 
-fn accuracies<B: Backend>(
+pub(crate) fn accuracies<B: Backend>(
     arch: &Arch,
     layout: &Layout,
     flat: &[f32],
@@ -93,7 +93,7 @@ fn accuracies<B: Backend>(
 }
 
 /// Predicted classes of `n` classifiers on `m` samples of `x`, `[n, m]`.
-fn predictions<B: Backend>(
+pub(crate) fn predictions<B: Backend>(
     arch: &Arch,
     layout: &Layout,
     flat: &[f32],
@@ -203,7 +203,7 @@ fn fine_tuning<B: AutodiffBackend>(
     opts: &EvalOptions,
     device: &B::Device,
 ) -> Result<Downstream, MetaError> {
-    let x0 = model.source_samples(opts.downstream_n, opts.seed);
+    let x0 = model.source_samples(opts.downstream_n, opts.seed, device)?;
     let (w, _) = model.integrate_from(
         &x0,
         opts.solver,
@@ -261,19 +261,28 @@ fn generation<B: Backend>(
             .collect();
         AccStats::of(&v)
     };
-    let x0 = model.source_samples(opts.n, opts.seed);
+    let x0 = model.source_samples(opts.n, opts.seed, device)?;
     let (generated, shown_steps, shown_w, shown_accs) =
         sweep(model, arch, &x0, data, opts, device)?;
-    let novelty = novelty::<B>(
+    // A latent model's classifiers come out in the VAE's canonical unit order: the runs they are
+    // compared with are put in it too, so that a copy of a run in another order is not novel.
+    let (mut nov_w, mut nov_train, mut nov_held) = (shown_w.clone(), train.clone(), held.clone());
+    let canonical = model.latent.as_ref().is_some_and(|c| {
+        c.canonicalize(&mut nov_w);
+        c.canonicalize(&mut nov_train.data);
+        c.canonicalize(&mut nov_held.data)
+    });
+    let mut novelty = novelty::<B>(
         arch,
         &model.layout,
-        (&shown_w[..], shown_steps),
-        train,
-        held,
+        (&nov_w[..], shown_steps),
+        &nov_train,
+        &nov_held,
         data,
         opts,
         device,
     )?;
+    novelty.canonical = canonical;
     let step_robustness =
         StepRobustness::of(&generated, model.config.solver, model.config.solver_steps);
     Ok(EvalReport {
@@ -470,6 +479,7 @@ fn novelty<B: Backend>(
         },
         pairwise_dist_median_generated: median(pairwise(generated, p)),
         pairwise_dist_median_heldout: median(pairwise(&held_finals, p)),
+        canonical: false,
     })
 }
 

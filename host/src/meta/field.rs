@@ -120,7 +120,7 @@ pub struct SetField<B: Backend> {
 
 /// Renumbers parameters 1, 2, 3, … in module order: burn draws parameter ids at random, and they
 /// are written into the weight files, so fixed ids make a seed's files identical byte for byte.
-struct SequentialIds(u64);
+pub(crate) struct SequentialIds(pub(crate) u64);
 
 impl<B: Backend> ModuleMapper<B> for SequentialIds {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {

@@ -10,6 +10,7 @@
 //! | state | [`symmetry`] | hidden-unit permutations (data augmentation by the network's symmetry) |
 //! | network | [`field`] | the vector-field networks `v(x, t)`: MLP, permutation-equivariant set field, NM-JKO's potential |
 //! | network | [`potential`] | NM-JKO's scalar potential with its closed-form gradient |
+//! | network | [`latent`] | the VAE of latent meta-models: settings, networks, training, encode/decode |
 //! | objective | [`pairs`] | flow-matching training pairs `(x_t, t, u_t)` per method and coupling |
 //! | objective | [`reward`] | rewards on generated classifiers (the functional term; fine-tuning) |
 //! | settings | [`config`] | every hyper-parameter of a meta-model (`config.json`), the defaults and their checks |
@@ -33,6 +34,7 @@ pub mod eval;
 pub mod field;
 pub mod files;
 pub mod finetune;
+pub mod latent;
 pub mod metrics;
 pub mod normalize;
 pub mod pairs;

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::flow::solver::Solver;
 
 /// Accuracy statistics.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize)]
 pub struct AccStats {
     /// Mean.
     pub acc_mean: f64,
@@ -65,6 +65,10 @@ pub struct Novelty {
     pub pairwise_dist_median_generated: f64,
     /// The same between two held-out runs.
     pub pairwise_dist_median_heldout: f64,
+    /// Every distance was measured with the classifiers in canonical unit order (latent models
+    /// whose VAE sorts units), so that a permuted copy of a run counts as that run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canonical: bool,
 }
 
 /// Sliced W1 at one marginal.

@@ -10,7 +10,9 @@ use burn::tensor::{Tensor, TensorData};
 use super::config::MetaConfig;
 use super::field::VectorField;
 use super::files::{self, read_json};
+use super::latent::codec::{self, Codec};
 use super::normalize::Normalizer;
+use super::source::Source;
 use super::train::TrainSummary;
 use crate::arch::Layout;
 use crate::backend::values;
@@ -32,6 +34,8 @@ pub struct MetaModel<B: Backend> {
     pub layout: Layout,
     /// The field.
     pub field: VectorField<B>,
+    /// A latent model's VAE (the field's state is its latent; samples are decoded).
+    pub latent: Option<Codec<B>>,
 }
 
 impl<B: Backend> MetaModel<B> {
@@ -67,8 +71,31 @@ impl<B: Backend> MetaModel<B> {
         let summary: TrainSummary = read_json(&summary_path)?;
         let normalizer: Normalizer = read_json(&dir.join(files::NORMALIZER))?;
         let layout: Layout = read_json(&dir.join(files::LAYOUT))?;
-        let p = layout.num_params();
-        let blocks: Vec<usize> = layout.blocks.iter().map(|b| b.len()).collect();
+        let latent = match &config.latent {
+            Some(spec) => {
+                let folder = dir.join(codec::MODEL_FOLDER);
+                let c = Codec::load(&folder, device)?;
+                if c.config.zoo_manifest_sha256 != config.zoo_manifest_sha256
+                    || c.latent() != spec.dim
+                    || c.layout != layout
+                    || codec::weights_sha256(&folder)? != spec.vae_sha256
+                {
+                    return Err(MetaError::file(
+                        folder,
+                        "is not the VAE config.json records (another zoo, latent size, layout or weights)",
+                    ));
+                }
+                Some(c)
+            }
+            None => None,
+        };
+        // The field's state: the classifier's weights, or a latent model's latent.
+        let state = match &latent {
+            Some(c) => codec::latent_layout(c.latent()),
+            None => layout.clone(),
+        };
+        let p = state.num_params();
+        let blocks: Vec<usize> = state.blocks.iter().map(|b| b.len()).collect();
         if config.field.dim != p
             || normalizer.block_len != blocks
             || normalizer.mean.len() != blocks.len()
@@ -77,7 +104,7 @@ impl<B: Backend> MetaModel<B> {
             return Err(MetaError::file(
                 dir.join(files::LAYOUT),
                 format!(
-                    "describes {p}-parameter classifiers in {} blocks, but the field's state has {} values and the normalization {} blocks of {} values; the files come from different models",
+                    "describes a {p}-value state in {} blocks, but the field's state has {} values and the normalization {} blocks of {} values; the files come from different models",
                     blocks.len(),
                     config.field.dim,
                     normalizer.block_len.len(),
@@ -110,27 +137,76 @@ impl<B: Backend> MetaModel<B> {
             normalizer,
             layout,
             field,
+            latent,
         })
     }
 
-    /// Draws `n` source samples (raw weights, `[n, P]`) from `seed`: sample `i` comes from
-    /// `Rng::new(derive_seed(seed, i), STREAM_SOURCE)`, exactly what the device runtime's
-    /// `synthesize(model, derive_seed(seed, i), …)` draws.
-    pub fn source_samples(&self, n: usize, seed: u64) -> Vec<f32> {
-        let mut x0 = Vec::with_capacity(n * self.layout.num_params());
-        for i in 0..n {
-            self.config.source.sample_into(
-                &self.layout,
-                1,
-                &mut Rng::new(derive_seed(seed, i as u64), STREAM_SOURCE),
-                &mut x0,
-            );
-        }
-        x0
+    /// Values of the field's state: the classifier's parameters, or a latent model's latent size.
+    pub fn state_dim(&self) -> usize {
+        self.config.field.dim
     }
 
-    /// Integrates the field from the raw source samples `x0` (`[n, P]`), returning raw weights and
-    /// the NFE; `observe(k, states)` sees the raw states at every step boundary `k/steps`.
+    /// Refuses a latent model where `what` needs a field on the weights themselves.
+    ///
+    /// # Errors
+    /// [`MetaError::Usage`] naming the command.
+    pub fn require_weight_space(&self, what: &str) -> Result<(), MetaError> {
+        match &self.config.latent {
+            None => Ok(()),
+            Some(spec) => Err(crate::error::UsageError(format!(
+                "{what} takes models whose field runs on the weights; this one is a latent model (its flow runs in the {}-value latent of the VAE {}): sample and eval it, or train one without --latent",
+                spec.dim, spec.vae
+            ))
+            .into()),
+        }
+    }
+
+    /// Draws `n` source samples (raw state values, `[n, state_dim]`) from `seed`: sample `i`
+    /// comes from `Rng::new(derive_seed(seed, i), STREAM_SOURCE)`, exactly what the device
+    /// runtime's `synthesize(model, derive_seed(seed, i), …)` draws. For a latent model they are
+    /// latents: the encoded Kaiming-uniform draws, or N(0, σ²) draws in latent units.
+    ///
+    /// # Errors
+    /// [`MetaError::Tensor`] when encoding cannot read the backend's values back.
+    pub fn source_samples(
+        &self,
+        n: usize,
+        seed: u64,
+        device: &B::Device,
+    ) -> Result<Vec<f32>, MetaError> {
+        let draw = |layout: &Layout| {
+            let mut x0 = Vec::with_capacity(n * layout.num_params());
+            for i in 0..n {
+                self.config.source.sample_into(
+                    layout,
+                    1,
+                    &mut Rng::new(derive_seed(seed, i as u64), STREAM_SOURCE),
+                    &mut x0,
+                );
+            }
+            x0
+        };
+        match (&self.latent, self.config.source) {
+            (None, _) => Ok(draw(&self.layout)),
+            (Some(c), Source::Kaiming) => c.encode(&draw(&self.layout), device),
+            (Some(c), Source::Gaussian { .. }) => Ok(draw(&codec::latent_layout(c.latent()))),
+        }
+    }
+
+    /// Raw states (`[n, state_dim]`) as raw weights: decoded for a latent model.
+    ///
+    /// # Errors
+    /// [`MetaError::Tensor`] when decoding cannot read the backend's values back.
+    pub fn weights_of(&self, states: Vec<f32>, device: &B::Device) -> Result<Vec<f32>, MetaError> {
+        match &self.latent {
+            Some(c) => c.decode(&states, device),
+            None => Ok(states),
+        }
+    }
+
+    /// Integrates the field from the raw source samples `x0` (`[n, state_dim]`), returning raw
+    /// weights (decoded, for a latent model) and the NFE; `observe(k, weights)` sees the raw
+    /// weights at every step boundary `k/steps`.
     ///
     /// # Errors
     /// [`MetaError::Tensor`] when the backend's values cannot be read back.
@@ -142,7 +218,7 @@ impl<B: Backend> MetaModel<B> {
         device: &B::Device,
         observe: &mut dyn FnMut(usize, Vec<f32>),
     ) -> Result<(Vec<f32>, usize), MetaError> {
-        let p = self.layout.num_params();
+        let p = self.state_dim();
         let n = x0.len() / p;
         let mut z = x0.to_vec();
         self.normalizer.apply(&mut z);
@@ -155,17 +231,20 @@ impl<B: Backend> MetaModel<B> {
         let mut obs = |k: usize, x: &Tensor<B, 2>| match values::<f32>(x.clone().into_data()) {
             Ok(mut raw) => {
                 self.normalizer.invert(&mut raw);
-                observe(k, raw);
+                match self.weights_of(raw, device) {
+                    Ok(w) => observe(k, w),
+                    Err(e) => failed = Some(e),
+                }
             }
-            Err(e) => failed = Some(e),
+            Err(e) => failed = Some(e.into()),
         };
         let (x1, nfe) = integrate(solver, steps, x, &mut field, &mut obs);
         if let Some(e) = failed {
-            return Err(e.into());
+            return Err(e);
         }
         let mut w = values::<f32>(x1.into_data())?;
         self.normalizer.invert(&mut w);
-        Ok((w, nfe))
+        Ok((self.weights_of(w, device)?, nfe))
     }
 
     /// Synthesizes `n` classifiers from `seed` (raw weights `[n, P]` in layout order) and the NFE.
@@ -180,7 +259,7 @@ impl<B: Backend> MetaModel<B> {
         seed: u64,
         device: &B::Device,
     ) -> Result<(Vec<f32>, usize), MetaError> {
-        let x0 = self.source_samples(n, seed);
+        let x0 = self.source_samples(n, seed, device)?;
         self.integrate_from(&x0, solver, steps, device, &mut |_, _| {})
     }
 }
@@ -194,6 +273,7 @@ impl<B: burn::tensor::backend::AutodiffBackend> MetaModel<B> {
             normalizer: self.normalizer.clone(),
             layout: self.layout.clone(),
             field: self.field.valid(),
+            latent: self.latent.as_ref().map(Codec::valid),
         }
     }
 }

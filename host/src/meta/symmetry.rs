@@ -87,6 +87,34 @@ impl HiddenLayers {
             }
         }
     }
+
+    /// The canonical order of one classifier's hidden units: per hidden layer, its units sorted by
+    /// their pre-activation on an all-ones input (`b_j + Σ_i W[j, i]`, ties by position). The key
+    /// does not depend on the order of the layer's inputs, so one pass sorts every layer, and two
+    /// classifiers that differ by a permutation of hidden units get the same canonical form.
+    pub fn canonical_perms(&self, row: &[f32]) -> Vec<Vec<usize>> {
+        self.layers
+            .iter()
+            .map(|l| {
+                let key = |j: usize| {
+                    let w = &row[l.weight_off + j * l.d_in..l.weight_off + (j + 1) * l.d_in];
+                    row[l.bias_off + j] + w.iter().sum::<f32>()
+                };
+                let mut order: Vec<usize> = (0..l.width).collect();
+                order.sort_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
+                order
+            })
+            .collect()
+    }
+
+    /// Puts every row (`num_params` values) of `rows` into its canonical order
+    /// ([`Self::canonical_perms`]) in place.
+    pub fn canonicalize(&self, rows: &mut [f32]) {
+        for row in rows.chunks_exact_mut(self.num_params) {
+            let perms = self.canonical_perms(row);
+            self.apply(&perms, row);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -135,5 +163,31 @@ mod tests {
         s2.sort_by(f32::total_cmp);
         assert_eq!(s1, s2);
         assert!(HiddenLayers::of(&Arch::CnnS.layout()).is_none());
+    }
+
+    #[test]
+    fn the_canonical_form_keeps_the_function_and_forgets_the_order() {
+        let layout = "mlp:5-4-3-2".parse::<Arch>().unwrap().layout();
+        let mut rng = Rng::new(4, 0);
+        let mut w = Vec::new();
+        layout.init_into(&mut rng, &mut w);
+        let sym = HiddenLayers::of(&layout).unwrap();
+        let mut pw = w.clone();
+        sym.apply(&sym.draw(&mut rng), &mut pw);
+        let (mut cw, mut cpw) = (w.clone(), pw.clone());
+        sym.canonicalize(&mut cw);
+        sym.canonicalize(&mut cpw);
+        assert_eq!(cw, cpw, "permuted copies share one canonical form");
+        let x = [0.3, -1.0, 0.5, 2.0, 0.1];
+        for (u, v) in mlp_forward(&layout, &w, &x)
+            .iter()
+            .zip(&mlp_forward(&layout, &cw, &x))
+        {
+            assert!((u - v).abs() < 1e-5);
+        }
+        // Canonical is a fixed point.
+        let mut again = cw.clone();
+        sym.canonicalize(&mut again);
+        assert_eq!(again, cw);
     }
 }

@@ -356,6 +356,7 @@ pub fn shift_test<B: AutodiffBackend>(
     let model = match (&cfg.model, cfg.needs_model()) {
         (Some(dir), true) => {
             let m = MetaModel::<B>::load(Path::new(dir), device)?;
+            m.require_weight_space("nmflow shift-test")?;
             let found = crate::meta::config::manifest_hash(zoo_dir)?;
             if found != m.config.zoo_manifest_sha256 {
                 return Err(MetaError::Incompatible {

@@ -280,6 +280,7 @@ pub fn finetune<B: AutodiffBackend>(
 ) -> Result<FinetuneSummary, MetaError> {
     cfg.validate()?;
     let base = MetaModel::<B>::load(base_dir, device)?;
+    base.require_weight_space("nmflow finetune")?;
     let arch = Arch::of_layout(&base.layout).ok_or_else(|| {
         MetaError::file(
             base_dir.join(files::LAYOUT),
@@ -448,7 +449,7 @@ impl<'a> Evaluation<'a> {
     ) -> Result<Self, MetaError> {
         let n = cfg.eval_samples;
         let inner = inner_model(base, base.field.valid());
-        let x0 = base.source_samples(n, cfg.seed ^ EVAL_SEED);
+        let x0 = base.source_samples(n, cfg.seed ^ EVAL_SEED, device)?;
         let (base_w, _) = inner.integrate_from(
             &x0,
             base.config.solver,
@@ -545,6 +546,7 @@ fn inner_model<B: AutodiffBackend>(
         normalizer: base.normalizer.clone(),
         layout: base.layout.clone(),
         field,
+        latent: None,
     }
 }
 

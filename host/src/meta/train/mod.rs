@@ -35,6 +35,7 @@ use self::fused_mlp::{AdamSettings, Buffers, FusedAdam, FusedMlp};
 use super::config::{MetaConfig, Method};
 use super::field::{FieldKind, VectorField};
 use super::files::{self, write_json};
+use super::latent::codec::{self, Codec};
 use super::normalize::Normalizer;
 use super::pairs::{Batch, PairSampler};
 use super::reward::{DataReward, Reward};
@@ -210,7 +211,27 @@ pub fn train_meta<B: AutodiffBackend>(
     };
     let (manifest, mut train, mut held) = trajectories::load(zoo_dir)?;
     let layout = manifest.layout.clone();
-    let normalizer = Normalizer::fit(&layout, &train);
+    // The state the flow runs on: the weights, or a latent model's encoded checkpoints.
+    let state_layout = match &cfg.latent {
+        Some(spec) => {
+            let dir = Path::new(&spec.vae);
+            let codec = Codec::<B::InnerBackend>::load(dir, device)?;
+            if codec.config.zoo_manifest_sha256 != cfg.zoo_manifest_sha256
+                || codec::weights_sha256(dir)? != spec.vae_sha256
+            {
+                return Err(MetaError::file(
+                    dir,
+                    "is not the VAE these settings were made with (its weights or zoo changed); run `nmflow train --latent` again",
+                ));
+            }
+            train = encode(&codec, &train, device)?;
+            held = encode(&codec, &held, device)?;
+            codec::copy_files(dir, &out.join(codec::MODEL_FOLDER))?;
+            codec::latent_layout(spec.dim)
+        }
+        None => layout.clone(),
+    };
+    let normalizer = Normalizer::fit(&state_layout, &train);
     normalizer.apply(&mut train.data);
     normalizer.apply(&mut held.data);
     fs::create_dir_all(out).map_err(|e| MetaError::file(out, e))?;
@@ -238,7 +259,7 @@ pub fn train_meta<B: AutodiffBackend>(
         };
         Box::new(BurnTrainer {
             cfg,
-            layout: &layout,
+            layout: &state_layout,
             normalizer: &normalizer,
             device: device.clone(),
             field,
@@ -247,9 +268,9 @@ pub fn train_meta<B: AutodiffBackend>(
             tau: cfg.field.jko.map_or(1.0, |j| j.tau),
         })
     };
-    let sampler = PairSampler::new(cfg, &train, &layout, &normalizer);
+    let sampler = PairSampler::new(cfg, &train, &state_layout, &normalizer);
     let held_set = (!held.is_empty()).then(|| {
-        PairSampler::new(cfg, &held, &layout, &normalizer)
+        PairSampler::new(cfg, &held, &state_layout, &normalizer)
             .draw(HELDOUT_SAMPLES, &mut Rng::new(cfg.seed, STREAM_HELDOUT))
     });
     let zero_loss = held_set.as_ref().map_or(f64::NAN, |s| zero_loss(cfg, s));
@@ -265,6 +286,20 @@ pub fn train_meta<B: AutodiffBackend>(
         env.quiet,
     )?;
     finish(cfg, out, &outcome, zero_loss, fused, started)
+}
+
+/// The posterior means of every checkpoint of `runs` under a latent model's VAE.
+fn encode<B: Backend>(
+    codec: &Codec<B>,
+    runs: &trajectories::Trajectories,
+    device: &B::Device,
+) -> Result<trajectories::Trajectories, MetaError> {
+    Ok(trajectories::Trajectories {
+        runs: runs.runs.clone(),
+        times: runs.times.clone(),
+        num_params: codec.latent(),
+        data: codec.encode(&runs.data, device)?,
+    })
 }
 
 /// Whether the fused engine runs: `auto` picks it where it applies, `fused` insists on it.
