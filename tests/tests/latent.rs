@@ -122,6 +122,37 @@ fn a_vae_and_a_latent_flow_make_working_classifiers() {
         .unwrap();
     assert_ne!(w, w3);
 
+    // Evaluation decodes: novelty and W1 are measured in canonical unit order, in the VAE's
+    // standardized weight units.
+    let opts = nmflow_host::meta::eval::EvalOptions {
+        n: 8,
+        solver: nmflow_host::flow::solver::Solver::Euler,
+        steps: vec![2],
+        seed: 0,
+        agreement_samples: 100,
+        w1_directions: 4,
+        downstream_n: 0,
+        downstream_epochs: None,
+        quiet: true,
+        dataset: None,
+    };
+    let r = nmflow_host::meta::eval::evaluate::<CpuAutodiff>(
+        &out,
+        &zoo,
+        &data_dir(),
+        &opts,
+        &Default::default(),
+    )
+    .unwrap();
+    assert!(r.novelty.canonical);
+    assert!(r.novelty.nn_dist_median_generated > 0.0);
+    assert!(
+        r.w1.iter()
+            .all(|w| w.generated.is_finite() && w.generated < 10.0),
+        "{:?}",
+        r.w1
+    );
+
     // Commands that need a field on the weights refuse a latent model by name.
     let err = nmflow_host::export::export(
         &out,

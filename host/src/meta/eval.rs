@@ -265,7 +265,8 @@ fn generation<B: Backend>(
     let (generated, shown_steps, shown_w, shown_accs) =
         sweep(model, arch, &x0, data, opts, device)?;
     // A latent model's classifiers come out in the VAE's canonical unit order: the runs they are
-    // compared with are put in it too, so that a copy of a run in another order is not novel.
+    // compared with (novelty, W1) are put in it too, so that a copy of a run in another order is
+    // not novel and the marginals are compared in one order.
     let (mut nov_w, mut nov_train, mut nov_held) = (shown_w.clone(), train.clone(), held.clone());
     let canonical = model.latent.as_ref().is_some_and(|c| {
         c.canonicalize(&mut nov_w);
@@ -290,7 +291,7 @@ fn generation<B: Backend>(
         trained_heldout: acc_of(true),
         generated,
         novelty,
-        w1: fidelity(model, &x0, train, held, opts, device)?,
+        w1: fidelity(model, &x0, &nov_train, &nov_held, opts, device)?,
         path_loss: path_loss(model, arch, &x0, data, opts, device)?,
         downstream: None,
         step_robustness,
@@ -369,9 +370,15 @@ fn fidelity<B: Backend>(
         states.push(s);
     })?;
     let mut rng = Rng::new(opts.seed, 30);
+    // Distances in standardized weight units: a latent model's states are decoded weights, so
+    // its VAE's standardization applies.
+    let normalizer = model
+        .latent
+        .as_ref()
+        .map_or(&model.normalizer, |c| &c.normalizer);
     let normalized = |rows: &[f32]| {
         let mut z = rows.to_vec();
-        model.normalizer.apply(&mut z);
+        normalizer.apply(&mut z);
         z
     };
     Ok((0..=k)
