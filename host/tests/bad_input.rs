@@ -95,6 +95,39 @@ fn fixture() -> &'static Fixture {
             "--quiet",
         ]);
         ok(&["export", "--model", &p("m0"), "--out", &p("m0.nmf")]);
+        // A tiny VAE on each zoo and a latent model on the first.
+        for (zoo, vae) in [("z0", "v0"), ("z1", "v1")] {
+            ok(&[
+                "vae",
+                "--zoo",
+                &p(zoo),
+                "--out",
+                &p(vae),
+                "--latent",
+                "4",
+                "--hidden",
+                "16",
+                "--steps",
+                "4",
+                "--eval-every",
+                "2",
+                "--quiet",
+            ]);
+        }
+        ok(&[
+            "train",
+            "--zoo",
+            &p("z0"),
+            "--out",
+            &p("ml"),
+            "--latent",
+            &p("v0"),
+            "--steps",
+            "4",
+            "--hidden",
+            "16",
+            "--quiet",
+        ]);
         ok(&[
             "sample",
             "--model",
@@ -699,6 +732,136 @@ fn train_inputs_and_outputs() {
         ],
         1,
         &["holds no model", "--force"],
+    );
+}
+
+#[test]
+fn vae_and_latent_models_bad_input() {
+    let vae = |extra: &[&str]| {
+        let mut a = vec!["vae", "--zoo", "{dir}/z0", "--out", "{dir}/new-vae"];
+        a.extend_from_slice(extra);
+        a.iter().map(|s| (*s).to_string()).collect::<Vec<_>>()
+    };
+    for (extra, needle) in [
+        (
+            &["--latent", "0"][..],
+            "--latent must be at least 1 (got 0)",
+        ),
+        (
+            &["--latent", "5000"][..],
+            "--latent 5000 must be smaller than the classifier's 1210 parameters",
+        ),
+        (
+            &["--latent", "4", "--beta=-1"][..],
+            "--beta must be a finite number ≥ 0 (got -1)",
+        ),
+        (
+            &["--latent", "4", "--lr", "0"][..],
+            "--lr must be a finite number > 0 (got 0)",
+        ),
+    ] {
+        let a = vae(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        case(&a, 2, &[needle]);
+    }
+    case(
+        &[
+            "vae",
+            "--zoo",
+            "{dir}/no-zoo",
+            "--out",
+            "{dir}/new-vae",
+            "--latent",
+            "4",
+        ],
+        1,
+        &["no-zoo/manifest.json"],
+    );
+    // Finished work with other settings is not replaced without --force.
+    case(
+        &[
+            "vae",
+            "--zoo",
+            "{dir}/z0",
+            "--out",
+            "{dir}/v0",
+            "--latent",
+            "5",
+            "--hidden",
+            "16",
+            "--steps",
+            "4",
+            "--eval-every",
+            "2",
+        ],
+        1,
+        &["v0", "latent", "--force"],
+    );
+    let train = |latent: &str, extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "--zoo",
+            "{dir}/z0",
+            "--out",
+            "{dir}/new-model",
+            "--latent",
+        ];
+        a.push(latent);
+        a.extend_from_slice(extra);
+        a.iter().map(|s| (*s).to_string()).collect::<Vec<_>>()
+    };
+    for (latent, extra, code, needle) in [
+        ("{dir}/v1", &[][..], 2, "the VAE was trained on another zoo"),
+        (
+            "{dir}/m0",
+            &[][..],
+            1,
+            "not a VAE directory (written by `nmflow vae`)",
+        ),
+        (
+            "{dir}/v0",
+            &["--field", "set"][..],
+            2,
+            "--latent: the set field works on hidden units",
+        ),
+        (
+            "{dir}/v0",
+            &["--functional-weight", "1"][..],
+            2,
+            "--latent: the functional term of `train` does not decode latents",
+        ),
+        (
+            "{dir}/v0",
+            &["--coupling", "independent"][..],
+            2,
+            "--latent: the encoded Kaiming source pairs each run with its own encoded initialization",
+        ),
+    ] {
+        let a = train(latent, extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        case(&a, code, &[needle]);
+    }
+    // Commands that need a field on the weights name the latent model.
+    case(
+        &["export", "--model", "{dir}/ml", "--out", "{dir}/ml.nmf"],
+        2,
+        &[
+            "nmflow export takes models whose field runs on the weights",
+            "latent model",
+        ],
+    );
+    case(
+        &[
+            "finetune",
+            "--model",
+            "{dir}/ml",
+            "--out",
+            "{dir}/ml-ft",
+            "--dataset",
+            "mnist8",
+        ],
+        2,
+        &["nmflow finetune takes models whose field runs on the weights"],
     );
 }
 

@@ -480,6 +480,12 @@ impl TrainRequest {
         dir: &Path,
     ) -> Result<MetaConfig, MetaError> {
         use crate::meta::latent::codec;
+        if !dir.join(codec::SETTINGS).is_file() {
+            return Err(MetaError::file(
+                dir,
+                "--latent: not a VAE directory (written by `nmflow vae`): it has no vae.json",
+            ));
+        }
         let vae: crate::meta::latent::config::VaeConfig =
             super::files::read_json(&dir.join(codec::SETTINGS))?;
         if vae.zoo_manifest_sha256 != sha256 {

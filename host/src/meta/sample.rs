@@ -104,7 +104,12 @@ impl<B: Backend> MetaModel<B> {
             return Err(MetaError::file(
                 dir.join(files::LAYOUT),
                 format!(
-                    "describes a {p}-value state in {} blocks, but the field's state has {} values and the normalization {} blocks of {} values; the files come from different models",
+                    "describes {} in {} blocks, but the field's state has {} values and the normalization {} blocks of {} values; the files come from different models",
+                    if latent.is_some() {
+                        format!("a {p}-value latent")
+                    } else {
+                        format!("{p}-parameter classifiers")
+                    },
                     blocks.len(),
                     config.field.dim,
                     normalizer.block_len.len(),
