@@ -841,7 +841,7 @@ fn vae_and_latent_models_bad_input() {
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         case(&a, code, &[needle]);
     }
-    // Commands that need a field on the weights name the latent model.
+    // A command that needs a field on the weights names the latent model.
     case(
         &["export", "--model", "{dir}/ml", "--out", "{dir}/ml.nmf"],
         2,
@@ -849,19 +849,6 @@ fn vae_and_latent_models_bad_input() {
             "nmflow export takes models whose field runs on the weights",
             "latent model",
         ],
-    );
-    case(
-        &[
-            "finetune",
-            "--model",
-            "{dir}/ml",
-            "--out",
-            "{dir}/ml-ft",
-            "--dataset",
-            "mnist8",
-        ],
-        2,
-        &["nmflow finetune takes models whose field runs on the weights"],
     );
 }
 

@@ -153,6 +153,47 @@ fn a_vae_and_a_latent_flow_make_working_classifiers() {
         r.w1
     );
 
+    // Fine-tuning tilts the latent flow through the frozen decoder and writes a latent model
+    // that loads and samples.
+    let ft_cfg = nmflow_host::meta::finetune::FinetuneConfig {
+        method: nmflow_host::meta::finetune::Method::Adjoint,
+        reward: nmflow_host::meta::finetune::RewardKind::Ce,
+        dataset: "mnist8".parse().unwrap(),
+        lambda: 1000.0,
+        iterations: 6,
+        trajectories: 8,
+        steps: 10,
+        t0: 0.1,
+        lr: 1e-3,
+        reward_images: 256,
+        eval_every: 3,
+        eval_samples: 8,
+        seed: 0,
+        base: out.display().to_string(),
+        base_field_sha256: None,
+    };
+    let ft_env = nmflow_host::meta::finetune::FinetuneEnv {
+        data_dir: data_dir(),
+        quiet: true,
+        force: false,
+    };
+    let ft_out = tmp.join("finetuned");
+    let ft = nmflow_host::meta::finetune::finetune::<CpuAutodiff>(
+        &ft_cfg,
+        &out,
+        &ft_out,
+        &ft_env,
+        &Default::default(),
+    )
+    .unwrap();
+    assert!(ft.acc_after.is_finite() && ft.acc_before > 0.5, "{ft:?}");
+    let tuned = MetaModel::<Cpu>::load(&ft_out, &Default::default()).unwrap();
+    assert!(tuned.latent.is_some());
+    let (wt, _) = tuned
+        .sample(4, solver, steps, 3, &Default::default())
+        .unwrap();
+    assert_eq!(wt.len(), 4 * model.layout.num_params());
+
     // Commands that need a field on the weights refuse a latent model by name.
     let err = nmflow_host::export::export(
         &out,

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use self::adjoint::{AdjointSettings, MomentRows, StateReward};
 use self::memoryless::SourceMoments;
 use super::files::{self, read_json, write_json};
+use super::latent::codec::Codec;
 use super::reward::{DataReward, Reward};
 use super::sample::MetaModel;
 use super::train::{Engine, TrainSummary, checkpoint, save_field};
@@ -230,18 +231,58 @@ pub struct FinetuneSummary {
     pub out: PathBuf,
 }
 
-/// The cross-entropy reward on a dataset's training images, `m` per evaluation.
+/// The cross-entropy reward on a dataset's training images, `m` per evaluation; for a latent
+/// model, of the classifiers decoded from the states (the gradient flows through the frozen
+/// decoder).
 struct ImageReward<'a, B: AutodiffBackend> {
     reward: &'a DataReward<B>,
     images: usize,
     rng: Rng,
+    decoder: Option<&'a LatentDecoder<B>>,
+}
+
+/// A latent model's frozen decoder on standardized latents: `vae.decode(z·s + m)`, the VAE's
+/// standardized weights.
+struct LatentDecoder<B: AutodiffBackend> {
+    vae: crate::meta::latent::network::Vae<B>,
+    std: Tensor<B, 2>,
+    mean: Tensor<B, 2>,
+}
+
+impl<B: AutodiffBackend> LatentDecoder<B> {
+    fn new(base: &MetaModel<B>, device: &B::Device) -> Option<Self> {
+        let codec = base.latent.as_ref()?;
+        let (std, mean) = base.normalizer.scale_rows::<B>(device);
+        Some(Self {
+            vae: codec.vae.clone().no_grad(),
+            std,
+            mean,
+        })
+    }
+
+    fn decode(&self, states: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.vae
+            .decode(states * self.std.clone() + self.mean.clone())
+    }
+}
+
+impl<B: AutodiffBackend> ImageReward<'_, B> {
+    /// The classifiers' states in the reward's units.
+    fn weights(&self, states: Tensor<B, 2>) -> Tensor<B, 2> {
+        match self.decoder {
+            Some(d) => d.decode(states),
+            None => states,
+        }
+    }
 }
 
 impl<B: AutodiffBackend> StateReward<B> for ImageReward<'_, B> {
     fn grad(&mut self, states: Tensor<B::InnerBackend, 2>) -> (Tensor<B::InnerBackend, 2>, f64) {
         let n = states.dims()[0];
         let x = Tensor::<B, 2>::from_inner(states).require_grad();
-        let loss = self.reward.loss(x.clone(), self.images, &mut self.rng);
+        let loss = self
+            .reward
+            .loss(self.weights(x.clone()), self.images, &mut self.rng);
         let value: f32 = loss.clone().into_scalar().elem();
         let grads = loss.backward();
         let g = x.grad(&grads).unwrap_or_else(|| x.inner().zeros_like());
@@ -250,7 +291,8 @@ impl<B: AutodiffBackend> StateReward<B> for ImageReward<'_, B> {
     }
 
     fn value(&mut self, states: Tensor<B, 2>) -> Tensor<B, 1> {
-        self.reward.loss(states, self.images, &mut self.rng).neg()
+        let w = self.weights(states);
+        self.reward.loss(w, self.images, &mut self.rng).neg()
     }
 }
 
@@ -280,7 +322,6 @@ pub fn finetune<B: AutodiffBackend>(
 ) -> Result<FinetuneSummary, MetaError> {
     cfg.validate()?;
     let base = MetaModel::<B>::load(base_dir, device)?;
-    base.require_weight_space("nmflow finetune")?;
     let arch = Arch::of_layout(&base.layout).ok_or_else(|| {
         MetaError::file(
             base_dir.join(files::LAYOUT),
@@ -303,16 +344,25 @@ pub fn finetune<B: AutodiffBackend>(
         return Ok(done);
     }
     write_json(&out.join(SETTINGS), cfg)?;
+    if base.latent.is_some() {
+        // The fine-tuned model decodes with the base's VAE: it carries its own copy.
+        let folder = crate::meta::latent::codec::MODEL_FOLDER;
+        crate::meta::latent::codec::copy_files(&base_dir.join(folder), &out.join(folder))?;
+    }
 
+    // The reward scores weights standardized as the classifiers' own (a latent model's VAE's).
     let reward = DataReward::<B>::new(
         Reward::CrossEntropy,
         &arch,
         &base.layout,
         &data,
-        &base.normalizer,
+        base.latent
+            .as_ref()
+            .map_or(&base.normalizer, |c| &c.normalizer),
         device,
     );
-    let moments = SourceMoments::of(&base.config.source, &base.layout, &base.normalizer);
+    let decoder = LatentDecoder::new(&base, device);
+    let moments = source_moments(&base, cfg.seed, device)?;
     let rows_dev = MomentRows::<B::InnerBackend>::new(&moments, device);
     let frozen = base.field.clone().no_grad();
     let mut optim = AdamSettings::BURN
@@ -337,7 +387,7 @@ pub fn finetune<B: AutodiffBackend>(
         steps: cfg.steps,
         t0: cfg.t0,
     };
-    let p = base.layout.num_params();
+    let p = base.state_dim();
     let bar = progress::bar(cfg.iterations as u64, "iterations", env.quiet);
     bar.set_position(state.step as u64);
     let start = Instant::now();
@@ -345,13 +395,18 @@ pub fn finetune<B: AutodiffBackend>(
     while state.step < cfg.iterations {
         let it = state.step;
         let seed = derive_seed(cfg.seed, it as u64);
-        let mut x0 = Vec::with_capacity(cfg.trajectories * p);
-        base.config.source.sample_into(
-            &base.layout,
-            cfg.trajectories,
-            &mut Rng::new(seed, STREAM_SOURCE),
-            &mut x0,
-        );
+        let mut x0 = if base.latent.is_some() {
+            base.source_samples(cfg.trajectories, seed, device)?
+        } else {
+            let mut x0 = Vec::with_capacity(cfg.trajectories * p);
+            base.config.source.sample_into(
+                &base.layout,
+                cfg.trajectories,
+                &mut Rng::new(seed, STREAM_SOURCE),
+                &mut x0,
+            );
+            x0
+        };
         base.normalizer.apply(&mut x0);
         let x0 = Tensor::<B::InnerBackend, 2>::from_data(
             TensorData::new(x0, [cfg.trajectories, p]),
@@ -361,6 +416,7 @@ pub fn finetune<B: AutodiffBackend>(
             reward: &reward,
             images: cfg.reward_images,
             rng: Rng::new(seed, STREAM_REWARD),
+            decoder: decoder.as_ref(),
         };
         let (loss, stats) = match cfg.method {
             Method::Adjoint => adjoint::adjoint_loss(
@@ -536,6 +592,49 @@ impl<'a> Evaluation<'a> {
     }
 }
 
+/// The source's moments in the base's standardized coordinates: in closed form for a weight
+/// model or a Gaussian latent source; for the encoded Kaiming source of a latent model, the
+/// per-coordinate mean and standard deviation of 4,096 encoded draws (an approximation, as for
+/// any non-Gaussian source).
+fn source_moments<B: AutodiffBackend>(
+    base: &MetaModel<B>,
+    seed: u64,
+    device: &B::Device,
+) -> Result<SourceMoments, MetaError> {
+    let Some(codec) = &base.latent else {
+        return Ok(SourceMoments::of(
+            &base.config.source,
+            &base.layout,
+            &base.normalizer,
+        ));
+    };
+    let latent = crate::meta::latent::codec::latent_layout(codec.latent());
+    if matches!(base.config.source, super::source::Source::Gaussian { .. }) {
+        return Ok(SourceMoments::of(
+            &base.config.source,
+            &latent,
+            &base.normalizer,
+        ));
+    }
+    let n = 4096;
+    let mut z = base.source_samples(n, derive_seed(seed, u64::MAX), device)?;
+    base.normalizer.apply(&mut z);
+    let l = codec.latent();
+    let (mut mean, mut scale) = (vec![0.0f32; l], vec![0.0f32; l]);
+    for j in 0..l {
+        let col = z.iter().skip(j).step_by(l).map(|&v| f64::from(v));
+        let (s, s2) = col.fold((0.0, 0.0), |(a, b), v| (a + v, b + v * v));
+        let m = s / n as f64;
+        mean[j] = m as f32;
+        scale[j] = ((s2 / n as f64 - m * m).max(1e-12).sqrt()) as f32;
+    }
+    Ok(SourceMoments {
+        mean,
+        scale,
+        exact: false,
+    })
+}
+
 /// The base model's settings with another field, on the inner backend.
 fn inner_model<B: AutodiffBackend>(
     base: &MetaModel<B>,
@@ -546,7 +645,7 @@ fn inner_model<B: AutodiffBackend>(
         normalizer: base.normalizer.clone(),
         layout: base.layout.clone(),
         field,
-        latent: None,
+        latent: base.latent.as_ref().map(Codec::valid),
     }
 }
 
