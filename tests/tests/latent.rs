@@ -6,7 +6,7 @@
 use nmflow_host::backend::{Cpu, CpuAutodiff};
 use nmflow_host::meta::config::{LrSchedule, TrainRequest, manifest_hash};
 use nmflow_host::meta::latent::config::{Symmetry, VaeConfig};
-use nmflow_host::meta::latent::network::VaeShape;
+use nmflow_host::meta::latent::network::{DecoderKind, VaeShape};
 use nmflow_host::meta::latent::train::{VaeEnv, train_vae};
 use nmflow_host::meta::sample::MetaModel;
 use nmflow_host::meta::train::{Engine, TrainEnv, train_meta};
@@ -21,6 +21,8 @@ fn vae_config(zoo: &std::path::Path, latent: usize) -> VaeConfig {
             latent,
             hidden: 128,
             depth: 2,
+            decoder: DecoderKind::Mlp,
+            units: nmflow_host::meta::field::SetDims::of(&manifest.layout),
         },
         beta: 0.01,
         functional_weight: 1.0,

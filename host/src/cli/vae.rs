@@ -10,8 +10,9 @@ use burn::tensor::backend::AutodiffBackend;
 use crate::backend::{BackendJob, dispatch};
 use crate::data;
 use crate::meta::config::{LrSchedule, manifest_hash};
+use crate::meta::field::SetDims;
 use crate::meta::latent::config::{Symmetry, VaeConfig};
-use crate::meta::latent::network::VaeShape;
+use crate::meta::latent::network::{DecoderKind, VaeShape};
 use crate::meta::latent::train::{VaeEnv, VaeSummary, train_vae};
 use crate::zoo::Manifest;
 
@@ -55,6 +56,12 @@ pub struct VaeArgs {
     /// Hidden layers of the encoder, and of the decoder.
     #[arg(long, default_value_t = 2)]
     pub depth: usize,
+    /// Decoder: `mlp` (from z to the whole weight vector) or `units` (one-hidden-layer MLP
+    /// classifiers: every hidden unit's weights decoded by one shared layer from the trunk's
+    /// output and a learned slot embedding; its output layer has one unit's size, so it is far
+    /// smaller for wide inputs such as MNIST's).
+    #[arg(long, value_enum, default_value_t = DecoderKind::Mlp)]
+    pub decoder: DecoderKind,
     /// Optimizer steps.
     #[arg(long, default_value_t = 4000)]
     pub steps: usize,
@@ -103,6 +110,8 @@ pub fn exec(a: &VaeArgs) -> Result<()> {
             latent: a.latent,
             hidden: a.hidden,
             depth: a.depth,
+            decoder: a.decoder,
+            units: SetDims::of(&manifest.layout),
         },
         beta: a.beta,
         functional_weight: a.functional_weight,

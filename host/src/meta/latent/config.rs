@@ -2,9 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::network::VaeShape;
+use super::network::{DecoderKind, VaeShape};
 use crate::error::UsageError;
 use crate::meta::config::LrSchedule;
+use crate::meta::field::SetDims;
 use crate::zoo::Manifest;
 
 /// How the VAE treats the hidden-unit permutation symmetry of MLP classifiers.
@@ -103,6 +104,22 @@ impl VaeConfig {
                 "the VAE's input has {} values, but the zoo's classifiers have {} parameters",
                 self.shape.dim, manifest.num_params
             ));
+        }
+        if self.shape.decoder == DecoderKind::Units {
+            match SetDims::of(&manifest.layout) {
+                None => {
+                    return bad(format!(
+                        "--decoder units needs a one-hidden-layer MLP classifier, but the zoo's is {}; use --decoder mlp",
+                        manifest.config.arch
+                    ));
+                }
+                Some(d) if self.shape.units != Some(d) => {
+                    return bad(
+                        "the units decoder's token dimensions differ from the zoo's layout".into(),
+                    );
+                }
+                Some(_) => {}
+            }
         }
         if self.shape.latent >= self.shape.dim {
             return bad(format!(
