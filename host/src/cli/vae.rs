@@ -58,9 +58,9 @@ pub struct VaeArgs {
     #[arg(long, default_value_t = 2)]
     pub depth: usize,
     /// Decoder: `mlp` (from z to the whole weight vector) or `units` (one-hidden-layer MLP
-    /// classifiers: every hidden unit's weights decoded by one shared layer from the trunk's
-    /// output and a learned slot embedding; its output layer has one unit's size, so it is far
-    /// smaller for wide inputs such as MNIST's).
+    /// classifiers: every hidden unit's weights decoded by a shared two-layer network from the
+    /// trunk's output and a learned slot embedding; its output layer has one unit's size, so it
+    /// is far smaller for wide inputs such as MNIST's; BENCHMARKS.md: below `mlp` so far).
     #[arg(long, value_enum, default_value_t = DecoderKind::Mlp)]
     pub decoder: DecoderKind,
     /// Optimizer steps.

@@ -4,9 +4,9 @@
 //! the mean and log-variance of a diagonal Gaussian posterior over `L` latent values. Decoder
 //! (`--decoder`): an MLP (SiLU) from `z` back to the `D` values (`mlp`), or, for one-hidden-layer
 //! MLP classifiers, a decoder over hidden units (`units`): a trunk MLP maps `z` to `h`, and hidden
-//! unit `j` (in canonical order) is the token `[W1[j, :], b1[j], W2[:, j]]` decoded by one shared
-//! layer from `silu(A·h + e_j)` with a learned slot embedding `e_j`; the output bias comes from
-//! `h`. Its output layer has the size of one token, not of the whole classifier, so it is far
+//! unit `j` (in canonical order) is the token `[W1[j, :], b1[j], W2[:, j]]` decoded by a shared
+//! two-layer network from `silu(A·h + e_j)` with a learned slot embedding `e_j`
+//! (`token(silu(A₂·silu(A·h + e_j)))`); the output bias comes from `h`. Its output layer has the size of one token, not of the whole classifier, so it is far
 //! smaller where classifiers are large (MNIST). The loss per classifier is
 //! `‖x̂ − x‖²/D + β·KL(q(z|x) ‖ N(0, I))/D` (both per weight coordinate, so β = 1 is the ELBO of
 //! a Gaussian likelihood with variance ½ per standardized coordinate), plus the functional term of
@@ -78,6 +78,7 @@ impl VaeShape {
             (DecoderKind::Units, Some(u)) => [
                 lin(u.units, h)?,
                 lin(h, h)?,
+                lin(h, h)?,
                 lin(h, u.d_in + 1 + u.d_out)?,
                 lin(h, u.d_out)?,
             ]
@@ -110,6 +111,7 @@ impl VaeShape {
             (DecoderKind::Units, Some(u)) => Some(UnitDecoder {
                 slots: lin(u.units, h),
                 mix: lin(h, h),
+                inner: lin(h, h),
                 token: lin(h, u.d_in + 1 + u.d_out),
                 bias: lin(h, u.d_out),
                 units: u.units,
@@ -153,6 +155,7 @@ pub struct UnitDecoder<B: Backend> {
     /// Slot embeddings `e_j`: row `j` of this layer's weights plus its bias.
     slots: Linear<B>,
     mix: Linear<B>,
+    inner: Linear<B>,
     token: Linear<B>,
     bias: Linear<B>,
     units: usize,
@@ -175,7 +178,7 @@ impl<B: Backend> UnitDecoder<B> {
         ));
         let mixed: Tensor<B, 3> =
             self.mix.forward(h.clone()).reshape([n, 1, width]) + slots.reshape([1, u, width]);
-        let tokens = self.token.forward(silu(mixed));
+        let tokens = self.token.forward(silu(self.inner.forward(silu(mixed))));
         let w1 = tokens
             .clone()
             .slice([0..n, 0..u, 0..d_in])
@@ -322,7 +325,7 @@ mod tests {
         let slot = u.slots.forward(eye).slice([1..2, 0..4]);
         let token: Vec<f32> = u
             .token
-            .forward(silu(u.mix.forward(h) + slot))
+            .forward(silu(u.inner.forward(silu(u.mix.forward(h) + slot))))
             .into_data()
             .to_vec()
             .unwrap();
