@@ -178,7 +178,13 @@ impl<B: Backend> UnitDecoder<B> {
         ));
         let mixed: Tensor<B, 3> =
             self.mix.forward(h.clone()).reshape([n, 1, width]) + slots.reshape([1, u, width]);
-        let tokens = self.token.forward(silu(self.inner.forward(silu(mixed))));
+        // Per-token layers as 2-D products over all `n·u` tokens (burn's rank-3 `Linear`
+        // broadcasts its weight over the batch, which is far slower).
+        let flat = silu(mixed).reshape([n * u, width]);
+        let tokens =
+            self.token
+                .forward(silu(self.inner.forward(flat)))
+                .reshape([n, u, d_in + 1 + d_out]);
         let w1 = tokens
             .clone()
             .slice([0..n, 0..u, 0..d_in])
