@@ -1,0 +1,166 @@
+"""PyTorch CPU reference for `nmflow train`'s default recipe on a one-hidden-layer MLP zoo: the
+permutation-equivariant set field (hidden units as tokens, DeepSets pooling, residual blocks, a
+pooled head for the output bias), NM-CFM with the natural coupling and hidden-unit permutation
+augmentation, plus the functional term on the sampler itself (K Euler steps from fresh
+Kaiming-uniform source samples, backpropagated through every step, then the generated
+classifiers' cross-entropy on a minibatch of training images). The same shapes, batch, optimizer
+and data as `nmflow train --field set`; the learning rate is constant (a schedule does not change
+the cost of a step). Prints one JSON object with the training steps per second.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file
+
+from torch_zoo import load_mnist
+
+
+class SetField(torch.nn.Module):
+    """Mirrors host/src/meta/field.rs `SetField::forward`."""
+
+    def __init__(self, units, d_in, d_out, hidden, depth, time_dim):
+        super().__init__()
+        tok = d_in + 1 + d_out
+        self.units, self.d_in, self.d_out = units, d_in, d_out
+        lin = torch.nn.Linear
+        self.embed = lin(tok, hidden)
+        self.global_in = lin(d_out, hidden)
+        self.time_in = lin(time_dim, hidden)
+        self.blocks = torch.nn.ModuleList(
+            torch.nn.ModuleList([lin(hidden, hidden), lin(hidden, hidden), lin(hidden, hidden)])
+            for _ in range(depth))
+        self.token_out = lin(hidden, tok)
+        self.global_out = lin(hidden, d_out)
+        half = time_dim // 2
+        self.register_buffer("freqs", torch.tensor(
+            [2 * math.pi * 100 ** (j / max(half - 1, 1)) for j in range(half)]))
+
+    def forward(self, x, t):
+        u, d_in, d_out = self.units, self.d_in, self.d_out
+        n = x.shape[0]
+        w1 = x[:, : u * d_in].reshape(n, u, d_in)
+        b1 = x[:, u * d_in: u * d_in + u].reshape(n, u, 1)
+        w2 = x[:, u * d_in + u: u * d_in + u + d_out * u].reshape(n, d_out, u).transpose(1, 2)
+        b2 = x[:, u * d_in + u + d_out * u:]
+        tokens = torch.cat([w1, b1, w2], 2)
+        ang = t * self.freqs
+        context = (self.time_in(torch.cat([ang.sin(), ang.cos()], 1)) + self.global_in(b2))
+        context = context.unsqueeze(1)
+        h = self.embed(tokens) + context
+        for local, pooled, mlp in self.blocks:
+            z = torch.nn.functional.silu(local(h) + pooled(h.mean(1, keepdim=True)) + context)
+            h = h + mlp(z)
+        v = self.token_out(torch.nn.functional.silu(h))
+        vg = self.global_out(torch.nn.functional.silu(h.mean(1) + context.squeeze(1)))
+        return torch.cat([v[:, :, :d_in].reshape(n, -1), v[:, :, d_in],
+                          v[:, :, d_in + 1:].transpose(1, 2).reshape(n, -1), vg], 1)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--zoo", required=True)
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--time-dim", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--functional-weight", type=float, default=2.0)
+    p.add_argument("--functional-batch", type=int, default=256)
+    p.add_argument("--functional-rollout", type=int, default=4)
+    p.add_argument("--functional-samples", type=int, default=32)
+    args = p.parse_args()
+    manifest = json.load(open(os.path.join(args.zoo, "manifest.json")))
+    assert manifest["config"]["dataset"] == "mnist", "the reference reads the mnist view"
+    held = set(manifest["split"]["heldout"])
+    trajs = []
+    for f in sorted(glob.glob(os.path.join(args.zoo, "shard-*.safetensors"))):
+        t = load_file(f)
+        for i, r in enumerate(t["run"]):
+            if int(r) not in held:
+                trajs.append(t["weights"][i])
+    data = torch.from_numpy(np.stack(trajs))  # [R, K+1, P]
+    blocks = manifest["layout"]["blocks"]
+    sizes = [int(np.prod(b["shape"])) for b in blocks]
+    mean = torch.empty(data.shape[-1])
+    std = torch.empty(data.shape[-1])
+    bound = torch.empty(data.shape[-1])
+    off = 0
+    for b, s in zip(blocks, sizes):
+        chunk = data[..., off:off + s]
+        mean[off:off + s] = chunk.mean()
+        std[off:off + s] = chunk.std(unbiased=False)
+        bound[off:off + s] = b["bound"]
+        off += s
+    z = (data - mean) / std
+    (u, d_in), d_out = blocks[0]["shape"], blocks[2]["shape"][0]
+    field = SetField(u, d_in, d_out, args.hidden, args.depth, args.time_dim)
+    opt = torch.optim.Adam(field.parameters(), lr=args.lr)
+    (xtr, ytr), _ = load_mnist(args.data_dir)
+    onehot = torch.nn.functional.one_hot(ytr, 10).float()
+    R, K = z.shape[0], z.shape[1] - 1
+
+    def permute(x, perm):
+        w1 = x[:, : u * d_in].reshape(-1, u, d_in)
+        b1 = x[:, u * d_in: u * d_in + u]
+        w2 = x[:, u * d_in + u: u * d_in + u + d_out * u].reshape(-1, d_out, u)
+        b2 = x[:, u * d_in + u + d_out * u:]
+        w1 = torch.gather(w1, 1, perm.unsqueeze(-1).expand(-1, -1, d_in))
+        b1 = torch.gather(b1, 1, perm)
+        w2 = torch.gather(w2, 2, perm.unsqueeze(1).expand(-1, d_out, -1))
+        return torch.cat([w1.reshape(len(x), -1), b1, w2.reshape(len(x), -1), b2], 1)
+
+    def cross_entropy(w_std):
+        w = w_std * std + mean
+        n = w.shape[0]
+        w1 = w[:, : u * d_in].reshape(n, u, d_in)
+        b1 = w[:, u * d_in: u * d_in + u]
+        w2 = w[:, u * d_in + u: u * d_in + u + d_out * u].reshape(n, d_out, u)
+        b2 = w[:, u * d_in + u + d_out * u:]
+        idx = torch.randint(xtr.shape[0], (args.functional_batch,))
+        x, y = xtr[idx], onehot[idx]
+        h = torch.relu(torch.einsum("md,nud->nmu", x, w1) + b1.unsqueeze(1))
+        logits = torch.einsum("nmu,nou->nmo", h, w2) + b2.unsqueeze(1)
+        return -(torch.log_softmax(logits, 2) * y).sum() / (args.functional_batch * n)
+
+    def step():
+        i = torch.randint(R, (args.batch_size,))
+        t = torch.rand(args.batch_size, 1)
+        perm = torch.argsort(torch.rand(args.batch_size, u), 1)
+        x0, x1 = permute(z[i, 0], perm), permute(z[i, K], perm)
+        xt = (1 - t) * x0 + t * x1
+        loss = ((field(xt, t) - (x1 - x0)) ** 2).mean()
+        if args.functional_weight > 0:
+            n = args.functional_samples
+            s = ((torch.rand(n, z.shape[-1]) * 2 - 1) * bound - mean) / std
+            for j in range(args.functional_rollout):
+                s = s + field(s, torch.full((n, 1), j / args.functional_rollout)) \
+                    / args.functional_rollout
+            loss = loss + args.functional_weight * cross_entropy(s)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    for _ in range(10):
+        step()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        last = step()
+    seconds = time.perf_counter() - start
+    print(json.dumps({
+        "impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "steps": args.steps, "seconds": seconds, "steps_per_second": args.steps / seconds,
+        "field_params": sum(p.numel() for p in field.parameters()), "final_loss": last,
+    }))
+
+
+if __name__ == "__main__":
+    main()
