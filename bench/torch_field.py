@@ -4,15 +4,11 @@ per-block standardization, hidden-unit permutation augmentation). Prints one JSO
 training steps per second.
 """
 import argparse
-import glob
-import json
 import math
-import os
-import time
 
-import numpy as np
 import torch
-from safetensors.numpy import load_file
+
+from torch_common import load_zoo, permuter, timed
 
 
 def main():
@@ -25,26 +21,8 @@ def main():
     p.add_argument("--time-dim", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     args = p.parse_args()
-    manifest = json.load(open(os.path.join(args.zoo, "manifest.json")))
-    held = set(manifest["split"]["heldout"])
-    trajs = []
-    for f in sorted(glob.glob(os.path.join(args.zoo, "shard-*.safetensors"))):
-        t = load_file(f)
-        for i, r in enumerate(t["run"]):
-            if int(r) not in held:
-                trajs.append(t["weights"][i])
-    data = torch.from_numpy(np.stack(trajs))  # [R, K+1, P]
+    z, _, _, manifest = load_zoo(args.zoo)
     blocks = manifest["layout"]["blocks"]
-    sizes = [int(np.prod(b["shape"])) for b in blocks]
-    mean = torch.empty(data.shape[-1])
-    std = torch.empty(data.shape[-1])
-    off = 0
-    for s in sizes:
-        chunk = data[..., off:off + s]
-        mean[off:off + s] = chunk.mean()
-        std[off:off + s] = chunk.std(unbiased=False)
-        off += s
-    z = (data - mean) / std
     # one-hidden-layer MLP classifier: hidden units permute rows of W1, b1 and columns of W2
     (h, d_in), d_out = blocks[0]["shape"], blocks[2]["shape"][0]
     P = z.shape[-1]
@@ -60,16 +38,7 @@ def main():
     opt = torch.optim.Adam(field.parameters(), lr=args.lr)
     R, K = z.shape[0], z.shape[1] - 1
 
-    def permute(x, perm):
-        w1 = x[:, : h * d_in].reshape(-1, h, d_in)
-        b1 = x[:, h * d_in: h * d_in + h]
-        w2 = x[:, h * d_in + h: h * d_in + h + d_out * h].reshape(-1, d_out, h)
-        b2 = x[:, h * d_in + h + d_out * h:]
-        idx = perm.unsqueeze(-1)
-        w1 = torch.gather(w1, 1, idx.expand(-1, -1, d_in))
-        b1 = torch.gather(b1, 1, perm)
-        w2 = torch.gather(w2, 2, perm.unsqueeze(1).expand(-1, d_out, -1))
-        return torch.cat([w1.reshape(len(x), -1), b1, w2.reshape(len(x), -1), b2], 1)
+    permute = permuter(h, d_in, d_out)
 
     def step():
         i = torch.randint(R, (args.batch_size,))
@@ -87,17 +56,7 @@ def main():
         opt.step()
         return loss.item()
 
-    for _ in range(20):
-        step()
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        last = step()
-    seconds = time.perf_counter() - start
-    print(json.dumps({
-        "impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "steps": args.steps, "seconds": seconds, "steps_per_second": args.steps / seconds,
-        "field_params": sum(p.numel() for p in field.parameters()), "final_loss": last,
-    }))
+    timed(step, args.steps, 20, field)
 
 
 if __name__ == "__main__":

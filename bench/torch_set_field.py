@@ -8,16 +8,11 @@ and data as `nmflow train --field set`; the learning rate is constant (a schedul
 the cost of a step). Prints one JSON object with the training steps per second.
 """
 import argparse
-import glob
-import json
 import math
-import os
-import time
 
-import numpy as np
 import torch
-from safetensors.numpy import load_file
 
+from torch_common import load_zoo, permuter, timed
 from torch_zoo import load_mnist
 
 
@@ -77,29 +72,10 @@ def main():
     p.add_argument("--functional-rollout", type=int, default=4)
     p.add_argument("--functional-samples", type=int, default=32)
     args = p.parse_args()
-    manifest = json.load(open(os.path.join(args.zoo, "manifest.json")))
+    z, mean, std, manifest = load_zoo(args.zoo)
     assert manifest["config"]["dataset"] == "mnist", "the reference reads the mnist view"
-    held = set(manifest["split"]["heldout"])
-    trajs = []
-    for f in sorted(glob.glob(os.path.join(args.zoo, "shard-*.safetensors"))):
-        t = load_file(f)
-        for i, r in enumerate(t["run"]):
-            if int(r) not in held:
-                trajs.append(t["weights"][i])
-    data = torch.from_numpy(np.stack(trajs))  # [R, K+1, P]
     blocks = manifest["layout"]["blocks"]
-    sizes = [int(np.prod(b["shape"])) for b in blocks]
-    mean = torch.empty(data.shape[-1])
-    std = torch.empty(data.shape[-1])
-    bound = torch.empty(data.shape[-1])
-    off = 0
-    for b, s in zip(blocks, sizes):
-        chunk = data[..., off:off + s]
-        mean[off:off + s] = chunk.mean()
-        std[off:off + s] = chunk.std(unbiased=False)
-        bound[off:off + s] = b["bound"]
-        off += s
-    z = (data - mean) / std
+    bound = torch.cat([torch.full((int(math.prod(b["shape"])),), b["bound"]) for b in blocks])
     (u, d_in), d_out = blocks[0]["shape"], blocks[2]["shape"][0]
     field = SetField(u, d_in, d_out, args.hidden, args.depth, args.time_dim)
     opt = torch.optim.Adam(field.parameters(), lr=args.lr)
@@ -107,15 +83,7 @@ def main():
     onehot = torch.nn.functional.one_hot(ytr, 10).float()
     R, K = z.shape[0], z.shape[1] - 1
 
-    def permute(x, perm):
-        w1 = x[:, : u * d_in].reshape(-1, u, d_in)
-        b1 = x[:, u * d_in: u * d_in + u]
-        w2 = x[:, u * d_in + u: u * d_in + u + d_out * u].reshape(-1, d_out, u)
-        b2 = x[:, u * d_in + u + d_out * u:]
-        w1 = torch.gather(w1, 1, perm.unsqueeze(-1).expand(-1, -1, d_in))
-        b1 = torch.gather(b1, 1, perm)
-        w2 = torch.gather(w2, 2, perm.unsqueeze(1).expand(-1, d_out, -1))
-        return torch.cat([w1.reshape(len(x), -1), b1, w2.reshape(len(x), -1), b2], 1)
+    permute = permuter(u, d_in, d_out)
 
     def cross_entropy(w_std):
         w = w_std * std + mean
@@ -149,17 +117,7 @@ def main():
         opt.step()
         return loss.item()
 
-    for _ in range(10):
-        step()
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        last = step()
-    seconds = time.perf_counter() - start
-    print(json.dumps({
-        "impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "steps": args.steps, "seconds": seconds, "steps_per_second": args.steps / seconds,
-        "field_params": sum(p.numel() for p in field.parameters()), "final_loss": last,
-    }))
+    timed(step, args.steps, 10, field)
 
 
 if __name__ == "__main__":

@@ -267,18 +267,25 @@ fn generation<B: Backend>(
     // A latent model's classifiers come out in the VAE's canonical unit order: the runs they are
     // compared with (novelty, W1) are put in it too, so that a copy of a run in another order is
     // not novel and the marginals are compared in one order.
-    let (mut nov_w, mut nov_train, mut nov_held) = (shown_w.clone(), train.clone(), held.clone());
-    let canonical = model.latent.as_ref().is_some_and(|c| {
-        c.canonicalize(&mut nov_w);
-        c.canonicalize(&mut nov_train.data);
-        c.canonicalize(&mut nov_held.data)
+    // Copies only where the order changes (a weight-space model is measured as it is).
+    let sorted = model.latent.as_ref().filter(|c| c.sorts()).map(|c| {
+        let (mut w, mut tr, mut he) = (shown_w.clone(), train.clone(), held.clone());
+        c.canonicalize(&mut w);
+        c.canonicalize(&mut tr.data);
+        c.canonicalize(&mut he.data);
+        (w, tr, he)
     });
+    let canonical = sorted.is_some();
+    let (nov_w, nov_train, nov_held) = match &sorted {
+        Some((w, tr, he)) => (&w[..], tr, he),
+        None => (&shown_w[..], train, held),
+    };
     let mut novelty = novelty::<B>(
         arch,
         &model.layout,
-        (&nov_w[..], shown_steps),
-        &nov_train,
-        &nov_held,
+        (nov_w, shown_steps),
+        nov_train,
+        nov_held,
         data,
         opts,
         device,
@@ -291,7 +298,7 @@ fn generation<B: Backend>(
         trained_heldout: acc_of(true),
         generated,
         novelty,
-        w1: fidelity(model, &x0, &nov_train, &nov_held, opts, device)?,
+        w1: fidelity(model, &x0, nov_train, nov_held, opts, device)?,
         path_loss: path_loss(model, arch, &x0, data, opts, device)?,
         downstream: None,
         step_robustness,

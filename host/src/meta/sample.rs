@@ -78,7 +78,7 @@ impl<B: Backend> MetaModel<B> {
                 if c.config.zoo_manifest_sha256 != config.zoo_manifest_sha256
                     || c.latent() != spec.dim
                     || c.layout != layout
-                    || codec::weights_sha256(&folder)? != spec.vae_sha256
+                    || c.weights_sha256.as_deref() != Some(spec.vae_sha256.as_str())
                 {
                     return Err(MetaError::file(
                         folder,

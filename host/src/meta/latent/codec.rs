@@ -48,6 +48,8 @@ pub struct Codec<B: Backend> {
     pub layout: Layout,
     /// The networks.
     pub vae: Vae<B>,
+    /// SHA-256 of the weights file it was loaded from (`None` for one assembled in memory).
+    pub weights_sha256: Option<String>,
     symmetry: Option<HiddenLayers>,
 }
 
@@ -75,8 +77,14 @@ impl<B: Backend> Codec<B> {
             normalizer,
             layout,
             vae,
+            weights_sha256: None,
             symmetry,
         }
+    }
+
+    /// Whether the VAE puts classifiers in canonical unit order (`--symmetry sort`).
+    pub fn sorts(&self) -> bool {
+        self.symmetry.is_some()
     }
 
     /// Loads the finished VAE in `dir`, checking that its files belong together and that the
@@ -116,7 +124,8 @@ impl<B: Backend> Codec<B> {
         }
         let bin = dir.join(WEIGHTS).with_extension("bin");
         let bytes = std::fs::read(&bin).map_err(|e| MetaError::file(&bin, e))?;
-        if crate::io::sha256_hex(&bytes) != summary.vae_sha256 {
+        let sha256 = crate::io::sha256_hex(&bytes);
+        if sha256 != summary.vae_sha256 {
             return Err(MetaError::file(
                 &bin,
                 "sha256 differs from the one vae-summary.json recorded: the weights were altered or damaged",
@@ -131,7 +140,10 @@ impl<B: Backend> Codec<B> {
                 device,
             )
             .map_err(|e| MetaError::file(&bin, e))?;
-        Ok(Self::new(config, normalizer, layout, vae))
+        Ok(Self {
+            weights_sha256: Some(sha256),
+            ..Self::new(config, normalizer, layout, vae)
+        })
     }
 
     /// Latent values per classifier.
@@ -143,22 +155,16 @@ impl<B: Backend> Codec<B> {
     /// `--symmetry sort`), standardized.
     pub fn prepare(&self, raw: &[f32]) -> Vec<f32> {
         let mut x = raw.to_vec();
-        if let Some(sym) = &self.symmetry {
-            sym.canonicalize(&mut x);
-        }
+        self.canonicalize(&mut x);
         self.normalizer.apply(&mut x);
         x
     }
 
-    /// Puts raw weight rows (`[n, P]`) into the VAE's canonical unit order in place; returns
-    /// whether the VAE has one (`--symmetry sort`).
-    pub fn canonicalize(&self, rows: &mut [f32]) -> bool {
-        match &self.symmetry {
-            Some(sym) => {
-                sym.canonicalize(rows);
-                true
-            }
-            None => false,
+    /// Puts raw weight rows (`[n, P]`) into the VAE's canonical unit order in place (nothing
+    /// with `--symmetry none`).
+    pub fn canonicalize(&self, rows: &mut [f32]) {
+        if let Some(sym) = &self.symmetry {
+            sym.canonicalize(rows);
         }
     }
 
@@ -199,12 +205,15 @@ impl<B: burn::tensor::backend::AutodiffBackend> Codec<B> {
     /// The same codec on the inner backend.
     pub fn valid(&self) -> Codec<B::InnerBackend> {
         use burn::module::AutodiffModule;
-        Codec::new(
-            self.config.clone(),
-            self.normalizer.clone(),
-            self.layout.clone(),
-            self.vae.valid(),
-        )
+        Codec {
+            weights_sha256: self.weights_sha256.clone(),
+            ..Codec::new(
+                self.config.clone(),
+                self.normalizer.clone(),
+                self.layout.clone(),
+                self.vae.valid(),
+            )
+        }
     }
 }
 

@@ -217,7 +217,7 @@ pub fn train_meta<B: AutodiffBackend>(
             let dir = Path::new(&spec.vae);
             let codec = Codec::<B::InnerBackend>::load(dir, device)?;
             if codec.config.zoo_manifest_sha256 != cfg.zoo_manifest_sha256
-                || codec::weights_sha256(dir)? != spec.vae_sha256
+                || codec.weights_sha256.as_deref() != Some(spec.vae_sha256.as_str())
             {
                 return Err(MetaError::file(
                     dir,
