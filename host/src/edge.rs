@@ -31,8 +31,26 @@ pub fn field_kind_name(file: &ModelFile<'_>) -> &'static str {
 }
 
 /// The field's layers with their names, in file order (`0`, `1`, … for an MLP field; `embed`,
-/// `global_in`, `time_in`, `block0.local`, …, `token_out`, `global_out` for a set field).
+/// `global_in`, `time_in`, `block0.local`, …, `token_out`, `global_out` for a set field), then a
+/// latent model's decoder layers (`decoder.trunk0`, …, then `decoder.out` or `decoder.slots`,
+/// `decoder.mix`, `decoder.inner`, `decoder.token`, `decoder.bias`).
 pub fn named_field_layers<'f, 'a>(file: &'f ModelFile<'a>) -> Vec<(String, &'f FieldLayer<'a>)> {
+    let mut named = field_layers(file);
+    if let Some(latent) = &file.latent {
+        let trunk = latent.trunk.len();
+        let head: &[&str] = match latent.head {
+            nmflow_format::DecoderHead::Dense(_) => &["out"],
+            nmflow_format::DecoderHead::Units(_) => &["slots", "mix", "inner", "token", "bias"],
+        };
+        let names = (0..trunk)
+            .map(|i| format!("decoder.trunk{i}"))
+            .chain(head.iter().map(|n| format!("decoder.{n}")));
+        named.extend(names.zip(latent.layers()));
+    }
+    named
+}
+
+fn field_layers<'f, 'a>(file: &'f ModelFile<'a>) -> Vec<(String, &'f FieldLayer<'a>)> {
     match &file.field {
         FieldNet::Mlp(layers) => layers
             .iter()
@@ -67,8 +85,12 @@ pub struct EdgeReport {
     pub steps: u16,
     /// Field evaluations per synthesized classifier.
     pub nfe: u32,
-    /// Multiply-accumulates of the field per synthesized classifier.
+    /// Multiply-accumulates per synthesized classifier: the field's, and a latent model's
+    /// decoder's.
     pub macs_per_synthesis: u64,
+    /// Latent values of a latent model (absent for a field on the weights).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latent_dim: Option<usize>,
     /// RAM a device workspace sized exactly for this model and its solver needs (bytes).
     pub workspace_bytes: usize,
     /// Classifiers synthesized.
@@ -190,7 +212,8 @@ pub fn edge_eval(
         solver: format!("{:?}", model.file.solver).to_lowercase(),
         steps: model.file.steps,
         nfe,
-        macs_per_synthesis: model.macs_per_evaluation() * u64::from(nfe),
+        macs_per_synthesis: model.macs_per_evaluation() * u64::from(nfe) + model.decoder_macs(),
+        latent_dim: model.is_latent().then(|| model.state_dim()),
         workspace_bytes: 4 * model.workspace_floats(model.file.solver),
         n,
         acc_mean: s.acc_mean,
@@ -277,8 +300,22 @@ pub struct ModelFileReport {
     pub workspace_bytes: usize,
     /// Field multiply-accumulates per evaluation.
     pub macs_per_evaluation: u64,
+    /// A latent model's latent size and decoder (absent for a field on the weights).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latent: Option<LatentInfo>,
     /// The calibrated shift section, when the file has one.
     pub shift: Option<ShiftInfo>,
+}
+
+/// What `nmflow inspect FILE` reports about a latent model's decoder.
+#[derive(Clone, Debug, Serialize)]
+pub struct LatentInfo {
+    /// Latent values (the ODE state).
+    pub dim: usize,
+    /// `dense` or `units`.
+    pub head: &'static str,
+    /// Decoder multiply-accumulates per classifier.
+    pub macs: u64,
 }
 
 /// What `nmflow inspect FILE` reports about a shift section.
@@ -390,6 +427,14 @@ pub fn describe(path: &Path) -> Result<ModelFileReport, MetaError> {
             .collect(),
         workspace_bytes: 4 * view.workspace_floats(m.solver),
         macs_per_evaluation: view.macs_per_evaluation(),
+        latent: m.latent.as_ref().map(|l| LatentInfo {
+            dim: l.dim as usize,
+            head: match l.head {
+                nmflow_format::DecoderHead::Dense(_) => "dense",
+                nmflow_format::DecoderHead::Units(_) => "units",
+            },
+            macs: view.decoder_macs(),
+        }),
         shift: m.shift.map(|s| ShiftInfo {
             statistic: crate::shift::edge::statistic_str(s.statistic),
             window: s.window,
@@ -442,10 +487,14 @@ impl std::fmt::Display for ModelFileReport {
                 l.d_in, l.d_out, l.activation, l.init_bound
             )?;
         }
-        let kind = match self.field_kind {
-            "set" => format!(
+        let kind = match (self.field_kind, &self.latent) {
+            ("set", _) => format!(
                 "set field (width {}, {} blocks; per-token layers run once per hidden unit)",
                 self.set_hidden, self.set_blocks
+            ),
+            (_, Some(l)) => format!(
+                "latent model: MLP field on a {}-value latent, then a {} decoder ({} MACs per classifier);",
+                l.dim, l.head, l.macs
             ),
             _ => "MLP field".to_string(),
         };

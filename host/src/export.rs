@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use nmflow_format::{
-    Activation, ClassifierLayer, FieldLayer, FieldNet, FieldWeights, ModelFile, Normalization,
-    SetBlock, SetNet, SolverKind, SourceKind, TimeEmbedding,
+    Activation, ClassifierLayer, DecoderHead, FieldLayer, FieldNet, FieldWeights, LatentSection,
+    ModelFile, Normalization, SetBlock, SetNet, SolverKind, SourceKind, TimeEmbedding, UnitsHead,
 };
 use serde::Serialize;
 
@@ -18,6 +18,7 @@ use crate::error::{MetaError, UsageError};
 use crate::flow::solver::Solver;
 use crate::io::{sha256_hex, write_atomic};
 use crate::meta::field::DenseLayer;
+use crate::meta::latent::network::DecoderKind;
 use crate::meta::sample::MetaModel;
 use crate::meta::source::Source;
 
@@ -60,10 +61,27 @@ pub struct ExportReport {
     pub field_bytes: usize,
     /// Parameters per synthesized classifier.
     pub num_params: usize,
-    /// Quantization error per field layer (zero for f32).
+    /// Quantization error per field layer (zero for f32), then per decoder layer of a latent
+    /// model.
     pub layers: Vec<LayerError>,
+    /// A latent model's decoder (absent for a model whose field runs on the weights).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latent: Option<LatentReport>,
     /// The output path.
     pub out: std::path::PathBuf,
+}
+
+/// What the file holds of a latent model's decoder.
+#[derive(Clone, Debug, Serialize)]
+pub struct LatentReport {
+    /// Latent values (the ODE state on the device).
+    pub dim: usize,
+    /// The decoder's structure.
+    pub decoder: DecoderKind,
+    /// Decoder parameters.
+    pub decoder_params: usize,
+    /// Bytes of decoder weights (+ scales) and biases.
+    pub decoder_bytes: usize,
 }
 
 /// Symmetric per-row int8 quantization of a row-major `[d_out][d_in]` matrix: `(q, scales)`.
@@ -192,6 +210,128 @@ fn encode_layers(
     (owned, errors)
 }
 
+/// A file layer borrowing its encoded bytes.
+fn file_layer<'a>(
+    l: &DenseLayer,
+    (w, s, b): &'a LayerBytes,
+    quant: Quant,
+    activation: Activation,
+) -> FieldLayer<'a> {
+    FieldLayer {
+        d_in: l.d_in as u32,
+        d_out: l.d_out as u32,
+        activation,
+        weights: match quant {
+            Quant::Int8 => FieldWeights::Int8 { q: w, scales: s },
+            Quant::F32 => FieldWeights::F32 { w },
+        },
+        bias: b,
+    }
+}
+
+/// Bytes of encoded layers.
+fn bytes_of(owned: &[LayerBytes]) -> usize {
+    owned
+        .iter()
+        .map(|(w, s, b)| w.len() + s.len() + b.len())
+        .sum()
+}
+
+/// A latent model's decoder, encoded: its layers (trunk then head), their bytes and errors.
+struct EncodedDecoder {
+    layers: Vec<DenseLayer>,
+    trunk: usize,
+    kind: DecoderKind,
+    owned: Vec<LayerBytes>,
+    errors: Vec<LayerError>,
+}
+
+impl EncodedDecoder {
+    fn new(
+        codec: &crate::meta::latent::codec::Codec<Cpu>,
+        quant: Quant,
+        first: usize,
+    ) -> Result<Self, MetaError> {
+        let d = codec.vae.decoder_layers()?;
+        let trunk = d.trunk.len();
+        let mut names: Vec<String> = (0..trunk).map(|i| format!("decoder.trunk{i}")).collect();
+        match d.kind {
+            DecoderKind::Mlp => names.push("decoder.out".into()),
+            DecoderKind::Units => names
+                .extend(["slots", "mix", "inner", "token", "bias"].map(|n| format!("decoder.{n}"))),
+        }
+        let mut layers = d.trunk;
+        layers.extend(d.head);
+        let (owned, mut errors) = encode_layers(&layers, &names, quant);
+        for e in &mut errors {
+            e.layer += first;
+        }
+        Ok(Self {
+            layers,
+            trunk,
+            kind: d.kind,
+            owned,
+            errors,
+        })
+    }
+
+    /// The file's latent section, borrowing this decoder's bytes and `state`'s statistics.
+    fn section<'a>(
+        &'a self,
+        dim: usize,
+        state: Normalization<'a>,
+        quant: Quant,
+        refuse: &dyn Fn(String) -> MetaError,
+    ) -> Result<LatentSection<'a>, MetaError> {
+        let mut all = self
+            .layers
+            .iter()
+            .zip(&self.owned)
+            .enumerate()
+            .map(|(i, (l, b))| {
+                let act = if i < self.trunk {
+                    Activation::Silu
+                } else {
+                    Activation::Identity
+                };
+                file_layer(l, b, quant, act)
+            });
+        let mut trunk = heapless::Vec::new();
+        for l in all.by_ref().take(self.trunk) {
+            trunk.push(l).map_err(|_| {
+                refuse(format!(
+                    "a decoder deeper than {} layers (--depth of nmflow vae)",
+                    nmflow_format::MAX_FIELD_LAYERS
+                ))
+            })?;
+        }
+        let rest: Vec<FieldLayer<'a>> = all.collect();
+        let head = match (self.kind, rest.as_slice()) {
+            (DecoderKind::Mlp, [out]) => DecoderHead::Dense(*out),
+            (DecoderKind::Units, [slots, mix, inner, token, bias]) => {
+                DecoderHead::Units(UnitsHead {
+                    slots: *slots,
+                    mix: *mix,
+                    inner: *inner,
+                    token: *token,
+                    bias: *bias,
+                })
+            }
+            _ => {
+                return Err(refuse(
+                    "the VAE's decoder has an unexpected number of layers".into(),
+                ));
+            }
+        };
+        Ok(LatentSection {
+            dim: dim as u32,
+            state,
+            trunk,
+            head,
+        })
+    }
+}
+
 /// The model id: the first 16 bytes of the SHA-256 of the model's `config.json`.
 fn model_id(model_dir: &Path) -> Result<[u8; 16], MetaError> {
     let path = model_dir.join(crate::meta::files::CONFIG);
@@ -217,8 +357,14 @@ pub fn export(
     out: &Path,
 ) -> Result<ExportReport, MetaError> {
     let model = MetaModel::<Cpu>::load(model_dir, &Default::default())?;
-    model.require_weight_space("nmflow export")?;
     let refuse = |why: String| refusal(model_dir, why);
+    if model.latent.is_some() && !matches!(model.config.source, Source::Gaussian { .. }) {
+        return Err(refuse(
+            "a latent model runs on the device only from an N(0, σ²) source (the encoded-Kaiming \
+             source would need the VAE's encoder there); train it with --source gaussian"
+                .into(),
+        ));
+    }
     // The field's layers as plain data, and their names in the file's order.
     let (set_hidden, layers) = if let Some((hidden, layers)) = model.field.set_dense_layers()? {
         (Some(hidden), layers)
@@ -245,30 +391,49 @@ pub fn export(
     };
     let layout = &model.layout;
     let classifier = classifier_layers(layout, model_dir)?;
-    let mean = le_bytes(&model.normalizer.mean);
-    let std = le_bytes(&model.normalizer.std);
+    // The file's normalization maps standardized weights to raw ones: the field's own for a
+    // weight-space model, the VAE's (whose decoder writes standardized weights) for a latent one;
+    // the latent state's statistics go into the latent section.
+    let weights_norm = model
+        .latent
+        .as_ref()
+        .map_or(&model.normalizer, |c| &c.normalizer);
+    let mean = le_bytes(&weights_norm.mean);
+    let std = le_bytes(&weights_norm.std);
+    let state_mean = le_bytes(&model.normalizer.mean);
+    let state_std = le_bytes(&model.normalizer.std);
     // Owned tensors first, then a file that borrows them.
-    let (owned, errors) = encode_layers(&layers, &names, quant);
+    let (owned, mut errors) = encode_layers(&layers, &names, quant);
+    let decoder = match &model.latent {
+        Some(codec) => Some(EncodedDecoder::new(codec, quant, layers.len())?),
+        None => None,
+    };
     let file_layers: Vec<FieldLayer<'_>> = layers
         .iter()
         .zip(&owned)
         .enumerate()
-        .map(|(i, (l, (w, s, b)))| FieldLayer {
-            d_in: l.d_in as u32,
-            d_out: l.d_out as u32,
+        .map(|(i, (l, b))| {
             // The set field's SiLUs are part of its architecture; its layers are affine.
-            activation: if set_hidden.is_some() || i + 1 == layers.len() {
+            let act = if set_hidden.is_some() || i + 1 == layers.len() {
                 Activation::Identity
             } else {
                 Activation::Silu
-            },
-            weights: match quant {
-                Quant::Int8 => FieldWeights::Int8 { q: w, scales: s },
-                Quant::F32 => FieldWeights::F32 { w },
-            },
-            bias: b,
+            };
+            file_layer(l, b, quant, act)
         })
         .collect();
+    let latent = match (&decoder, &model.latent) {
+        (Some(d), Some(codec)) => Some(d.section(
+            codec.latent(),
+            Normalization {
+                mean: &state_mean,
+                std: &state_std,
+            },
+            quant,
+            &refuse,
+        )?),
+        _ => None,
+    };
     let field = match set_hidden {
         Some(hidden) => {
             let [embed, global_in, time_in] = [file_layers[0], file_layers[1], file_layers[2]];
@@ -339,13 +504,23 @@ pub fn export(
             ))
         })?,
         shift: None,
+        latent,
     };
     let bytes = file.encode().map_err(|e| MetaError::file(out, e))?;
     write_atomic(out, &bytes).map_err(|e| MetaError::file(out, e))?;
-    let field_bytes = owned
-        .iter()
-        .map(|(w, s, b)| w.len() + s.len() + b.len())
-        .sum();
+    let field_bytes = bytes_of(&owned);
+    let latent = match (&decoder, &model.latent) {
+        (Some(d), Some(codec)) => {
+            errors.extend(d.errors.iter().cloned());
+            Some(LatentReport {
+                dim: codec.latent(),
+                decoder: d.kind,
+                decoder_params: codec.config.shape.decoder_params(),
+                decoder_bytes: bytes_of(&d.owned),
+            })
+        }
+        _ => None,
+    };
     Ok(ExportReport {
         bytes: bytes.len(),
         quant,
@@ -353,6 +528,7 @@ pub fn export(
         field_bytes,
         num_params: layout.num_params(),
         layers: errors,
+        latent,
         out: out.into(),
     })
 }

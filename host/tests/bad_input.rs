@@ -128,6 +128,26 @@ fn fixture() -> &'static Fixture {
             "16",
             "--quiet",
         ]);
+        // The same from the Gaussian latent source, which exports.
+        ok(&[
+            "train",
+            "--zoo",
+            &p("z0"),
+            "--out",
+            &p("mlg"),
+            "--latent",
+            &p("v0"),
+            "--source",
+            "gaussian",
+            "--coupling",
+            "independent",
+            "--steps",
+            "4",
+            "--hidden",
+            "16",
+            "--quiet",
+        ]);
+        ok(&["export", "--model", &p("mlg"), "--out", &p("mlg.nmf")]);
         ok(&[
             "sample",
             "--model",
@@ -841,14 +861,28 @@ fn vae_and_latent_models_bad_input() {
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         case(&a, code, &[needle]);
     }
-    // A command that needs a field on the weights names the latent model.
+    // The device draws its own latent source: a latent model from encoded Kaiming inits (which
+    // would need the encoder there) is refused, naming the flag that makes one that exports.
     case(
         &["export", "--model", "{dir}/ml", "--out", "{dir}/ml.nmf"],
         2,
         &[
-            "nmflow export takes models whose field runs on the weights",
-            "latent model",
+            "a latent model runs on the device only from an N(0, σ²) source",
+            "--source gaussian",
         ],
+    );
+    // The device's shift detector guides a field on the weights: a latent model file is refused.
+    case(
+        &[
+            "shift-calibrate",
+            "{dir}/mlg.nmf",
+            "--dataset",
+            "mnist8",
+            "--out",
+            "{dir}/new-shift.nmf",
+        ],
+        1,
+        &["mlg.nmf: is a latent model", "without --latent"],
     );
 }
 

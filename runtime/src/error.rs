@@ -25,6 +25,9 @@ pub enum Error {
     },
     /// The model file has no shift section.
     NoShiftSection,
+    /// The operation needs a field on the classifier's weights, and the model's flow runs in a
+    /// latent space (guided synthesis).
+    LatentModel,
     /// An input has the wrong length.
     InputLength {
         /// Expected length.
@@ -52,6 +55,9 @@ impl fmt::Display for Error {
             }
             Self::NoShiftSection => f.write_str(
                 "the model file has no shift section (calibrate it with `nmflow shift-calibrate`)",
+            ),
+            Self::LatentModel => f.write_str(
+                "the model's flow runs in a latent space; guidance needs a field on the weights",
             ),
             Self::NonFiniteState { step } => write!(f, "state became non-finite at step {step}"),
             Self::InputLength { expected, found } => {

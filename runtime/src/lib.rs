@@ -1,7 +1,8 @@
 //! nmflow-runtime: the allocation-free, `no_std` half of nmflow.
 //!
 //! It reads an exported model in place ([`ModelView::parse`]), integrates its vector field from a
-//! seeded source sample to synthesize classifier weights ([`synthesize()`]), runs those classifiers
+//! seeded source sample to synthesize classifier weights ([`synthesize()`]; a latent model's
+//! field runs in its latent space and [`decoder`] turns the result into weights), runs those classifiers
 //! ([`classifier`]), and measures ensemble disagreement on unlabeled inputs ([`shift`]). Every
 //! buffer is caller-owned ([`Workspace`]); nothing allocates, nothing is `unsafe`, and no input
 //! makes it panic.
@@ -27,6 +28,7 @@
 extern crate std;
 
 pub mod classifier;
+pub mod decoder;
 pub mod error;
 pub mod gradient;
 pub mod kernels;

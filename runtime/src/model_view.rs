@@ -13,6 +13,7 @@ pub struct ModelView<'a> {
     /// The decoded file (tensors borrow the input bytes).
     pub file: ModelFile<'a>,
     num_params: usize,
+    state_dim: usize,
     tokens: TokenDims,
 }
 
@@ -34,6 +35,7 @@ impl<'a> ModelView<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
         let file = ModelFile::decode(bytes)?;
         let num_params = file.num_params();
+        let state_dim = file.state_dim();
         let tokens = file.token_dims().unwrap_or(TokenDims {
             units: 0,
             d_in: 0,
@@ -42,6 +44,7 @@ impl<'a> ModelView<'a> {
         Ok(Self {
             file,
             num_params,
+            state_dim,
             tokens,
         })
     }
@@ -57,9 +60,27 @@ impl<'a> ModelView<'a> {
         Ok(model)
     }
 
-    /// Parameters per synthesized classifier (the ODE state size).
+    /// Parameters per synthesized classifier.
     pub fn num_params(&self) -> usize {
         self.num_params
+    }
+
+    /// Values of the ODE state: [`Self::num_params`], or a latent model's latent size.
+    pub fn state_dim(&self) -> usize {
+        self.state_dim
+    }
+
+    /// Whether the field runs in a latent space and a decoder makes the weights.
+    pub fn is_latent(&self) -> bool {
+        self.file.latent.is_some()
+    }
+
+    /// Multiply-accumulates of decoding one classifier (0 for a weight-space model).
+    pub fn decoder_macs(&self) -> u64 {
+        self.file
+            .latent
+            .as_ref()
+            .map_or(0, |l| crate::decoder::macs(l, self.tokens))
     }
 
     /// The classifier's token shape (set fields; zeros for a classifier without exactly two
@@ -112,15 +133,24 @@ impl<'a> ModelView<'a> {
 
     /// Floats of workspace a synthesis with `solver` needs: the state, the solver's stages (none
     /// for Euler, which updates the state in place; two state-sized vectors for Heun and RK4) and
-    /// the field's scratch.
+    /// the field's scratch; for a latent model also the decoded weights (`P`), with the
+    /// decoder's scratch reusing the stages' and the field's.
     pub fn workspace_floats(&self, solver: SolverKind) -> usize {
-        let vectors = match solver {
-            SolverKind::Euler => 1,
-            SolverKind::Heun | SolverKind::Rk4 => 3,
+        let stages = match solver {
+            SolverKind::Euler => 0,
+            SolverKind::Heun | SolverKind::Rk4 => 2,
         };
-        self.num_params
-            .saturating_mul(vectors)
-            .saturating_add(vector_field::scratch_floats(self))
+        let integration = self
+            .state_dim
+            .saturating_mul(stages)
+            .saturating_add(vector_field::scratch_floats(self));
+        match &self.file.latent {
+            None => self.state_dim.saturating_add(integration),
+            Some(latent) => self
+                .num_params
+                .saturating_add(self.state_dim)
+                .saturating_add(integration.max(crate::decoder::scratch_floats(latent))),
+        }
     }
 
     /// Checks that a workspace of `floats` values fits a synthesis with `solver`.

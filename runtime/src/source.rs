@@ -15,9 +15,20 @@ pub fn standard_normal(rng: &mut Rng) -> f32 {
     math::sqrt(-2.0 * math::ln(u1)) * math::cos(core::f32::consts::TAU * u2)
 }
 
-/// Fills `x` (length `P`) with a raw-weight source sample: per layer, the weight block then the
-/// bias block.
+/// Fills `x` (the state's length) with a raw source sample: per layer, the weight block then the
+/// bias block; for a latent model, N(0, σ²) latent values.
 pub fn sample(file: &ModelFile<'_>, rng: &mut Rng, x: &mut [f32]) {
+    if file.latent.is_some() {
+        let std = match file.source {
+            SourceKind::Gaussian { std } => std,
+            // Validation refuses a latent model with another source.
+            SourceKind::Kaiming => 1.0,
+        };
+        for v in x.iter_mut() {
+            *v = std * standard_normal(rng);
+        }
+        return;
+    }
     let mut it = x.iter_mut();
     for layer in &file.classifier {
         let n = (layer.d_out as usize)
@@ -29,6 +40,21 @@ pub fn sample(file: &ModelFile<'_>, rng: &mut Rng, x: &mut [f32]) {
                 SourceKind::Gaussian { std } => std * standard_normal(rng),
             };
         }
+    }
+}
+
+/// Applies `f(value, mean, std)` to the ODE state: block by block for weights ([`map_blocks`]),
+/// with the latent section's one mean and std for a latent.
+pub fn map_state(file: &ModelFile<'_>, x: &mut [f32], f: impl Fn(f32, f32, f32) -> f32) {
+    match &file.latent {
+        Some(latent) => {
+            let m = nmflow_format::model::le_f32(latent.state.mean, 0).unwrap_or(0.0);
+            let s = nmflow_format::model::le_f32(latent.state.std, 0).unwrap_or(1.0);
+            for v in x.iter_mut() {
+                *v = f(*v, m, s);
+            }
+        }
+        None => map_blocks(file, x, f),
     }
 }
 

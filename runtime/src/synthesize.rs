@@ -12,11 +12,13 @@ use crate::workspace::Workspace;
 
 /// Synthesizes one classifier from `seed` with the model's default solver and step count.
 ///
-/// Returns the weights in the classifier's layout (a slice of the workspace).
+/// Returns the weights in the classifier's layout (a slice of the workspace); a latent model's
+/// integrated latent is decoded into them.
 ///
 /// # Errors
 /// [`Error::CapacityTooSmall`] when the workspace does not fit the model,
-/// [`Error::NonFiniteState`] when the integration blows up.
+/// [`Error::NonFiniteState`] when the integration blows up (for a latent model, also when the
+/// decoded weights are not finite: `step` is then the step count).
 pub fn synthesize<'w, const N: usize>(
     model: &ModelView<'_>,
     seed: u64,
@@ -38,22 +40,43 @@ pub fn synthesize_with<'w, const N: usize>(
     ws: &'w mut Workspace<N>,
 ) -> Result<(&'w [f32], u32), Error> {
     model.check_capacity(solver, N)?;
-    let p = model.num_params();
+    let file = &model.file;
+    let d = model.state_dim();
     let stage = match solver {
         SolverKind::Euler => 0,
-        SolverKind::Heun | SolverKind::Rk4 => p,
+        SolverKind::Heun | SolverKind::Rk4 => d,
     };
-    let (x, rest) = ws.buf.split_at_mut(p.min(N));
-    let (tmp, rest) = rest.split_at_mut(stage.min(rest.len()));
-    let (acc, field) = rest.split_at_mut(stage.min(rest.len()));
+    // A latent model decodes into the first `P` floats; the state follows them.
+    let decoded = if file.latent.is_some() {
+        model.num_params()
+    } else {
+        0
+    };
+    let (weights, rest) = split(&mut ws.buf, decoded);
+    let (x, rest) = split(rest, d);
     let mut rng = Rng::new(seed, STREAM_SOURCE);
-    source::sample(&model.file, &mut rng, x);
-    source::map_blocks(&model.file, x, |v, m, s| (v - m) / s);
-    let mut scratch = Scratch { tmp, acc, field };
-    let nfe = solver::integrate(model, solver, steps, x, &mut scratch)
-        .map_err(|step| Error::NonFiniteState { step })?;
-    source::map_blocks(&model.file, x, |v, m, s| v * s + m);
-    Ok((x, nfe))
+    source::sample(file, &mut rng, x);
+    source::map_state(file, x, |v, m, s| (v - m) / s);
+    let nfe = {
+        let (tmp, rest) = split(rest, stage);
+        let (acc, field) = split(rest, stage);
+        let mut scratch = Scratch { tmp, acc, field };
+        solver::integrate(model, solver, steps, x, &mut scratch)
+            .map_err(|step| Error::NonFiniteState { step })?
+    };
+    source::map_state(file, x, |v, m, s| v * s + m);
+    let out = match &file.latent {
+        Some(latent) => {
+            crate::decoder::decode(latent, model.tokens(), x, weights, rest);
+            source::map_blocks(file, weights, |v, m, s| v * s + m);
+            if !weights.iter().all(|w| w.is_finite()) {
+                return Err(Error::NonFiniteState { step: steps });
+            }
+            weights
+        }
+        None => x,
+    };
+    Ok((out, nfe))
 }
 
 /// Floats [`synthesize_guided`] needs: the state, the velocity, the predicted endpoint and its
@@ -74,7 +97,7 @@ pub fn guided_floats(model: &ModelView<'_>) -> usize {
 ///
 /// # Errors
 /// [`Error::CapacityTooSmall`] when `buf` is short, [`Error::NonFiniteState`] when the integration
-/// blows up.
+/// blows up, [`Error::LatentModel`] for a latent model (the guidance acts on the weights).
 pub fn synthesize_guided<'b>(
     model: &ModelView<'_>,
     seed: u64,
@@ -82,6 +105,9 @@ pub fn synthesize_guided<'b>(
     buf: &'b mut [f32],
     objective: &mut dyn FnMut(&[f32], &mut [f32]),
 ) -> Result<&'b [f32], Error> {
+    if model.is_latent() {
+        return Err(Error::LatentModel);
+    }
     let needed = guided_floats(model);
     if buf.len() < needed {
         return Err(Error::CapacityTooSmall {

@@ -2,12 +2,15 @@
 //! `4 → 3 (ReLU) → 2` (23 parameters), a 4-wide time embedding and either an int8 MLP field
 //! `27 → 8 (SiLU) → 23` ([`tiny_model_bytes`], RK4 × 4) or an int8 set field of width 8 with one
 //! block ([`tiny_set_model_bytes`], Euler × 4), the latter also with a shift section
-//! ([`tiny_shift_model_bytes`]).
+//! ([`tiny_shift_model_bytes`]); and latent models of the same classifier
+//! ([`tiny_latent_model_bytes`]: a 3-value latent, an MLP field `7 → 8 (SiLU) → 3`, a decoder trunk
+//! `3 → 6 (SiLU)` and the units head or a dense head `6 → 23`).
 
 use heapless_free::TinyBuffers;
 use nmflow_format::{
-    Activation, ClassifierLayer, FieldLayer, FieldNet, FieldWeights, ModelFile, Normalization,
-    SetBlock, SetNet, ShiftSection, ShiftStatistic, SolverKind, SourceKind, TimeEmbedding,
+    Activation, ClassifierLayer, DecoderHead, FieldLayer, FieldNet, FieldWeights, LatentSection,
+    ModelFile, Normalization, SetBlock, SetNet, ShiftSection, ShiftStatistic, SolverKind,
+    SourceKind, TimeEmbedding, UnitsHead,
 };
 
 /// The bytes of the tiny model file.
@@ -126,6 +129,7 @@ pub fn tiny_model_bytes() -> TinyModelBytes {
         solver: SolverKind::Rk4,
         steps: 4,
         shift: None,
+        latent: None,
     };
     let mut out = TinyModelBytes {
         buf: [0; 2048],
@@ -154,39 +158,14 @@ const SET_ARENA: usize = 2048;
 /// [`tiny_model_bytes`]).
 pub fn tiny_set_model_bytes() -> TinyModelBytes {
     let mut arena = [0u8; SET_ARENA];
-    let mut free: &mut [u8] = &mut arena;
-    for (i, &(d_in, d_out)) in SET_SHAPES.iter().enumerate() {
-        let (q, rest) = take_mut(free, d_in.saturating_mul(d_out));
-        fill_i8(q, i.wrapping_mul(7).wrapping_add(5));
-        let (scales, rest) = take_mut(rest, d_out.saturating_mul(4));
-        fill_f32(scales, |o| 0.02 + 0.003 * small(o.wrapping_add(i), 5));
-        let (bias, rest) = take_mut(rest, d_out.saturating_mul(4));
-        fill_f32(bias, |o| {
-            0.03 * small(o.wrapping_mul(3).wrapping_add(i), 7) - 0.09
-        });
-        free = rest;
-    }
-    let mut layers = [FieldLayer {
-        d_in: 0,
-        d_out: 0,
-        activation: Activation::Identity,
-        weights: FieldWeights::F32 { w: &[] },
-        bias: &[],
-    }; 8];
-    let mut rest: &[u8] = &arena;
-    for (layer, &(d_in, d_out)) in layers.iter_mut().zip(SET_SHAPES.iter()) {
-        let (q, r) = take(rest, d_in.saturating_mul(d_out));
-        let (scales, r) = take(r, d_out.saturating_mul(4));
-        let (bias, r) = take(r, d_out.saturating_mul(4));
-        rest = r;
-        *layer = FieldLayer {
-            d_in: u32::try_from(d_in).unwrap_or(0),
-            d_out: u32::try_from(d_out).unwrap_or(0),
-            activation: Activation::Identity,
-            weights: FieldWeights::Int8 { q, scales },
-            bias,
-        };
-    }
+    fill_arena(
+        &mut arena,
+        &SET_SHAPES,
+        |i| i.wrapping_mul(7).wrapping_add(5),
+        |i, o| 0.02 + 0.003 * small(o.wrapping_add(i), 5),
+        |i, o| 0.03 * small(o.wrapping_mul(3).wrapping_add(i), 7) - 0.09,
+    );
+    let layers = arena_layers(&arena, &SET_SHAPES);
     let [
         embed,
         global_in,
@@ -221,6 +200,53 @@ pub fn tiny_set_model_bytes() -> TinyModelBytes {
     file.solver = SolverKind::Euler;
     out.len = file.encode_into(&mut out.buf).unwrap_or(0);
     out
+}
+
+/// Fills `arena` with int8 layers of `shapes` (`(d_in, d_out)` each, in order): layer `i`'s
+/// weights from [`fill_i8`] with `salt(i)`, then its scales `scale(i, o)` and biases `bias(i, o)`.
+fn fill_arena(
+    arena: &mut [u8],
+    shapes: &[(usize, usize)],
+    salt: impl Fn(usize) -> usize,
+    scale: impl Fn(usize, usize) -> f32,
+    bias: impl Fn(usize, usize) -> f32,
+) {
+    let mut free: &mut [u8] = arena;
+    for (i, &(d_in, d_out)) in shapes.iter().enumerate() {
+        let (q, rest) = take_mut(free, d_in.saturating_mul(d_out));
+        fill_i8(q, salt(i));
+        let (scales, rest) = take_mut(rest, d_out.saturating_mul(4));
+        fill_f32(scales, |o| scale(i, o));
+        let (b, rest) = take_mut(rest, d_out.saturating_mul(4));
+        fill_f32(b, |o| bias(i, o));
+        free = rest;
+    }
+}
+
+/// The (at most 8) affine layers [`fill_arena`] wrote, borrowing `arena`; unused slots are empty.
+fn arena_layers<'a>(arena: &'a [u8], shapes: &[(usize, usize)]) -> [FieldLayer<'a>; 8] {
+    let mut layers = [FieldLayer {
+        d_in: 0,
+        d_out: 0,
+        activation: Activation::Identity,
+        weights: FieldWeights::F32 { w: &[] },
+        bias: &[],
+    }; 8];
+    let mut rest: &[u8] = arena;
+    for (layer, &(d_in, d_out)) in layers.iter_mut().zip(shapes.iter()) {
+        let (q, r) = take(rest, d_in.saturating_mul(d_out));
+        let (scales, r) = take(r, d_out.saturating_mul(4));
+        let (bias, r) = take(r, d_out.saturating_mul(4));
+        rest = r;
+        *layer = FieldLayer {
+            d_in: u32::try_from(d_in).unwrap_or(0),
+            d_out: u32::try_from(d_out).unwrap_or(0),
+            activation: Activation::Identity,
+            weights: FieldWeights::Int8 { q, scales },
+            bias,
+        };
+    }
+    layers
 }
 
 /// `v mod m` as an f32 (`m` small and non-zero).
@@ -271,5 +297,88 @@ pub fn tiny_shift_model_bytes() -> TinyModelBytes {
         });
         out.len = file.encode_into(&mut out.buf).unwrap_or(0);
     }
+    out
+}
+
+/// Input and output widths of the tiny latent model's layers: the field (2), the trunk (1), then
+/// the units head (5) or the dense head (1).
+const LATENT_UNITS: [(usize, usize); 8] = [
+    (7, 8),
+    (8, 3),
+    (3, 6),
+    (3, 6),
+    (6, 6),
+    (6, 6),
+    (6, 7),
+    (6, 2),
+];
+const LATENT_DENSE: [(usize, usize); 4] = [(7, 8), (8, 3), (3, 6), (6, 23)];
+
+/// Builds a tiny latent model (same classifier and weight normalization as [`tiny_model_bytes`],
+/// an N(0, 1) source, Heun × 3): with the units head when `units`, else with a dense head.
+pub fn tiny_latent_model_bytes(units: bool) -> TinyModelBytes {
+    let shapes: &[(usize, usize)] = if units { &LATENT_UNITS } else { &LATENT_DENSE };
+    let mut arena = [0u8; SET_ARENA];
+    fill_arena(
+        &mut arena,
+        shapes,
+        |i| i.wrapping_mul(5).wrapping_add(2),
+        |i, o| 0.03 + 0.004 * small(o.wrapping_add(i), 4),
+        |i, o| 0.02 * small(o.wrapping_mul(5).wrapping_add(i), 9) - 0.08,
+    );
+    let mut layers = arena_layers(&arena, shapes);
+    // The field's hidden layer and the trunk are followed by SiLU.
+    for i in [0, 2] {
+        if let Some(l) = layers.get_mut(i) {
+            l.activation = Activation::Silu;
+        }
+    }
+    let mut state_mean = [0u8; 4];
+    let mut state_std = [0u8; 4];
+    fill_f32(&mut state_mean, |_| 0.1);
+    fill_f32(&mut state_std, |_| 0.8);
+    let mut out = TinyModelBytes {
+        buf: [0; 2048],
+        len: 0,
+    };
+    let mlp_bytes = tiny_model_bytes();
+    let Ok(mut file) = ModelFile::decode(&mlp_bytes) else {
+        return out;
+    };
+    let [f0, f1, trunk0, h0, h1, h2, h3, h4] = layers;
+    let mut field = heapless::Vec::new();
+    let _ = field.push(f0);
+    let _ = field.push(f1);
+    let mut trunk = heapless::Vec::new();
+    let _ = trunk.push(trunk0);
+    file.model_id = if units {
+        *b"nmflow-tiny-lat1"
+    } else {
+        *b"nmflow-tiny-lat2"
+    };
+    file.source = SourceKind::Gaussian { std: 1.0 };
+    file.field = FieldNet::Mlp(field);
+    file.solver = SolverKind::Heun;
+    file.steps = 3;
+    file.latent = Some(LatentSection {
+        dim: 3,
+        state: Normalization {
+            mean: &state_mean,
+            std: &state_std,
+        },
+        trunk,
+        head: if units {
+            DecoderHead::Units(UnitsHead {
+                slots: h0,
+                mix: h1,
+                inner: h2,
+                token: h3,
+                bias: h4,
+            })
+        } else {
+            DecoderHead::Dense(h0)
+        },
+    });
+    out.len = file.encode_into(&mut out.buf).unwrap_or(0);
     out
 }

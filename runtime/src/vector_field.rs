@@ -118,11 +118,11 @@ pub fn scratch_floats(model: &ModelView<'_>) -> usize {
 }
 
 /// Width of each of the MLP field's two activation buffers: its widest hidden layer, or
-/// `P + time.dim` for a single-layer field (whose input is kept until [`emit`]).
+/// `state + time.dim` for a single-layer field (whose input is kept until [`emit`]).
 fn mlp_width(model: &ModelView<'_>) -> usize {
     match &model.file.field {
         FieldNet::Mlp(layers) if layers.len() <= 1 => model
-            .num_params()
+            .state_dim()
             .saturating_add(model.file.time.dim as usize),
         _ => model.file.max_field_width(),
     }

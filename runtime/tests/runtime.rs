@@ -4,7 +4,7 @@
 use nmflow_format::{FormatError, SolverKind};
 use nmflow_runtime::classifier::{Classifier, ClassifierScratch};
 use nmflow_runtime::shift::{EnsembleStats, softmax};
-use nmflow_runtime::testing::{tiny_model_bytes, tiny_set_model_bytes};
+use nmflow_runtime::testing::{tiny_latent_model_bytes, tiny_model_bytes, tiny_set_model_bytes};
 use nmflow_runtime::vector_field::{self, Emit};
 use nmflow_runtime::{Error, FieldKind, ModelView, Rng, Workspace, synthesize, synthesize_with};
 
@@ -178,7 +178,12 @@ fn ensemble_statistics_closed_form() {
 
 #[test]
 fn every_truncation_and_bit_flip_is_an_error_or_a_valid_model() {
-    for bytes in [tiny_model_bytes(), tiny_set_model_bytes()] {
+    for bytes in [
+        tiny_model_bytes(),
+        tiny_set_model_bytes(),
+        tiny_latent_model_bytes(true),
+        tiny_latent_model_bytes(false),
+    ] {
         truncations_and_flips(&bytes);
     }
 }
@@ -209,7 +214,7 @@ fn truncations_and_flips(bytes: &[u8]) {
         ModelView::parse(&long).unwrap_err(),
         Error::Format(FormatError::TrailingBytes { extra: 1 })
     );
-    for version in [0u8, 4] {
+    for version in [0u8, 5] {
         let mut other = bytes.to_vec();
         other[4] = version;
         assert_eq!(
@@ -253,7 +258,11 @@ fn encode_decode_round_trips_for_generated_models() {
     // Models of random shapes (built from the tiny model's tensors re-sliced) encode and decode to
     // themselves, and every encoding is accepted by the runtime.
     use nmflow_format::ModelFile;
-    for bytes in [tiny_model_bytes(), tiny_set_model_bytes()] {
+    for bytes in [
+        tiny_model_bytes(),
+        tiny_set_model_bytes(),
+        tiny_latent_model_bytes(true),
+    ] {
         let model = ModelFile::decode(&bytes).unwrap();
         let mut buf = [0u8; 4096];
         let mut rng = Rng::new(17, 0);
@@ -274,4 +283,139 @@ fn encode_decode_round_trips_for_generated_models() {
         // A buffer too small is an error, not a panic.
         assert!(model.encode_into(&mut buf[..100]).is_err());
     }
+}
+
+#[test]
+fn latent_models_integrate_in_the_latent_and_decode() {
+    for units in [true, false] {
+        let bytes = tiny_latent_model_bytes(units);
+        let model = ModelView::parse(&bytes).unwrap();
+        assert!(model.is_latent());
+        assert_eq!((model.num_params(), model.state_dim()), (23, 3));
+        assert_eq!(model.macs_per_evaluation(), 7 * 8 + 8 * 3);
+        // The decoded weights (23), the latent (3), then the larger of the integration's needs
+        // (Heun: two stages of 3, time embedding 4, two field buffers of 8) and the decoder's
+        // (two trunk buffers of 6, and three of 6 for the units head).
+        let decoder = if units { 2 * 6 + 3 * 6 } else { 2 * 6 };
+        assert_eq!(
+            model.workspace_floats(SolverKind::Heun),
+            23 + 3 + (2 * 3 + 4 + 2 * 8).max(decoder)
+        );
+        let per_token = 6 * 6 + 6 * 7 + 6;
+        let head = if units {
+            3 * per_token + 6 * 6 + 6 * 2
+        } else {
+            6 * 23
+        };
+        assert_eq!(model.decoder_macs(), 3 * 6 + head);
+        let mut ws: Workspace<128> = Workspace::new();
+        let a = synthesize(&model, 5, &mut ws).unwrap().to_vec();
+        let b = synthesize(&model, 5, &mut ws).unwrap().to_vec();
+        let c = synthesize(&model, 6, &mut ws).unwrap().to_vec();
+        assert_eq!(a.len(), 23);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.iter().all(|v| v.is_finite()));
+        // The workspace is exactly as large as it needs to be.
+        let needed = model.workspace_floats(SolverKind::Heun);
+        assert!(ModelView::parse_for(&bytes, needed).is_ok());
+        assert_eq!(
+            ModelView::parse_for(&bytes, needed - 1).unwrap_err(),
+            Error::CapacityTooSmall {
+                needed: u32::try_from(needed).unwrap(),
+                available: u32::try_from(needed - 1).unwrap()
+            }
+        );
+        // Guidance acts on the weights; a latent model says so.
+        let mut buf = vec![0.0f32; 256];
+        assert_eq!(
+            nmflow_runtime::synthesize::synthesize_guided(&model, 1, 1.0, &mut buf, &mut |_, _| {})
+                .unwrap_err(),
+            Error::LatentModel
+        );
+    }
+}
+
+#[test]
+fn the_units_head_decodes_each_unit_into_its_place() {
+    // Decoding twice with the slot embeddings of two units swapped swaps the two units' weights:
+    // rows of W1, entries of b1, columns of W2; b2 is unchanged.
+    use nmflow_format::{DecoderHead, FieldWeights, ModelFile};
+    let bytes = tiny_latent_model_bytes(true);
+    let file = ModelFile::decode(&bytes).unwrap();
+    let latent = file.latent.clone().unwrap();
+    let DecoderHead::Units(head) = latent.head else {
+        panic!("units head")
+    };
+    let FieldWeights::Int8 { q, scales } = head.slots.weights else {
+        panic!("int8")
+    };
+    // slots: [6][3]; swap columns 0 and 2 and zero the bias's effect by keeping it.
+    let mut swapped = q.to_vec();
+    for row in swapped.chunks_exact_mut(3) {
+        row.swap(0, 2);
+    }
+    let mut other = latent.clone();
+    if let DecoderHead::Units(h) = &mut other.head {
+        h.slots.weights = FieldWeights::Int8 {
+            q: &swapped,
+            scales,
+        };
+    }
+    let tokens = file.token_dims().unwrap();
+    let z = [0.4f32, -1.1, 0.7];
+    let decode = |section: &nmflow_format::LatentSection<'_>| {
+        let mut out = vec![0.0f32; 23];
+        let mut scratch = vec![0.0f32; nmflow_runtime::decoder::scratch_floats(section)];
+        nmflow_runtime::decoder::decode(section, tokens, &z, &mut out, &mut scratch);
+        out
+    };
+    let (a, b) = (decode(&latent), decode(&other));
+    assert!(a.iter().all(|v| v.abs() > 0.0 && v.is_finite()));
+    let unit = |w: &[f32], j: usize| -> Vec<f32> {
+        let mut v = w[j * 4..j * 4 + 4].to_vec();
+        v.push(w[12 + j]);
+        v.extend((0..2).map(|k| w[15 + k * 3 + j]));
+        v
+    };
+    assert_eq!(unit(&a, 0), unit(&b, 2));
+    assert_eq!(unit(&a, 2), unit(&b, 0));
+    assert_eq!(unit(&a, 1), unit(&b, 1));
+    assert_ne!(unit(&a, 0), unit(&a, 2));
+    assert_eq!(a[21..], b[21..]);
+}
+
+#[test]
+fn a_latent_section_needs_a_gaussian_source_and_no_shift_section() {
+    use nmflow_format::{ModelFile, SourceKind};
+    let bytes = tiny_latent_model_bytes(false);
+    let file = ModelFile::decode(&bytes).unwrap();
+    let mut kaiming = file.clone();
+    kaiming.source = SourceKind::Kaiming;
+    assert_eq!(
+        kaiming.validate().unwrap_err(),
+        FormatError::InvalidValue { part: 3, index: 1 }
+    );
+    let mut wrong = file.clone();
+    if let Some(l) = &mut wrong.latent {
+        l.dim = 4;
+    }
+    // The trunk's first layer takes 3 values, not 4; the field too.
+    assert_eq!(
+        wrong.validate().unwrap_err(),
+        FormatError::DimensionMismatch {
+            part: 7,
+            index: 0,
+            expected: 4,
+            found: 3
+        }
+    );
+    let shift_bytes = nmflow_runtime::testing::tiny_shift_model_bytes();
+    let shift = ModelFile::decode(&shift_bytes).unwrap().shift;
+    let mut with_shift = file;
+    with_shift.shift = shift;
+    assert_eq!(
+        with_shift.validate().unwrap_err(),
+        FormatError::InvalidValue { part: 6, index: 0 }
+    );
 }

@@ -36,7 +36,8 @@ pub enum FormatError {
     /// A tensor or layer has the wrong size.
     DimensionMismatch {
         /// Which part: 0 classifier, 1 field (MLP), 2 normalization, 3 source, 4 time embedding,
-        /// 5 set field (index: the layer in `SetNet::layers` order), 6 shift section.
+        /// 5 set field (index: the layer in `SetNet::layers` order), 6 shift section, 7 latent
+        /// section (index: the layer in `LatentSection::layers` order).
         part: u8,
         /// Index of the layer or block within the part.
         index: u16,
@@ -94,7 +95,8 @@ fn part_name(part: u8) -> &'static str {
         3 => "source",
         4 => "time embedding",
         5 => "set-field layer",
-        _ => "shift-section field",
+        6 => "shift-section field",
+        _ => "latent-decoder layer",
     }
 }
 

@@ -6,7 +6,8 @@
 //! (an MLP or the permutation-equivariant set field; int8 weights with one f32 scale per output
 //! row, or f32 weights; f32 biases), the time
 //! embedding, the default solver and step count, an id of the host model, and optionally a
-//! calibrated shift detector ([`shift`]). Tensors are borrowed
+//! calibrated shift detector ([`shift`]), and for a latent model the decoder that turns its latent
+//! state into weights ([`latent`]). Tensors are borrowed
 //! byte slices of the input (zero-copy); nothing needs an allocator to read. See
 //! `docs/wire-format.md` for the byte-level description.
 #![no_std]
@@ -19,11 +20,13 @@ extern crate alloc;
 pub mod crc;
 pub mod error;
 pub mod header;
+pub mod latent;
 pub mod model;
 pub mod shift;
 
 pub use error::FormatError;
 pub use header::{FORMAT_VERSION, HEADER_LEN, Header, MAGIC, MIN_FORMAT_VERSION};
+pub use latent::{DecoderHead, LatentSection, UnitsHead};
 pub use model::{
     Activation, ClassifierLayer, FieldLayer, FieldNet, FieldWeights, MAX_CLASSIFIER_LAYERS,
     MAX_FIELD_LAYERS, MAX_SET_BLOCKS, ModelFile, Normalization, SetBlock, SetNet, SolverKind,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::FormatError;
 use crate::header::{HEADER_LEN, Header};
+use crate::latent::LatentSection;
 use crate::shift::ShiftSection;
 
 /// Most classifier layers a file may describe.
@@ -169,6 +170,9 @@ pub struct ModelFile<'a> {
     /// The calibrated shift detector, when exported with one (version 3).
     #[serde(borrow)]
     pub shift: Option<ShiftSection<'a>>,
+    /// A latent model's decoder (version 4): the field's state is its latent, not the weights.
+    #[serde(borrow)]
+    pub latent: Option<LatentSection<'a>>,
 }
 
 /// The vector-field network.
@@ -293,6 +297,7 @@ impl<'a> From<ModelFileV1<'a>> for ModelFile<'a> {
             solver: v.solver,
             steps: v.steps,
             shift: None,
+            latent: None,
         }
     }
 }
@@ -324,6 +329,41 @@ impl<'a> From<ModelFileV2<'a>> for ModelFile<'a> {
             solver: v.solver,
             steps: v.steps,
             shift: None,
+            latent: None,
+        }
+    }
+}
+
+/// Schema of format version 3 (no latent section); decoded and converted, never written.
+#[derive(Deserialize)]
+struct ModelFileV3<'a> {
+    model_id: [u8; 16],
+    classifier: heapless::Vec<ClassifierLayer, MAX_CLASSIFIER_LAYERS>,
+    source: SourceKind,
+    #[serde(borrow)]
+    normalization: Normalization<'a>,
+    time: TimeEmbedding,
+    #[serde(borrow)]
+    field: FieldNet<'a>,
+    solver: SolverKind,
+    steps: u16,
+    #[serde(borrow)]
+    shift: Option<ShiftSection<'a>>,
+}
+
+impl<'a> From<ModelFileV3<'a>> for ModelFile<'a> {
+    fn from(v: ModelFileV3<'a>) -> Self {
+        Self {
+            model_id: v.model_id,
+            classifier: v.classifier,
+            source: v.source,
+            normalization: v.normalization,
+            time: v.time,
+            field: v.field,
+            solver: v.solver,
+            steps: v.steps,
+            shift: v.shift,
+            latent: None,
         }
     }
 }
@@ -340,14 +380,14 @@ pub fn le_f32(bytes: &[u8], i: usize) -> Option<f32> {
     ]))
 }
 
-fn all_finite(bytes: &[u8], positive: bool) -> bool {
+pub(crate) fn all_finite(bytes: &[u8], positive: bool) -> bool {
     bytes.chunks_exact(4).all(|c| {
         let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
         v.is_finite() && (!positive || v > 0.0)
     })
 }
 
-fn mismatch(part: u8, index: usize, expected: u64, found: u64) -> FormatError {
+pub(crate) fn mismatch(part: u8, index: usize, expected: u64, found: u64) -> FormatError {
     FormatError::DimensionMismatch {
         part,
         index: u16::try_from(index).unwrap_or(u16::MAX),
@@ -356,7 +396,7 @@ fn mismatch(part: u8, index: usize, expected: u64, found: u64) -> FormatError {
     }
 }
 
-fn invalid(part: u8, index: usize) -> FormatError {
+pub(crate) fn invalid(part: u8, index: usize) -> FormatError {
     FormatError::InvalidValue {
         part,
         index: u16::try_from(index).unwrap_or(u16::MAX),
@@ -364,7 +404,7 @@ fn invalid(part: u8, index: usize) -> FormatError {
 }
 
 /// Checks one dense layer's byte lengths and values (and its output width, when fixed).
-fn check_layer(
+pub(crate) fn check_layer(
     part: u8,
     i: usize,
     l: &FieldLayer<'_>,
@@ -421,6 +461,15 @@ impl<'a> ModelFile<'a> {
                     .saturating_add(l.d_out as usize)
             })
             .fold(0usize, usize::saturating_add)
+    }
+
+    /// Values of the ODE state: the latent size of a latent model, the classifier's parameters
+    /// otherwise.
+    pub fn state_dim(&self) -> usize {
+        match &self.latent {
+            Some(l) => l.dim as usize,
+            None => self.num_params(),
+        }
     }
 
     /// Widest hidden activation of the field: the widest hidden MLP layer, or the set field's
@@ -507,8 +556,26 @@ impl<'a> ModelFile<'a> {
         if self.steps == 0 {
             return Err(invalid(1, 0));
         }
+        let state = match &self.latent {
+            Some(latent) => {
+                // The device draws the latent source itself: only N(0, σ²) can be drawn there.
+                if !matches!(self.source, SourceKind::Gaussian { .. }) {
+                    return Err(invalid(3, 1));
+                }
+                // The set field and the shift detector work on the classifier's weights.
+                if matches!(self.field, FieldNet::Set(_)) {
+                    return Err(invalid(crate::latent::LATENT_PART, 0));
+                }
+                if self.shift.is_some() {
+                    return Err(invalid(6, 0));
+                }
+                latent.validate(params, self.token_dims())?;
+                u64::from(latent.dim)
+            }
+            None => params,
+        };
         match &self.field {
-            FieldNet::Mlp(layers) => self.validate_mlp(layers, params)?,
+            FieldNet::Mlp(layers) => self.validate_mlp(layers, state)?,
             FieldNet::Set(net) => self.validate_set(net)?,
         }
         match &self.shift {
@@ -519,6 +586,7 @@ impl<'a> ModelFile<'a> {
         }
     }
 
+    /// Checks the MLP field against a state of `params` values.
     fn validate_mlp(&self, layers: &[FieldLayer<'_>], params: u64) -> Result<(), FormatError> {
         if layers.is_empty() {
             return Err(invalid(1, 0));
@@ -579,6 +647,7 @@ impl<'a> ModelFile<'a> {
         let (model, rest) = match header.version {
             1 => postcard::take_from_bytes::<ModelFileV1<'a>>(payload).map(|(m, r)| (m.into(), r)),
             2 => postcard::take_from_bytes::<ModelFileV2<'a>>(payload).map(|(m, r)| (m.into(), r)),
+            3 => postcard::take_from_bytes::<ModelFileV3<'a>>(payload).map(|(m, r)| (m.into(), r)),
             _ => postcard::take_from_bytes::<ModelFile<'a>>(payload),
         }
         .map_err(|_| FormatError::Postcard)?;

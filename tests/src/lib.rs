@@ -136,3 +136,36 @@ pub fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
         latent: None,
     }
 }
+
+/// Checks that the runtime synthesizes, from the model file `path`, the host sampler's weights
+/// `host` (`[n, P]`, seeds `derive_seed(seed, i)`) within 1e-4 relative L2 per classifier, with
+/// `nfe` field evaluations each.
+///
+/// # Panics
+/// When the file does not parse, a synthesis fails, or a classifier differs.
+pub fn assert_runtime_matches(path: &Path, host: &[f32], n: usize, seed: u64, nfe: usize) {
+    use nmflow_host::edge::{HostWorkspace, synthesize_one};
+    let bytes = std::fs::read(path).unwrap();
+    let view = nmflow_runtime::ModelView::parse(&bytes).unwrap();
+    let mut ws: Box<HostWorkspace> = Box::default();
+    let p = view.num_params();
+    assert_eq!(host.len(), n * p, "{}", path.display());
+    for i in 0..n {
+        let (w, used) = synthesize_one(&view, seed, i, &mut ws, path).unwrap();
+        assert_eq!(used as usize, nfe);
+        let h = &host[i * p..(i + 1) * p];
+        let diff: f64 = w
+            .iter()
+            .zip(h)
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let norm: f64 = h.iter().map(|b| f64::from(*b).powi(2)).sum::<f64>().sqrt();
+        assert!(
+            diff / norm < 1e-4,
+            "{}: classifier {i}: relative L2 {}",
+            path.display(),
+            diff / norm
+        );
+    }
+}

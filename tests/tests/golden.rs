@@ -4,7 +4,9 @@
 //! byte change needs a FORMAT_VERSION bump and a changelog entry). Files of older versions are never
 //! regenerated: they prove that this build still reads what earlier builds wrote.
 
-use nmflow_runtime::testing::{tiny_model_bytes, tiny_set_model_bytes, tiny_shift_model_bytes};
+use nmflow_runtime::testing::{
+    tiny_latent_model_bytes, tiny_model_bytes, tiny_set_model_bytes, tiny_shift_model_bytes,
+};
 use nmflow_runtime::{ModelView, Workspace, synthesize};
 use nmflow_tests::fixtures;
 
@@ -47,17 +49,55 @@ fn pinned(bytes: &[u8], bin: &str, txt: &str) {
 
 #[test]
 fn tiny_model_bytes_and_weights_are_pinned() {
-    pinned(&tiny_model_bytes(), "tiny-v3.nmf", "tiny-v3-seed7.txt");
+    pinned(&tiny_model_bytes(), "tiny-v4.nmf", "tiny-v4-seed7.txt");
     pinned(
         &tiny_set_model_bytes(),
-        "tiny-set-v3.nmf",
-        "tiny-set-v3-seed7.txt",
+        "tiny-set-v4.nmf",
+        "tiny-set-v4-seed7.txt",
     );
     pinned(
         &tiny_shift_model_bytes(),
-        "tiny-shift-v3.nmf",
-        "tiny-shift-v3-seed7.txt",
+        "tiny-shift-v4.nmf",
+        "tiny-shift-v4-seed7.txt",
     );
+    pinned(
+        &tiny_latent_model_bytes(true),
+        "tiny-latent-units-v4.nmf",
+        "tiny-latent-units-v4-seed7.txt",
+    );
+    pinned(
+        &tiny_latent_model_bytes(false),
+        "tiny-latent-dense-v4.nmf",
+        "tiny-latent-dense-v4-seed7.txt",
+    );
+}
+
+#[test]
+fn version_3_files_still_read_and_synthesize_what_they_did() {
+    for (bin, txt, today) in [
+        ("tiny-v3.nmf", "tiny-v3-seed7.txt", tiny_model_bytes()),
+        (
+            "tiny-set-v3.nmf",
+            "tiny-set-v3-seed7.txt",
+            tiny_set_model_bytes(),
+        ),
+        (
+            "tiny-shift-v3.nmf",
+            "tiny-shift-v3-seed7.txt",
+            tiny_shift_model_bytes(),
+        ),
+    ] {
+        let old = std::fs::read(fixtures().join(bin)).unwrap();
+        assert_eq!(u16::from_le_bytes([old[4], old[5]]), 3);
+        assert_close(&seed7(&old), txt);
+        assert_eq!(seed7(&old), seed7(&today), "{bin}");
+        let (a, b) = (
+            ModelView::parse(&old).unwrap().file,
+            ModelView::parse(&today).unwrap().file,
+        );
+        assert!(a.latent.is_none());
+        assert_eq!(a.shift, b.shift, "{bin}");
+    }
 }
 
 #[test]
@@ -83,6 +123,6 @@ fn a_version_1_file_still_reads_and_synthesizes_what_it_did() {
     let old = std::fs::read(fixtures().join("tiny-v1.nmf")).unwrap();
     assert_eq!(u16::from_le_bytes([old[4], old[5]]), 1);
     assert_close(&seed7(&old), "tiny-v1-seed7.txt");
-    // The same model, written today, is a version 3 file synthesizing the same weights.
+    // The same model, written today, is a version 4 file synthesizing the same weights.
     assert_eq!(seed7(&old), seed7(&tiny_model_bytes()));
 }

@@ -4,14 +4,13 @@
 use nmflow_host::backend::{Cpu, CpuAutodiff};
 use nmflow_host::classifier;
 use nmflow_host::data::Dataset;
-use nmflow_host::edge::{HostWorkspace, edge_eval, synthesize_one};
+use nmflow_host::edge::edge_eval;
 use nmflow_host::export::{Quant, export};
 use nmflow_host::flow::solver::Solver;
 use nmflow_host::meta::config::Method;
 use nmflow_host::meta::field::{FieldConfig, FieldKind, SetDims};
 use nmflow_host::meta::sample::MetaModel;
 use nmflow_host::meta::train::train_meta;
-use nmflow_runtime::ModelView;
 use nmflow_tests::{data_dir, meta_config, small_zoo_of, temp_dir};
 
 /// Trains a brief meta-model with `field` on a small zoo, then checks the runtime against burn's
@@ -62,27 +61,7 @@ fn runtime_matches_on(
     let (host_w, host_nfe) = host
         .sample(n, solver, steps, seed, &Default::default())
         .unwrap();
-    let bytes = std::fs::read(&f32_file).unwrap();
-    let view = ModelView::parse(&bytes).unwrap();
-    let mut ws: Box<HostWorkspace> = Box::default();
-    let p = host.layout.num_params();
-    for i in 0..n {
-        let (w, nfe) = synthesize_one(&view, seed, i, &mut ws, &f32_file).unwrap();
-        assert_eq!(nfe as usize, host_nfe);
-        let h = &host_w[i * p..(i + 1) * p];
-        let diff: f64 = w
-            .iter()
-            .zip(h)
-            .map(|(a, b)| f64::from(a - b).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        let norm: f64 = h.iter().map(|b| f64::from(*b).powi(2)).sum::<f64>().sqrt();
-        assert!(
-            diff / norm < 1e-4,
-            "{name}: classifier {i}: relative L2 {}",
-            diff / norm
-        );
-    }
+    nmflow_tests::assert_runtime_matches(&f32_file, &host_w, n, seed, host_nfe);
 
     let int8_file = tmp.join("model-int8.nmf");
     export(&model_dir, Quant::Int8, None, None, &int8_file).unwrap();

@@ -1,4 +1,5 @@
-//! `nmflow export`: a trained field → one model file for the device runtime.
+//! `nmflow export`: a trained field (and a latent model's decoder) → one model file for the device
+//! runtime.
 
 use std::path::PathBuf;
 
@@ -11,7 +12,9 @@ use crate::flow::solver::Solver;
 /// Arguments of `nmflow export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Model directory (written by `nmflow train`).
+    /// Model directory (written by `nmflow train` or `nmflow finetune`). A latent model
+    /// (`train --latent`) is exported with its VAE's decoder and must have been trained from the
+    /// Gaussian source (`--source gaussian`): the device draws its latent z₀ itself.
     #[arg(long)]
     pub model: PathBuf,
     /// Field weight encoding.
@@ -60,6 +63,12 @@ pub fn exec(a: &ExportArgs) -> Result<()> {
             worst,
             r.out.display()
         ));
+        if let Some(l) = &r.latent {
+            text.push_str(&format!(
+                "; latent model: {}-value latent, {:?} decoder of {} parameters ({} bytes)",
+                l.dim, l.decoder, l.decoder_params, l.decoder_bytes
+            ));
+        }
         text
     })
 }

@@ -198,6 +198,13 @@ pub fn exec(a: &ShiftCalibrateArgs) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let bytes = read_model(&a.model)?;
     let model = ModelView::parse(&bytes).map_err(|e| MetaError::file(&a.model, e))?;
+    if model.is_latent() {
+        return Err(MetaError::file(
+            &a.model,
+            "is a latent model: the device's detector guides a field on the classifier's weights; export a weight-space model (trained without --latent)",
+        )
+        .into());
+    }
     let dir = data::data_dir(a.data_dir.clone());
     let data = Dataset::load(view, &dir)?;
     check(a, &data, &model)?;

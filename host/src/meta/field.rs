@@ -401,7 +401,7 @@ impl<B: Backend> VectorField<B> {
 }
 
 /// A burn `Linear` as row-major `[d_out][d_in]` data (burn stores `[d_in, d_out]`).
-fn dense_layer<B: Backend>(l: &Linear<B>) -> Result<DenseLayer, TensorRead> {
+pub(crate) fn dense_layer<B: Backend>(l: &Linear<B>) -> Result<DenseLayer, TensorRead> {
     let [d_in, d_out] = l.weight.dims();
     let w = values::<f32>(l.weight.val().into_data())?;
     let bias = match &l.bias {

@@ -19,7 +19,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::meta::field::{SequentialIds, SetDims};
+use crate::backend::TensorRead;
+use crate::meta::field::{DenseLayer, SequentialIds, SetDims, dense_layer};
 
 /// Log-variances are clamped to this range, so that `exp` neither overflows nor underflows in
 /// early training.
@@ -230,6 +231,48 @@ impl<B: Backend> Vae<B> {
             (None, Some(out)) => out.forward(h),
             (None, None) => h,
         }
+    }
+}
+
+/// The decoder's layers as plain data (row-major `[d_out][d_in]`), in export order.
+pub struct DecoderLayers {
+    /// The trunk (`L → H`, then `H → H`), each followed by SiLU.
+    pub trunk: Vec<DenseLayer>,
+    /// The head: `[out]` (`H → D`) for the MLP decoder; `[slots, mix, inner, token, bias]` for
+    /// the units decoder.
+    pub head: Vec<DenseLayer>,
+    /// Which decoder it is.
+    pub kind: DecoderKind,
+}
+
+impl<B: Backend> Vae<B> {
+    /// The decoder's layers, for export.
+    ///
+    /// # Errors
+    /// [`TensorRead`] when the backend's values cannot be read back.
+    pub fn decoder_layers(&self) -> Result<DecoderLayers, TensorRead> {
+        let trunk = self
+            .decoder
+            .iter()
+            .map(dense_layer)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (head, kind) = match &self.units {
+            Some(u) => (
+                [&u.slots, &u.mix, &u.inner, &u.token, &u.bias]
+                    .into_iter()
+                    .map(dense_layer)
+                    .collect::<Result<Vec<_>, _>>()?,
+                DecoderKind::Units,
+            ),
+            None => (
+                self.out
+                    .iter()
+                    .map(dense_layer)
+                    .collect::<Result<Vec<_>, _>>()?,
+                DecoderKind::Mlp,
+            ),
+        };
+        Ok(DecoderLayers { trunk, head, kind })
     }
 }
 
