@@ -99,6 +99,14 @@ impl Arch {
         }
     }
 
+    /// Inputs per example (flattened).
+    pub fn input_dim(&self) -> usize {
+        match self {
+            Self::Mlp { widths } => widths.first().copied().unwrap_or(0),
+            Self::CnnS => 28 * 28,
+        }
+    }
+
     /// Number of output classes.
     pub fn num_classes(&self) -> usize {
         self.linear_widths().last().copied().unwrap_or(0)
@@ -114,10 +122,7 @@ impl Arch {
         classes: usize,
         dataset: &str,
     ) -> Result<(), UsageError> {
-        let want = match self {
-            Self::Mlp { widths } => widths[0],
-            Self::CnnS => 784,
-        };
+        let want = self.input_dim();
         let have = shape.iter().product::<usize>();
         if let Self::CnnS = self
             && shape != [1, 28, 28]

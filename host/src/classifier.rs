@@ -237,6 +237,23 @@ pub fn cross_entropy_sum<B: Backend>(logits: Tensor<B, 3>, onehot: Tensor<B, 3>)
     (log_softmax(logits, 2) * onehot).sum().neg() / n
 }
 
+/// Per label map, the permutation matrix `M[c][map[c]] = 1` (`[maps, classes, classes]`): a
+/// batch of one-hot labels times `M` is the batch relabelled by `map`.
+pub fn relabel_matrices<B: Backend, M: AsRef<[u8]>>(
+    maps: &[M],
+    classes: usize,
+    device: &B::Device,
+) -> Tensor<B, 3> {
+    let r = maps.len();
+    let mut m = vec![0.0f32; r * classes * classes];
+    for (run, map) in maps.iter().enumerate() {
+        for (class, &to) in map.as_ref().iter().enumerate().take(classes) {
+            m[(run * classes + class) * classes + usize::from(to)] = 1.0;
+        }
+    }
+    Tensor::<B, 3>::from_data(TensorData::new(m, [r, classes, classes]), device)
+}
+
 /// One-hot rows for `labels` with `classes` columns.
 pub fn one_hot(labels: &[u8], classes: usize) -> Vec<f32> {
     let mut out = vec![0.0; labels.len() * classes];

@@ -358,6 +358,12 @@ pub fn export(
 ) -> Result<ExportReport, MetaError> {
     let model = MetaModel::<Cpu>::load(model_dir, &Default::default())?;
     let refuse = |why: String| refusal(model_dir, why);
+    if model.config.condition.is_some() {
+        return Err(refuse(
+            "the model file does not carry a support encoder yet; export an unconditional model"
+                .into(),
+        ));
+    }
     if model.latent.is_some() && !matches!(model.config.source, Source::Gaussian { .. }) {
         return Err(refuse(
             "a latent model runs on the device only from an N(0, σ²) source (the encoded-Kaiming \

@@ -66,6 +66,47 @@ fn fixture() -> &'static Fixture {
             &p("z1"),
             "--quiet",
         ]);
+        // A multi-task zoo (8 runs over 4 label permutations, one unseen) and a conditioned model.
+        ok(&[
+            "zoo",
+            "--dataset",
+            "mnist8",
+            "--arch",
+            "mlp:64-16-10",
+            "--runs",
+            "8",
+            "--epochs",
+            "1",
+            "--shard-runs",
+            "4",
+            "--tasks",
+            "perm:4:unseen=1",
+            "--out",
+            &p("zt"),
+            "--quiet",
+        ]);
+        ok(&[
+            "train",
+            "--zoo",
+            &p("zt"),
+            "--out",
+            &p("mc"),
+            "--condition",
+            "support",
+            "--shots",
+            "1",
+            "--steps",
+            "4",
+            "--hidden",
+            "8",
+            "--depth",
+            "1",
+            "--functional-samples",
+            "2",
+            "--functional-batch",
+            "16",
+            "--quiet",
+        ]);
         ok(&[
             "train",
             "--zoo",
@@ -884,6 +925,128 @@ fn vae_and_latent_models_bad_input() {
         1,
         &["mlg.nmf: is a latent model", "without --latent"],
     );
+}
+
+/// Conditioning: the zoo, the flags and the commands that do not take a conditioned model.
+#[test]
+fn conditioning_settings_are_checked() {
+    let train = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec![
+            "train",
+            "--zoo",
+            "{dir}/zt",
+            "--out",
+            "{dir}/new-model",
+            "--condition",
+            "support",
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    let cases: Vec<(Vec<&str>, i32, &[&str])> = vec![
+        (
+            vec![
+                "train",
+                "--zoo",
+                "{dir}/z0",
+                "--out",
+                "{dir}/new-model",
+                "--condition",
+                "support",
+            ],
+            2,
+            &["--condition: the zoo holds one task", "--tasks perm:N"],
+        ),
+        (
+            vec!["train", "--zoo", "{dir}/zt", "--out", "{dir}/new-model"],
+            2,
+            &["is a multi-task zoo", "--condition support"],
+        ),
+        (train(&["--shots", "0"]), 2, &["--shots must be at least 1"]),
+        (
+            train(&["--cfg-drop", "1"]),
+            2,
+            &["--cfg-drop must be in [0, 1)"],
+        ),
+        (
+            train(&["--method", "mmfm"]),
+            2,
+            &["--condition: conditioning goes with --method cfm"],
+        ),
+        (
+            train(&["--functional-rollout", "0"]),
+            2,
+            &["--functional-rollout ≥ 1"],
+        ),
+        (
+            vec![
+                "sample",
+                "--model",
+                "{dir}/m0",
+                "--task",
+                "0",
+                "--out",
+                "{dir}/new.safetensors",
+            ],
+            2,
+            &["--task needs a conditioned model"],
+        ),
+        (
+            vec![
+                "sample",
+                "--model",
+                "{dir}/mc",
+                "--task",
+                "9",
+                "--out",
+                "{dir}/new.safetensors",
+            ],
+            2,
+            &["--task 9: the zoo has tasks 0 to 3"],
+        ),
+        (
+            vec![
+                "sample",
+                "--model",
+                "{dir}/mc",
+                "--task",
+                "1",
+                "--shots",
+                "0",
+                "--out",
+                "{dir}/new.safetensors",
+            ],
+            2,
+            &["--shots must be at least 1"],
+        ),
+        (
+            vec![
+                "sample",
+                "--model",
+                "{dir}/mc",
+                "--task",
+                "1",
+                "--guidance=-1",
+                "--out",
+                "{dir}/new.safetensors",
+            ],
+            2,
+            &["--guidance must be finite and ≥ 0"],
+        ),
+        (
+            vec!["eval", "--model", "{dir}/mc", "--shots", "0"],
+            2,
+            &["--shots must list counts of at least 1"],
+        ),
+        (
+            vec!["export", "--model", "{dir}/mc", "--out", "{dir}/new.nmf"],
+            2,
+            &["does not carry a support encoder"],
+        ),
+    ];
+    for (args, code, needles) in cases {
+        case(&args, code, needles);
+    }
 }
 
 #[test]

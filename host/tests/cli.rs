@@ -580,3 +580,60 @@ fn kill_after_checkpoint_and_resume(
     );
     again
 }
+
+/// A conditioned field (`--condition support` on a multi-task zoo) killed with SIGKILL after a
+/// checkpoint resumes to the same field, condition and loss log as an uninterrupted run.
+#[test]
+fn killed_conditioned_training_resumes_to_the_same_bytes() {
+    let data = common::data_dir();
+    let tmp = common::temp_dir("cli-condition-resume");
+    let zoo = tmp.join("zoo");
+    let mut args: Vec<&str> = SMALL.to_vec();
+    // 24 runs over 4 label permutations (one unseen), in 2 shards.
+    args[6] = "24";
+    args[10] = "12";
+    args.extend(["--out", zoo.to_str().unwrap(), "--tasks", "perm:4:unseen=1"]);
+    let z = nmflow(&args, &data);
+    assert!(z.status.success(), "{}", String::from_utf8_lossy(&z.stderr));
+    let train = |out: &Path| -> Vec<String> {
+        [
+            "train",
+            "--zoo",
+            zoo.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--condition",
+            "support",
+            "--shots",
+            "2",
+            "--hidden",
+            "32",
+            "--depth",
+            "1",
+            "--steps",
+            "400",
+            "--eval-every",
+            "25",
+            "--functional-samples",
+            "8",
+            "--functional-batch",
+            "64",
+            "--quiet",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let reference = tmp.join("ref");
+    let r = nmflow(&args_for(&train(&reference)), &data);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let victim = tmp.join("victim");
+    kill_after_checkpoint_and_resume(&train(&victim), &victim, "train.json", &data);
+    for f in ["field.bin", "condition.bin", "loss.csv"] {
+        assert!(
+            fs::read(reference.join(f)).unwrap() == fs::read(victim.join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    fs::remove_dir_all(&tmp).unwrap();
+}

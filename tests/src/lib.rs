@@ -134,6 +134,7 @@ pub fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
         zoo_manifest_sha256: manifest_hash(zoo).unwrap(),
         zoo: zoo.display().to_string(),
         latent: None,
+        condition: None,
     }
 }
 

@@ -185,7 +185,7 @@ fn ot_coupling_and_functional_term() {
         let mut total = 0.0f64;
         let mut count = 0usize;
         for _ in 0..8 {
-            let (_, ts, ut) = sampler.draw(32, &mut rng);
+            let (_, ts, ut, _) = sampler.draw(32, &mut rng);
             assert!(ts.iter().all(|t| (0.0..1.0).contains(t)));
             total += ut.iter().map(|u| f64::from(*u).powi(2)).sum::<f64>();
             count += ut.len();

@@ -51,6 +51,26 @@ pub struct EvalArgs {
     /// Data folder [default: $NMFLOW_DATA, else ./data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// A conditioned model (`train --condition`) is measured on tasks of its multi-task zoo:
+    /// `unseen` (never used in training) or `seen`, at its own sampler; the report (eval.json)
+    /// gives, per shot count and guidance weight, the accuracy of --per-task classifiers per task
+    /// against the task's labels, beside the zoo's runs of those tasks (the ceiling).
+    #[arg(long, value_enum, default_value_t = crate::meta::condition::sample::TaskSplit::Unseen)]
+    pub tasks: crate::meta::condition::sample::TaskSplit,
+    /// Labeled examples per class in the support set (conditioned models; comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10")]
+    pub shots: Vec<usize>,
+    /// Guidance weights w of `v(∅) + w·(v(task) − v(∅))` (conditioned models; 0 is the
+    /// unconditional field, 1 the conditional one; other weights cost two field evaluations a
+    /// step).
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub guidance: Vec<f32>,
+    /// At most this many tasks (conditioned models).
+    #[arg(long, default_value_t = 100)]
+    pub max_tasks: usize,
+    /// Classifiers per task (conditioned models).
+    #[arg(long, default_value_t = 10)]
+    pub per_task: usize,
     /// Compute device: `cpu`, or `cuda` (the first NVIDIA GPU; needs a build with
     /// `--features cuda` and a CUDA driver). The same code runs on both.
     #[arg(long, value_enum, default_value_t = crate::backend::DeviceKind::Cpu)]
@@ -88,6 +108,9 @@ impl EvalArgs {
 pub fn exec(a: &EvalArgs) -> Result<()> {
     let config = MetaModel::<crate::backend::Cpu>::read_config(&a.model)?;
     let zoo = a.zoo.clone().unwrap_or_else(|| PathBuf::from(&config.zoo));
+    if config.condition.is_some() {
+        return exec_tasks(a, &zoo, &config);
+    }
     let opts = a.to_options(config.solver);
     struct Job<'a>(&'a EvalArgs, &'a PathBuf, &'a EvalOptions);
     impl BackendJob for Job<'_> {
@@ -110,6 +133,70 @@ pub fn exec(a: &EvalArgs) -> Result<()> {
         println!("{text}");
     } else {
         println!("{}", summary_line(&r, &a.model));
+    }
+    Ok(())
+}
+
+/// `nmflow eval` of a conditioned model: the tasks of its zoo.
+fn exec_tasks(
+    a: &EvalArgs,
+    zoo: &std::path::Path,
+    config: &crate::meta::config::MetaConfig,
+) -> Result<()> {
+    use crate::meta::condition::sample::{TaskEvalOptions, TaskEvalReport, evaluate_tasks};
+    let manifest = crate::zoo::Manifest::read(zoo)?;
+    if crate::meta::config::manifest_hash(zoo)? != config.zoo_manifest_sha256 {
+        anyhow::bail!(
+            "{}: the model was trained on another zoo ({})",
+            zoo.display(),
+            config.zoo
+        );
+    }
+    let opts = TaskEvalOptions {
+        tasks: a.tasks,
+        max_tasks: a.max_tasks,
+        shots: a.shots.clone(),
+        guidance: a.guidance.clone(),
+        samples: a.per_task,
+        solver: a.solver.unwrap_or(config.solver),
+        steps: config.solver_steps,
+        seed: a.seed,
+    };
+    struct Job<'a>(&'a EvalArgs, &'a crate::zoo::Manifest, &'a TaskEvalOptions);
+    impl BackendJob for Job<'_> {
+        type Output = TaskEvalReport;
+        fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<TaskEvalReport> {
+            let model = MetaModel::<B::InnerBackend>::load(&self.0.model, device)?;
+            let data_dir = data::data_dir(self.0.data_dir.clone());
+            Ok(evaluate_tasks(&model, self.1, &data_dir, self.2, device)?)
+        }
+    }
+    let r = dispatch(a.device, Job(a, &manifest, &opts))?;
+    let text = serde_json::to_string_pretty(&r)?;
+    crate::io::write_atomic(&a.model.join(files::EVAL), text.as_bytes())?;
+    if a.json {
+        println!("{text}");
+    } else {
+        let best = r
+            .rows
+            .iter()
+            .max_by(|x, y| x.acc.acc_mean.total_cmp(&y.acc.acc_mean));
+        let line = best.map_or_else(String::new, |b| {
+            format!(
+                "best {} shots, guidance {} (NFE {}): {:.2}% mean over {} tasks",
+                b.shots,
+                b.guidance,
+                b.nfe,
+                100.0 * b.acc.acc_mean,
+                r.task_ids.len()
+            )
+        });
+        println!(
+            "eval ({:?} tasks): {line}; trained runs of these tasks {:.2}% → {}",
+            r.tasks,
+            100.0 * r.trained.acc_mean,
+            a.model.join(files::EVAL).display()
+        );
     }
     Ok(())
 }

@@ -28,9 +28,25 @@ pub struct SampleArgs {
     /// Solver steps [default: the model's].
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Seed of the source samples.
+    /// Seed of the source samples (and of the support set drawn for --task).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// A conditioned model (`train --condition`) samples classifiers for this task of its zoo
+    /// (an index into the zoo's task table; unseen tasks included), from a support set of
+    /// --shots labeled training images per class drawn with --seed. Without it, a conditioned
+    /// model samples unconditionally.
+    #[arg(long)]
+    pub task: Option<usize>,
+    /// Labeled examples per class in the support set (--task).
+    #[arg(long, default_value_t = 5)]
+    pub shots: usize,
+    /// Guidance weight w of `v(∅) + w·(v(task) − v(∅))` (--task; 1: the conditional field;
+    /// other weights than 0 and 1 cost two field evaluations a step).
+    #[arg(long, default_value_t = 1.0)]
+    pub guidance: f32,
+    /// Data folder (--task) [default: $NMFLOW_DATA, else ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     /// Output safetensors file: `weights` F32 [n, num_params] in the zoo's layout.
     #[arg(long)]
     pub out: PathBuf,
@@ -67,6 +83,54 @@ pub struct SampleReport {
     pub out: PathBuf,
 }
 
+/// The support set of `--task` for a conditioned model: `--shots` training images per class of
+/// the model's zoo, labeled by the task.
+fn task_support<B: burn::tensor::backend::Backend>(
+    a: &SampleArgs,
+    model: &MetaModel<B>,
+) -> Result<crate::meta::condition::support::Supports> {
+    use crate::meta::condition::support::SupportPool;
+    let task = a.task.unwrap_or(0);
+    if model.config.condition.is_none() {
+        return Err(UsageError(
+            "--task needs a conditioned model (`train --condition support`)".into(),
+        )
+        .into());
+    }
+    if a.shots == 0 {
+        return Err(UsageError("--shots must be at least 1 (got 0)".into()).into());
+    }
+    if !(a.guidance.is_finite() && a.guidance >= 0.0) {
+        return Err(UsageError(format!(
+            "--guidance must be finite and ≥ 0 (got {})",
+            a.guidance
+        ))
+        .into());
+    }
+    let zoo = PathBuf::from(&model.config.zoo);
+    let manifest = crate::zoo::Manifest::read(&zoo)?;
+    let table = manifest
+        .tasks
+        .as_ref()
+        .ok_or_else(|| UsageError(format!("{}: the zoo has no tasks", zoo.display())))?;
+    let map = table.label_maps.get(task).ok_or_else(|| {
+        UsageError(format!(
+            "--task {task}: the zoo has tasks 0 to {}",
+            table.count.saturating_sub(1)
+        ))
+    })?;
+    let data = crate::data::Dataset::load(
+        manifest.config.dataset,
+        &crate::data::data_dir(a.data_dir.clone()),
+    )?;
+    let pool = SupportPool::new(&data.train, manifest.config.arch.num_classes())?;
+    let mut rng = nmflow_runtime::Rng::new(
+        nmflow_runtime::rng::derive_seed(a.seed, task as u64),
+        crate::meta::condition::sample::STREAM_EVAL_SUPPORT,
+    );
+    Ok(pool.draw(&[map], a.shots, &mut rng))
+}
+
 /// Runs `nmflow sample`.
 ///
 /// # Errors
@@ -84,8 +148,12 @@ pub fn exec(a: &SampleArgs) -> Result<()> {
             if a.n == 0 || steps == 0 {
                 return Err(UsageError("--n and --steps must be at least 1".into()).into());
             }
+            let support = a.task.map(|_| task_support(a, &model)).transpose()?;
             let t0 = std::time::Instant::now();
-            let (w, nfe) = model.sample(a.n, solver, steps, a.seed, device)?;
+            let (w, nfe) = match &support {
+                Some(s) => model.sample_task(s, a.n, a.guidance, solver, steps, a.seed, device)?,
+                None => model.sample(a.n, solver, steps, a.seed, device)?,
+            };
             let seconds = t0.elapsed().as_secs_f64();
             let p = model.layout.num_params();
             write_classifiers(&a.out, &w, a.n, p)?;

@@ -130,6 +130,20 @@ pub struct TrainArgs {
     /// augmentation and no functional term (the VAE's own shapes what decodes).
     #[arg(long)]
     pub latent: Option<PathBuf>,
+    /// Condition the field on the task (a multi-task zoo, `nmflow zoo --tasks`): `support`, a
+    /// support set of --shots labeled examples per class, encoded (per-example features averaged
+    /// per label into class prototypes) into a task embedding the field sees beside the time.
+    /// Runs of unseen tasks are never used; `eval` measures them, `sample --task` samples one.
+    #[arg(long, value_enum)]
+    pub condition: Option<crate::meta::config::ConditionKind>,
+    /// Labeled examples per class in a training support set (--condition).
+    #[arg(long, default_value_t = 5)]
+    pub shots: usize,
+    /// Rate at which a training pair's condition is replaced by a learned null embedding, so
+    /// that one network is both the conditional and the unconditional field (classifier-free
+    /// guidance: `sample`/`eval --guidance W`).
+    #[arg(long, default_value_t = 0.1)]
+    pub cfg_drop: f32,
     /// Implementation of the training step: `fused` is a hand-written CPU trainer of the MLP
     /// field (NM-CFM or NM-MMFM without functional term; as fast as PyTorch's CPU reference in
     /// bench/field_bench.sh), `burn` is burn's autodiff (everything); `auto` picks `fused` where
@@ -187,6 +201,9 @@ impl TrainArgs {
             solver: self.solver,
             solver_steps: self.solver_steps,
             latent: self.latent.clone(),
+            condition: self.condition,
+            shots: self.shots,
+            cfg_drop: self.cfg_drop,
         })
     }
 }

@@ -143,6 +143,10 @@ pub struct MetaConfig {
     /// the flow runs on the weights).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latent: Option<LatentSpec>,
+    /// Conditioning on the task (a multi-task zoo): the support-set encoder's settings (absent:
+    /// an unconditional field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<crate::meta::condition::config::ConditionConfig>,
 }
 
 /// The VAE a latent meta-model runs in (a copy lives in the model's `vae/` folder).
@@ -275,6 +279,7 @@ impl MetaConfig {
                 );
             }
         }
+        self.validate_condition(manifest)?;
         if manifest.split.train.is_empty() {
             return bad(format!(
                 "the zoo has no training runs (all {} runs are held out); rebuild it with a smaller --heldout",
@@ -292,6 +297,44 @@ impl MetaConfig {
 }
 
 impl MetaConfig {
+    /// The checks of a conditioned field: a multi-task zoo (and a multi-task zoo only with a
+    /// condition), NM-CFM on the weights, the burn engine's fields, and a functional term that
+    /// rolls the sampler out (its classifiers are scored against their tasks' labels).
+    fn validate_condition(&self, manifest: &Manifest) -> Result<(), UsageError> {
+        let bad = |what: &str| Err(UsageError(format!("--condition: {what}")));
+        let Some(c) = &self.condition else {
+            return Ok(());
+        };
+        c.validate()?;
+        if manifest.tasks.is_none() {
+            return bad(
+                "the zoo holds one task; a conditioned field needs a multi-task zoo (`nmflow zoo --tasks perm:N`)",
+            );
+        }
+        if self.latent.is_some() {
+            return bad("a latent model is not conditioned yet (drop --latent)");
+        }
+        if self.method != Method::Cfm {
+            return bad("conditioning goes with --method cfm");
+        }
+        if self.field.kind == FieldKind::Potential {
+            return bad("conditioning goes with --field mlp or set");
+        }
+        if self.functional_weight > 0.0 && self.functional_rollout == 0 {
+            return bad(
+                "the functional term of a conditioned field rolls the sampler out: use --functional-rollout ≥ 1 (or --functional-weight 0)",
+            );
+        }
+        if c.d_in != manifest.config.arch.input_dim()
+            || c.classes != manifest.config.arch.num_classes()
+        {
+            return bad(
+                "the support encoder's input or class count differs from the zoo's classifier",
+            );
+        }
+        Ok(())
+    }
+
     /// The checks of a latent model: the flow's state is the VAE's latent, whose coordinates have
     /// no hidden-unit structure (no set field, no permutation augmentation), and whose source is
     /// either the encoded Kaiming-uniform initializations (paired with the runs' own encoded
@@ -414,7 +457,27 @@ pub struct TrainRequest {
     pub solver_steps: Option<usize>,
     /// The VAE directory of a latent model (`nmflow vae`): the flow runs in its latent space.
     pub latent: Option<std::path::PathBuf>,
+    /// Condition the field on the task (`--condition support`; a multi-task zoo).
+    pub condition: Option<ConditionKind>,
+    /// Labeled examples per class in a training support set.
+    pub shots: usize,
+    /// Rate at which the condition is dropped in training (classifier-free guidance).
+    pub cfg_drop: f32,
 }
+
+/// What a conditioned field is conditioned on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum ConditionKind {
+    /// A support set: a few labeled examples of every class of the task.
+    Support,
+}
+
+/// Width of the support encoder's per-example features.
+pub const CONDITION_FEATURES: usize = 64;
+/// Width of the task embedding.
+pub const CONDITION_EMBED: usize = 128;
 
 impl Default for TrainRequest {
     fn default() -> Self {
@@ -445,6 +508,9 @@ impl Default for TrainRequest {
             solver: None,
             solver_steps: None,
             latent: None,
+            condition: None,
+            shots: 5,
+            cfg_drop: 0.1,
         }
     }
 }
@@ -457,12 +523,24 @@ impl TrainRequest {
     /// An unreadable zoo, or settings out of range ([`MetaConfig::validate`]).
     pub fn resolve(&self, zoo_dir: &Path) -> Result<MetaConfig, MetaError> {
         let manifest = Manifest::read(zoo_dir)?;
-        manifest.require_single_task(zoo_dir)?;
+        if self.condition.is_none() {
+            manifest.require_single_task(zoo_dir)?;
+        }
         let sha256 = manifest_hash(zoo_dir)?;
-        let cfg = match &self.latent {
+        let mut cfg = match &self.latent {
             Some(dir) => self.resolve_latent(&manifest, zoo_dir, sha256, dir)?,
             None => self.resolve_with(&manifest, zoo_dir, sha256),
         };
+        if self.condition.is_some() {
+            cfg.condition = Some(crate::meta::condition::config::ConditionConfig {
+                shots: self.shots,
+                drop: self.cfg_drop,
+                features: CONDITION_FEATURES,
+                embed: CONDITION_EMBED,
+                classes: manifest.config.arch.num_classes(),
+                d_in: manifest.config.arch.input_dim(),
+            });
+        }
         cfg.validate(&manifest)?;
         Ok(cfg)
     }
@@ -598,6 +676,7 @@ impl TrainRequest {
             zoo_manifest_sha256: sha256,
             zoo: zoo_dir.display().to_string(),
             latent: None,
+            condition: None,
         }
     }
 }

@@ -380,8 +380,33 @@ impl<B: Backend> VectorField<B> {
     /// # Shapes
     /// `x` `[N, dim]`, `t` `[N, 1]` → `[N, dim]`.
     pub fn forward(&self, x: Tensor<B, 2>, t: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.forward_with(x, t, None)
+    }
+
+    /// Width `H` of the first hidden layer (the MLP field) or of the set field's context: what an
+    /// injected condition must have.
+    pub fn inject_width(&self) -> usize {
+        match (&self.set, self.layers.first()) {
+            (Some(set), _) => set.embed.weight.dims()[1],
+            (None, Some(first)) => first.weight.dims()[1],
+            (None, None) => 0,
+        }
+    }
+
+    /// The velocity with a condition `extra` (`[N, H]`, [`Self::inject_width`]) added where the
+    /// time enters: to the MLP field's first hidden pre-activation, or to the set field's context
+    /// (so every token and the output-bias head see it). A potential field takes none.
+    ///
+    /// # Shapes
+    /// `x` `[N, dim]`, `t` `[N, 1]`, `extra` `[N, H]` → `[N, dim]`.
+    pub fn forward_with(
+        &self,
+        x: Tensor<B, 2>,
+        t: Tensor<B, 2>,
+        extra: Option<Tensor<B, 2>>,
+    ) -> Tensor<B, 2> {
         if let Some(set) = &self.set {
-            return set.forward(x, t);
+            return set.forward(x, t, extra);
         }
         if let Some(p) = &self.potential {
             return p.value_and_grad(x).1 * (-self.jko_scale);
@@ -390,8 +415,12 @@ impl<B: Backend> VectorField<B> {
         let emb = time_embedding(t, time_dim);
         let mut h = Tensor::cat(vec![x, emb], 1);
         let last = self.layers.len() - 1;
+        let mut extra = extra;
         for (i, layer) in self.layers.iter().enumerate() {
             h = layer.forward(h);
+            if let Some(e) = extra.take() {
+                h = h + e;
+            }
             if i < last {
                 h = silu(h);
             }
@@ -445,8 +474,13 @@ fn per_token<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
 impl<B: Backend> SetField<B> {
     /// # Shapes
     /// `x` `[N, P]` (layout order: W1 `[U, d_in]`, b1 `[U]`, W2 `[d_out, U]`, b2 `[d_out]`), `t`
-    /// `[N, 1]` → `[N, P]`.
-    pub fn forward(&self, x: Tensor<B, 2>, t: Tensor<B, 2>) -> Tensor<B, 2> {
+    /// `[N, 1]`, `extra` `[N, H]` (added to the context) → `[N, P]`.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 2>,
+        t: Tensor<B, 2>,
+        extra: Option<Tensor<B, 2>>,
+    ) -> Tensor<B, 2> {
         let (u, d_in, d_out) = (self.units, self.d_in, self.d_out);
         let n = x.dims()[0];
         let w1 = x.clone().narrow(1, 0, u * d_in).reshape([n, u, d_in]);
@@ -461,7 +495,11 @@ impl<B: Backend> SetField<B> {
         let time_dim = self.time_in.weight.dims()[0];
         let tau = self.time_in.forward(time_embedding(t, time_dim));
         let g = self.global_in.forward(b2);
-        let context: Tensor<B, 3> = (tau + g).unsqueeze_dim(1);
+        let c = match extra {
+            Some(e) => tau + g + e,
+            None => tau + g,
+        };
+        let context: Tensor<B, 3> = c.unsqueeze_dim(1);
         let mut h = per_token(&self.embed, tokens) + context.clone();
         for block in &self.blocks {
             let pooled = per_token(&block.pooled, h.clone().mean_dim(1));

@@ -11,6 +11,7 @@
 //! | network | [`field`] | the vector-field networks `v(x, t)`: MLP, permutation-equivariant set field, NM-JKO's potential |
 //! | network | [`potential`] | NM-JKO's scalar potential with its closed-form gradient |
 //! | network | [`latent`] | the VAE of latent meta-models: settings, networks, training, encode/decode |
+//! | network | [`condition`] | task conditioning: the support-set encoder, its training step, guided sampling and the evaluation on unseen tasks |
 //! | objective | [`pairs`] | flow-matching training pairs `(x_t, t, u_t)` per method and coupling |
 //! | objective | [`reward`] | rewards on generated classifiers (the functional term; fine-tuning) |
 //! | settings | [`config`] | every hyper-parameter of a meta-model (`config.json`), the defaults and their checks |
@@ -28,6 +29,7 @@
 //! files, not on training.
 
 pub mod charts;
+pub mod condition;
 pub mod config;
 pub mod downstream;
 pub mod eval;

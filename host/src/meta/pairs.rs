@@ -12,8 +12,9 @@ use crate::arch::Layout;
 use crate::flow::path::{Spline, linear};
 use nmflow_runtime::Rng;
 
-/// A minibatch `(xt [n, P], t [n], ut [n, P])`.
-pub type Batch = (Vec<f32>, Vec<f32>, Vec<f32>);
+/// A minibatch `(xt [n, P], t [n], ut [n, P], runs [n])`: `runs[s]` is the index (into the
+/// sampler's runs) of the run pair `s` was drawn from (its task, for a conditioned meta-model).
+pub type Batch = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<usize>);
 
 /// A flow-matching sampler of `(xt, t, ut)` over a set of runs (standardized weights).
 pub struct PairSampler<'a> {
@@ -54,7 +55,7 @@ impl<'a> PairSampler<'a> {
         }
     }
 
-    /// Draws `n` samples: returns `(xt [n, P], t [n], ut [n, P])`.
+    /// Draws `n` samples: returns `(xt [n, P], t [n], ut [n, P], runs [n])`.
     pub fn draw(&self, n: usize, rng: &mut Rng) -> Batch {
         let mut batch = Batch::default();
         self.draw_into(n, rng, &mut batch);
@@ -69,15 +70,17 @@ impl<'a> PairSampler<'a> {
         }
         let p = self.runs.num_params;
         let k_last = self.runs.checkpoints() - 1;
-        let (xt, ts, ut) = batch;
+        let (xt, ts, ut, drawn) = batch;
         // Every value is overwritten below.
         xt.resize(n * p, 0.0);
         ut.resize(n * p, 0.0);
         ts.clear();
+        drawn.clear();
         let mut eps = vec![0.0f32; p];
         let mut x0 = Vec::with_capacity(p);
         for s in 0..n {
             let i = rng.below(u32::try_from(self.runs.len()).unwrap_or(u32::MAX)) as usize;
+            drawn.push(i);
             let t = rng.uniform();
             ts.push(t);
             if self.cfg.sigma != 0.0 {
@@ -149,6 +152,7 @@ impl PairSampler<'_> {
             })
             .collect();
         let pair = crate::flow::assignment::min_cost_assignment(&cost, n);
+        let drawn: Vec<usize> = pair.iter().map(|&j| runs[j]).collect();
         let mut xt = vec![0.0f32; n * p];
         let mut ut = vec![0.0f32; n * p];
         let mut ts = Vec::with_capacity(n);
@@ -177,6 +181,6 @@ impl PairSampler<'_> {
                 sym.apply(&perms, us);
             }
         }
-        (xt, ts, ut)
+        (xt, ts, ut, drawn)
     }
 }

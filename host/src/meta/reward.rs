@@ -36,14 +36,32 @@ impl Reward {
         y: Tensor<C, 2>,
     ) -> Tensor<C, 1> {
         match self {
-            Self::CrossEntropy => {
-                let runs = weights.dims()[0];
-                let params = classifier::params_from_tensor(layout, weights);
-                let logits = classifier::forward(arch, &params, Input::Shared(x));
-                classifier::cross_entropy_sum(logits, y.unsqueeze_dim(0)) / runs as f64
-            }
+            Self::CrossEntropy => cross_entropy(arch, layout, weights, x, y.unsqueeze_dim(0)),
         }
     }
+}
+
+/// One-hot labels `y` (`[m, C]`) relabelled per classifier: `[maps, m, C]`.
+fn relabelled<C: Backend, M: AsRef<[u8]>>(y: Tensor<C, 2>, maps: &[M]) -> Tensor<C, 3> {
+    let [m, c] = y.dims();
+    let r = maps.len();
+    let relabel = classifier::relabel_matrices::<C, M>(maps, c, &y.device());
+    y.unsqueeze_dim::<3>(0).expand([r, m, c]).matmul(relabel)
+}
+
+/// The mean cross-entropy of the classifiers `weights` (`[R, P]`, raw) on `x` (`[m, d]`) against
+/// one-hot targets, per classifier (`[R, m, C]`) or shared (`[1, m, C]`).
+fn cross_entropy<C: Backend>(
+    arch: &Arch,
+    layout: &Layout,
+    weights: Tensor<C, 2>,
+    x: Tensor<C, 2>,
+    targets: Tensor<C, 3>,
+) -> Tensor<C, 1> {
+    let runs = weights.dims()[0];
+    let params = classifier::params_from_tensor(layout, weights);
+    let logits = classifier::forward(arch, &params, Input::Shared(x));
+    classifier::cross_entropy_sum(logits, targets) / runs as f64
 }
 
 /// A reward bound to a dataset's training split on the device and to the per-coordinate scales
@@ -102,6 +120,40 @@ impl<B: AutodiffBackend> DataReward<B> {
         let (x, y) = self.data.draw(m, rng);
         let raw = states * self.std.clone().inner() + self.mean.clone().inner();
         self.reward.loss(&self.arch, &self.layout, raw, x, y)
+    }
+
+    /// [`Self::loss`] with classifier `r` scored against the labels of its task: an image of class
+    /// `y` counts as `maps[r][y]` (label maps of a multi-task zoo).
+    pub fn loss_relabelled<M: AsRef<[u8]>>(
+        &self,
+        states: Tensor<B, 2>,
+        maps: &[M],
+        m: usize,
+        rng: &mut Rng,
+    ) -> Tensor<B, 1> {
+        let (x, y) = self.data.draw(m, rng);
+        let raw = states * self.std.clone() + self.mean.clone();
+        let targets = relabelled(y, maps);
+        cross_entropy(
+            &self.arch,
+            &self.layout,
+            raw,
+            Tensor::from_inner(x),
+            Tensor::from_inner(targets),
+        )
+    }
+
+    /// [`Self::loss_relabelled`] without gradients, on the inner backend.
+    pub fn loss_inner_relabelled<M: AsRef<[u8]>>(
+        &self,
+        states: Tensor<B::InnerBackend, 2>,
+        maps: &[M],
+        m: usize,
+        rng: &mut Rng,
+    ) -> Tensor<B::InnerBackend, 1> {
+        let (x, y) = self.data.draw(m, rng);
+        let raw = states * self.std.clone().inner() + self.mean.clone().inner();
+        cross_entropy(&self.arch, &self.layout, raw, x, relabelled(y, maps))
     }
 
     /// The layout of the classifiers it scores.

@@ -36,6 +36,9 @@ pub struct MetaModel<B: Backend> {
     pub field: VectorField<B>,
     /// A latent model's VAE (the field's state is its latent; samples are decoded).
     pub latent: Option<Codec<B>>,
+    /// A conditioned model's support encoder and null embedding (unconditional sampling uses
+    /// the null embedding).
+    pub condition: Option<crate::meta::condition::network::ConditionNet<B>>,
 }
 
 impl<B: Backend> MetaModel<B> {
@@ -119,15 +122,7 @@ impl<B: Backend> MetaModel<B> {
         }
         let weights = dir.join(files::WEIGHTS);
         let bin = weights.with_extension("bin");
-        if let Some(expected) = &summary.field_sha256 {
-            let bytes = std::fs::read(&bin).map_err(|e| MetaError::file(&bin, e))?;
-            if crate::io::sha256_hex(&bytes) != *expected {
-                return Err(MetaError::file(
-                    &bin,
-                    "sha256 differs from the one train.json recorded: the weights were altered or damaged",
-                ));
-            }
-        }
+        check_sha256(&bin, summary.field_sha256.as_deref())?;
         let field = config
             .field
             .init::<B>(device)
@@ -137,12 +132,35 @@ impl<B: Backend> MetaModel<B> {
                 device,
             )
             .map_err(|e| MetaError::file(&bin, e))?;
+        let condition = match &config.condition {
+            Some(c) => {
+                use crate::meta::condition::train::WEIGHTS;
+                let path = dir.join(WEIGHTS);
+                let bin = path.with_extension("bin");
+                check_sha256(&bin, summary.condition_sha256.as_deref())?;
+                Some(
+                    c.init::<B>(
+                        field.inject_width(),
+                        crate::meta::condition::train::FIRST_ID,
+                        device,
+                    )
+                    .load_file(
+                        path,
+                        &BinFileRecorder::<FullPrecisionSettings>::new(),
+                        device,
+                    )
+                    .map_err(|e| MetaError::file(&bin, e))?,
+                )
+            }
+            None => None,
+        };
         Ok(Self {
             config,
             normalizer,
             layout,
             field,
             latent,
+            condition,
         })
     }
 
@@ -228,9 +246,11 @@ impl<B: Backend> MetaModel<B> {
         let mut z = x0.to_vec();
         self.normalizer.apply(&mut z);
         let x = Tensor::<B, 2>::from_data(TensorData::new(z, [n, p]), device);
+        // A conditioned model samples unconditionally here (the null embedding).
+        let null = self.condition.as_ref().map(|c| c.inject(c.null(n)));
         let mut field = |x: Tensor<B, 2>, t: f32| {
             let tt = Tensor::<B, 2>::full([n, 1], t, device);
-            self.field.forward(x, tt)
+            self.field.forward_with(x, tt, null.clone())
         };
         let mut failed = None;
         let mut obs = |k: usize, x: &Tensor<B, 2>| match values::<f32>(x.clone().into_data()) {
@@ -279,8 +299,24 @@ impl<B: burn::tensor::backend::AutodiffBackend> MetaModel<B> {
             layout: self.layout.clone(),
             field: self.field.valid(),
             latent: self.latent.as_ref().map(Codec::valid),
+            condition: self.condition.as_ref().map(|c| c.valid()),
         }
     }
+}
+
+/// Checks a weights file against the SHA-256 `train.json` recorded (models of earlier builds
+/// recorded none).
+fn check_sha256(bin: &Path, expected: Option<&str>) -> Result<(), MetaError> {
+    if let Some(expected) = expected {
+        let bytes = std::fs::read(bin).map_err(|e| MetaError::file(bin, e))?;
+        if crate::io::sha256_hex(&bytes) != expected {
+            return Err(MetaError::file(
+                bin,
+                "sha256 differs from the one train.json recorded: the weights were altered or damaged",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes classifiers (`[n, P]` raw weights in layout order) as a safetensors file with one F32

@@ -70,8 +70,22 @@ impl Trajectories {
 /// # Errors
 /// [`ZooError`] when the manifest or a shard is missing, altered or malformed.
 pub fn load(zoo_dir: &Path) -> Result<(Manifest, Trajectories, Trajectories), ZooError> {
+    load_tasks(zoo_dir, false)
+}
+
+/// [`load`], taking a multi-task zoo where `multi_task` (a conditioned meta-model): the runs of
+/// unseen tasks are then in neither set.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_tasks(
+    zoo_dir: &Path,
+    multi_task: bool,
+) -> Result<(Manifest, Trajectories, Trajectories), ZooError> {
     let m = Manifest::read(zoo_dir)?;
-    m.require_single_task(zoo_dir)?;
+    if !multi_task {
+        m.require_single_task(zoo_dir)?;
+    }
     let p = m.num_params;
     let times = m.schedule.times.clone();
     let mut train = Trajectories {
@@ -95,6 +109,9 @@ pub fn load(zoo_dir: &Path) -> Result<(Manifest, Trajectories, Trajectories), Zo
             return Err(ZooError::corrupt(&path, "shape differs from the manifest"));
         }
         for (i, &run) in sh.runs.iter().enumerate() {
+            if m.split.unseen.binary_search(&run).is_ok() {
+                continue;
+            }
             let target = if m.split.heldout.binary_search(&run).is_ok() {
                 &mut held
             } else {

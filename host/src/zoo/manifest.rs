@@ -121,7 +121,7 @@ impl Manifest {
         match &self.tasks {
             None => Ok(()),
             Some(t) => Err(crate::error::UsageError(format!(
-                "{} is a multi-task zoo ({} tasks of the {} family): its runs learn different labellings, and a meta-model conditioned on the task is not built yet; use a single-task zoo",
+                "{} is a multi-task zoo ({} tasks of the {} family): its runs learn different labellings; train a meta-model conditioned on the task (`nmflow train --condition support`), or use a single-task zoo",
                 zoo_dir.display(),
                 t.count,
                 match t.family {

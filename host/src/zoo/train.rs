@@ -268,16 +268,8 @@ pub fn train_runs<B: AutodiffBackend>(
     let total_steps = steps_per_epoch * epochs;
     let mut perms: Vec<Vec<u32>> = vec![(0..n as u32).collect(); r];
     // Per run, the permutation matrix `M[c][map[c]] = 1`: `onehot · M` relabels the batch.
-    let relabel = label_maps.map(|maps| {
-        let c = NUM_CLASSES;
-        let mut m = vec![0.0f32; r * c * c];
-        for (run, map) in maps.iter().enumerate() {
-            for (class, &to) in map.iter().enumerate() {
-                m[(run * c + class) * c + usize::from(to)] = 1.0;
-            }
-        }
-        Tensor::<B::InnerBackend, 3>::from_data(TensorData::new(m, [r, c, c]), device)
-    });
+    let relabel = label_maps
+        .map(|maps| classifier::relabel_matrices::<B::InnerBackend, _>(maps, NUM_CLASSES, device));
     let mut step = 0;
     for _epoch in 0..epochs {
         for (perm, rng) in perms.iter_mut().zip(data_rngs.iter_mut()) {

@@ -322,6 +322,13 @@ pub fn finetune<B: AutodiffBackend>(
 ) -> Result<FinetuneSummary, MetaError> {
     cfg.validate()?;
     let base = MetaModel::<B>::load(base_dir, device)?;
+    if base.config.condition.is_some() {
+        return Err(crate::error::UsageError(format!(
+            "--model {}: a conditioned model is not fine-tuned yet (its field needs a task); fine-tune an unconditional model",
+            base_dir.display()
+        ))
+        .into());
+    }
     let arch = Arch::of_layout(&base.layout).ok_or_else(|| {
         MetaError::file(
             base_dir.join(files::LAYOUT),
@@ -646,6 +653,7 @@ fn inner_model<B: AutodiffBackend>(
         layout: base.layout.clone(),
         field,
         latent: base.latent.as_ref().map(Codec::valid),
+        condition: None,
     }
 }
 
@@ -707,6 +715,7 @@ fn finish<B: AutodiffBackend>(
         steps_per_second: state.step as f64 / state.seconds.max(1e-9),
         out: out.into(),
         field_sha256: Some(sha),
+        condition_sha256: None,
         diverged_at: None,
     };
     write_json(&out.join(files::SUMMARY), &train)?;

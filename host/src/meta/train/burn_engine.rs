@@ -63,7 +63,7 @@ fn residual<B: Backend>(
 /// Mean squared error of `field` on a fixed sample set, in chunks.
 fn set_loss<B: Backend>(
     field: &VectorField<B>,
-    set: &(Vec<f32>, Vec<f32>, Vec<f32>),
+    set: &Batch,
     p: usize,
     tau: f32,
     device: &B::Device,
@@ -132,7 +132,7 @@ pub(super) struct BurnTrainer<'a, B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> Trainer for BurnTrainer<'_, B> {
-    fn step(&mut self, (xt, ts, ut): &Batch, lr: f64, data_rng: &mut Rng) -> (f32, Option<f32>) {
+    fn step(&mut self, (xt, ts, ut, _): &Batch, lr: f64, data_rng: &mut Rng) -> (f32, Option<f32>) {
         let (cfg, device, field) = (self.cfg, &self.device, &self.field);
         let p = self.layout.num_params();
         let (x, t, u) = to_tensors::<B>(xt.clone(), ts.clone(), ut.clone(), p, device);

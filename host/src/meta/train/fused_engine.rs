@@ -41,12 +41,17 @@ impl FusedTrainer<'_> {
 }
 
 impl Trainer for FusedTrainer<'_> {
-    fn step(&mut self, (xt, ts, ut): &Batch, lr: f64, _data_rng: &mut Rng) -> (f32, Option<f32>) {
+    fn step(
+        &mut self,
+        (xt, ts, ut, _): &Batch,
+        lr: f64,
+        _data_rng: &mut Rng,
+    ) -> (f32, Option<f32>) {
         let loss = self.mlp.step(&mut self.adam, xt, ts, ut, lr, &mut self.buf);
         (loss as f32, None)
     }
 
-    fn heldout_loss(&mut self, (xt, ts, ut): &Batch) -> (f64, Option<f64>) {
+    fn heldout_loss(&mut self, (xt, ts, ut, _): &Batch) -> (f64, Option<f64>) {
         let (n, p) = (ts.len(), self.cfg.field.dim);
         let chunk = 128;
         let mut total = 0.0;

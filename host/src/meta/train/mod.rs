@@ -81,6 +81,10 @@ pub struct TrainSummary {
     /// earlier builds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field_sha256: Option<String>,
+    /// SHA-256 of a conditioned model's support encoder (`condition.bin`), checked by every
+    /// reader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition_sha256: Option<String>,
     /// The step at which the loss became non-finite, when training stopped there (the kept
     /// model is the best one before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,7 +213,8 @@ pub fn train_meta<B: AutodiffBackend>(
         checkpoint::discard(out)?;
         None
     };
-    let (manifest, mut train, mut held) = trajectories::load(zoo_dir)?;
+    let (manifest, mut train, mut held) =
+        trajectories::load_tasks(zoo_dir, cfg.condition.is_some())?;
     let layout = manifest.layout.clone();
     // The state the flow runs on: the weights, or a latent model's encoded checkpoints.
     let state_layout = match &cfg.latent {
@@ -241,22 +246,38 @@ pub fn train_meta<B: AutodiffBackend>(
 
     B::seed(device, cfg.seed);
     let field: VectorField<B> = cfg.field.init(device);
-    let mut trainer: Box<dyn Trainer + '_> = if fused {
+    let data = match (cfg.condition, cfg.functional_weight > 0.0) {
+        (None, false) => None,
+        _ => Some(Dataset::load(manifest.config.dataset, &env.data_dir)?),
+    };
+    let mut trainer: Box<dyn Trainer + '_> = if let Some(cond) = cfg.condition {
+        let data = data
+            .as_ref()
+            .ok_or_else(|| UsageError("no dataset".into()))?;
+        conditioned_trainer::<B>(
+            cfg,
+            cond,
+            &manifest,
+            &train,
+            &held,
+            &layout,
+            &normalizer,
+            data,
+            device,
+        )?
+    } else if fused {
         fused_trainer(cfg, &field)?
     } else {
-        let functional = if cfg.functional_weight > 0.0 {
-            let data = Dataset::load(manifest.config.dataset, &env.data_dir)?;
-            Some(DataReward::<B>::new(
+        let functional = data.as_ref().map(|data| {
+            DataReward::<B>::new(
                 Reward::CrossEntropy,
                 &manifest.config.arch,
                 &layout,
-                &data,
+                data,
                 &normalizer,
                 device,
-            ))
-        } else {
-            None
-        };
+            )
+        });
         Box::new(BurnTrainer {
             cfg,
             layout: &state_layout,
@@ -288,6 +309,60 @@ pub fn train_meta<B: AutodiffBackend>(
     finish(cfg, out, &outcome, zero_loss, fused, started)
 }
 
+/// The burn engine of a conditioned field: the task of every run, the label maps, the seen tasks
+/// and the training images its support sets come from.
+#[allow(clippy::too_many_arguments)]
+fn conditioned_trainer<'a, B: AutodiffBackend>(
+    cfg: &'a MetaConfig,
+    cond: crate::meta::condition::config::ConditionConfig,
+    manifest: &'a Manifest,
+    train: &trajectories::Trajectories,
+    held: &trajectories::Trajectories,
+    layout: &'a crate::arch::Layout,
+    normalizer: &'a Normalizer,
+    data: &'a Dataset,
+    device: &B::Device,
+) -> Result<Box<dyn Trainer + 'a>, MetaError> {
+    use crate::meta::condition::{support::SupportPool, train as ctrain};
+    let table = manifest
+        .tasks
+        .as_ref()
+        .ok_or_else(|| UsageError("--condition needs a multi-task zoo".into()))?;
+    let task_of = |runs: &[usize]| -> Vec<usize> {
+        runs.iter()
+            .map(|&r| manifest.runs.get(r).and_then(|i| i.task).unwrap_or(0))
+            .collect()
+    };
+    let seen: Vec<usize> = (0..table.count)
+        .filter(|t| !table.unseen.contains(t))
+        .collect();
+    let functional = (cfg.functional_weight > 0.0).then(|| {
+        DataReward::<B>::new(
+            Reward::CrossEntropy,
+            &manifest.config.arch,
+            layout,
+            data,
+            normalizer,
+            device,
+        )
+    });
+    Ok(Box::new(ctrain::ConditionedTrainer {
+        cfg,
+        cond,
+        layout,
+        normalizer,
+        device: device.clone(),
+        model: ctrain::init::<B>(cfg, &cond, device),
+        optim: ctrain::adam::<B>(cfg),
+        functional,
+        pool: SupportPool::new(&data.train, cond.classes)?,
+        maps: &table.label_maps,
+        train_tasks: task_of(&train.runs),
+        held_tasks: task_of(&held.runs),
+        seen,
+    }))
+}
+
 /// The posterior means of every checkpoint of `runs` under a latent model's VAE.
 fn encode<B: Backend>(
     codec: &Codec<B>,
@@ -307,6 +382,7 @@ fn use_fused<B: AutodiffBackend>(cfg: &MetaConfig, engine: Engine) -> Result<boo
     // The fused trainer runs on the CPU: it stands in for burn's CPU backend only.
     let on_cpu = std::any::TypeId::of::<B::InnerBackend>() == std::any::TypeId::of::<Cpu>();
     let fusable = on_cpu
+        && cfg.condition.is_none()
         && cfg.field.kind == FieldKind::Mlp
         && cfg.method != Method::Jko
         && cfg.functional_weight == 0.0;
@@ -328,6 +404,8 @@ const MODEL_FILES: &[&str] = &[
     files::LAYOUT,
     "field.bin",
     "field-partial.bin",
+    "condition.bin",
+    "condition-partial.bin",
     files::LOSS_LOG,
     files::SUMMARY,
     files::EVAL,
@@ -596,6 +674,15 @@ fn finish(
             &fs::read(out.join("field.bin"))
                 .map_err(|e| MetaError::file(out.join("field.bin"), e))?,
         )),
+        condition_sha256: match cfg.condition {
+            Some(_) => {
+                let bin = out.join("condition.bin");
+                Some(sha256_hex(
+                    &fs::read(&bin).map_err(|e| MetaError::file(&bin, e))?,
+                ))
+            }
+            None => None,
+        },
         diverged_at: o.diverged_at,
     };
     write_json(&out.join(files::SUMMARY), &summary)?;

@@ -1,0 +1,20 @@
+//! Context-conditioned meta-models (METHOD.md §4, "Conditioning"): a support set of labeled
+//! examples of a task is encoded into a task embedding, which the field sees beside the time
+//! (`VectorField::forward_with`), so that one meta-model makes classifiers for the task in front
+//! of it, including tasks it never saw. Trained with the condition dropped at a rate (the null
+//! embedding), it samples with classifier-free guidance
+//! `v = v(x, t, ∅) + w·(v(x, t, y) − v(x, t, ∅))`.
+//!
+//! | module | one job |
+//! |---|---|
+//! | [`config`] | the settings (`--condition support --shots K --cfg-drop P`) and their checks |
+//! | [`network`] | the support-set encoder and the injection into the field |
+//! | [`support`] | support sets of a task drawn from a dataset, and the tasks' relabellings |
+//! | [`train`] | the training step of a conditioned field (flow matching and the functional term) |
+//! | [`sample`] | guided sampling and the evaluation on unseen tasks |
+
+pub mod config;
+pub mod network;
+pub mod sample;
+pub mod support;
+pub mod train;

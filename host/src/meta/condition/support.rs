@@ -1,0 +1,135 @@
+//! Support sets: `K` labeled examples per class of a task, drawn from a dataset split, with the
+//! task's labels (an image of class `y` of a label-permutation task is labeled `map[y]`).
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::data::dataset::Split;
+use crate::error::UsageError;
+use nmflow_runtime::Rng;
+
+/// A dataset split indexed by class, to draw support sets from.
+pub struct SupportPool<'a> {
+    split: &'a Split,
+    by_class: Vec<Vec<usize>>,
+}
+
+/// Support sets of several tasks, stacked: `x` `[n, S, d]` row-major, `labels` `[n, S]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Supports {
+    /// Inputs.
+    pub x: Vec<f32>,
+    /// Labels (the tasks' labels, not the dataset's classes).
+    pub labels: Vec<u8>,
+    /// Examples per support set.
+    pub size: usize,
+}
+
+impl Supports {
+    /// Support sets held.
+    pub fn len(&self) -> usize {
+        self.labels.len() / self.size.max(1)
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The inputs as a tensor `[n, S, d]`.
+    pub fn tensor<B: Backend>(&self, d: usize, device: &B::Device) -> Tensor<B, 3> {
+        Tensor::from_data(
+            TensorData::new(self.x.clone(), [self.len(), self.size, d]),
+            device,
+        )
+    }
+}
+
+impl<'a> SupportPool<'a> {
+    /// Indexes `split` by class (`classes` classes).
+    ///
+    /// # Errors
+    /// [`UsageError`] when a class has no example to draw.
+    pub fn new(split: &'a Split, classes: usize) -> Result<Self, UsageError> {
+        let mut by_class = vec![Vec::new(); classes];
+        for (i, &y) in split.y.iter().enumerate() {
+            if let Some(c) = by_class.get_mut(usize::from(y)) {
+                c.push(i);
+            }
+        }
+        if let Some(c) = by_class.iter().position(Vec::is_empty) {
+            return Err(UsageError(format!(
+                "the dataset split has no example of class {c} to put in a support set"
+            )));
+        }
+        Ok(Self { split, by_class })
+    }
+
+    /// Appends to `out` one support set of the task with label map `map`: `shots` examples of
+    /// every class, drawn without replacement (with replacement past a class's size), in class
+    /// order.
+    pub fn draw_into(&self, map: &[u8], shots: usize, rng: &mut Rng, out: &mut Supports) {
+        let d = self.split.dim;
+        out.size = shots * self.by_class.len();
+        for (class, pool) in self.by_class.iter().enumerate() {
+            let mut taken: Vec<usize> = Vec::with_capacity(shots);
+            for k in 0..shots {
+                let len = u32::try_from(pool.len()).unwrap_or(u32::MAX);
+                let mut i = pool[rng.below(len) as usize];
+                // Distinct examples while the class has enough (a few redraws at most).
+                for _ in 0..8 {
+                    if k >= pool.len() || !taken.contains(&i) {
+                        break;
+                    }
+                    i = pool[rng.below(len) as usize];
+                }
+                taken.push(i);
+                out.x.extend_from_slice(&self.split.x[i * d..(i + 1) * d]);
+                out.labels
+                    .push(map.get(class).copied().unwrap_or(class as u8));
+            }
+        }
+    }
+
+    /// Support sets for the label maps `maps` (one each).
+    pub fn draw<M: AsRef<[u8]>>(&self, maps: &[M], shots: usize, rng: &mut Rng) -> Supports {
+        let mut out = Supports::default();
+        for map in maps {
+            self.draw_into(map.as_ref(), shots, rng, &mut out);
+        }
+        out
+    }
+
+    /// Inputs per example.
+    pub fn dim(&self) -> usize {
+        self.split.dim
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_support_set_has_k_examples_of_every_class_with_the_tasks_labels() {
+        let split = Split {
+            x: (0..40).map(|i| i as f32).collect(),
+            y: vec![0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1],
+            dim: 2,
+        };
+        let pool = SupportPool::new(&split, 3).unwrap();
+        let map = [2u8, 0, 1];
+        let mut rng = Rng::new(1, 0);
+        let s = pool.draw(&[map], 2, &mut rng);
+        assert_eq!((s.len(), s.size), (1, 6));
+        assert_eq!(s.labels, vec![2, 2, 0, 0, 1, 1]);
+        for (k, &label) in s.labels.iter().enumerate() {
+            // Example k's first feature is 2·i for dataset index i, whose class maps to `label`.
+            let i = s.x[2 * k] as usize / 2;
+            assert_eq!(map[usize::from(split.y[i])], label);
+        }
+        // Two different examples per class.
+        assert_ne!(s.x[0], s.x[2]);
+        assert!(SupportPool::new(&split, 4).is_err());
+    }
+}
