@@ -66,4 +66,5 @@ run_firmware() {
 }
 run_firmware synthesize 'accuracy|mnist8 window|digits window'
 run_firmware synthesize-mnist 'mnist accuracy'
+run_firmware synthesize-latent 'mnist-latent accuracy'
 run_firmware shift 'shift threshold|shift mnist8|shift digits' 900

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Regenerates assets/: the two int8 model files the firmware embeds and their test inputs.
+# Regenerates assets/: the int8 model files the firmware embeds and their test inputs.
 #
 #   model.nmf        mnist8 mlp:64-16-10, `nmflow train`'s default recipe (set field, width 128,
 #                    3 blocks, functional term, cosine, 8,000 steps, Euler × 4) on a 16,384-run zoo
 #   mnist-model.nmf  MNIST mlp:784-10-10, the 1,024-run cosine recipe of BENCHMARKS.md (seed 1)
+#   mnist-latent.nmf MNIST mlp:784-10-10, a latent model: `nmflow vae --decoder units --hidden 128
+#                    --latent 32 --beta 0.1` on the same zoo, then Gaussian-source NM-CFM in its
+#                    latent (MLP field 128 × 3), exported with Euler × 8
 #   model-shift.nmf  model.nmf with a calibrated shift section (`nmflow shift-calibrate`, defaults:
 #                    windows of 20, the guided ensemble's entropy, 100 + 50 null windows, seed 0)
 #   mnist8.*, digits.*  1,000 MNIST-8×8 and 1,000 optdigits test frames (pixels 0..=16) and labels
@@ -43,6 +46,17 @@ if [ ! -f "$mn_model/train.json" ]; then
 fi
 $nmflow export --model "$mn_model" --out "$here/assets/mnist-model.nmf" --force
 
+mn_vae=runs/mnist-1024/latent/vae-u-l32-b0.1
+mn_latent=runs/mnist-1024/latent/cfm-u-l32-b0.1-h128
+if [ ! -f "$mn_vae/vae-summary.json" ]; then
+  $nmflow vae --zoo "$mn_zoo" --out "$mn_vae" --decoder units --hidden 128 --latent 32 --beta 0.1
+fi
+if [ ! -f "$mn_latent/train.json" ]; then
+  $nmflow train --zoo "$mn_zoo" --out "$mn_latent" --latent "$mn_vae" --source gaussian \
+    --source-std 1 --coupling independent --hidden 128
+fi
+$nmflow export --model "$mn_latent" --out "$here/assets/mnist-latent.nmf" --solver euler --steps 8 --force
+
 $nmflow shift-calibrate "$here/assets/model.nmf" --dataset mnist8 --out "$here/assets/model-shift.nmf" \
   --evaluate mnist8,digits --force
 $nmflow dump-inputs --dataset mnist8 --n 1000 --out "$here/assets/mnist8"
@@ -50,3 +64,4 @@ $nmflow dump-inputs --dataset digits --n 1000 --out "$here/assets/digits"
 $nmflow dump-inputs --dataset mnist --n 200 --out "$here/assets/mnist"
 $nmflow edge-eval "$here/assets/model.nmf" --n 100
 $nmflow edge-eval "$here/assets/mnist-model.nmf" --n 100 --dataset mnist
+$nmflow edge-eval "$here/assets/mnist-latent.nmf" --n 100 --dataset mnist

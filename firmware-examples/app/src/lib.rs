@@ -33,6 +33,9 @@ pub mod assets {
     pub static DIGITS_LABELS: &[u8] = include_bytes!("../assets/digits.labels");
     /// The exported MNIST model (mlp:784-10-10, int8 set field, Euler × 4).
     pub static MNIST_MODEL: &[u8] = include_bytes!("../assets/mnist-model.nmf");
+    /// An exported latent MNIST model (mlp:784-10-10: a 32-value latent, int8 MLP field 128 × 3,
+    /// the VAE's units decoder, Euler × 8; `make-assets.sh`).
+    pub static MNIST_LATENT_MODEL: &[u8] = include_bytes!("../assets/mnist-latent.nmf");
     /// 200 MNIST test images (784 pixels 0..=255 each).
     pub static MNIST_IMAGES: &[u8] = include_bytes!("../assets/mnist.images");
     /// Labels of [`MNIST_IMAGES`].
@@ -318,6 +321,11 @@ pub fn run<I: I2c>(
 pub const MNIST_WORKSPACE_FLOATS: usize = 9_656;
 /// The MNIST application's workspace.
 pub type MnistWorkspace = Workspace<MNIST_WORKSPACE_FLOATS>;
+/// Workspace capacity in floats for the latent MNIST model with its solver (decoded weights,
+/// latent, and the larger of the integration's and the decoder's scratch).
+pub const MNIST_LATENT_WORKSPACE_FLOATS: usize = 8_632;
+/// The latent MNIST application's workspace.
+pub type MnistLatentWorkspace = Workspace<MNIST_LATENT_WORKSPACE_FLOATS>;
 /// Pixels of an MNIST image.
 pub const MNIST_PIXELS: usize = 784;
 /// Seed of the MNIST demo.
@@ -362,6 +370,25 @@ pub fn run_mnist_demo(
 ) -> Result<MnistReport, Error> {
     run_mnist(
         assets::MNIST_MODEL,
+        assets::MNIST_IMAGES,
+        assets::MNIST_LABELS,
+        MNIST_SEED,
+        ws,
+        on_synthesis,
+    )
+}
+
+/// The latent MNIST demo: [`run_mnist`] on the embedded latent model (the field runs in the
+/// latent, the decoder makes the weights) and the same images and seed.
+///
+/// # Errors
+/// As [`run_mnist`].
+pub fn run_mnist_latent_demo(
+    ws: &mut MnistLatentWorkspace,
+    on_synthesis: &mut dyn FnMut(u64),
+) -> Result<MnistReport, Error> {
+    run_mnist(
+        assets::MNIST_LATENT_MODEL,
         assets::MNIST_IMAGES,
         assets::MNIST_LABELS,
         MNIST_SEED,

@@ -2,8 +2,9 @@
 //! QEMU's output with the host's for the same seeds.
 
 use nmflow_fw_app::{
-    AppWorkspace, DEMO_FRAMES, MnistWorkspace, SHIFT_WORKSPACE_FLOATS, ShiftWorkspace, assets,
-    embedded_sensors, run, run_demo, run_mnist_demo, run_shift_demo,
+    AppWorkspace, DEMO_FRAMES, MNIST_LATENT_WORKSPACE_FLOATS, MnistLatentWorkspace, MnistWorkspace,
+    SHIFT_WORKSPACE_FLOATS, ShiftWorkspace, assets, embedded_sensors, run, run_demo,
+    run_mnist_demo, run_mnist_latent_demo, run_shift_demo,
 };
 
 #[test]
@@ -36,6 +37,27 @@ fn host_mnist_report() {
     );
     assert_eq!(r.images, 200);
     assert!(r.correct > 150, "a working MNIST classifier: {r:?}");
+}
+
+/// The latent MNIST model: the line `run-qemu.sh` compares with QEMU's, on a workspace sized
+/// exactly for it.
+#[test]
+fn host_mnist_latent_report() {
+    let model = nmflow_runtime::ModelView::parse(assets::MNIST_LATENT_MODEL).unwrap();
+    assert!(model.is_latent());
+    assert_eq!(
+        model.workspace_floats(model.file.solver),
+        MNIST_LATENT_WORKSPACE_FLOATS,
+        "the workspace is sized exactly"
+    );
+    let mut ws: Box<MnistLatentWorkspace> = Box::default();
+    let r = run_mnist_latent_demo(&mut ws, &mut |_| {}).unwrap();
+    println!(
+        "mnist-latent accuracy {}/{} predictions-hash {:08x}",
+        r.correct, r.images, r.prediction_hash
+    );
+    assert_eq!(r.images, 200);
+    assert!(r.correct > 120, "a working MNIST classifier: {r:?}");
 }
 
 /// The firmware's accuracy for seeds 1..=10 (the same code and bits as on the device: the seed-1
