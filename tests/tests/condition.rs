@@ -63,7 +63,7 @@ fn a_conditioned_field_makes_classifiers_for_the_task_it_is_shown() {
 
     let manifest = Manifest::read(&zoo).unwrap();
     let eval = |tasks, guidance: Vec<f32>| {
-        evaluate_tasks(
+        evaluate_tasks::<CpuAutodiff>(
             &model,
             &manifest,
             &data_dir(),
@@ -76,6 +76,7 @@ fn a_conditioned_field_makes_classifiers_for_the_task_it_is_shown() {
                 solver: model.config.solver,
                 steps: model.config.solver_steps,
                 seed: 1,
+                few_shot_steps: 100,
             },
             &Default::default(),
         )
@@ -91,6 +92,14 @@ fn a_conditioned_field_makes_classifiers_for_the_task_it_is_shown() {
         uncond.acc
     );
     assert!(seen.trained.acc_mean > 0.8);
+    // The few-shot baseline trained on the same 3-shot support sets: above chance, below the
+    // trained runs, stopped where its support-set accuracy stopped improving.
+    let few = &seen.few_shot[0];
+    assert_eq!(few.shots, 3);
+    assert!(
+        few.acc.acc_mean > 0.15 && few.acc.acc_mean < seen.trained.acc_mean,
+        "{few:?}"
+    );
     let unseen = eval(TaskSplit::Unseen, vec![2.0]);
     assert_eq!(unseen.task_ids, vec![6, 7]);
     assert_eq!(unseen.rows[0].nfe, 8);

@@ -71,6 +71,11 @@ pub struct EvalArgs {
     /// Classifiers per task (conditioned models).
     #[arg(long, default_value_t = 10)]
     pub per_task: usize,
+    /// The few-shot baseline of a conditioned model: as many Kaiming-uniform inits per task
+    /// trained on the same support set alone with the zoo's optimizer, for at most this many
+    /// steps, reported where their accuracy on the support set stopped improving (0: skip).
+    #[arg(long, default_value_t = 500)]
+    pub few_shot_steps: usize,
     /// Compute device: `cpu`, or `cuda` (the first NVIDIA GPU; needs a build with
     /// `--features cuda` and a CUDA driver). The same code runs on both.
     #[arg(long, value_enum, default_value_t = crate::backend::DeviceKind::Cpu)]
@@ -161,6 +166,7 @@ fn exec_tasks(
         solver: a.solver.unwrap_or(config.solver),
         steps: config.solver_steps,
         seed: a.seed,
+        few_shot_steps: a.few_shot_steps,
     };
     struct Job<'a>(&'a EvalArgs, &'a crate::zoo::Manifest, &'a TaskEvalOptions);
     impl BackendJob for Job<'_> {
@@ -168,7 +174,9 @@ fn exec_tasks(
         fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<TaskEvalReport> {
             let model = MetaModel::<B::InnerBackend>::load(&self.0.model, device)?;
             let data_dir = data::data_dir(self.0.data_dir.clone());
-            Ok(evaluate_tasks(&model, self.1, &data_dir, self.2, device)?)
+            Ok(evaluate_tasks::<B>(
+                &model, self.1, &data_dir, self.2, device,
+            )?)
         }
     }
     let r = dispatch(a.device, Job(a, &manifest, &opts))?;
@@ -191,10 +199,20 @@ fn exec_tasks(
                 r.task_ids.len()
             )
         });
+        let few = r
+            .few_shot
+            .iter()
+            .map(|f| format!("{} shots {:.2}%", f.shots, 100.0 * f.acc.acc_mean));
+        let few: Vec<String> = few.collect();
         println!(
-            "eval ({:?} tasks): {line}; trained runs of these tasks {:.2}% → {}",
+            "eval ({:?} tasks): {line}; trained runs of these tasks {:.2}%; few-shot baseline {} → {}",
             r.tasks,
             100.0 * r.trained.acc_mean,
+            if few.is_empty() {
+                "skipped".into()
+            } else {
+                few.join(", ")
+            },
             a.model.join(files::EVAL).display()
         );
     }

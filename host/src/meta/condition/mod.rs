@@ -12,7 +12,9 @@
 //! | [`support`] | support sets of a task drawn from a dataset, and the tasks' relabellings |
 //! | [`train`] | the training step of a conditioned field (flow matching and the functional term) |
 //! | [`sample`] | guided sampling and the evaluation on unseen tasks |
+//! | [`baseline`] | the few-shot baseline: Kaiming inits trained on the support set alone |
 
+pub mod baseline;
 pub mod config;
 pub mod network;
 pub mod sample;

@@ -131,6 +131,8 @@ pub struct TaskEvalOptions {
     pub steps: usize,
     /// Seed of the support sets and the sources.
     pub seed: u64,
+    /// Most optimizer steps of the few-shot baseline (0: no baseline).
+    pub few_shot_steps: usize,
 }
 
 /// One row: a shot count and a guidance weight over every measured task.
@@ -149,6 +151,20 @@ pub struct TaskEvalRow {
     pub task_sd: f64,
 }
 
+/// The few-shot baseline at one shot count over every measured task.
+#[derive(Clone, Debug, Serialize)]
+pub struct FewShotRow {
+    /// Examples per class in the support set.
+    pub shots: usize,
+    /// Test accuracy of every baseline classifier at its stopping step.
+    #[serde(flatten)]
+    pub acc: AccStats,
+    /// Standard deviation over tasks of the per-task mean.
+    pub task_sd: f64,
+    /// Mean step at which the support-set accuracy stopped improving.
+    pub stop_step_mean: f64,
+}
+
 /// What the evaluation of a conditioned model reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct TaskEvalReport {
@@ -164,6 +180,9 @@ pub struct TaskEvalReport {
     pub trained_runs: usize,
     /// One row per shot count and guidance weight.
     pub rows: Vec<TaskEvalRow>,
+    /// The few-shot baseline per shot count: as many Kaiming-uniform inits per task trained on
+    /// the same support set alone with the zoo's optimizer (empty when skipped).
+    pub few_shot: Vec<FewShotRow>,
 }
 
 /// Measures a conditioned model on the tasks of its zoo: for every task, every shot count (a
@@ -172,8 +191,8 @@ pub struct TaskEvalReport {
 ///
 /// # Errors
 /// A model that is not conditioned, a zoo without tasks, bad options (usage), data errors.
-pub fn evaluate_tasks<B: Backend>(
-    model: &MetaModel<B>,
+pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
+    model: &MetaModel<B::InnerBackend>,
     manifest: &Manifest,
     data_dir: &Path,
     opts: &TaskEvalOptions,
@@ -226,8 +245,12 @@ pub fn evaluate_tasks<B: Backend>(
                     device,
                 )?;
                 nfe = used;
-                let params =
-                    crate::classifier::params_from_flat::<B>(layout, &wts, opts.samples, device);
+                let params = crate::classifier::params_from_flat::<B::InnerBackend>(
+                    layout,
+                    &wts,
+                    opts.samples,
+                    device,
+                );
                 let maps = vec![map.clone(); opts.samples];
                 let r = crate::classifier::evaluate(
                     arch,
@@ -241,17 +264,44 @@ pub fn evaluate_tasks<B: Backend>(
                 task_means.push(a.iter().sum::<f64>() / a.len() as f64);
                 accs.extend(a);
             }
-            let mean = task_means.iter().sum::<f64>() / task_means.len().max(1) as f64;
-            let var = task_means.iter().map(|m| (m - mean).powi(2)).sum::<f64>()
-                / task_means.len().saturating_sub(1).max(1) as f64;
             rows.push(TaskEvalRow {
                 shots,
                 guidance: w,
                 nfe,
                 acc: AccStats::of(&accs),
-                task_sd: var.sqrt(),
+                task_sd: sd(&task_means),
             });
         }
+    }
+    let mut few = Vec::new();
+    for &shots in opts.shots.iter().filter(|_| opts.few_shot_steps > 0) {
+        let (mut accs, mut task_means, mut stops) = (Vec::new(), Vec::new(), Vec::new());
+        for &t in &ids {
+            let map = &table.label_maps[t];
+            // The same support set as the conditioned rows.
+            let mut rng = Rng::new(derive_seed(opts.seed, t as u64), STREAM_EVAL_SUPPORT);
+            let support = pool.draw(&[map], shots, &mut rng);
+            let r = super::baseline::few_shot::<B>(
+                &manifest.config,
+                layout,
+                &support,
+                &data.test,
+                map,
+                opts.samples,
+                opts.few_shot_steps,
+                derive_seed(opts.seed, t as u64),
+                device,
+            )?;
+            task_means.push(r.accs.iter().sum::<f64>() / r.accs.len().max(1) as f64);
+            stops.push(r.stop_step as f64);
+            accs.extend(r.accs);
+        }
+        few.push(FewShotRow {
+            shots,
+            acc: AccStats::of(&accs),
+            task_sd: sd(&task_means),
+            stop_step_mean: stops.iter().sum::<f64>() / stops.len().max(1) as f64,
+        });
     }
     Ok(TaskEvalReport {
         tasks: opts.tasks,
@@ -260,7 +310,15 @@ pub fn evaluate_tasks<B: Backend>(
         trained: AccStats::of(&trained),
         trained_runs: trained.len(),
         rows,
+        few_shot: few,
     })
+}
+
+/// Sample standard deviation (0 for fewer than two values).
+fn sd(v: &[f64]) -> f64 {
+    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    (v.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / v.len().saturating_sub(1).max(1) as f64)
+        .sqrt()
 }
 
 #[cfg(test)]

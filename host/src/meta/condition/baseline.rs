@@ -1,0 +1,127 @@
+//! The few-shot baseline of a conditioned model: Kaiming-uniform inits trained on the support set
+//! alone, with the zoo's optimizer, until their accuracy on it stops improving.
+
+use burn::tensor::Tensor;
+use burn::tensor::backend::AutodiffBackend;
+
+use super::support::Supports;
+use crate::arch::Layout;
+use crate::data::{Dataset, Split};
+use crate::error::MetaError;
+use crate::zoo::ZooConfig;
+use crate::zoo::train::{DeviceData, train_runs};
+use nmflow_runtime::Rng;
+use nmflow_runtime::rng::derive_seed;
+
+/// PRNG stream of the baseline's inits (and, derived, of its data orders).
+const STREAM_FEW_SHOT: u64 = 42;
+/// Optimizer steps between two measurements of the baseline.
+pub const MEASURE_EVERY: usize = 25;
+
+/// What the baseline reached on one task.
+#[derive(Clone, Debug)]
+pub struct FewShot {
+    /// Test accuracy (against the task's labels) of every classifier at the stopping step.
+    pub accs: Vec<f64>,
+    /// The step at which the mean accuracy on the support set stopped improving.
+    pub stop_step: usize,
+}
+
+/// Trains `n` Kaiming-uniform inits (from `seed`) on the support set `support` (one set, with the
+/// task's labels) with the zoo's optimizer, learning rate and batch size for `steps` steps at
+/// most, measuring every [`MEASURE_EVERY`] steps; stops (reports) at the first measurement where
+/// the mean support-set accuracy reached its best, and scores the classifiers there on `test`
+/// against the task's labels (`map[y]`).
+///
+/// # Errors
+/// A diverged training ([`MetaError::FineTuneDiverged`]) or unreadable backend values.
+#[allow(clippy::too_many_arguments)]
+pub fn few_shot<B: AutodiffBackend>(
+    zoo: &ZooConfig,
+    layout: &Layout,
+    support: &Supports,
+    test: &Split,
+    map: &[u8],
+    n: usize,
+    steps: usize,
+    seed: u64,
+    device: &B::Device,
+) -> Result<FewShot, MetaError> {
+    let dim = test.dim;
+    let train = Split {
+        x: support.x.clone(),
+        y: support.labels.clone(),
+        dim,
+    };
+    let data = Dataset {
+        view: zoo.dataset,
+        train,
+        test: Split {
+            x: Vec::new(),
+            y: Vec::new(),
+            dim,
+        },
+    };
+    let mut init = Vec::with_capacity(n * layout.num_params());
+    for i in 0..n {
+        layout.init_into(
+            &mut Rng::new(derive_seed(seed, i as u64), STREAM_FEW_SHOT),
+            &mut init,
+        );
+    }
+    let orders: Vec<u64> = (0..n)
+        .map(|i| derive_seed(derive_seed(seed, i as u64), STREAM_FEW_SHOT))
+        .collect();
+    let device_data = DeviceData::<B::InnerBackend>::new(&data, device);
+    let per_epoch = support.labels.len().div_ceil(zoo.batch_size.max(1));
+    let epochs = steps.div_ceil(per_epoch.max(1)).max(1);
+    let maps = vec![map.to_vec(); n];
+    // (step, mean support accuracy, test accuracies) at every measurement.
+    let mut points: Vec<(usize, f64, Vec<f64>)> = Vec::new();
+    let mut failed = None;
+    let train_x = &data.train.x;
+    let train_y = &data.train.y;
+    train_runs::<B>(
+        zoo,
+        layout,
+        &init,
+        &orders,
+        None,
+        &device_data,
+        epochs,
+        device,
+        &mut |step, params: &[Tensor<B::InnerBackend, 3>], _| {
+            if step % MEASURE_EVERY != 0 || failed.is_some() {
+                return;
+            }
+            let fit =
+                crate::classifier::evaluate(&zoo.arch, params, train_x, train_y, None, device);
+            let scored = crate::classifier::evaluate(
+                &zoo.arch,
+                params,
+                &test.x,
+                &test.y,
+                Some(&maps),
+                device,
+            );
+            match (fit, scored) {
+                (Ok(fit), Ok(scored)) => {
+                    let mean = fit.iter().map(|(_, a)| a).sum::<f64>() / fit.len().max(1) as f64;
+                    points.push((step, mean, scored.into_iter().map(|(_, a)| a).collect()));
+                }
+                (Err(e), _) | (_, Err(e)) => failed = Some(e),
+            }
+        },
+    )
+    .map_err(|step| MetaError::FineTuneDiverged { step })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let best = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let (stop_step, _, accs) =
+        points
+            .into_iter()
+            .find(|p| p.1 >= best)
+            .unwrap_or((0, 0.0, Vec::new()));
+    Ok(FewShot { accs, stop_step })
+}
