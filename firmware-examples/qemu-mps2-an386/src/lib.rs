@@ -1,4 +1,4 @@
-//! What both QEMU binaries share: the SysTick instruction counter, stack painting for the
+//! What the QEMU binaries share (the MNIST demos' whole body, [`board::run_mnist_and_exit`]): the SysTick instruction counter, stack painting for the
 //! high-water mark, the semihosting exit and the panic handler. Empty on the host.
 #![no_std]
 
@@ -79,6 +79,47 @@ pub mod board {
         // Unreachable under QEMU (semihosting exit ends it); on a probe, sleep.
         loop {
             cortex_m::asm::wfi();
+        }
+    }
+
+    /// The MNIST demos' body: logs the model's and the workspace's sizes, synthesizes classifier
+    /// [`nmflow_fw_app::MNIST_SEED`] from `model` and classifies the embedded MNIST images,
+    /// timing the synthesis; `log` reports the result (the line `run-qemu.sh` compares with the
+    /// host's); then the resources, and exits.
+    pub fn run_mnist_and_exit<const N: usize>(
+        model: &[u8],
+        ws: &mut nmflow_runtime::Workspace<N>,
+        log: fn(&nmflow_fw_app::MnistReport),
+    ) -> ! {
+        use nmflow_fw_app::{MNIST_SEED, assets, run_mnist};
+        paint_stack();
+        start_systick();
+        defmt::info!(
+            "model {=usize} bytes; workspace {=usize} bytes",
+            model.len(),
+            nmflow_runtime::Workspace::<N>::bytes()
+        );
+        let start = now();
+        let mut ticks_per_synthesis = 0u32;
+        let mut on_synthesis = |_seed: u64| ticks_per_synthesis = ticks(start, now());
+        let r = run_mnist(
+            model,
+            assets::MNIST_IMAGES,
+            assets::MNIST_LABELS,
+            MNIST_SEED,
+            ws,
+            &mut on_synthesis,
+        );
+        match r {
+            Ok(r) => {
+                log(&r);
+                log_resources(ticks_per_synthesis);
+                exit(true)
+            }
+            Err(e) => {
+                defmt::error!("failed: {}", defmt::Debug2Format(&e));
+                exit(false)
+            }
         }
     }
 

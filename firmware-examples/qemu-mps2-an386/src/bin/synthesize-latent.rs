@@ -11,40 +11,22 @@ fn main() {}
 #[cfg(target_os = "none")]
 mod firmware {
     use cortex_m_rt::entry;
-    use nmflow_fw_app::{MnistLatentWorkspace, assets, run_mnist_latent_demo};
+    use nmflow_fw_app::{MnistLatentWorkspace, assets};
     use nmflow_fw_qemu::board;
 
     static mut WORKSPACE: MnistLatentWorkspace = MnistLatentWorkspace::new();
 
     #[entry]
     fn main() -> ! {
-        board::paint_stack();
-        board::start_systick();
         // SAFETY: the only reference to the workspace, taken once in main.
         let ws = unsafe { &mut *core::ptr::addr_of_mut!(WORKSPACE) };
-        defmt::info!(
-            "model {=usize} bytes; workspace {=usize} bytes",
-            assets::MNIST_LATENT_MODEL.len(),
-            MnistLatentWorkspace::bytes()
-        );
-        let start = board::now();
-        let mut ticks_per_synthesis = 0u32;
-        let mut on_synthesis = |_seed: u64| ticks_per_synthesis = board::ticks(start, board::now());
-        match run_mnist_latent_demo(ws, &mut on_synthesis) {
-            Ok(r) => {
-                defmt::info!(
-                    "mnist-latent accuracy {=u32}/{=u32} predictions-hash {=u32:08x}",
-                    r.correct,
-                    r.images,
-                    r.prediction_hash
-                );
-                board::log_resources(ticks_per_synthesis);
-                board::exit(true)
-            }
-            Err(e) => {
-                defmt::error!("failed: {}", defmt::Debug2Format(&e));
-                board::exit(false)
-            }
-        }
+        board::run_mnist_and_exit(assets::MNIST_LATENT_MODEL, ws, |r| {
+            defmt::info!(
+                "mnist-latent accuracy {=u32}/{=u32} predictions-hash {=u32:08x}",
+                r.correct,
+                r.images,
+                r.prediction_hash
+            );
+        })
     }
 }

@@ -10,35 +10,15 @@ fn main() {}
 #[cfg(target_os = "none")]
 mod firmware {
     use cortex_m_rt::entry;
-    use nmflow_fw_app::{MnistWorkspace, assets, run_mnist_demo};
+    use nmflow_fw_app::{MnistWorkspace, assets};
     use nmflow_fw_qemu::board;
 
     static mut WORKSPACE: MnistWorkspace = MnistWorkspace::new();
 
     #[entry]
     fn main() -> ! {
-        board::paint_stack();
-        board::start_systick();
         // SAFETY: the only reference to the workspace, taken once in main.
         let ws = unsafe { &mut *core::ptr::addr_of_mut!(WORKSPACE) };
-        defmt::info!(
-            "model {=usize} bytes; workspace {=usize} bytes",
-            assets::MNIST_MODEL.len(),
-            MnistWorkspace::bytes()
-        );
-        let start = board::now();
-        let mut ticks_per_synthesis = 0u32;
-        let mut on_synthesis = |_seed: u64| ticks_per_synthesis = board::ticks(start, board::now());
-        match run_mnist_demo(ws, &mut on_synthesis) {
-            Ok(r) => {
-                r.log();
-                board::log_resources(ticks_per_synthesis);
-                board::exit(true)
-            }
-            Err(e) => {
-                defmt::error!("failed: {}", defmt::Debug2Format(&e));
-                board::exit(false)
-            }
-        }
+        board::run_mnist_and_exit(assets::MNIST_MODEL, ws, |r| r.log())
     }
 }
