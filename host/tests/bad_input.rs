@@ -1039,6 +1039,11 @@ fn conditioning_settings_are_checked() {
             &["--shots must list counts of at least 1"],
         ),
         (
+            vec!["eval", "--model", "{dir}/mc", "--fine-tune-steps", "30"],
+            2,
+            &["--fine-tune-steps must be a multiple of 25 (got 30)"],
+        ),
+        (
             vec!["export", "--model", "{dir}/mc", "--out", "{dir}/new.nmf"],
             2,
             &["does not carry a support encoder"],

@@ -77,6 +77,7 @@ fn a_conditioned_field_makes_classifiers_for_the_task_it_is_shown() {
                 steps: model.config.solver_steps,
                 seed: 1,
                 few_shot_steps: 100,
+                fine_tune_steps: 50,
             },
             &Default::default(),
         )
@@ -100,7 +101,15 @@ fn a_conditioned_field_makes_classifiers_for_the_task_it_is_shown() {
         few.acc.acc_mean > 0.15 && few.acc.acc_mean < seen.trained.acc_mean,
         "{few:?}"
     );
+    // The conditioned samples fine-tuned for 50 steps on their support set.
+    let tuned = &seen.fine_tuned[0];
+    assert_eq!((tuned.shots, tuned.stop_step_mean), (3, 50.0));
+    assert!(tuned.acc.acc_mean > 0.15, "{tuned:?}");
     let unseen = eval(TaskSplit::Unseen, vec![2.0]);
+    assert!(
+        unseen.fine_tuned.is_empty(),
+        "no w = 1 samples to fine-tune"
+    );
     assert_eq!(unseen.task_ids, vec![6, 7]);
     assert_eq!(unseen.rows[0].nfe, 8);
     std::fs::remove_dir_all(&tmp).unwrap();

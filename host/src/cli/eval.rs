@@ -76,6 +76,10 @@ pub struct EvalArgs {
     /// steps, reported where their accuracy on the support set stopped improving (0: skip).
     #[arg(long, default_value_t = 500)]
     pub few_shot_steps: usize,
+    /// Fine-tune a conditioned model's w = 1 samples on their support set with the zoo's
+    /// optimizer for this many steps (a multiple of 25; 0: skip) and report them beside.
+    #[arg(long, default_value_t = 100)]
+    pub fine_tune_steps: usize,
     /// Compute device: `cpu`, or `cuda` (the first NVIDIA GPU; needs a build with
     /// `--features cuda` and a CUDA driver). The same code runs on both.
     #[arg(long, value_enum, default_value_t = crate::backend::DeviceKind::Cpu)]
@@ -167,6 +171,7 @@ fn exec_tasks(
         steps: config.solver_steps,
         seed: a.seed,
         few_shot_steps: a.few_shot_steps,
+        fine_tune_steps: a.fine_tune_steps,
     };
     struct Job<'a>(&'a EvalArgs, &'a crate::zoo::Manifest, &'a TaskEvalOptions);
     impl BackendJob for Job<'_> {
@@ -199,20 +204,22 @@ fn exec_tasks(
                 r.task_ids.len()
             )
         });
-        let few = r
-            .few_shot
-            .iter()
-            .map(|f| format!("{} shots {:.2}%", f.shots, 100.0 * f.acc.acc_mean));
-        let few: Vec<String> = few.collect();
+        let list = |rows: &[crate::meta::condition::sample::FewShotRow]| -> String {
+            if rows.is_empty() {
+                return "skipped".into();
+            }
+            let parts: Vec<String> = rows
+                .iter()
+                .map(|f| format!("{} shots {:.2}%", f.shots, 100.0 * f.acc.acc_mean))
+                .collect();
+            parts.join(", ")
+        };
         println!(
-            "eval ({:?} tasks): {line}; trained runs of these tasks {:.2}%; few-shot baseline {} → {}",
+            "eval ({:?} tasks): {line}; trained runs of these tasks {:.2}%; few-shot baseline {}; fine-tuned samples {} → {}",
             r.tasks,
             100.0 * r.trained.acc_mean,
-            if few.is_empty() {
-                "skipped".into()
-            } else {
-                few.join(", ")
-            },
+            list(&r.few_shot),
+            list(&r.fine_tuned),
             a.model.join(files::EVAL).display()
         );
     }

@@ -1,5 +1,6 @@
-//! The few-shot baseline of a conditioned model: Kaiming-uniform inits trained on the support set
-//! alone, with the zoo's optimizer, until their accuracy on it stops improving.
+//! Training on a support set alone, with the zoo's optimizer: the few-shot baseline of a
+//! conditioned model (Kaiming-uniform inits, until their accuracy on the support set stops
+//! improving) and the fine-tuning of its generated classifiers (a fixed number of steps).
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
@@ -47,6 +48,68 @@ pub fn few_shot<B: AutodiffBackend>(
     seed: u64,
     device: &B::Device,
 ) -> Result<FewShot, MetaError> {
+    let mut init = Vec::with_capacity(n * layout.num_params());
+    for i in 0..n {
+        layout.init_into(
+            &mut Rng::new(derive_seed(seed, i as u64), STREAM_FEW_SHOT),
+            &mut init,
+        );
+    }
+    let (task, test) = (Task { support, map }, Scored { test, map });
+    train_on_support::<B>(zoo, layout, &task, &test, &init, steps, true, seed, device)
+}
+
+/// Fine-tunes the classifiers `init` (`[n, P]`, e.g. a conditioned model's samples for the task)
+/// on the support set for exactly `steps` steps (a multiple of [`MEASURE_EVERY`]) with the zoo's
+/// optimizer, and scores them there.
+///
+/// # Errors
+/// As [`few_shot`].
+#[allow(clippy::too_many_arguments)]
+pub fn fine_tune<B: AutodiffBackend>(
+    zoo: &ZooConfig,
+    layout: &Layout,
+    support: &Supports,
+    test: &Split,
+    map: &[u8],
+    init: &[f32],
+    steps: usize,
+    seed: u64,
+    device: &B::Device,
+) -> Result<FewShot, MetaError> {
+    let (task, test) = (Task { support, map }, Scored { test, map });
+    train_on_support::<B>(zoo, layout, &task, &test, init, steps, false, seed, device)
+}
+
+/// A support set with its task's label map.
+struct Task<'a> {
+    support: &'a Supports,
+    map: &'a [u8],
+}
+
+/// A test split scored against a task's label map.
+struct Scored<'a> {
+    test: &'a Split,
+    map: &'a [u8],
+}
+
+/// Trains `init` on the support set, measuring every [`MEASURE_EVERY`] steps; reports at the
+/// first measurement of the best support-set accuracy (`until_fit`) or at the last one.
+#[allow(clippy::too_many_arguments)]
+fn train_on_support<B: AutodiffBackend>(
+    zoo: &ZooConfig,
+    layout: &Layout,
+    task: &Task<'_>,
+    scored: &Scored<'_>,
+    init: &[f32],
+    steps: usize,
+    until_fit: bool,
+    seed: u64,
+    device: &B::Device,
+) -> Result<FewShot, MetaError> {
+    let (support, map, test) = (task.support, task.map, scored.test);
+    debug_assert_eq!(task.map, scored.map);
+    let n = init.len() / layout.num_params().max(1);
     let dim = test.dim;
     let train = Split {
         x: support.x.clone(),
@@ -62,13 +125,6 @@ pub fn few_shot<B: AutodiffBackend>(
             dim,
         },
     };
-    let mut init = Vec::with_capacity(n * layout.num_params());
-    for i in 0..n {
-        layout.init_into(
-            &mut Rng::new(derive_seed(seed, i as u64), STREAM_FEW_SHOT),
-            &mut init,
-        );
-    }
     let orders: Vec<u64> = (0..n)
         .map(|i| derive_seed(derive_seed(seed, i as u64), STREAM_FEW_SHOT))
         .collect();
@@ -84,7 +140,7 @@ pub fn few_shot<B: AutodiffBackend>(
     train_runs::<B>(
         zoo,
         layout,
-        &init,
+        init,
         &orders,
         None,
         &device_data,
@@ -118,10 +174,11 @@ pub fn few_shot<B: AutodiffBackend>(
         return Err(e.into());
     }
     let best = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-    let (stop_step, _, accs) =
-        points
-            .into_iter()
-            .find(|p| p.1 >= best)
-            .unwrap_or((0, 0.0, Vec::new()));
+    let chosen = if until_fit {
+        points.into_iter().find(|p| p.1 >= best)
+    } else {
+        points.into_iter().rfind(|p| p.0 <= steps)
+    };
+    let (stop_step, _, accs) = chosen.unwrap_or((0, 0.0, Vec::new()));
     Ok(FewShot { accs, stop_step })
 }

@@ -133,6 +133,9 @@ pub struct TaskEvalOptions {
     pub seed: u64,
     /// Most optimizer steps of the few-shot baseline (0: no baseline).
     pub few_shot_steps: usize,
+    /// Optimizer steps of fine-tuning the conditioned samples (w = 1) on their support set (0:
+    /// none).
+    pub fine_tune_steps: usize,
 }
 
 /// One row: a shot count and a guidance weight over every measured task.
@@ -183,6 +186,10 @@ pub struct TaskEvalReport {
     /// The few-shot baseline per shot count: as many Kaiming-uniform inits per task trained on
     /// the same support set alone with the zoo's optimizer (empty when skipped).
     pub few_shot: Vec<FewShotRow>,
+    /// The conditioned samples (w = 1) fine-tuned on their support set with the zoo's optimizer
+    /// for a fixed number of steps, per shot count (`stop_step_mean` is that number; empty when
+    /// skipped).
+    pub fine_tuned: Vec<FewShotRow>,
 }
 
 /// Measures a conditioned model on the tasks of its zoo: for every task, every shot count (a
@@ -207,6 +214,17 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
     if let Some(w) = opts.guidance.iter().find(|w| !w.is_finite() || **w < 0.0) {
         return Err(UsageError(format!("--guidance must be finite and ≥ 0 (got {w})")).into());
     }
+    if !opts
+        .fine_tune_steps
+        .is_multiple_of(super::baseline::MEASURE_EVERY)
+    {
+        return Err(UsageError(format!(
+            "--fine-tune-steps must be a multiple of {} (got {})",
+            super::baseline::MEASURE_EVERY,
+            opts.fine_tune_steps
+        ))
+        .into());
+    }
     if opts.samples == 0 || opts.max_tasks == 0 {
         return Err(UsageError("--n and --max-tasks must be at least 1".into()).into());
     }
@@ -226,6 +244,8 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
         .map(|r| f64::from(r.final_test_acc))
         .collect();
     let mut rows = Vec::new();
+    // The conditioned (w = 1) samples of every shot count and task, for fine-tuning.
+    let mut conditioned: Vec<(usize, usize, Vec<f32>)> = Vec::new();
     for &shots in &opts.shots {
         for &w in &opts.guidance {
             let mut accs = Vec::new();
@@ -245,6 +265,9 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
                     device,
                 )?;
                 nfe = used;
+                if w == 1.0 && opts.fine_tune_steps > 0 {
+                    conditioned.push((shots, t, wts.clone()));
+                }
                 let params = crate::classifier::params_from_flat::<B::InnerBackend>(
                     layout,
                     &wts,
@@ -303,6 +326,36 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
             stop_step_mean: stops.iter().sum::<f64>() / stops.len().max(1) as f64,
         });
     }
+    let mut tuned = Vec::new();
+    for &shots in opts.shots.iter().filter(|_| opts.fine_tune_steps > 0) {
+        let (mut accs, mut task_means) = (Vec::new(), Vec::new());
+        for (_, t, wts) in conditioned.iter().filter(|c| c.0 == shots) {
+            let map = &table.label_maps[*t];
+            let mut rng = Rng::new(derive_seed(opts.seed, *t as u64), STREAM_EVAL_SUPPORT);
+            let support = pool.draw(&[map], shots, &mut rng);
+            let r = super::baseline::fine_tune::<B>(
+                &manifest.config,
+                layout,
+                &support,
+                &data.test,
+                map,
+                wts,
+                opts.fine_tune_steps,
+                derive_seed(opts.seed, *t as u64),
+                device,
+            )?;
+            task_means.push(r.accs.iter().sum::<f64>() / r.accs.len().max(1) as f64);
+            accs.extend(r.accs);
+        }
+        if !accs.is_empty() {
+            tuned.push(FewShotRow {
+                shots,
+                acc: AccStats::of(&accs),
+                task_sd: sd(&task_means),
+                stop_step_mean: opts.fine_tune_steps as f64,
+            });
+        }
+    }
     Ok(TaskEvalReport {
         tasks: opts.tasks,
         task_ids: ids,
@@ -311,6 +364,7 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
         trained_runs: trained.len(),
         rows,
         few_shot: few,
+        fine_tuned: tuned,
     })
 }
 
