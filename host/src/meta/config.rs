@@ -279,7 +279,7 @@ impl MetaConfig {
                 );
             }
         }
-        self.validate_condition(manifest)?;
+        crate::meta::condition::config::validate_for(self, manifest)?;
         if manifest.split.train.is_empty() {
             return bad(format!(
                 "the zoo has no training runs (all {} runs are held out); rebuild it with a smaller --heldout",
@@ -297,44 +297,6 @@ impl MetaConfig {
 }
 
 impl MetaConfig {
-    /// The checks of a conditioned field: a multi-task zoo (and a multi-task zoo only with a
-    /// condition), NM-CFM on the weights, the burn engine's fields, and a functional term that
-    /// rolls the sampler out (its classifiers are scored against their tasks' labels).
-    fn validate_condition(&self, manifest: &Manifest) -> Result<(), UsageError> {
-        let bad = |what: &str| Err(UsageError(format!("--condition: {what}")));
-        let Some(c) = &self.condition else {
-            return Ok(());
-        };
-        c.validate()?;
-        if manifest.tasks.is_none() {
-            return bad(
-                "the zoo holds one task; a conditioned field needs a multi-task zoo (`nmflow zoo --tasks perm:N`)",
-            );
-        }
-        if self.latent.is_some() {
-            return bad("a latent model is not conditioned yet (drop --latent)");
-        }
-        if self.method != Method::Cfm {
-            return bad("conditioning goes with --method cfm");
-        }
-        if self.field.kind == FieldKind::Potential {
-            return bad("conditioning goes with --field mlp or set");
-        }
-        if self.functional_weight > 0.0 && self.functional_rollout == 0 {
-            return bad(
-                "the functional term of a conditioned field rolls the sampler out: use --functional-rollout ≥ 1 (or --functional-weight 0)",
-            );
-        }
-        if c.d_in != manifest.config.arch.input_dim()
-            || c.classes != manifest.config.arch.num_classes()
-        {
-            return bad(
-                "the support encoder's input or class count differs from the zoo's classifier",
-            );
-        }
-        Ok(())
-    }
-
     /// The checks of a latent model: the flow's state is the VAE's latent, whose coordinates have
     /// no hidden-unit structure (no set field, no permutation augmentation), and whose source is
     /// either the encoded Kaiming-uniform initializations (paired with the runs' own encoded
@@ -465,19 +427,7 @@ pub struct TrainRequest {
     pub cfg_drop: f32,
 }
 
-/// What a conditioned field is conditioned on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum ConditionKind {
-    /// A support set: a few labeled examples of every class of the task.
-    Support,
-}
-
-/// Width of the support encoder's per-example features.
-pub const CONDITION_FEATURES: usize = 64;
-/// Width of the task embedding.
-pub const CONDITION_EMBED: usize = 128;
+pub use crate::meta::condition::config::{CONDITION_EMBED, CONDITION_FEATURES, ConditionKind};
 
 impl Default for TrainRequest {
     fn default() -> Self {

@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::UsageError;
+use crate::meta::config::{MetaConfig, Method};
+use crate::meta::field::FieldKind;
+use crate::zoo::Manifest;
 
 /// How a meta-model is conditioned on its task (`nmflow train --condition support`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,4 +58,53 @@ impl ConditionConfig {
             .saturating_add(self.embed)
             .saturating_add(lin(self.embed, h))
     }
+}
+
+/// What a conditioned field is conditioned on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum ConditionKind {
+    /// A support set: a few labeled examples of every class of the task.
+    Support,
+}
+
+/// Width of the support encoder's per-example features.
+pub const CONDITION_FEATURES: usize = 64;
+/// Width of the task embedding.
+pub const CONDITION_EMBED: usize = 128;
+
+/// The checks of a conditioned field: a multi-task zoo (and a multi-task zoo only with a
+/// condition), NM-CFM on the weights, the burn engine's fields, and a functional term that
+/// rolls the sampler out (its classifiers are scored against their tasks' labels).
+pub(crate) fn validate_for(cfg: &MetaConfig, manifest: &Manifest) -> Result<(), UsageError> {
+    let bad = |what: &str| Err(UsageError(format!("--condition: {what}")));
+    let Some(c) = &cfg.condition else {
+        return Ok(());
+    };
+    c.validate()?;
+    if manifest.tasks.is_none() {
+        return bad(
+            "the zoo holds one task; a conditioned field needs a multi-task zoo (`nmflow zoo --tasks perm:N`)",
+        );
+    }
+    if cfg.latent.is_some() {
+        return bad("a latent model is not conditioned yet (drop --latent)");
+    }
+    if cfg.method != Method::Cfm {
+        return bad("conditioning goes with --method cfm");
+    }
+    if cfg.field.kind == FieldKind::Potential {
+        return bad("conditioning goes with --field mlp or set");
+    }
+    if cfg.functional_weight > 0.0 && cfg.functional_rollout == 0 {
+        return bad(
+            "the functional term of a conditioned field rolls the sampler out: use --functional-rollout ≥ 1 (or --functional-weight 0)",
+        );
+    }
+    if c.d_in != manifest.config.arch.input_dim() || c.classes != manifest.config.arch.num_classes()
+    {
+        return bad("the support encoder's input or class count differs from the zoo's classifier");
+    }
+    Ok(())
 }

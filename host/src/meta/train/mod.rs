@@ -245,7 +245,6 @@ pub fn train_meta<B: AutodiffBackend>(
     write_json(&out.join(files::LAYOUT), &layout)?;
 
     B::seed(device, cfg.seed);
-    let field: VectorField<B> = cfg.field.init(device);
     let data = match (cfg.condition, cfg.functional_weight > 0.0) {
         (None, false) => None,
         _ => Some(Dataset::load(manifest.config.dataset, &env.data_dir)?),
@@ -266,7 +265,7 @@ pub fn train_meta<B: AutodiffBackend>(
             device,
         )?
     } else if fused {
-        fused_trainer(cfg, &field)?
+        fused_trainer(cfg, &cfg.field.init::<B>(device))?
     } else {
         let functional = data.as_ref().map(|data| {
             DataReward::<B>::new(
@@ -283,7 +282,7 @@ pub fn train_meta<B: AutodiffBackend>(
             layout: &state_layout,
             normalizer: &normalizer,
             device: device.clone(),
-            field,
+            field: cfg.field.init(device),
             optim: burn_engine::adam::<B>(cfg),
             functional,
             tau: cfg.field.jko.map_or(1.0, |j| j.tau),
