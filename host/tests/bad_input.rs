@@ -107,6 +107,25 @@ fn fixture() -> &'static Fixture {
             "16",
             "--quiet",
         ]);
+        // Support sets for `sample --support`: 200 test images of mnist8 with their own labels
+        // (every class present), and three broken ones.
+        ok(&[
+            "dump-inputs",
+            "--dataset",
+            "mnist8",
+            "--n",
+            "200",
+            "--out",
+            &p("s-ok"),
+        ]);
+        let write = |name: &str, images: Vec<u8>, labels: Vec<u8>| {
+            fs::write(dir.join(format!("{name}.images")), images).unwrap();
+            fs::write(dir.join(format!("{name}.labels")), labels).unwrap();
+        };
+        write("s-shape", vec![3; 100], vec![0]);
+        write("s-empty", Vec::new(), Vec::new());
+        write("s-label", vec![3; 640], vec![0, 1, 2, 3, 4, 12, 6, 7, 8, 9]);
+        write("s-class", vec![3; 640], vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 8]);
         ok(&[
             "train",
             "--zoo",
@@ -943,6 +962,17 @@ fn conditioning_settings_are_checked() {
         v.extend_from_slice(extra);
         v
     };
+    let support = |path: &'static str| -> Vec<&'static str> {
+        vec![
+            "sample",
+            "--model",
+            "{dir}/mc",
+            "--support",
+            path,
+            "--out",
+            "{dir}/new.safetensors",
+        ]
+    };
     let cases: Vec<(Vec<&str>, i32, &[&str])> = vec![
         (
             vec![
@@ -972,6 +1002,18 @@ fn conditioning_settings_are_checked() {
             train(&["--method", "mmfm"]),
             2,
             &["--condition: conditioning goes with --method cfm"],
+        ),
+        (
+            vec![
+                "train",
+                "--zoo",
+                "{dir}/z0",
+                "--out",
+                "{dir}/new-model",
+                "--relabel",
+            ],
+            2,
+            &["--relabel goes with --condition"],
         ),
         (
             train(&["--functional-rollout", "0"]),
@@ -1034,6 +1076,47 @@ fn conditioning_settings_are_checked() {
             &["--guidance must be finite and ≥ 0"],
         ),
         (
+            support("{dir}/s-shape"),
+            2,
+            &[
+                "s-shape.images: 100 bytes is not a whole number of images of 64 pixels",
+                "mnist8",
+            ],
+        ),
+        (
+            support("{dir}/s-empty"),
+            2,
+            &["s-empty.images: holds no example (zero shots)"],
+        ),
+        (
+            support("{dir}/s-label"),
+            2,
+            &["s-label.labels: example 5 has label 12; the model's tasks have labels 0 to 9"],
+        ),
+        (
+            support("{dir}/s-class"),
+            2,
+            &["s-class.labels: no example has label 9"],
+        ),
+        (
+            support("{dir}/s-none"),
+            1,
+            &["s-none.images", "as `nmflow dump-inputs` writes them"],
+        ),
+        (
+            vec![
+                "sample",
+                "--model",
+                "{dir}/m0",
+                "--support",
+                "{dir}/s-ok",
+                "--out",
+                "{dir}/new.safetensors",
+            ],
+            2,
+            &["--support needs a conditioned model"],
+        ),
+        (
             vec!["eval", "--model", "{dir}/mc", "--shots", "0"],
             2,
             &["--shots must list counts of at least 1"],
@@ -1052,6 +1135,30 @@ fn conditioning_settings_are_checked() {
     for (args, code, needles) in cases {
         case(&args, code, needles);
     }
+    // A support set of one's own: 200 labeled mnist8 images, 4 classifiers for their task.
+    let f = fixture();
+    let tmp = common::temp_dir("support-sample");
+    let out = tmp.join("classifiers.safetensors");
+    let o = run(
+        &[
+            "sample",
+            "--model",
+            f.dir.join("mc").to_str().unwrap(),
+            "--support",
+            f.dir.join("s-ok").to_str().unwrap(),
+            "--n",
+            "4",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &f.data,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["n"], 4);
+    assert!(out.is_file());
+    fs::remove_dir_all(tmp).unwrap();
 }
 
 #[test]

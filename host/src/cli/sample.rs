@@ -11,6 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 use crate::backend::{BackendJob, dispatch};
 use crate::error::UsageError;
 use crate::flow::solver::Solver;
+use crate::meta::condition::support::Supports;
 use crate::meta::sample::{MetaModel, write_classifiers};
 
 /// Arguments of `nmflow sample`.
@@ -33,14 +34,21 @@ pub struct SampleArgs {
     pub seed: u64,
     /// A conditioned model (`train --condition`) samples classifiers for this task of its zoo
     /// (an index into the zoo's task table; unseen tasks included), from a support set of
-    /// --shots labeled training images per class drawn with --seed. Without it, a conditioned
+    /// --shots labeled training images per class drawn with --seed. Without it or --support, a conditioned
     /// model samples unconditionally.
     #[arg(long)]
     pub task: Option<usize>,
+    /// A conditioned model samples classifiers for the task these labeled examples show (your
+    /// own support set): `PREFIX.images`, every example's stored pixels (the zoo dataset view's
+    /// grey levels and size, as `nmflow dump-inputs` writes them), and `PREFIX.labels`, one
+    /// byte per example with its label in the task. Every label of the task needs at least one
+    /// example; the shots per class need not be equal.
+    #[arg(long, value_name = "PREFIX", conflicts_with = "task")]
+    pub support: Option<PathBuf>,
     /// Labeled examples per class in the support set (--task).
     #[arg(long, default_value_t = 5)]
     pub shots: usize,
-    /// Guidance weight w of `v(∅) + w·(v(task) − v(∅))` (--task; 1: the conditional field;
+    /// Guidance weight w of `v(∅) + w·(v(task) − v(∅))` (--task, --support; 1: the conditional field;
     /// other weights than 0 and 1 cost two field evaluations a step).
     #[arg(long, default_value_t = 1.0)]
     pub guidance: f32,
@@ -83,23 +91,24 @@ pub struct SampleReport {
     pub out: PathBuf,
 }
 
-/// The support set of `--task` for a conditioned model: `--shots` training images per class of
-/// the model's zoo, labeled by the task.
+/// The support set of a conditioned model: the files of `--support`, or for `--task`, `--shots`
+/// training images per class of the model's zoo, labeled by the task.
 fn task_support<B: burn::tensor::backend::Backend>(
     a: &SampleArgs,
     model: &MetaModel<B>,
-) -> Result<crate::meta::condition::support::Supports> {
+) -> Result<Supports> {
     use crate::meta::condition::support::SupportPool;
-    let task = a.task.unwrap_or(0);
-    if model.config.condition.is_none() {
-        return Err(UsageError(
-            "--task needs a conditioned model (`train --condition support`)".into(),
-        )
+    let flag = if a.support.is_some() {
+        "--support"
+    } else {
+        "--task"
+    };
+    let Some(cond) = &model.config.condition else {
+        return Err(UsageError(format!(
+            "{flag} needs a conditioned model (`train --condition support`)"
+        ))
         .into());
-    }
-    if a.shots == 0 {
-        return Err(UsageError("--shots must be at least 1 (got 0)".into()).into());
-    }
+    };
     if !(a.guidance.is_finite() && a.guidance >= 0.0) {
         return Err(UsageError(format!(
             "--guidance must be finite and ≥ 0 (got {})",
@@ -109,6 +118,18 @@ fn task_support<B: burn::tensor::backend::Backend>(
     }
     let zoo = PathBuf::from(&model.config.zoo);
     let manifest = crate::zoo::Manifest::read(&zoo)?;
+    if let Some(prefix) = &a.support {
+        return Ok(Supports::read_files(
+            prefix,
+            manifest.config.dataset,
+            cond.d_in,
+            cond.classes,
+        )?);
+    }
+    let task = a.task.unwrap_or(0);
+    if a.shots == 0 {
+        return Err(UsageError("--shots must be at least 1 (got 0)".into()).into());
+    }
     let table = manifest
         .tasks
         .as_ref()
@@ -148,7 +169,9 @@ pub fn exec(a: &SampleArgs) -> Result<()> {
             if a.n == 0 || steps == 0 {
                 return Err(UsageError("--n and --steps must be at least 1".into()).into());
             }
-            let support = a.task.map(|_| task_support(a, &model)).transpose()?;
+            let support = (a.task.is_some() || a.support.is_some())
+                .then(|| task_support(a, &model))
+                .transpose()?;
             let t0 = std::time::Instant::now();
             let (w, nfe) = match &support {
                 Some(s) => model.sample_task(s, a.n, a.guidance, solver, steps, a.seed, device)?,

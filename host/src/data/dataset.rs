@@ -100,6 +100,11 @@ impl PixelScaling {
             .round()
             .clamp(0.0, self.levels) as u8
     }
+
+    /// The input value of a stored pixel: `(p / levels − mean) / std` (what a device computes).
+    pub fn input(&self, p: u8) -> f32 {
+        (f32::from(p) / self.levels - self.mean) / self.std
+    }
 }
 
 impl fmt::Display for DatasetView {

@@ -4,8 +4,11 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
+use std::path::Path;
+
+use crate::data::DatasetView;
 use crate::data::dataset::Split;
-use crate::error::UsageError;
+use crate::error::{MetaError, UsageError};
 use nmflow_runtime::Rng;
 
 /// A dataset split indexed by class, to draw support sets from.
@@ -42,6 +45,93 @@ impl Supports {
             TensorData::new(self.x.clone(), [self.len(), self.size, d]),
             device,
         )
+    }
+}
+
+impl Supports {
+    /// Reads one support set from the files `dump-inputs` writes: `PREFIX.images`, the stored
+    /// pixels of every example (`view`'s grey levels, `d` bytes each), and `PREFIX.labels`, one
+    /// label byte per example (the task's labels, below `classes`). Every class needs an example.
+    ///
+    /// # Errors
+    /// [`MetaError::File`] for a file that cannot be read; [`MetaError::Usage`] naming the file
+    /// for a size that is not a whole number of `d`-pixel images, label and image counts that
+    /// differ, no example at all, a label outside the classes, or a class without an example.
+    pub fn read_files(
+        prefix: &Path,
+        view: DatasetView,
+        d: usize,
+        classes: usize,
+    ) -> Result<Self, MetaError> {
+        let images_path = prefix.with_extension("images");
+        let labels_path = prefix.with_extension("labels");
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| {
+                MetaError::file(
+                    p,
+                    format!("{e} (a support set is PREFIX.images and PREFIX.labels, as `nmflow dump-inputs` writes them)"),
+                )
+            })
+        };
+        let images = read(&images_path)?;
+        let labels = read(&labels_path)?;
+        let bad = |p: &Path, what: String| -> MetaError {
+            UsageError(format!("{}: {what}", p.display())).into()
+        };
+        if d == 0 || images.len() % d != 0 {
+            return Err(bad(
+                &images_path,
+                format!(
+                    "{} bytes is not a whole number of images of {d} pixels (the model's classifier takes {view} images of {d} pixels)",
+                    images.len()
+                ),
+            ));
+        }
+        let n = images.len() / d;
+        if labels.len() != n {
+            return Err(bad(
+                &labels_path,
+                format!(
+                    "{} labels for {n} images in {} (one label byte per image expected)",
+                    labels.len(),
+                    images_path.display()
+                ),
+            ));
+        }
+        if n == 0 {
+            return Err(bad(
+                &images_path,
+                "holds no example (zero shots); a support set needs at least one labeled example of every class".into(),
+            ));
+        }
+        if let Some((i, &l)) = labels
+            .iter()
+            .enumerate()
+            .find(|&(_, &l)| usize::from(l) >= classes)
+        {
+            return Err(bad(
+                &labels_path,
+                format!(
+                    "example {i} has label {l}; the model's tasks have labels 0 to {}",
+                    classes - 1
+                ),
+            ));
+        }
+        if let Some(c) = (0..classes).find(|&c| !labels.iter().any(|&l| usize::from(l) == c)) {
+            return Err(bad(
+                &labels_path,
+                format!(
+                    "no example has label {c}; a support set needs at least one labeled example of every class (0 to {})",
+                    classes - 1
+                ),
+            ));
+        }
+        let scaling = view.pixel_scaling();
+        Ok(Self {
+            x: images.iter().map(|&p| scaling.input(p)).collect(),
+            labels,
+            size: n,
+        })
     }
 }
 
@@ -131,5 +221,38 @@ mod tests {
         // Two different examples per class.
         assert_ne!(s.x[0], s.x[2]);
         assert!(SupportPool::new(&split, 4).is_err());
+    }
+
+    #[test]
+    fn a_support_set_is_read_from_pixel_and_label_files() {
+        let dir = std::env::temp_dir().join(format!("nmflow-support-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, images: &[u8], labels: &[u8]| {
+            let prefix = dir.join(name);
+            std::fs::write(prefix.with_extension("images"), images).unwrap();
+            std::fs::write(prefix.with_extension("labels"), labels).unwrap();
+            prefix
+        };
+        let view = DatasetView::Mnist8;
+        let ok = write("ok", &[0, 16, 8, 4, 2, 1], &[1, 0, 1]);
+        let s = Supports::read_files(&ok, view, 2, 2).unwrap();
+        assert_eq!((s.len(), s.size), (1, 3));
+        assert_eq!(s.labels, vec![1, 0, 1]);
+        let scaling = view.pixel_scaling();
+        for (&x, p) in s.x.iter().zip([0u8, 16, 8, 4, 2, 1]) {
+            assert_eq!(scaling.pixel(x), p);
+        }
+        let err = |prefix: &Path| {
+            Supports::read_files(prefix, view, 2, 2)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(&write("odd", &[1, 2, 3], &[0])).contains("not a whole number"));
+        assert!(err(&write("count", &[1, 2], &[0, 1])).contains("2 labels for 1 images"));
+        assert!(err(&write("empty", &[], &[])).contains("zero shots"));
+        assert!(err(&write("label", &[1, 2, 3, 4], &[0, 2])).contains("label 2"));
+        assert!(err(&write("class", &[1, 2, 3, 4], &[0, 0])).contains("no example has label 1"));
+        assert!(err(&dir.join("missing")).contains("missing.images"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
