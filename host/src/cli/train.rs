@@ -144,6 +144,13 @@ pub struct TrainArgs {
     /// guidance: `sample`/`eval --guidance W`).
     #[arg(long, default_value_t = 0.1)]
     pub cfg_drop: f32,
+    /// Show every training pair of a conditioned field under a random relabelling of the classes
+    /// (its output layer's rows permuted, its support set's labels likewise): the relabelled run
+    /// is as likely a run of the relabelled task as the original is of its own, so the field
+    /// sees every labelling instead of the zoo's few and must read it from the support set.
+    /// Labellings of unseen tasks are never drawn.
+    #[arg(long)]
+    pub relabel: bool,
     /// Implementation of the training step: `fused` is a hand-written CPU trainer of the MLP
     /// field (NM-CFM or NM-MMFM without functional term; as fast as PyTorch's CPU reference in
     /// bench/field_bench.sh), `burn` is burn's autodiff (everything); `auto` picks `fused` where
@@ -204,6 +211,7 @@ impl TrainArgs {
             condition: self.condition,
             shots: self.shots,
             cfg_drop: self.cfg_drop,
+            relabel: self.relabel,
         })
     }
 }

@@ -425,6 +425,9 @@ pub struct TrainRequest {
     pub shots: usize,
     /// Rate at which the condition is dropped in training (classifier-free guidance).
     pub cfg_drop: f32,
+    /// Relabel every training pair of a conditioned field by a random permutation of the
+    /// classes.
+    pub relabel: bool,
 }
 
 pub use crate::meta::condition::config::{CONDITION_EMBED, CONDITION_FEATURES, ConditionKind};
@@ -461,6 +464,7 @@ impl Default for TrainRequest {
             condition: None,
             shots: 5,
             cfg_drop: 0.1,
+            relabel: false,
         }
     }
 }
@@ -474,6 +478,13 @@ impl TrainRequest {
     pub fn resolve(&self, zoo_dir: &Path) -> Result<MetaConfig, MetaError> {
         let manifest = Manifest::read(zoo_dir)?;
         if self.condition.is_none() {
+            if self.relabel {
+                return Err(UsageError(
+                    "--relabel goes with --condition (it relabels a conditioned field's training pairs)"
+                        .into(),
+                )
+                .into());
+            }
             manifest.require_single_task(zoo_dir)?;
         }
         let sha256 = manifest_hash(zoo_dir)?;
@@ -489,6 +500,7 @@ impl TrainRequest {
                 embed: CONDITION_EMBED,
                 classes: manifest.config.arch.num_classes(),
                 d_in: manifest.config.arch.input_dim(),
+                relabel: self.relabel,
             });
         }
         cfg.validate(&manifest)?;

@@ -23,6 +23,10 @@ pub struct ConditionConfig {
     pub classes: usize,
     /// Inputs per example.
     pub d_in: usize,
+    /// Relabel every training pair by a random permutation of the classes (`--relabel`; see
+    /// [`super::relabel`]). Absent in models trained before it existed: off.
+    #[serde(default)]
+    pub relabel: bool,
 }
 
 impl ConditionConfig {

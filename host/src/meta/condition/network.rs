@@ -110,6 +110,7 @@ mod tests {
             embed: 4,
             classes: 3,
             d_in: 6,
+            relabel: false,
         }
     }
 

@@ -418,6 +418,7 @@ mod tests {
                 embed: 5,
                 classes: 2,
                 d_in: 4,
+                relabel: false,
             }
             .init(field.inject_width(), 1000, &dev);
             let x = Tensor::<Cpu, 2>::from_data(

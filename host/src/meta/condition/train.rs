@@ -13,6 +13,7 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 
 use super::config::ConditionConfig;
 use super::network::ConditionNet;
+use super::relabel::Relabel;
 use super::support::SupportPool;
 use crate::arch::Layout;
 use crate::error::MetaError;
@@ -85,6 +86,10 @@ pub(crate) struct ConditionedTrainer<'a, B: AutodiffBackend> {
     pub(crate) held_tasks: Vec<usize>,
     /// The tasks seen in training (the functional term's rollouts draw from them).
     pub(crate) seen: Vec<usize>,
+    /// The output layer, where training pairs are relabelled (`--relabel`).
+    pub(crate) relabel: Option<Relabel>,
+    /// Label maps of the unseen tasks, which relabelling never draws.
+    pub(crate) unseen_maps: Vec<&'a [u8]>,
 }
 
 /// A fresh Adam optimizer with the settings' weight decay.
@@ -112,19 +117,18 @@ impl<B: AutodiffBackend> ConditionedTrainer<'_, B> {
         net.encode(s.tensor::<C>(self.pool.dim(), device), &s.labels)
     }
 
-    /// `n` classifiers (standardized) the conditioned sampler makes for `tasks`, with `k` Euler
+    /// Classifiers (standardized) the conditioned sampler makes for the label maps `maps`, with `k` Euler
     /// steps from fresh source samples, differentiable through every step.
     fn rollout<C: Backend>(
         &self,
         model: &Conditioned<C>,
-        tasks: &[usize],
+        maps: &[&[u8]],
         k: usize,
         rng: &mut Rng,
         device: &C::Device,
     ) -> Tensor<C, 2> {
-        let maps: Vec<&[u8]> = tasks.iter().map(|&t| self.maps[t].as_slice()).collect();
-        let e = self.embed(&model.condition, &maps, rng, device);
-        let (n, p) = (tasks.len(), self.layout.num_params());
+        let e = self.embed(&model.condition, maps, rng, device);
+        let (n, p) = (maps.len(), self.layout.num_params());
         let mut z = Vec::new();
         self.cfg.source.sample_into(self.layout, n, rng, &mut z);
         self.normalizer.apply(&mut z);
@@ -146,29 +150,47 @@ impl<B: AutodiffBackend> Trainer for ConditionedTrainer<'_, B> {
     ) -> (f32, Option<f32>) {
         let (cfg, device) = (self.cfg, &self.device);
         let (n, p) = (ts.len(), self.layout.num_params());
-        let maps: Vec<&[u8]> = runs
+        let (mut xt, mut ut) = (xt.clone(), ut.clone());
+        let maps: Vec<Vec<u8>> = runs
             .iter()
-            .map(|&r| self.maps[self.train_tasks[r]].as_slice())
+            .enumerate()
+            .map(|(i, &r)| {
+                let map = self.maps[self.train_tasks[r]].as_slice();
+                let Some(relabel) = &self.relabel else {
+                    return map.to_vec();
+                };
+                let (sigma, relabelled) = relabel.draw(map, &self.unseen_maps, data_rng);
+                relabel.apply(&sigma, &mut xt[i * p..(i + 1) * p]);
+                relabel.apply(&sigma, &mut ut[i * p..(i + 1) * p]);
+                relabelled
+            })
             .collect();
+        let maps: Vec<&[u8]> = maps.iter().map(Vec::as_slice).collect();
         let e = self.embed(&self.model.condition, &maps, data_rng, device);
         let keep: Vec<bool> = (0..n)
             .map(|_| data_rng.uniform() >= self.cond.drop)
             .collect();
         let e = self.model.condition.drop_rows(e, &keep);
-        let x = rows::<B>(xt.clone(), n, p, device);
+        let x = rows::<B>(xt, n, p, device);
         let t = rows::<B>(ts.clone(), n, 1, device);
-        let u = rows::<B>(ut.clone(), n, p, device);
+        let u = rows::<B>(ut, n, p, device);
         let fm = (self.model.velocity(x, t, e) - u).powi_scalar(2).mean();
         let fm_value: f32 = fm.clone().into_scalar().elem();
         let (loss, ce_value) = match &self.functional {
             Some(f) => {
                 let len = u32::try_from(self.seen.len()).unwrap_or(u32::MAX);
-                let tasks: Vec<usize> = (0..cfg.functional_samples)
-                    .map(|_| self.seen[data_rng.below(len) as usize])
+                let maps: Vec<Vec<u8>> = (0..cfg.functional_samples)
+                    .map(|_| {
+                        let map = self.maps[self.seen[data_rng.below(len) as usize]].as_slice();
+                        match &self.relabel {
+                            Some(r) => r.draw(map, &self.unseen_maps, data_rng).1,
+                            None => map.to_vec(),
+                        }
+                    })
                     .collect();
+                let maps: Vec<&[u8]> = maps.iter().map(Vec::as_slice).collect();
                 let k = cfg.rollout_steps(data_rng);
-                let end = self.rollout(&self.model, &tasks, k, data_rng, device);
-                let maps: Vec<&[u8]> = tasks.iter().map(|&t| self.maps[t].as_slice()).collect();
+                let end = self.rollout(&self.model, &maps, k, data_rng, device);
                 let ce = f.loss_relabelled(end, &maps, cfg.functional_batch, data_rng);
                 let ce_value: f32 = ce.clone().into_scalar().elem();
                 (fm + ce * f64::from(cfg.functional_weight), Some(ce_value))

@@ -322,7 +322,7 @@ fn conditioned_trainer<'a, B: AutodiffBackend>(
     data: &'a Dataset,
     device: &B::Device,
 ) -> Result<Box<dyn Trainer + 'a>, MetaError> {
-    use crate::meta::condition::{support::SupportPool, train as ctrain};
+    use crate::meta::condition::{relabel::Relabel, support::SupportPool, train as ctrain};
     let table = manifest
         .tasks
         .as_ref()
@@ -359,6 +359,18 @@ fn conditioned_trainer<'a, B: AutodiffBackend>(
         train_tasks: task_of(&train.runs),
         held_tasks: task_of(&held.runs),
         seen,
+        relabel: if cond.relabel {
+            Some(Relabel::of(layout).ok_or_else(|| {
+                UsageError("--relabel: the classifier has no output layer to relabel".into())
+            })?)
+        } else {
+            None
+        },
+        unseen_maps: table
+            .unseen
+            .iter()
+            .filter_map(|&t| table.label_maps.get(t).map(Vec::as_slice))
+            .collect(),
     }))
 }
 
