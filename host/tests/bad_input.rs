@@ -1007,6 +1007,21 @@ fn conditioning_settings_are_checked() {
             vec![
                 "train",
                 "--zoo",
+                "{dir}/zt",
+                "--out",
+                "{dir}/new-model",
+                "--condition",
+                "classes",
+                "--field",
+                "mlp",
+            ],
+            2,
+            &["--condition: `classes` goes with --field set"],
+        ),
+        (
+            vec![
+                "train",
+                "--zoo",
                 "{dir}/z0",
                 "--out",
                 "{dir}/new-model",

@@ -130,10 +130,15 @@ pub struct TrainArgs {
     /// augmentation and no functional term (the VAE's own shapes what decodes).
     #[arg(long)]
     pub latent: Option<PathBuf>,
-    /// Condition the field on the task (a multi-task zoo, `nmflow zoo --tasks`): `support`, a
-    /// support set of --shots labeled examples per class, encoded (per-example features averaged
-    /// per label into class prototypes) into a task embedding the field sees beside the time.
-    /// Runs of unseen tasks are never used; `eval` measures them, `sample --task` samples one.
+    /// Condition the field on the task (a multi-task zoo, `nmflow zoo --tasks`) through a
+    /// support set of --shots labeled examples per class, encoded per example and averaged per
+    /// label into class prototypes. `support`: the prototypes, flattened in label order, become
+    /// one task embedding the field sees beside the time (any field). `classes`: each label's
+    /// prototype (and mean example) becomes a token that rides with that label's output weights
+    /// in a field equivariant in the classes as the set field is in the hidden units (set field
+    /// only), so a relabelling of the task relabels what the field makes and labellings never
+    /// seen are covered by construction. Runs of unseen tasks are never used; `eval` measures
+    /// them, `sample --task`/`--support` samples one.
     #[arg(long, value_enum)]
     pub condition: Option<crate::meta::config::ConditionKind>,
     /// Labeled examples per class in a training support set (--condition).

@@ -221,11 +221,18 @@ impl MetaConfig {
                 self.field.dim, manifest.num_params
             ));
         }
-        match (
-            self.field.kind,
-            self.field.set,
-            SetDims::of(&manifest.layout),
-        ) {
+        // The class-equivariant field's set field runs on the lifted state.
+        let classes = self
+            .condition
+            .is_some_and(|c| c.kind == crate::meta::condition::config::ConditionKind::Classes);
+        let expected = SetDims::of(&manifest.layout).map(|z| {
+            if classes {
+                crate::meta::condition::lift::lifted_dims(z)
+            } else {
+                z
+            }
+        });
+        match (self.field.kind, self.field.set, expected) {
             (FieldKind::Set, _, None) => {
                 return bad(format!(
                     "--field set needs a one-hidden-layer MLP classifier, but the zoo's is {}",
@@ -430,7 +437,9 @@ pub struct TrainRequest {
     pub relabel: bool,
 }
 
-pub use crate::meta::condition::config::{CONDITION_EMBED, CONDITION_FEATURES, ConditionKind};
+pub use crate::meta::condition::config::{
+    CONDITION_CLASS_TOKEN, CONDITION_EMBED, CONDITION_FEATURES, ConditionKind,
+};
 
 impl Default for TrainRequest {
     fn default() -> Self {
@@ -492,16 +501,25 @@ impl TrainRequest {
             Some(dir) => self.resolve_latent(&manifest, zoo_dir, sha256, dir)?,
             None => self.resolve_with(&manifest, zoo_dir, sha256),
         };
-        if self.condition.is_some() {
+        if let Some(kind) = self.condition {
+            let classes = kind == ConditionKind::Classes;
             cfg.condition = Some(crate::meta::condition::config::ConditionConfig {
                 shots: self.shots,
                 drop: self.cfg_drop,
                 features: CONDITION_FEATURES,
-                embed: CONDITION_EMBED,
+                embed: if classes {
+                    CONDITION_CLASS_TOKEN
+                } else {
+                    CONDITION_EMBED
+                },
                 classes: manifest.config.arch.num_classes(),
                 d_in: manifest.config.arch.input_dim(),
                 relabel: self.relabel,
+                kind,
             });
+            if classes && cfg.field.kind == FieldKind::Set {
+                cfg.field.set = cfg.field.set.map(crate::meta::condition::lift::lifted_dims);
+            }
         }
         cfg.validate(&manifest)?;
         Ok(cfg)

@@ -139,14 +139,11 @@ impl<B: Backend> MetaModel<B> {
                 let bin = path.with_extension("bin");
                 check_sha256(&bin, summary.condition_sha256.as_deref())?;
                 Some(
-                    c.init::<B>(
+                    crate::meta::condition::network::load::<B>(
+                        c,
                         field.inject_width(),
                         crate::meta::condition::train::FIRST_ID,
-                        device,
-                    )
-                    .load_file(
-                        path,
-                        &BinFileRecorder::<FullPrecisionSettings>::new(),
+                        &path,
                         device,
                     )
                     .map_err(|e| MetaError::file(&bin, e))?,

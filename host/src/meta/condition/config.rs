@@ -27,6 +27,10 @@ pub struct ConditionConfig {
     /// [`super::relabel`]). Absent in models trained before it existed: off.
     #[serde(default)]
     pub relabel: bool,
+    /// How the support set enters the field (absent in models trained before `classes`
+    /// existed: `support`).
+    #[serde(default)]
+    pub kind: ConditionKind,
 }
 
 impl ConditionConfig {
@@ -54,29 +58,50 @@ impl ConditionConfig {
         Ok(())
     }
 
-    /// Trainable parameters of the encoder and the injection into a field of width `h`.
+    /// Trainable parameters of the encoder and the injection into a field of width `h` (and
+    /// the class lift).
     pub fn num_params(&self, h: usize) -> usize {
         let lin = |a: usize, b: usize| a.saturating_mul(b).saturating_add(b);
-        lin(self.d_in, self.features)
-            .saturating_add(lin(self.classes.saturating_mul(self.features), self.embed))
-            .saturating_add(self.embed)
-            .saturating_add(lin(self.embed, h))
+        let feature = lin(self.d_in, self.features);
+        match self.kind {
+            ConditionKind::Support => feature
+                .saturating_add(lin(self.classes.saturating_mul(self.features), self.embed))
+                .saturating_add(self.embed)
+                .saturating_add(lin(self.embed, h)),
+            ConditionKind::Classes => {
+                let token = self.embed.saturating_add(self.d_in);
+                feature
+                    .saturating_add(lin(self.features, self.embed))
+                    .saturating_add(token)
+                    .saturating_add(lin(token, super::lift::PAIR_WIDTH))
+                    .saturating_add(super::lift::num_params())
+            }
+        }
     }
 }
 
-/// What a conditioned field is conditioned on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What a conditioned field is conditioned on, and how.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ConditionKind {
-    /// A support set: a few labeled examples of every class of the task.
+    /// A support set: a few labeled examples of every class of the task, encoded into one
+    /// task embedding the field sees beside the time.
+    #[default]
     Support,
+    /// A support set as class tokens: each label's prototype rides with that label's output
+    /// weights in a field equivariant in the classes (set field only), so that every labelling
+    /// of the classes is covered by construction.
+    Classes,
 }
 
 /// Width of the support encoder's per-example features.
 pub const CONDITION_FEATURES: usize = 64;
 /// Width of the task embedding.
 pub const CONDITION_EMBED: usize = 128;
+/// Width of a class token's encoded features (`--condition classes`; the token also carries the
+/// label's mean support input).
+pub const CONDITION_CLASS_TOKEN: usize = 64;
 
 /// The checks of a conditioned field: a multi-task zoo (and a multi-task zoo only with a
 /// condition), NM-CFM on the weights, the burn engine's fields, and a functional term that
@@ -100,6 +125,11 @@ pub(crate) fn validate_for(cfg: &MetaConfig, manifest: &Manifest) -> Result<(), 
     }
     if cfg.field.kind == FieldKind::Potential {
         return bad("conditioning goes with --field mlp or set");
+    }
+    if c.kind == ConditionKind::Classes && cfg.field.kind != FieldKind::Set {
+        return bad(
+            "`classes` goes with --field set (the classes join the set field's hidden units)",
+        );
     }
     if cfg.functional_weight > 0.0 && cfg.functional_rollout == 0 {
         return bad(

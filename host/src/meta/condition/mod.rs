@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`config`] | the settings (`--condition support --shots K --cfg-drop P`) and their checks |
 //! | [`network`] | the support-set encoder and the injection into the field |
+//! | [`lift`] | the class-equivariant field of `--condition classes` around the set field |
 //! | [`relabel`] | the output layer's symmetry: a training pair shown under another labelling |
 //! | [`support`] | support sets of a task drawn from a dataset, and the tasks' relabellings |
 //! | [`train`] | the training step of a conditioned field (flow matching and the functional term) |
@@ -17,6 +18,7 @@
 
 pub mod baseline;
 pub mod config;
+pub mod lift;
 pub mod network;
 pub mod relabel;
 pub mod sample;

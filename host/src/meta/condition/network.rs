@@ -8,6 +8,12 @@
 //! which images carry which label (what a label permutation changes). The field sees
 //! `inject(e)` beside the time; the unconditional field sees `inject(∅)` with a learned null
 //! embedding `∅` in place of `e`.
+//!
+//! With `--condition classes` the prototypes are not flattened: every label `c` gets a class
+//! token `τ_c = [silu(H·p_c + h), x̄_c]` (the same `H` for every label; `x̄_c` the label's mean
+//! support input), the embedding is the tokens in label order, the null embedding one learned
+//! token for every label, and the field is [`super::lift`]'s class-equivariant one, which sees
+//! `inject(τ_c)` per class.
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
@@ -15,17 +21,24 @@ use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-use super::config::ConditionConfig;
-use crate::meta::field::SequentialIds;
+use super::config::{ConditionConfig, ConditionKind};
+use super::lift::{self, ClassLift};
+use crate::meta::field::{SequentialIds, SetDims, VectorField};
 
-/// The encoder, the null embedding and the injection layer.
+/// The encoder, the null embedding and the injection layer (and, for `--condition classes`,
+/// the class lift).
 #[derive(Module, Debug)]
 pub struct ConditionNet<B: Backend> {
     feature: Linear<B>,
+    /// `C·F → E` (support), `F → E` per label (classes).
     head: Linear<B>,
+    /// `[1, E]` (support), one class token `[1, E + d]` (classes).
     null: Param<Tensor<B, 2>>,
+    /// `E → H` (support), a class token `E + d → PAIR_WIDTH` (classes).
     inject: Linear<B>,
     classes: usize,
+    d_in: usize,
+    lift: Option<ClassLift<B>>,
 }
 
 impl ConditionConfig {
@@ -34,20 +47,92 @@ impl ConditionConfig {
     /// order (so a seed's files are identical byte for byte).
     pub fn init<B: Backend>(&self, h: usize, first_id: u64, device: &B::Device) -> ConditionNet<B> {
         let lin = |a: usize, b: usize| LinearConfig::new(a, b).init(device);
-        ConditionNet {
-            feature: lin(self.d_in, self.features),
-            head: lin(self.classes * self.features, self.embed),
-            null: Param::from_tensor(Tensor::zeros([1, self.embed], device)),
-            inject: lin(self.embed, h),
-            classes: self.classes,
+        let net = match self.kind {
+            ConditionKind::Support => ConditionNet {
+                feature: lin(self.d_in, self.features),
+                head: lin(self.classes * self.features, self.embed),
+                null: Param::from_tensor(Tensor::zeros([1, self.embed], device)),
+                inject: lin(self.embed, h),
+                classes: self.classes,
+                d_in: self.d_in,
+                lift: None,
+            },
+            ConditionKind::Classes => {
+                let token = self.embed + self.d_in;
+                ConditionNet {
+                    feature: lin(self.d_in, self.features),
+                    head: lin(self.features, self.embed),
+                    null: Param::from_tensor(Tensor::zeros([1, token], device)),
+                    inject: lin(token, lift::PAIR_WIDTH),
+                    classes: self.classes,
+                    d_in: self.d_in,
+                    lift: Some(lift::init(device)),
+                }
+            }
+        };
+        net.map(&mut SequentialIds(first_id))
+    }
+}
+
+/// The record of models trained before `--condition classes` existed (no lift); read, never
+/// written.
+#[derive(Module, Debug)]
+struct ConditionNetV1<B: Backend> {
+    feature: Linear<B>,
+    head: Linear<B>,
+    null: Param<Tensor<B, 2>>,
+    inject: Linear<B>,
+    classes: usize,
+}
+
+/// Loads a model's `condition.bin` (`path` without the extension) for the settings `cfg` and a
+/// field of injection width `h`; a file written before the class lift existed is read as such.
+///
+/// # Errors
+/// The recorder's message when neither record fits the file.
+pub fn load<B: Backend>(
+    cfg: &ConditionConfig,
+    h: usize,
+    first_id: u64,
+    path: &std::path::Path,
+    device: &B::Device,
+) -> Result<ConditionNet<B>, burn::record::RecorderError> {
+    use burn::record::{BinFileRecorder, FullPrecisionSettings};
+    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+    let fresh = cfg.init::<B>(h, first_id, device);
+    match fresh
+        .clone()
+        .load_file(path.to_path_buf(), &recorder, device)
+    {
+        Ok(net) => Ok(net),
+        Err(e) if cfg.kind != ConditionKind::Support => Err(e),
+        Err(e) => {
+            let v1 = ConditionNetV1 {
+                feature: fresh.feature,
+                head: fresh.head,
+                null: fresh.null,
+                inject: fresh.inject,
+                classes: fresh.classes,
+            };
+            let v1 = v1
+                .load_file(path.to_path_buf(), &recorder, device)
+                .map_err(|_| e)?;
+            Ok(ConditionNet {
+                feature: v1.feature,
+                head: v1.head,
+                null: v1.null,
+                inject: v1.inject,
+                classes: v1.classes,
+                d_in: cfg.d_in,
+                lift: None,
+            })
         }
-        .map(&mut SequentialIds(first_id))
     }
 }
 
 impl<B: Backend> ConditionNet<B> {
     /// Task embeddings of `n` support sets: `x` `[n, S, d]`, `labels` `[n, S]` (class indices)
-    /// → `[n, E]`.
+    /// → `[n, E]` (`[n, C·(E + d)]`, the class tokens, with `--condition classes`).
     pub fn encode(&self, x: Tensor<B, 3>, labels: &[u8]) -> Tensor<B, 2> {
         let [n, s, d] = x.dims();
         let c = self.classes;
@@ -69,16 +154,59 @@ impl<B: Backend> ConditionNet<B> {
             }
         }
         let pool = Tensor::<B, 3>::from_data(TensorData::new(weights, [n, c, s]), &device);
-        let features = silu(self.feature.forward(x.reshape([n * s, d])));
+        let features = silu(self.feature.forward(x.clone().reshape([n * s, d])));
         let f = features.dims()[1];
-        let prototypes = pool.matmul(features.reshape([n, s, f]));
-        silu(self.head.forward(prototypes.reshape([n, c * f])))
+        let prototypes = pool.clone().matmul(features.reshape([n, s, f]));
+        if self.lift.is_none() {
+            return silu(self.head.forward(prototypes.reshape([n, c * f])));
+        }
+        let q = silu(self.head.forward(prototypes.reshape([n * c, f])));
+        let e = q.dims()[1];
+        let xbar = pool.matmul(x).reshape([n * c, d]);
+        Tensor::cat(vec![q, xbar], 1).reshape([n, c * (e + d)])
     }
 
-    /// The null embedding for `n` rows: `[n, E]`.
+    /// The null embedding for `n` rows: `[n, E]` (the null class token for every label with
+    /// `--condition classes`).
     pub fn null(&self, n: usize) -> Tensor<B, 2> {
         let e = self.null.dims()[1];
+        if self.lift.is_some() {
+            let c = self.classes;
+            return self
+                .null
+                .val()
+                .reshape([1, 1, e])
+                .expand([n, c, e])
+                .reshape([n, c * e]);
+        }
         self.null.val().expand([n, e])
+    }
+
+    /// The velocity of `field` at `(x, t)` (`[n, P]`, `[n, 1]`) for embeddings `e` (from
+    /// [`Self::encode`], [`Self::null`] or [`Self::drop_rows`]).
+    pub fn velocity(
+        &self,
+        field: &VectorField<B>,
+        x: Tensor<B, 2>,
+        t: Tensor<B, 2>,
+        e: Tensor<B, 2>,
+    ) -> Tensor<B, 2> {
+        let Some(lift) = &self.lift else {
+            return field.forward_with(x, t, Some(self.inject(e)));
+        };
+        let [n, p] = x.dims();
+        let (c, d) = (self.classes, self.d_in);
+        let token = e.dims()[1] / c.max(1);
+        let tokens = e.reshape([n, c, token]);
+        let kappa = self.inject.forward(tokens.clone().reshape([n * c, token]));
+        let kappa = kappa.reshape([n, c, lift::PAIR_WIDTH]);
+        let xbar = tokens.narrow(2, token - d, d);
+        let dims = SetDims {
+            units: (p - c) / (d + 1 + c),
+            d_in: d,
+            d_out: c,
+        };
+        lift.velocity(field, dims, x, t, kappa, xbar)
     }
 
     /// Embeddings `e` (`[n, E]`) where `keep[i]`, the null embedding elsewhere (the condition
@@ -111,6 +239,7 @@ mod tests {
             classes: 3,
             d_in: 6,
             relabel: false,
+            kind: ConditionKind::Support,
         }
     }
 

@@ -38,8 +38,8 @@ pub fn guided<B: Backend>(
     w: f32,
 ) -> Tensor<B, 2> {
     let n = x.dims()[0];
-    let conditional = |x, t| field.forward_with(x, t, Some(cond.inject(e.clone())));
-    let unconditional = |x, t| field.forward_with(x, t, Some(cond.inject(cond.null(n))));
+    let conditional = |x, t| cond.velocity(field, x, t, e.clone());
+    let unconditional = |x, t| cond.velocity(field, x, t, cond.null(n));
     if w == 1.0 {
         return conditional(x, t);
     }
@@ -390,8 +390,9 @@ mod tests {
         a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5)
     }
 
-    /// For both field kinds: w = 1 is the conditional field, w = 0 the field with the null
-    /// embedding, any other w the linear combination; no condition is the plain field.
+    /// For both field kinds and the class-equivariant field: w = 1 is the conditional field,
+    /// w = 0 the field with the null embedding, any other w the linear combination; no condition
+    /// is the plain field.
     #[test]
     fn guidance_weights_mix_the_conditional_and_the_null_field() {
         let dev = Default::default();
@@ -400,10 +401,17 @@ mod tests {
             d_in: 4,
             d_out: 2,
         };
-        for kind in [FieldKind::Mlp, FieldKind::Set] {
+        use super::super::config::ConditionKind;
+        for (kind, ck) in [
+            (FieldKind::Mlp, ConditionKind::Support),
+            (FieldKind::Set, ConditionKind::Support),
+            (FieldKind::Set, ConditionKind::Classes),
+        ] {
+            let lifted =
+                (ck == ConditionKind::Classes).then(|| super::super::lift::lifted_dims(set));
             let field: VectorField<Cpu> = FieldConfig {
                 kind,
-                set: Some(set),
+                set: Some(lifted.unwrap_or(set)),
                 jko: None,
                 dim: 23,
                 hidden: 8,
@@ -419,19 +427,31 @@ mod tests {
                 classes: 2,
                 d_in: 4,
                 relabel: false,
+                kind: ck,
             }
             .init(field.inject_width(), 1000, &dev);
+            // Two rows of embeddings of the right width: 5 (support), 2 class tokens of 5 + 4.
+            let width = if ck == ConditionKind::Classes { 18 } else { 5 };
             let x = Tensor::<Cpu, 2>::from_data(
                 TensorData::new((0..46).map(|i| (i as f32 * 0.37).sin()).collect(), [2, 23]),
                 &dev,
             );
             let t = Tensor::<Cpu, 2>::from_data(TensorData::new(vec![0.2f32, 0.7], [2, 1]), &dev);
             let e = Tensor::<Cpu, 2>::from_data(
-                TensorData::new((0..10).map(|i| i as f32 * 0.1 - 0.3).collect(), [2, 5]),
+                TensorData::new(
+                    (0..2 * width).map(|i| i as f32 * 0.1 - 0.3).collect(),
+                    [2, width],
+                ),
                 &dev,
             );
-            let c = field.forward_with(x.clone(), t.clone(), Some(cond.inject(e.clone())));
-            let u = field.forward_with(x.clone(), t.clone(), Some(cond.inject(cond.null(2))));
+            let c = cond.velocity(&field, x.clone(), t.clone(), e.clone());
+            let u = cond.velocity(&field, x.clone(), t.clone(), cond.null(2));
+            if ck == ConditionKind::Support {
+                assert!(close(
+                    &c,
+                    &field.forward_with(x.clone(), t.clone(), Some(cond.inject(e.clone())))
+                ));
+            }
             assert!(!close(&c, &u), "{kind:?}: the condition changes nothing");
             assert!(close(
                 &guided(&field, &cond, x.clone(), t.clone(), &e, 1.0),
@@ -446,10 +466,12 @@ mod tests {
                 &guided(&field, &cond, x.clone(), t.clone(), &e, 2.0),
                 &two
             ));
-            assert!(close(
-                &field.forward_with(x.clone(), t.clone(), None),
-                &field.forward(x, t)
-            ));
+            if ck == ConditionKind::Support {
+                assert!(close(
+                    &field.forward_with(x.clone(), t.clone(), None),
+                    &field.forward(x, t)
+                ));
+            }
             assert_eq!(
                 (evaluations(0.0), evaluations(1.0), evaluations(2.0)),
                 (1, 1, 2)

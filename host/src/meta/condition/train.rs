@@ -45,8 +45,7 @@ pub struct Conditioned<B: Backend> {
 impl<B: Backend> Conditioned<B> {
     /// The velocity at `(x, t)` for task embeddings `e` (`[n, E]`).
     pub fn velocity(&self, x: Tensor<B, 2>, t: Tensor<B, 2>, e: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.field
-            .forward_with(x, t, Some(self.condition.inject(e)))
+        self.condition.velocity(&self.field, x, t, e)
     }
 }
 
