@@ -89,6 +89,7 @@ fn a_conditioned_field_makes_classifiers_for_the_task_it_is_shown() {
                 seed: 1,
                 few_shot_steps: 100,
                 fine_tune_steps: 50,
+                novelty_zoo: None,
             },
             &Default::default(),
         )
@@ -167,12 +168,24 @@ fn the_class_equivariant_field_makes_classifiers_for_unseen_tasks() {
             seed: 1,
             few_shot_steps: 0,
             fine_tune_steps: 0,
+            novelty_zoo: Some(zoo.to_path_buf()),
         },
         &Default::default(),
     )
     .unwrap();
     assert_eq!(unseen.task_ids, vec![6, 7]);
     let (uncond, cond) = (&unseen.rows[0], &unseen.rows[1]);
+    // Against the runs of the nearest seen task: two unseen tasks, each sharing fewer than all
+    // labels with it; agreements are fractions.
+    let nov = &unseen.novelty[0];
+    assert_eq!(nov.shots, 3);
+    assert!(nov.shared_labels < 10.0, "{nov:?}");
+    assert!((0.0..=1.0).contains(&nov.agreement_generated), "{nov:?}");
+    assert!((0.0..=1.0).contains(&nov.agreement_trained), "{nov:?}");
+    assert!(
+        nov.nearest_runs.acc_mean < unseen.trained.acc_mean,
+        "{nov:?}"
+    );
     // 20.5 % against 8.4 % here after 240 steps (chance is 10 %).
     assert!(
         cond.acc.acc_mean > uncond.acc.acc_mean + 0.08,

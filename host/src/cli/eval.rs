@@ -172,6 +172,7 @@ fn exec_tasks(
         seed: a.seed,
         few_shot_steps: a.few_shot_steps,
         fine_tune_steps: a.fine_tune_steps,
+        novelty_zoo: Some(zoo.to_path_buf()),
     };
     struct Job<'a>(&'a EvalArgs, &'a crate::zoo::Manifest, &'a TaskEvalOptions);
     impl BackendJob for Job<'_> {

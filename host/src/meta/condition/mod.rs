@@ -14,12 +14,14 @@
 //! | [`support`] | support sets of a task drawn from a dataset, and the tasks' relabellings |
 //! | [`train`] | the training step of a conditioned field (flow matching and the functional term) |
 //! | [`sample`] | guided sampling and the evaluation on unseen tasks |
+//! | [`novelty`] | the samples against the zoo's runs of the nearest seen task |
 //! | [`baseline`] | the few-shot baseline: Kaiming inits trained on the support set alone |
 
 pub mod baseline;
 pub mod config;
 pub mod lift;
 pub mod network;
+pub mod novelty;
 pub mod relabel;
 pub mod sample;
 pub mod support;

@@ -136,6 +136,9 @@ pub struct TaskEvalOptions {
     /// Optimizer steps of fine-tuning the conditioned samples (w = 1) on their support set (0:
     /// none).
     pub fine_tune_steps: usize,
+    /// The zoo's folder, to measure the conditioned samples' novelty against its runs of the
+    /// nearest seen task ([`super::novelty`]; `None`: not measured).
+    pub novelty_zoo: Option<std::path::PathBuf>,
 }
 
 /// One row: a shot count and a guidance weight over every measured task.
@@ -190,6 +193,9 @@ pub struct TaskEvalReport {
     /// for a fixed number of steps, per shot count (`stop_step_mean` is that number; empty when
     /// skipped).
     pub fine_tuned: Vec<FewShotRow>,
+    /// Novelty of the conditioned samples (w = 1) against the zoo's runs of the nearest seen
+    /// task, per shot count (empty when not measured).
+    pub novelty: Vec<super::novelty::NoveltyRow>,
 }
 
 /// Measures a conditioned model on the tasks of its zoo: for every task, every shot count (a
@@ -265,7 +271,7 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
                     device,
                 )?;
                 nfe = used;
-                if w == 1.0 && opts.fine_tune_steps > 0 {
+                if w == 1.0 && (opts.fine_tune_steps > 0 || opts.novelty_zoo.is_some()) {
                     conditioned.push((shots, t, wts.clone()));
                 }
                 let params = crate::classifier::params_from_flat::<B::InnerBackend>(
@@ -356,7 +362,21 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
             });
         }
     }
+    let novelty = match &opts.novelty_zoo {
+        Some(zoo) => super::novelty::novelty::<B::InnerBackend>(
+            arch,
+            layout,
+            manifest,
+            zoo,
+            &data.test,
+            &conditioned,
+            opts.samples,
+            device,
+        )?,
+        None => Vec::new(),
+    };
     Ok(TaskEvalReport {
+        novelty,
         tasks: opts.tasks,
         task_ids: ids,
         samples: opts.samples,
