@@ -186,6 +186,9 @@ fn the_class_equivariant_field_makes_classifiers_for_unseen_tasks() {
         nov.nearest_runs.acc_mean < unseen.trained.acc_mean,
         "{nov:?}"
     );
+    // The chart `nmflow eval` draws of it.
+    nmflow_host::meta::charts::tasks(&out, &unseen).unwrap();
+    assert!(out.join("eval-tasks.png").is_file());
     // 20.5 % against 8.4 % here after 240 steps (chance is 10 %).
     assert!(
         cond.acc.acc_mean > uncond.acc.acc_mean + 0.08,

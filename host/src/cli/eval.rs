@@ -188,6 +188,7 @@ fn exec_tasks(
     let r = dispatch(a.device, Job(a, &manifest, &opts))?;
     let text = serde_json::to_string_pretty(&r)?;
     crate::io::write_atomic(&a.model.join(files::EVAL), text.as_bytes())?;
+    crate::meta::charts::tasks(&a.model, &r)?;
     if a.json {
         println!("{text}");
     } else {

@@ -105,7 +105,7 @@ fn task_support<B: burn::tensor::backend::Backend>(
     };
     let Some(cond) = &model.config.condition else {
         return Err(UsageError(format!(
-            "{flag} needs a conditioned model (`train --condition support`)"
+            "{flag} needs a conditioned model (`train --condition support` or `classes`)"
         ))
         .into());
     };

@@ -20,6 +20,80 @@ pub mod files {
     pub const PATH_LOSS: &str = "eval-path-loss.png";
     /// Fine-tuning curves of generated and Kaiming-uniform inits.
     pub const DOWNSTREAM: &str = "eval-downstream.png";
+    /// A conditioned model's accuracy on its zoo's tasks per shot count.
+    pub const TASKS: &str = "eval-tasks.png";
+}
+
+/// A conditioned model on its zoo's tasks: test accuracy per shot count for every guidance
+/// weight, the few-shot baseline and the fine-tuned samples, against the ceiling (the tasks'
+/// trained runs) and what the nearest seen task's runs score.
+///
+/// # Errors
+/// [`PlotError`].
+pub fn tasks(
+    dir: &Path,
+    report: &crate::meta::condition::sample::TaskEvalReport,
+) -> Result<(), PlotError> {
+    let mut weights: Vec<f32> = report.rows.iter().map(|r| r.guidance).collect();
+    weights.sort_by(f32::total_cmp);
+    weights.dedup();
+    let mut series: Vec<Series> = weights
+        .iter()
+        .map(|&w| {
+            let label = match w {
+                0.0 => "unconditional (w = 0)".to_string(),
+                1.0 => "conditioned (w = 1)".to_string(),
+                _ => format!("guided (w = {w})"),
+            };
+            let points = report
+                .rows
+                .iter()
+                .filter(|r| r.guidance == w)
+                .map(|r| (r.shots as f64, 100.0 * r.acc.acc_mean))
+                .collect();
+            Series::marked(label, points)
+        })
+        .collect();
+    for (label, rows) in [
+        ("few-shot baseline", &report.few_shot),
+        ("conditioned, then fine-tuned", &report.fine_tuned),
+    ] {
+        if !rows.is_empty() {
+            let points = rows
+                .iter()
+                .map(|r| (r.shots as f64, 100.0 * r.acc.acc_mean))
+                .collect();
+            series.push(Series::marked(label, points));
+        }
+    }
+    if !report.novelty.is_empty() {
+        let points = report
+            .novelty
+            .iter()
+            .map(|r| (r.shots as f64, 100.0 * r.nearest_runs.acc_mean))
+            .collect();
+        series.push(Series::marked("runs of the nearest seen task", points));
+    }
+    plot::line_chart(
+        &dir.join(files::TASKS),
+        &LineChart {
+            title: format!(
+                "classifiers for {} {:?} tasks from a support set",
+                report.task_ids.len(),
+                report.tasks
+            )
+            .to_lowercase(),
+            x_label: "labeled examples per class (shots)".into(),
+            y_label: "test accuracy (%)".into(),
+            series,
+            references: vec![(
+                "ceiling: trained runs of these tasks".into(),
+                100.0 * report.trained.acc_mean,
+            )],
+            log_x: true,
+            ..LineChart::default()
+        },
+    )
 }
 
 /// The loss curve from the rows `(step, train loss, held-out loss)` of a training log.

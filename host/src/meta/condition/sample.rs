@@ -73,7 +73,7 @@ impl<B: Backend> MetaModel<B> {
     ) -> Result<(Vec<f32>, usize), MetaError> {
         let (Some(cond), Some(cfg)) = (&self.condition, &self.config.condition) else {
             return Err(UsageError(
-                "the model is not conditioned on a task (train it with --condition support)".into(),
+                "the model is not conditioned on a task (train it with --condition support or classes)".into(),
             )
             .into());
         };
