@@ -1114,6 +1114,51 @@ fn conditioning_settings_are_checked() {
             &["s-class.labels: no example has label 9"],
         ),
         (
+            vec![
+                "dump-inputs",
+                "--dataset",
+                "mnist8",
+                "--zoo",
+                "{dir}/zt",
+                "--task",
+                "9",
+                "--out",
+                "{dir}/new-support",
+            ],
+            2,
+            &["--task 9: the zoo has tasks 0 to 3"],
+        ),
+        (
+            vec![
+                "dump-inputs",
+                "--dataset",
+                "mnist8",
+                "--zoo",
+                "{dir}/z0",
+                "--task",
+                "0",
+                "--out",
+                "{dir}/new-support",
+            ],
+            2,
+            &["a single-task zoo has no --task"],
+        ),
+        (
+            vec![
+                "dump-inputs",
+                "--dataset",
+                "digits",
+                "--zoo",
+                "{dir}/zt",
+                "--task",
+                "0",
+                "--out",
+                "{dir}/new-support",
+            ],
+            2,
+            &["its tasks are labellings of mnist8, not of --dataset digits"],
+        ),
+        (
             support("{dir}/s-none"),
             1,
             &["s-none.images", "as `nmflow dump-inputs` writes them"],
@@ -1153,26 +1198,71 @@ fn conditioning_settings_are_checked() {
     // A support set of one's own: 200 labeled mnist8 images, 4 classifiers for their task.
     let f = fixture();
     let tmp = common::temp_dir("support-sample");
-    let out = tmp.join("classifiers.safetensors");
-    let o = run(
-        &[
-            "sample",
-            "--model",
-            f.dir.join("mc").to_str().unwrap(),
-            "--support",
-            f.dir.join("s-ok").to_str().unwrap(),
-            "--n",
-            "4",
-            "--json",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &f.data,
+    let p = |s: &str| tmp.join(s).to_str().unwrap().to_string();
+    let (mc, zt) = (
+        f.dir.join("mc").to_str().unwrap().to_string(),
+        f.dir.join("zt").to_str().unwrap().to_string(),
     );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ok = |args: &[&str]| -> serde_json::Value {
+        let o = run(args, &f.data);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let own = p("own.safetensors");
+    let s_ok = f.dir.join("s-ok").to_str().unwrap().to_string();
+    let r = ok(&[
+        "sample",
+        "--model",
+        &mc,
+        "--support",
+        &s_ok,
+        "--n",
+        "4",
+        "--json",
+        "--out",
+        &own,
+    ]);
     assert_eq!(r["n"], 4);
-    assert!(out.is_file());
+    // Task 1's support set written by dump-inputs makes the classifiers `--task 1` makes.
+    let r = ok(&[
+        "dump-inputs",
+        "--dataset",
+        "mnist8",
+        "--shots",
+        "2",
+        "--zoo",
+        &zt,
+        "--task",
+        "1",
+        "--seed",
+        "5",
+        "--json",
+        "--out",
+        &p("task1"),
+    ]);
+    assert_eq!(r["n"], 20);
+    let (a, b) = (p("a.safetensors"), p("b.safetensors"));
+    let from_files = [
+        "sample",
+        "--model",
+        &mc,
+        "--support",
+        &p("task1"),
+        "--n",
+        "3",
+        "--seed",
+        "5",
+        "--json",
+        "--out",
+        &a,
+    ];
+    ok(&from_files);
+    let drawn = [
+        "sample", "--model", &mc, "--task", "1", "--shots", "2", "--n", "3", "--seed", "5",
+        "--json", "--out", &b,
+    ];
+    ok(&drawn);
+    assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap());
     fs::remove_dir_all(tmp).unwrap();
 }
 

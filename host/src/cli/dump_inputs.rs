@@ -1,4 +1,5 @@
-//! `nmflow dump-inputs`: test images as raw pixel bytes for firmware.
+//! `nmflow dump-inputs`: test images, or a task's support set, as raw pixel and label bytes for
+//! firmware and `nmflow sample --support`.
 
 use std::path::PathBuf;
 
@@ -19,6 +20,21 @@ pub struct DumpInputsArgs {
     /// Number of samples (the first N of the test split).
     #[arg(long, default_value_t = 300)]
     pub n: usize,
+    /// Write a support set instead: this many training images of every class, in class order,
+    /// drawn with --seed as `nmflow sample --task T --shots K --seed S` draws them (so `sample
+    /// --support` of the files makes the same classifiers).
+    #[arg(long)]
+    pub shots: Option<usize>,
+    /// Label the images as task T of the multi-task zoo --zoo labels them (an image of class y
+    /// gets the label `label_maps[T][y]`).
+    #[arg(long, requires = "zoo")]
+    pub task: Option<usize>,
+    /// The multi-task zoo of --task (its dataset must be --dataset).
+    #[arg(long, requires = "task")]
+    pub zoo: Option<PathBuf>,
+    /// Seed of the support set (--shots).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     /// Output prefix (`PREFIX.images`, `PREFIX.labels`).
     #[arg(long)]
     pub out: PathBuf,
@@ -43,6 +59,32 @@ pub struct DumpReport {
     pub labels: PathBuf,
 }
 
+/// Task `task`'s label map from the multi-task zoo `zoo`, whose dataset must be `view`.
+fn task_map(zoo: &std::path::Path, task: usize, view: DatasetView) -> Result<Vec<u8>> {
+    let manifest = crate::zoo::Manifest::read(zoo)?;
+    if manifest.config.dataset != view {
+        return Err(UsageError(format!(
+            "--zoo {}: its tasks are labellings of {}, not of --dataset {view}",
+            zoo.display(),
+            manifest.config.dataset
+        ))
+        .into());
+    }
+    let table = manifest.tasks.as_ref().ok_or_else(|| {
+        UsageError(format!(
+            "--zoo {}: a single-task zoo has no --task (build one with `nmflow zoo --tasks`)",
+            zoo.display()
+        ))
+    })?;
+    table.label_maps.get(task).cloned().ok_or_else(|| {
+        UsageError(format!(
+            "--task {task}: the zoo has tasks 0 to {}",
+            table.count.saturating_sub(1)
+        ))
+        .into()
+    })
+}
+
 /// Runs `nmflow dump-inputs`.
 ///
 /// # Errors
@@ -52,25 +94,58 @@ pub fn exec(a: &DumpInputsArgs) -> Result<()> {
     if a.n == 0 {
         return Err(UsageError("--n must be at least 1 (got 0)".into()).into());
     }
+    if a.shots == Some(0) {
+        return Err(UsageError("--shots must be at least 1 (got 0)".into()).into());
+    }
+    let map = match (&a.zoo, a.task) {
+        (Some(zoo), Some(task)) => Some(task_map(zoo, task, view)?),
+        _ => None,
+    };
     let data = Dataset::load(view, &data::data_dir(a.data_dir.clone()))?;
-    let split = data.test.head(a.n);
+    let (x, labels) = match a.shots {
+        Some(shots) => {
+            use crate::meta::condition::support::SupportPool;
+            let classes = crate::data::dataset::NUM_CLASSES;
+            let pool = SupportPool::new(&data.train, classes)?;
+            let identity: Vec<u8> = (0..classes).map(|c| c as u8).collect();
+            let mut rng = nmflow_runtime::Rng::new(
+                nmflow_runtime::rng::derive_seed(a.seed, a.task.unwrap_or(0) as u64),
+                crate::meta::condition::sample::STREAM_EVAL_SUPPORT,
+            );
+            let s = pool.draw(&[map.as_ref().unwrap_or(&identity)], shots, &mut rng);
+            (s.x, s.labels)
+        }
+        None => {
+            let split = data.test.head(a.n);
+            let labels = match &map {
+                Some(m) => split.y.iter().map(|&y| m[usize::from(y)]).collect(),
+                None => split.y.clone(),
+            };
+            (split.x, labels)
+        }
+    };
     let scaling = view.pixel_scaling();
-    let images: Vec<u8> = split.x.iter().map(|&v| scaling.pixel(v)).collect();
+    let images: Vec<u8> = x.iter().map(|&v| scaling.pixel(v)).collect();
     let r = DumpReport {
         dataset: view.to_string(),
-        n: split.len(),
+        n: labels.len(),
         images: a.out.with_extension("images"),
         labels: a.out.with_extension("labels"),
     };
     crate::io::write_atomic(&r.images, &images)
         .with_context(|| format!("writing {}", r.images.display()))?;
-    crate::io::write_atomic(&r.labels, &split.y)
+    crate::io::write_atomic(&r.labels, &labels)
         .with_context(|| format!("writing {}", r.labels.display()))?;
     super::emit(a.json, &r, || {
         format!(
-            "dump-inputs: {} {} test samples → {} and {}",
+            "dump-inputs: {} {} {} → {} and {}",
             r.n,
             r.dataset,
+            if a.shots.is_some() {
+                "support examples (training split)"
+            } else {
+                "test samples"
+            },
             r.images.display(),
             r.labels.display()
         )
