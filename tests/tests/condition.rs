@@ -44,12 +44,10 @@ fn zoo() -> &'static Path {
     })
 }
 
-#[test]
-fn a_conditioned_field_makes_classifiers_for_the_task_it_is_shown() {
-    let tmp = temp_dir("condition");
-    let zoo = zoo();
+/// A conditioned field of `kind` trained on the zoo for 240 steps (3 shots) into `out`.
+fn train(kind: ConditionKind, out: &Path) -> nmflow_host::meta::train::TrainSummary {
     let request = TrainRequest {
-        condition: Some(ConditionKind::Support),
+        condition: Some(kind),
         shots: 3,
         steps: Some(240),
         eval_every: Some(80),
@@ -57,7 +55,7 @@ fn a_conditioned_field_makes_classifiers_for_the_task_it_is_shown() {
         depth: 2,
         ..TrainRequest::default()
     };
-    let mcfg = request.resolve(zoo).unwrap();
+    let mcfg = request.resolve(zoo()).unwrap();
     assert!(mcfg.condition.is_some());
     let env = TrainEnv {
         data_dir: data_dir(),
@@ -65,8 +63,15 @@ fn a_conditioned_field_makes_classifiers_for_the_task_it_is_shown() {
         engine: Engine::Auto,
         force: false,
     };
+    train_meta::<CpuAutodiff>(&mcfg, zoo(), out, &env, &Default::default()).unwrap()
+}
+
+#[test]
+fn a_conditioned_field_makes_classifiers_for_the_task_it_is_shown() {
+    let tmp = temp_dir("condition");
+    let zoo = zoo();
     let out = tmp.join("model");
-    let s = train_meta::<CpuAutodiff>(&mcfg, zoo, &out, &env, &Default::default()).unwrap();
+    let s = train(ConditionKind::Support, &out);
     assert!(s.condition_sha256.is_some());
 
     let model = MetaModel::<Cpu>::load(&out, &Default::default()).unwrap();
@@ -133,24 +138,8 @@ fn a_conditioned_field_makes_classifiers_for_the_task_it_is_shown() {
 fn the_class_equivariant_field_makes_classifiers_for_unseen_tasks() {
     let tmp = temp_dir("condition-classes");
     let zoo = zoo();
-    let request = TrainRequest {
-        condition: Some(ConditionKind::Classes),
-        shots: 3,
-        steps: Some(240),
-        eval_every: Some(80),
-        hidden: Some(64),
-        depth: 2,
-        ..TrainRequest::default()
-    };
-    let mcfg = request.resolve(zoo).unwrap();
-    let env = TrainEnv {
-        data_dir: data_dir(),
-        quiet: true,
-        engine: Engine::Auto,
-        force: false,
-    };
     let out = tmp.join("model");
-    train_meta::<CpuAutodiff>(&mcfg, zoo, &out, &env, &Default::default()).unwrap();
+    train(ConditionKind::Classes, &out);
     let model = MetaModel::<Cpu>::load(&out, &Default::default()).unwrap();
     let manifest = Manifest::read(zoo).unwrap();
     let unseen = evaluate_tasks::<CpuAutodiff>(

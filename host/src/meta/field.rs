@@ -471,6 +471,22 @@ fn per_token<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     y.reshape([n, u, out])
 }
 
+/// A one-hidden-layer classifier's flat state `[N, P]` (layout order) as `W1 [N, U, d_in]`,
+/// `b1 [N, U, 1]`, `W2` unit-major `[N, U, d_out]` and `b2 [N, 1, d_out]`.
+pub(crate) fn split_state<B: Backend>(x: Tensor<B, 2>, dims: SetDims) -> [Tensor<B, 3>; 4] {
+    let (u, d, c) = (dims.units, dims.d_in, dims.d_out);
+    let n = x.dims()[0];
+    [
+        x.clone().narrow(1, 0, u * d).reshape([n, u, d]),
+        x.clone().narrow(1, u * d, u).reshape([n, u, 1]),
+        x.clone()
+            .narrow(1, u * d + u, c * u)
+            .reshape([n, c, u])
+            .swap_dims(1, 2),
+        x.narrow(1, u * d + u + c * u, c).reshape([n, 1, c]),
+    ]
+}
+
 impl<B: Backend> SetField<B> {
     /// # Shapes
     /// `x` `[N, P]` (layout order: W1 `[U, d_in]`, b1 `[U]`, W2 `[d_out, U]`, b2 `[d_out]`), `t`
@@ -483,14 +499,15 @@ impl<B: Backend> SetField<B> {
     ) -> Tensor<B, 2> {
         let (u, d_in, d_out) = (self.units, self.d_in, self.d_out);
         let n = x.dims()[0];
-        let w1 = x.clone().narrow(1, 0, u * d_in).reshape([n, u, d_in]);
-        let b1 = x.clone().narrow(1, u * d_in, u).reshape([n, u, 1]);
-        let w2 = x
-            .clone()
-            .narrow(1, u * d_in + u, d_out * u)
-            .reshape([n, d_out, u])
-            .swap_dims(1, 2);
-        let b2 = x.narrow(1, u * d_in + u + d_out * u, d_out);
+        let [w1, b1, w2, b2] = split_state(
+            x,
+            SetDims {
+                units: u,
+                d_in,
+                d_out,
+            },
+        );
+        let b2 = b2.reshape([n, d_out]);
         let tokens = Tensor::cat(vec![w1, b1, w2], 2);
         let time_dim = self.time_in.weight.dims()[0];
         let tau = self.time_in.forward(time_embedding(t, time_dim));

@@ -64,6 +64,25 @@ impl Trajectories {
     }
 }
 
+/// Reads one shard of the zoo in `zoo_dir`, verified against the manifest's hash.
+///
+/// # Errors
+/// [`ZooError`] when the shard is missing, altered or malformed.
+pub fn read_shard(
+    zoo_dir: &Path,
+    info: &crate::zoo::manifest::ShardInfo,
+) -> Result<shard::Shard, ZooError> {
+    let path = zoo_dir.join(&info.file);
+    let bytes = std::fs::read(&path).map_err(|e| ZooError::io(&path, e))?;
+    if crate::io::sha256_hex(&bytes) != info.sha256 {
+        return Err(ZooError::corrupt(
+            &path,
+            "sha256 differs from the manifest (the file was altered)",
+        ));
+    }
+    shard::decode(&bytes, &path)
+}
+
 /// Reads the training runs and the held-out runs of a zoo, verifying each shard against the
 /// manifest's hash.
 ///
@@ -96,17 +115,10 @@ pub fn load_tasks(
     };
     let mut held = train.clone();
     for info in &m.shards {
-        let path = zoo_dir.join(&info.file);
-        let bytes = std::fs::read(&path).map_err(|e| ZooError::io(&path, e))?;
-        if crate::io::sha256_hex(&bytes) != info.sha256 {
-            return Err(ZooError::corrupt(
-                &path,
-                "sha256 differs from the manifest (the file was altered)",
-            ));
-        }
-        let sh = shard::decode(&bytes, &path)?;
+        let sh = read_shard(zoo_dir, info)?;
+        let path = &sh.path;
         if sh.num_params != p || sh.steps.len() != times.len() {
-            return Err(ZooError::corrupt(&path, "shape differs from the manifest"));
+            return Err(ZooError::corrupt(path, "shape differs from the manifest"));
         }
         for (i, &run) in sh.runs.iter().enumerate() {
             if m.split.unseen.binary_search(&run).is_ok() {

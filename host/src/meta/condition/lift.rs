@@ -26,7 +26,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 
-use crate::meta::field::{SetDims, VectorField};
+use crate::meta::field::{SetDims, VectorField, split_state};
 
 /// Width of the lifted unit tokens' class summary `r_j` (the set field's "classes").
 pub const LIFT_WIDTH: usize = 64;
@@ -108,15 +108,9 @@ impl<B: Backend> ClassLift<B> {
         let (u, d, c) = (dims.units, dims.d_in, dims.d_out);
         let (r, h) = (LIFT_WIDTH, PAIR_WIDTH);
         let n = x.dims()[0];
-        let w1 = x.clone().narrow(1, 0, u * d).reshape([n, u, d]);
-        let b1 = x.clone().narrow(1, u * d, u).reshape([n, u, 1]);
-        // W2 as [n, U, C] (unit-major) and b2 as [n, C].
-        let w2 = x
-            .clone()
-            .narrow(1, u * d + u, c * u)
-            .reshape([n, c, u])
-            .swap_dims(1, 2);
-        let b2 = x.clone().narrow(1, u * d + u + c * u, c);
+        // W2 as [n, U, C] (unit-major), b2 as [n, C].
+        let [w1, b1, w2, b2] = split_state(x.clone(), dims);
+        let b2: Tensor<B, 2> = b2.reshape([n, c]);
 
         // Class features.
         let b2c: Tensor<B, 3> = b2.clone().reshape([n, c, 1]);

@@ -20,7 +20,7 @@ use crate::data::dataset::Split;
 use crate::error::{MetaError, ZooError};
 use crate::meta::eval::predictions;
 use crate::meta::report::AccStats;
-use crate::zoo::{Manifest, shard};
+use crate::zoo::Manifest;
 
 /// Test images the agreement is measured on (the first ones of the test split).
 pub const AGREEMENT_IMAGES: usize = 1000;
@@ -68,15 +68,7 @@ pub fn final_weights(
     let p = manifest.num_params;
     let mut out: BTreeMap<usize, Vec<f32>> = BTreeMap::new();
     for info in &manifest.shards {
-        let path = zoo_dir.join(&info.file);
-        let bytes = std::fs::read(&path).map_err(|e| ZooError::io(&path, e))?;
-        if crate::io::sha256_hex(&bytes) != info.sha256 {
-            return Err(ZooError::corrupt(
-                &path,
-                "sha256 differs from the manifest (the file was altered)",
-            ));
-        }
-        let sh = shard::decode(&bytes, &path)?;
+        let sh = crate::meta::trajectories::read_shard(zoo_dir, info)?;
         for (i, &run) in sh.runs.iter().enumerate() {
             let Some(task) = manifest.runs.get(run).and_then(|r| r.task) else {
                 continue;
