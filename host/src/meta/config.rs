@@ -221,17 +221,8 @@ impl MetaConfig {
                 self.field.dim, manifest.num_params
             ));
         }
-        // The class-equivariant field's set field runs on the lifted state.
-        let classes = self
-            .condition
-            .is_some_and(|c| c.kind == crate::meta::condition::config::ConditionKind::Classes);
-        let expected = SetDims::of(&manifest.layout).map(|z| {
-            if classes {
-                crate::meta::condition::lift::lifted_dims(z)
-            } else {
-                z
-            }
-        });
+        let expected = SetDims::of(&manifest.layout)
+            .map(|z| crate::meta::condition::config::set_dims(self.condition.as_ref(), z));
         match (self.field.kind, self.field.set, expected) {
             (FieldKind::Set, _, None) => {
                 return bad(format!(
@@ -502,24 +493,7 @@ impl TrainRequest {
             None => self.resolve_with(&manifest, zoo_dir, sha256),
         };
         if let Some(kind) = self.condition {
-            let classes = kind == ConditionKind::Classes;
-            cfg.condition = Some(crate::meta::condition::config::ConditionConfig {
-                shots: self.shots,
-                drop: self.cfg_drop,
-                features: CONDITION_FEATURES,
-                embed: if classes {
-                    CONDITION_CLASS_TOKEN
-                } else {
-                    CONDITION_EMBED
-                },
-                classes: manifest.config.arch.num_classes(),
-                d_in: manifest.config.arch.input_dim(),
-                relabel: self.relabel,
-                kind,
-            });
-            if classes && cfg.field.kind == FieldKind::Set {
-                cfg.field.set = cfg.field.set.map(crate::meta::condition::lift::lifted_dims);
-            }
+            crate::meta::condition::config::attach(&mut cfg, self, kind, &manifest);
         }
         cfg.validate(&manifest)?;
         Ok(cfg)

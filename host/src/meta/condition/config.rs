@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::UsageError;
 use crate::meta::config::{MetaConfig, Method};
-use crate::meta::field::FieldKind;
+use crate::meta::field::{FieldKind, SetDims};
 use crate::zoo::Manifest;
 
 /// How a meta-model is conditioned on its task (`nmflow train --condition support`).
@@ -102,6 +102,43 @@ pub const CONDITION_EMBED: usize = 128;
 /// Width of a class token's encoded features (`--condition classes`; the token also carries the
 /// label's mean support input).
 pub const CONDITION_CLASS_TOKEN: usize = 64;
+
+/// Adds the condition of `req` (`--condition kind`, `--shots`, `--cfg-drop`, `--relabel`) to
+/// the settings `cfg` for the zoo's classifier; the class-equivariant field's set field runs on
+/// the lifted state.
+pub(crate) fn attach(
+    cfg: &mut MetaConfig,
+    req: &crate::meta::config::TrainRequest,
+    kind: ConditionKind,
+    manifest: &Manifest,
+) {
+    let c = ConditionConfig {
+        shots: req.shots,
+        drop: req.cfg_drop,
+        features: CONDITION_FEATURES,
+        embed: match kind {
+            ConditionKind::Support => CONDITION_EMBED,
+            ConditionKind::Classes => CONDITION_CLASS_TOKEN,
+        },
+        classes: manifest.config.arch.num_classes(),
+        d_in: manifest.config.arch.input_dim(),
+        relabel: req.relabel,
+        kind,
+    };
+    if cfg.field.kind == FieldKind::Set {
+        cfg.field.set = cfg.field.set.map(|z| set_dims(Some(&c), z));
+    }
+    cfg.condition = Some(c);
+}
+
+/// The set field's token dimensions for the zoo's classifier `z` under the condition `c`: the
+/// lifted ones for `classes`, `z` otherwise.
+pub fn set_dims(c: Option<&ConditionConfig>, z: SetDims) -> SetDims {
+    match c {
+        Some(c) if c.kind == ConditionKind::Classes => super::lift::lifted_dims(z),
+        _ => z,
+    }
+}
 
 /// The checks of a conditioned field: a multi-task zoo (and a multi-task zoo only with a
 /// condition), NM-CFM on the weights, the burn engine's fields, and a functional term that
