@@ -43,6 +43,11 @@ pub struct NoveltyRow {
     pub agreement_trained: f64,
 }
 
+/// What a measured task is compared with: labels shared with its nearest seen task, that task's
+/// runs' predictions, their accuracy on the measured task's labels, and the measured task's own
+/// runs' best agreement with them.
+type TaskReference = (f64, Vec<i64>, Vec<f64>, Vec<f64>);
+
 /// The seen task other than `t` whose label map agrees with `t`'s on the most classes, and that
 /// count (`None` without another seen task).
 pub fn nearest_seen(maps: &[Vec<u8>], seen: &[usize], t: usize) -> Option<(usize, usize)> {
@@ -134,6 +139,29 @@ pub fn novelty<B: Backend>(
     let m = sub.len();
     let predict =
         |w: &[f32]| predictions::<B>(arch, layout, w, w.len() / p, &sub.x, sub.dim, device);
+    // Per measured task, once: the nearest task's predictions, what they score on this task's
+    // labels, and how closely this task's own runs agree with them.
+    let mut per_task: BTreeMap<usize, TaskReference> = BTreeMap::new();
+    for (&t, &(s, same)) in &nearest {
+        let (Some(near), Some(own)) = (finals.get(&s), finals.get(&t)) else {
+            continue;
+        };
+        let near_pred = predict(near)?;
+        let map = &maps[t];
+        let copy = near_pred
+            .chunks(m.max(1))
+            .map(|run| {
+                let correct = run
+                    .iter()
+                    .zip(&sub.y)
+                    .filter(|&(&pred, &y)| pred == i64::from(map[usize::from(y)]))
+                    .count();
+                correct as f64 / m.max(1) as f64
+            })
+            .collect();
+        let trained = best_agreement(&predict(own)?, &near_pred, m);
+        per_task.insert(t, (same as f64, near_pred, copy, trained));
+    }
     let mut shots: Vec<usize> = samples.iter().map(|s| s.0).collect();
     shots.dedup();
     let mut rows = Vec::new();
@@ -141,26 +169,13 @@ pub fn novelty<B: Backend>(
         let (mut shared, mut copy, mut generated, mut trained) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (_, t, wts) in samples.iter().filter(|s| s.0 == k) {
-            let Some(&(s, same)) = nearest.get(t) else {
+            let Some((same, near_pred, c, tr)) = per_task.get(t) else {
                 continue;
             };
-            let (Some(near), Some(own)) = (finals.get(&s), finals.get(t)) else {
-                continue;
-            };
-            shared.push(same as f64);
-            let near_pred = predict(near)?;
-            // The nearest task's runs scored against this task's labels.
-            let map = &maps[*t];
-            for run in near_pred.chunks(m.max(1)) {
-                let correct = run
-                    .iter()
-                    .zip(&sub.y)
-                    .filter(|&(&pred, &y)| pred == i64::from(map[usize::from(y)]))
-                    .count();
-                copy.push(correct as f64 / m.max(1) as f64);
-            }
-            generated.extend(best_agreement(&predict(&wts[..n * p])?, &near_pred, m));
-            trained.extend(best_agreement(&predict(own)?, &near_pred, m));
+            shared.push(*same);
+            copy.extend_from_slice(c);
+            trained.extend_from_slice(tr);
+            generated.extend(best_agreement(&predict(&wts[..n * p])?, near_pred, m));
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         if !shared.is_empty() {
