@@ -7,7 +7,7 @@ use std::time::Instant;
 use nmflow_format::{FieldLayer, FieldNet, FieldWeights, Header, ModelFile};
 use nmflow_runtime::classifier::{Classifier, ClassifierScratch};
 use nmflow_runtime::rng::derive_seed;
-use nmflow_runtime::{ModelView, Workspace, synthesize_with};
+use nmflow_runtime::{ModelView, Support, Workspace, synthesize_task, synthesize_with};
 use serde::Serialize;
 
 use crate::data::{Dataset, DatasetView};
@@ -93,7 +93,7 @@ pub struct EdgeReport {
     pub latent_dim: Option<usize>,
     /// RAM a device workspace sized exactly for this model and its solver needs (bytes).
     pub workspace_bytes: usize,
-    /// Classifiers synthesized.
+    /// Classifiers synthesized (over every task).
     pub n: usize,
     /// Mean test accuracy.
     pub acc_mean: f64,
@@ -103,6 +103,9 @@ pub struct EdgeReport {
     pub acc_max: f64,
     /// Host wall-clock milliseconds per synthesis (runtime code, one thread).
     pub ms_per_synthesis: f64,
+    /// A conditioned model's tasks (absent for an unconditional model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<EdgeTasks>,
 }
 
 /// Reads a model file.
@@ -157,6 +160,66 @@ pub fn edge_eval(
     dataset: DatasetView,
     data_dir: &Path,
 ) -> Result<EdgeReport, MetaError> {
+    edge_eval_jobs(path, n, dataset, data_dir, &mut |model, _| {
+        if model.is_conditioned() {
+            return Err(crate::error::UsageError(format!(
+                "{}: a conditioned model makes classifiers for a task: pass --support PREFIX, or \
+                 --zoo and --tasks (without them it would measure its unconditional field)",
+                path.display()
+            ))
+            .into());
+        }
+        Ok((
+            vec![EdgeJob {
+                support: None,
+                map: None,
+                seed,
+            }],
+            None,
+        ))
+    })
+}
+
+/// One group of classifiers [`edge_eval_jobs`] synthesizes.
+#[derive(Clone, Debug)]
+pub struct EdgeJob {
+    /// A conditioned model's task: its support set (inputs and labels) and the guidance weight.
+    pub support: Option<(Vec<f32>, Vec<u8>, f32)>,
+    /// The test split's labels in the task (`map[y]` for class `y`); the classes themselves when
+    /// `None`.
+    pub map: Option<Vec<u8>>,
+    /// Classifier `i` of the group uses `derive_seed(seed, i)`.
+    pub seed: u64,
+}
+
+/// The groups of an edge evaluation, and for a conditioned model what its tasks were.
+pub type EdgeJobs = (Vec<EdgeJob>, Option<EdgeTasks>);
+
+/// What the groups of a conditioned evaluation were.
+#[derive(Clone, Debug, Serialize)]
+pub struct EdgeTasks {
+    /// The guidance weight.
+    pub guidance: f32,
+    /// Labeled examples per support set.
+    pub support_examples: usize,
+    /// The zoo's tasks measured (empty for a support set of one's own).
+    pub task_ids: Vec<usize>,
+    /// Standard deviation of the per-task mean accuracies.
+    pub task_sd: f64,
+}
+
+/// Synthesizes `n` classifiers with the runtime for every group `jobs` makes of the parsed model
+/// and the dataset, and measures them on the test split (each group with its labels).
+///
+/// # Errors
+/// File, format, capacity, data and the jobs' errors.
+pub fn edge_eval_jobs(
+    path: &Path,
+    n: usize,
+    dataset: DatasetView,
+    data_dir: &Path,
+    jobs: &mut dyn FnMut(&ModelView<'_>, &Dataset) -> Result<EdgeJobs, MetaError>,
+) -> Result<EdgeReport, MetaError> {
     if n == 0 {
         return Err(crate::error::UsageError("--n must be at least 1 (got 0)".into()).into());
     }
@@ -173,29 +236,54 @@ pub fn edge_eval(
             ),
         ));
     }
+    let (groups, mut tasks) = jobs(&model, &data)?;
     let mut ws: Box<HostWorkspace> = Box::default();
     let mut scratch: Box<ClassifierScratch<HOST_MAX_WIDTH>> = Box::default();
     let mut logits = vec![0.0f32; model.num_classes()];
-    let mut accs = Vec::with_capacity(n);
+    let mut accs = Vec::with_capacity(n * groups.len());
+    let mut group_means = Vec::with_capacity(groups.len());
     let mut nfe = 0;
     let mut synth_seconds = 0.0;
-    for i in 0..n {
-        let t0 = Instant::now();
-        let (w, used) = synthesize_one(&model, seed, i, &mut ws, path)?;
-        synth_seconds += t0.elapsed().as_secs_f64();
-        nfe = used;
-        let clf = Classifier::new(&model, &w).map_err(|e| MetaError::file(path, e))?;
-        let correct = data
-            .test
-            .x
-            .chunks_exact(data.test.dim)
-            .zip(&data.test.y)
-            .filter(|(x, y)| {
-                clf.logits(x, &mut scratch, &mut logits)
-                    .is_ok_and(|c| c == usize::from(**y))
-            })
-            .count();
-        accs.push(correct as f64 / data.test.len() as f64);
+    for job in &groups {
+        let mut sum = 0.0;
+        for i in 0..n {
+            let seed = derive_seed(job.seed, i as u64);
+            let t0 = Instant::now();
+            let (w, used) = match &job.support {
+                None => synthesize_with(&model, seed, model.file.solver, model.file.steps, &mut ws),
+                Some((inputs, labels, g)) => synthesize_task(
+                    &model,
+                    &Support { inputs, labels },
+                    *g,
+                    seed,
+                    model.file.solver,
+                    model.file.steps,
+                    &mut ws,
+                ),
+            }
+            .map_err(|e| MetaError::file(path, e))?;
+            synth_seconds += t0.elapsed().as_secs_f64();
+            nfe = used;
+            let clf = Classifier::new(&model, w).map_err(|e| MetaError::file(path, e))?;
+            let label = |y: u8| job.map.as_ref().map_or(y, |m| m[usize::from(y)]);
+            let correct = data
+                .test
+                .x
+                .chunks_exact(data.test.dim)
+                .zip(&data.test.y)
+                .filter(|(x, y)| {
+                    clf.logits(x, &mut scratch, &mut logits)
+                        .is_ok_and(|c| c == usize::from(label(**y)))
+                })
+                .count();
+            let acc = correct as f64 / data.test.len() as f64;
+            sum += acc;
+            accs.push(acc);
+        }
+        group_means.push(sum / n as f64);
+    }
+    if let Some(t) = &mut tasks {
+        t.task_sd = crate::meta::report::sd(&group_means);
     }
     let s = AccStats::of(&accs);
     let quant = match named_field_layers(&model.file)
@@ -215,11 +303,12 @@ pub fn edge_eval(
         macs_per_synthesis: model.macs_per_evaluation() * u64::from(nfe) + model.decoder_macs(),
         latent_dim: model.is_latent().then(|| model.state_dim()),
         workspace_bytes: 4 * model.workspace_floats(model.file.solver),
-        n,
+        n: accs.len(),
         acc_mean: s.acc_mean,
         acc_min: s.acc_min,
         acc_max: s.acc_max,
-        ms_per_synthesis: synth_seconds * 1000.0 / n.max(1) as f64,
+        ms_per_synthesis: synth_seconds * 1000.0 / accs.len().max(1) as f64,
+        tasks,
     })
 }
 

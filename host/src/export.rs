@@ -7,8 +7,9 @@
 use std::path::Path;
 
 use nmflow_format::{
-    Activation, ClassifierLayer, DecoderHead, FieldLayer, FieldNet, FieldWeights, LatentSection,
-    ModelFile, Normalization, SetBlock, SetNet, SolverKind, SourceKind, TimeEmbedding, UnitsHead,
+    Activation, ClassLift, ClassifierLayer, ConditionSection, DecoderHead, FieldLayer, FieldNet,
+    FieldWeights, LatentSection, ModelFile, Normalization, SetBlock, SetNet, SolverKind,
+    SourceKind, TimeEmbedding, UnitsHead,
 };
 use serde::Serialize;
 
@@ -67,6 +68,10 @@ pub struct ExportReport {
     /// A latent model's decoder (absent for a model whose field runs on the weights).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latent: Option<LatentReport>,
+    /// Bytes of a class-conditioned model's encoder and lift (weights, scales, biases and the
+    /// null token); absent for an unconditional model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition_bytes: Option<usize>,
     /// The output path.
     pub out: std::path::PathBuf,
 }
@@ -358,12 +363,16 @@ pub fn export(
 ) -> Result<ExportReport, MetaError> {
     let model = MetaModel::<Cpu>::load(model_dir, &Default::default())?;
     let refuse = |why: String| refusal(model_dir, why);
-    if model.config.condition.is_some() {
-        return Err(refuse(
-            "the model file does not carry a support encoder yet; export an unconditional model"
-                .into(),
-        ));
-    }
+    let condition = match &model.condition {
+        Some(net) => Some(net.exported()?.ok_or_else(|| {
+            refuse(
+                "a `--condition support` model's flattened task embedding is not carried by the \
+                 model file; the device runs the class-equivariant field (`train --condition classes`)"
+                    .into(),
+            )
+        })?),
+        None => None,
+    };
     if model.latent.is_some() && !matches!(model.config.source, Source::Gaussian { .. }) {
         return Err(refuse(
             "a latent model runs on the device only from an N(0, σ²) source (the encoded-Kaiming \
@@ -414,6 +423,18 @@ pub fn export(
         Some(codec) => Some(EncodedDecoder::new(codec, quant, layers.len())?),
         None => None,
     };
+    let (cond_layers, cond_null) = condition
+        .map(|c| {
+            let mut all = vec![c.feature, c.head, c.inject];
+            all.extend(c.lift);
+            (all, le_bytes(&c.null))
+        })
+        .unwrap_or_default();
+    let (cond_owned, mut cond_errors) =
+        encode_layers(&cond_layers, &CONDITION_LAYERS.map(String::from), quant);
+    for e in &mut cond_errors {
+        e.layer += layers.len();
+    }
     let file_layers: Vec<FieldLayer<'_>> = layers
         .iter()
         .zip(&owned)
@@ -511,6 +532,17 @@ pub fn export(
         })?,
         shift: None,
         latent,
+        condition: match (&model.config.condition, cond_layers.is_empty()) {
+            (Some(cfg), false) => Some(condition_section(
+                cfg,
+                &cond_layers,
+                &cond_owned,
+                &cond_null,
+                quant,
+                &refuse,
+            )?),
+            _ => None,
+        },
     };
     let bytes = file.encode().map_err(|e| MetaError::file(out, e))?;
     write_atomic(out, &bytes).map_err(|e| MetaError::file(out, e))?;
@@ -527,6 +559,7 @@ pub fn export(
         }
         _ => None,
     };
+    errors.extend(cond_errors);
     Ok(ExportReport {
         bytes: bytes.len(),
         quant,
@@ -535,7 +568,81 @@ pub fn export(
         num_params: layout.num_params(),
         layers: errors,
         latent,
+        condition_bytes: (!cond_layers.is_empty()).then(|| bytes_of(&cond_owned) + cond_null.len()),
         out: out.into(),
+    })
+}
+
+/// Names of the condition section's layers in the file's order (after the field's).
+const CONDITION_LAYERS: [&str; 13] = [
+    "condition.feature",
+    "condition.head",
+    "condition.inject",
+    "lift.class_in",
+    "lift.pair_in",
+    "lift.to_token",
+    "lift.to_global",
+    "lift.from_token",
+    "lift.pair_mix",
+    "lift.pair_out",
+    "lift.from_global",
+    "lift.class_mix",
+    "lift.bias_out",
+];
+
+/// The condition section of a class-conditioned model, borrowing its encoded layers.
+fn condition_section<'a>(
+    cfg: &crate::meta::condition::config::ConditionConfig,
+    layers: &[DenseLayer],
+    owned: &'a [LayerBytes],
+    null: &'a [u8],
+    quant: Quant,
+    refuse: &dyn Fn(String) -> MetaError,
+) -> Result<ConditionSection<'a>, MetaError> {
+    let l: Vec<FieldLayer<'a>> = layers
+        .iter()
+        .zip(owned)
+        .map(|(l, b)| file_layer(l, b, quant, Activation::Identity))
+        .collect();
+    let [
+        feature,
+        head,
+        inject,
+        class_in,
+        pair_in,
+        to_token,
+        to_global,
+        from_token,
+        pair_mix,
+        pair_out,
+        from_global,
+        class_mix,
+        bias_out,
+    ] = l[..]
+    else {
+        return Err(refuse(
+            "the condition network has an unexpected number of layers".into(),
+        ));
+    };
+    Ok(ConditionSection {
+        shots: u16::try_from(cfg.shots).unwrap_or(u16::MAX),
+        guidance: 1.0,
+        feature,
+        head,
+        null,
+        inject,
+        lift: ClassLift {
+            class_in,
+            pair_in,
+            to_token,
+            to_global,
+            from_token,
+            pair_mix,
+            pair_out,
+            from_global,
+            class_mix,
+            bias_out,
+        },
     })
 }
 

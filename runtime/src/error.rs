@@ -28,6 +28,24 @@ pub enum Error {
     /// The operation needs a field on the classifier's weights, and the model's flow runs in a
     /// latent space (guided synthesis).
     LatentModel,
+    /// A support set was given to a model without a condition section.
+    NotConditioned,
+    /// A guidance weight that is not finite and ≥ 0.
+    BadGuidance,
+    /// A support set holds no example.
+    EmptySupport,
+    /// A support example's label is not one of the classifier's classes.
+    SupportLabel {
+        /// The example.
+        index: u32,
+        /// Its label.
+        label: u8,
+    },
+    /// A class of the task has no example in the support set.
+    MissingClass {
+        /// The class.
+        class: u8,
+    },
     /// An input has the wrong length.
     InputLength {
         /// Expected length.
@@ -59,6 +77,18 @@ impl fmt::Display for Error {
             Self::LatentModel => f.write_str(
                 "the model's flow runs in a latent space; guidance needs a field on the weights",
             ),
+            Self::NotConditioned => f.write_str(
+                "the model has no condition section (export a `train --condition classes` model)",
+            ),
+            Self::BadGuidance => f.write_str("the guidance weight must be finite and ≥ 0"),
+            Self::EmptySupport => f.write_str("the support set holds no example"),
+            Self::SupportLabel { index, label } => write!(
+                f,
+                "support example {index} has label {label}, outside the classifier's classes"
+            ),
+            Self::MissingClass { class } => {
+                write!(f, "class {class} has no example in the support set")
+            }
             Self::NonFiniteState { step } => write!(f, "state became non-finite at step {step}"),
             Self::InputLength { expected, found } => {
                 write!(

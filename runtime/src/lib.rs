@@ -28,6 +28,7 @@
 extern crate std;
 
 pub mod classifier;
+pub mod condition;
 pub mod decoder;
 pub mod error;
 pub mod gradient;
@@ -44,8 +45,9 @@ pub mod testing;
 pub mod vector_field;
 pub mod workspace;
 
+pub use condition::Support;
 pub use error::Error;
 pub use model_view::{FieldKind, ModelView};
 pub use rng::Rng;
-pub use synthesize::{synthesize, synthesize_with};
+pub use synthesize::{synthesize, synthesize_task, synthesize_with};
 pub use workspace::Workspace;

@@ -89,6 +89,11 @@ impl<'a> ModelView<'a> {
         self.tokens
     }
 
+    /// Whether the model is conditioned on a task's support set (a condition section).
+    pub fn is_conditioned(&self) -> bool {
+        self.file.condition.is_some()
+    }
+
     /// The field network's kind.
     pub fn field_kind(&self) -> FieldKind {
         match self.file.field {
@@ -108,7 +113,7 @@ impl<'a> ModelView<'a> {
     }
 
     /// Multiply-accumulates of one field evaluation (the set field's per-token layers count once
-    /// per token).
+    /// per token; a conditioned field's lift is included, one guidance branch).
     pub fn macs_per_evaluation(&self) -> u64 {
         let macs = |l: &nmflow_format::FieldLayer<'_>| {
             u64::from(l.d_in).saturating_mul(u64::from(l.d_out))
@@ -119,6 +124,11 @@ impl<'a> ModelView<'a> {
         match &self.file.field {
             FieldNet::Mlp(layers) => sum(&mut layers.iter()),
             FieldNet::Set(net) => {
+                let lift = self
+                    .file
+                    .condition
+                    .as_ref()
+                    .map_or(0, |c| crate::condition::lift_macs(c, self.tokens));
                 let u = self.tokens.units as u64;
                 let per_token = sum(&mut [&net.embed, &net.token_out]
                     .into_iter()
@@ -126,7 +136,9 @@ impl<'a> ModelView<'a> {
                 let once = sum(&mut [&net.global_in, &net.time_in, &net.global_out]
                     .into_iter()
                     .chain(net.blocks.iter().map(|b| &b.pooled)));
-                u.saturating_mul(per_token).saturating_add(once)
+                u.saturating_mul(per_token)
+                    .saturating_add(once)
+                    .saturating_add(lift)
             }
         }
     }

@@ -2,6 +2,7 @@
 
 use nmflow_format::SolverKind;
 
+use crate::condition::Support;
 use crate::error::Error;
 use crate::model_view::ModelView;
 use crate::rng::Rng;
@@ -39,6 +40,45 @@ pub fn synthesize_with<'w, const N: usize>(
     steps: u16,
     ws: &'w mut Workspace<N>,
 ) -> Result<(&'w [f32], u32), Error> {
+    run(model, seed, solver, steps, None, ws)
+}
+
+/// Synthesizes one classifier for the task `support` shows, with a conditioned model (a
+/// condition section) and guidance weight `w` (`v(∅) + w·(v(task) − v(∅))`; 1 is the conditional
+/// field, 0 the unconditional one, any other weight costs two evaluations per stage, counted in
+/// the returned evaluations). The support set is encoded once, into the field scratch. Without a
+/// support set ([`synthesize_with`]) a conditioned model samples its unconditional field.
+///
+/// # Errors
+/// As [`synthesize`], and [`Error::NotConditioned`] for a model without a condition section, the
+/// support set's errors of [`crate::condition::prepare`], [`Error::BadGuidance`] for a weight that
+/// is not finite and ≥ 0.
+pub fn synthesize_task<'w, const N: usize>(
+    model: &ModelView<'_>,
+    support: &Support<'_>,
+    w: f32,
+    seed: u64,
+    solver: SolverKind,
+    steps: u16,
+    ws: &'w mut Workspace<N>,
+) -> Result<(&'w [f32], u32), Error> {
+    if !model.is_conditioned() {
+        return Err(Error::NotConditioned);
+    }
+    if !(w.is_finite() && w >= 0.0) {
+        return Err(Error::BadGuidance);
+    }
+    run(model, seed, solver, steps, Some((support, w)), ws)
+}
+
+fn run<'w, const N: usize>(
+    model: &ModelView<'_>,
+    seed: u64,
+    solver: SolverKind,
+    steps: u16,
+    task: Option<(&Support<'_>, f32)>,
+    ws: &'w mut Workspace<N>,
+) -> Result<(&'w [f32], u32), Error> {
     model.check_capacity(solver, N)?;
     let file = &model.file;
     let d = model.state_dim();
@@ -54,6 +94,7 @@ pub fn synthesize_with<'w, const N: usize>(
     };
     let (weights, rest) = split(&mut ws.buf, decoded);
     let (x, rest) = split(rest, d);
+    let branches = prepare_context(model, task, rest, stage.saturating_mul(2))?;
     let mut rng = Rng::new(seed, STREAM_SOURCE);
     source::sample(file, &mut rng, x);
     source::map_state(file, x, |v, m, s| (v - m) / s);
@@ -63,6 +104,7 @@ pub fn synthesize_with<'w, const N: usize>(
         let mut scratch = Scratch { tmp, acc, field };
         solver::integrate(model, solver, steps, x, &mut scratch)
             .map_err(|step| Error::NonFiniteState { step })?
+            .saturating_mul(branches)
     };
     source::map_state(file, x, |v, m, s| v * s + m);
     let out = match &file.latent {
@@ -77,6 +119,24 @@ pub fn synthesize_with<'w, const N: usize>(
         None => x,
     };
     Ok((out, nfe))
+}
+
+/// Writes a conditioned model's task context into the field scratch, which starts `offset`
+/// floats into `rest` (after the solver's stages) and begins with the time embedding; returns the
+/// field evaluations per velocity (1, or 2 for a guided one).
+fn prepare_context(
+    model: &ModelView<'_>,
+    task: Option<(&Support<'_>, f32)>,
+    rest: &mut [f32],
+    offset: usize,
+) -> Result<u32, Error> {
+    let Some(cond) = &model.file.condition else {
+        return Ok(1);
+    };
+    let at = offset.saturating_add(model.file.time.dim as usize);
+    let scratch = rest.get_mut(at..).unwrap_or(&mut []);
+    crate::condition::prepare(model, cond, task, scratch)?;
+    Ok(task.map_or(1, |(_, w)| crate::condition::evaluations(w)))
 }
 
 /// Floats [`synthesize_guided`] needs: the state, the velocity, the predicted endpoint and its
@@ -120,6 +180,7 @@ pub fn synthesize_guided<'b>(
     let (v, rest) = split(rest, p);
     let (w_hat, rest) = split(rest, p);
     let (grad, field) = split(rest, p);
+    prepare_context(model, None, field, 0)?;
     let file = &model.file;
     let mut rng = Rng::new(seed, STREAM_SOURCE);
     source::sample(file, &mut rng, x);

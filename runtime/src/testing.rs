@@ -4,19 +4,23 @@
 //! block ([`tiny_set_model_bytes`], Euler × 4), the latter also with a shift section
 //! ([`tiny_shift_model_bytes`]); and latent models of the same classifier
 //! ([`tiny_latent_model_bytes`]: a 3-value latent, an MLP field `7 → 8 (SiLU) → 3`, a decoder trunk
-//! `3 → 6 (SiLU)` and the units head or a dense head `6 → 23`).
+//! `3 → 6 (SiLU)` and the units head or a dense head `6 → 23`); and a class-conditioned set
+//! field ([`tiny_condition_model_bytes`], with [`TINY_SUPPORT`] as a task's labeled examples).
 
 use heapless_free::TinyBuffers;
 use nmflow_format::{
-    Activation, ClassifierLayer, DecoderHead, FieldLayer, FieldNet, FieldWeights, LatentSection,
-    ModelFile, Normalization, SetBlock, SetNet, ShiftSection, ShiftStatistic, SolverKind,
-    SourceKind, TimeEmbedding, UnitsHead,
+    Activation, ClassLift, ClassifierLayer, ConditionSection, DecoderHead, FieldLayer, FieldNet,
+    FieldWeights, LatentSection, ModelFile, Normalization, SetBlock, SetNet, ShiftSection,
+    ShiftStatistic, SolverKind, SourceKind, TimeEmbedding, UnitsHead,
 };
+
+/// Capacity of a tiny model file's bytes.
+const TINY_FILE: usize = 4096;
 
 /// The bytes of the tiny model file.
 #[derive(Clone, Debug)]
 pub struct TinyModelBytes {
-    buf: [u8; 2048],
+    buf: [u8; TINY_FILE],
     len: usize,
 }
 
@@ -130,9 +134,10 @@ pub fn tiny_model_bytes() -> TinyModelBytes {
         steps: 4,
         shift: None,
         latent: None,
+        condition: None,
     };
     let mut out = TinyModelBytes {
-        buf: [0; 2048],
+        buf: [0; TINY_FILE],
         len: 0,
     };
     out.len = file.encode_into(&mut out.buf).unwrap_or(0);
@@ -188,7 +193,7 @@ pub fn tiny_set_model_bytes() -> TinyModelBytes {
         global_out,
     };
     let mut out = TinyModelBytes {
-        buf: [0; 2048],
+        buf: [0; TINY_FILE],
         len: 0,
     };
     let mlp_bytes = tiny_model_bytes();
@@ -223,15 +228,18 @@ fn fill_arena(
     }
 }
 
-/// The (at most 8) affine layers [`fill_arena`] wrote, borrowing `arena`; unused slots are empty.
-fn arena_layers<'a>(arena: &'a [u8], shapes: &[(usize, usize)]) -> [FieldLayer<'a>; 8] {
+/// The (at most `N`) affine layers [`fill_arena`] wrote, borrowing `arena`; unused slots are empty.
+fn arena_layers<'a, const N: usize>(
+    arena: &'a [u8],
+    shapes: &[(usize, usize)],
+) -> [FieldLayer<'a>; N] {
     let mut layers = [FieldLayer {
         d_in: 0,
         d_out: 0,
         activation: Activation::Identity,
         weights: FieldWeights::F32 { w: &[] },
         bias: &[],
-    }; 8];
+    }; N];
     let mut rest: &[u8] = arena;
     for (layer, &(d_in, d_out)) in layers.iter_mut().zip(shapes.iter()) {
         let (q, r) = take(rest, d_in.saturating_mul(d_out));
@@ -274,7 +282,7 @@ pub fn tiny_shift_model_bytes() -> TinyModelBytes {
     let mut anchors = [0u8; 3 * 4 * 4];
     fill_f32(&mut anchors, |i| 0.25 * (i % 7) as f32 - 0.5);
     let mut out = TinyModelBytes {
-        buf: [0; 2048],
+        buf: [0; TINY_FILE],
         len: 0,
     };
     if let Ok(mut file) = ModelFile::decode(&base) {
@@ -338,7 +346,7 @@ pub fn tiny_latent_model_bytes(units: bool) -> TinyModelBytes {
     fill_f32(&mut state_mean, |_| 0.1);
     fill_f32(&mut state_std, |_| 0.8);
     let mut out = TinyModelBytes {
-        buf: [0; 2048],
+        buf: [0; TINY_FILE],
         len: 0,
     };
     let mlp_bytes = tiny_model_bytes();
@@ -377,6 +385,126 @@ pub fn tiny_latent_model_bytes(units: bool) -> TinyModelBytes {
             })
         } else {
             DecoderHead::Dense(h0)
+        },
+    });
+    out.len = file.encode_into(&mut out.buf).unwrap_or(0);
+    out
+}
+
+/// Input and output widths of the tiny class-conditioned model's layers: the set field on the
+/// lifted tokens (token width 8 = 4 + 1 + 3, lift width 3, hidden 8, one block), then the
+/// condition section's (features 3, embedding 2, pair width 4) in `ConditionSection::layers`
+/// order.
+const CONDITION_SHAPES: [(usize, usize); 21] = [
+    (8, 8),
+    (3, 8),
+    (4, 8),
+    (8, 8),
+    (8, 8),
+    (8, 8),
+    (8, 8),
+    (8, 3),
+    (4, 3),
+    (3, 2),
+    (6, 4),
+    (1, 4),
+    (3, 4),
+    (4, 3),
+    (4, 3),
+    (3, 4),
+    (4, 4),
+    (4, 1),
+    (3, 4),
+    (4, 4),
+    (4, 1),
+];
+
+/// A tiny task's support set for [`tiny_condition_model_bytes`]: four examples of the 4-input
+/// classifier, labels in [`TINY_SUPPORT_LABELS`].
+pub const TINY_SUPPORT: [f32; 16] = [
+    0.5, -0.25, 1.0, 0.0, -0.5, 0.75, 0.25, -1.0, 0.125, 0.5, -0.75, 0.25, 1.0, 0.0, 0.5, -0.5,
+];
+/// The labels of [`TINY_SUPPORT`]'s examples (both classes).
+pub const TINY_SUPPORT_LABELS: [u8; 4] = [1, 0, 1, 0];
+
+/// Builds the tiny class-conditioned model (same classifier, source and normalization as
+/// [`tiny_model_bytes`], Euler × 3, guidance 1): a set field on the lifted tokens and a
+/// condition section with a made-up null token.
+pub fn tiny_condition_model_bytes() -> TinyModelBytes {
+    let mut arena = [0u8; 2 * SET_ARENA];
+    fill_arena(
+        &mut arena,
+        &CONDITION_SHAPES,
+        |i| i.wrapping_mul(11).wrapping_add(3),
+        |i, o| 0.025 + 0.003 * small(o.wrapping_add(i), 6),
+        |i, o| 0.02 * small(o.wrapping_mul(3).wrapping_add(i), 8) - 0.07,
+    );
+    let layers: [FieldLayer<'_>; 21] = arena_layers(&arena, &CONDITION_SHAPES);
+    let [
+        embed,
+        global_in,
+        time_in,
+        local,
+        pooled,
+        mlp,
+        token_out,
+        global_out,
+        feature,
+        head,
+        inject,
+        class_in,
+        pair_in,
+        to_token,
+        to_global,
+        from_token,
+        pair_mix,
+        pair_out,
+        from_global,
+        class_mix,
+        bias_out,
+    ] = layers;
+    let mut null = [0u8; 6 * 4];
+    fill_f32(&mut null, |i| 0.1 * small(i, 5) - 0.2);
+    let mut blocks = heapless::Vec::new();
+    let _ = blocks.push(SetBlock { local, pooled, mlp });
+    let mut out = TinyModelBytes {
+        buf: [0; TINY_FILE],
+        len: 0,
+    };
+    let mlp_bytes = tiny_model_bytes();
+    let Ok(mut file) = ModelFile::decode(&mlp_bytes) else {
+        return out;
+    };
+    file.model_id = *b"nmflow-tiny-cnd1";
+    file.field = FieldNet::Set(SetNet {
+        hidden: 8,
+        embed,
+        global_in,
+        time_in,
+        blocks,
+        token_out,
+        global_out,
+    });
+    file.solver = SolverKind::Euler;
+    file.steps = 3;
+    file.condition = Some(ConditionSection {
+        shots: 2,
+        guidance: 1.0,
+        feature,
+        head,
+        null: &null,
+        inject,
+        lift: ClassLift {
+            class_in,
+            pair_in,
+            to_token,
+            to_global,
+            from_token,
+            pair_mix,
+            pair_out,
+            from_global,
+            class_mix,
+            bias_out,
         },
     });
     out.len = file.encode_into(&mut out.buf).unwrap_or(0);

@@ -6,6 +6,7 @@
 
 use nmflow_format::{Activation, FieldLayer, FieldNet, FieldWeights};
 
+use crate::condition;
 use crate::kernels;
 use crate::math;
 use crate::model_view::{ModelView, le_f32};
@@ -113,7 +114,15 @@ pub fn scratch_floats(model: &ModelView<'_>) -> usize {
     let td = model.file.time.dim as usize;
     match &model.file.field {
         FieldNet::Mlp(_) => td.saturating_add(mlp_width(model).saturating_mul(2)),
-        FieldNet::Set(net) => set_field::scratch_floats(net, model.tokens(), td),
+        FieldNet::Set(net) => match &model.file.condition {
+            Some(cond) => td.saturating_add(condition::scratch_floats(
+                cond,
+                net,
+                model.tokens(),
+                model.num_params(),
+            )),
+            None => set_field::scratch_floats(net, model.tokens(), td),
+        },
     }
 }
 
@@ -129,7 +138,9 @@ fn mlp_width(model: &ModelView<'_>) -> usize {
 }
 
 /// First half of an evaluation of `v(x, t)`: reads `x` (standardized, length `P`) and leaves
-/// everything the output layers need in `scratch` (at least [`scratch_floats`] long). After it,
+/// everything the output layers need in `scratch` (at least [`scratch_floats`] long; for a
+/// conditioned model, with the task context [`condition::prepare`] wrote after the time
+/// embedding). After it,
 /// `x` may be overwritten, so an Euler step can [`emit`] into the state itself.
 pub fn absorb(model: &ModelView<'_>, x: &[f32], t: f32, scratch: &mut [f32]) {
     let f = &model.file;
@@ -165,7 +176,10 @@ pub fn absorb(model: &ModelView<'_>, x: &[f32], t: f32, scratch: &mut [f32]) {
                 width = d_out;
             }
         }
-        FieldNet::Set(net) => set_field::absorb(net, model.tokens(), x, emb, rest),
+        FieldNet::Set(net) => match &f.condition {
+            Some(cond) => condition::absorb(model, cond, net, x, emb, rest),
+            None => set_field::absorb(net, model.tokens(), x, emb, rest),
+        },
     }
 }
 
@@ -192,7 +206,10 @@ pub fn emit(model: &ModelView<'_>, scratch: &mut [f32], out: &mut [f32], mode: E
                 }
             });
         }
-        FieldNet::Set(net) => set_field::emit(net, model.tokens(), rest, out, mode),
+        FieldNet::Set(net) => match &f.condition {
+            Some(cond) => condition::emit(model, cond, net, rest, out, mode),
+            None => set_field::emit(net, model.tokens(), rest, out, mode),
+        },
     }
 }
 

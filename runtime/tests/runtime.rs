@@ -4,9 +4,15 @@
 use nmflow_format::{FormatError, SolverKind};
 use nmflow_runtime::classifier::{Classifier, ClassifierScratch};
 use nmflow_runtime::shift::{EnsembleStats, softmax};
-use nmflow_runtime::testing::{tiny_latent_model_bytes, tiny_model_bytes, tiny_set_model_bytes};
+use nmflow_runtime::testing::{
+    TINY_SUPPORT, TINY_SUPPORT_LABELS, tiny_condition_model_bytes, tiny_latent_model_bytes,
+    tiny_model_bytes, tiny_set_model_bytes,
+};
 use nmflow_runtime::vector_field::{self, Emit};
-use nmflow_runtime::{Error, FieldKind, ModelView, Rng, Workspace, synthesize, synthesize_with};
+use nmflow_runtime::{
+    Error, FieldKind, ModelView, Rng, Support, Workspace, synthesize, synthesize_task,
+    synthesize_with,
+};
 
 #[test]
 fn tiny_model_parses_and_synthesizes_deterministically() {
@@ -183,6 +189,7 @@ fn every_truncation_and_bit_flip_is_an_error_or_a_valid_model() {
         tiny_set_model_bytes(),
         tiny_latent_model_bytes(true),
         tiny_latent_model_bytes(false),
+        tiny_condition_model_bytes(),
     ] {
         truncations_and_flips(&bytes);
     }
@@ -196,14 +203,19 @@ fn truncations_and_flips(bytes: &[u8]) {
             "truncated at {cut}"
         );
     }
-    let mut ws: Workspace<128> = Workspace::new();
+    let mut ws: Workspace<512> = Workspace::new();
     let mut buf = bytes.to_vec();
+    let task = Support {
+        inputs: &TINY_SUPPORT,
+        labels: &TINY_SUPPORT_LABELS,
+    };
     for i in 0..buf.len() {
         for bit in 0..8 {
             buf[i] ^= 1 << bit;
             if let Ok(m) = ModelView::parse(&buf) {
                 // A flip the CRC cannot see is impossible; but if it parses, it must be usable.
                 let _ = synthesize(&m, 1, &mut ws);
+                let _ = synthesize_task(&m, &task, 2.0, 1, m.file.solver, 2, &mut ws);
             }
             buf[i] ^= 1 << bit;
         }
@@ -214,7 +226,7 @@ fn truncations_and_flips(bytes: &[u8]) {
         ModelView::parse(&long).unwrap_err(),
         Error::Format(FormatError::TrailingBytes { extra: 1 })
     );
-    for version in [0u8, 5] {
+    for version in [0u8, 6] {
         let mut other = bytes.to_vec();
         other[4] = version;
         assert_eq!(
@@ -417,5 +429,67 @@ fn a_latent_section_needs_a_gaussian_source_and_no_shift_section() {
     assert_eq!(
         with_shift.validate().unwrap_err(),
         FormatError::InvalidValue { part: 6, index: 0 }
+    );
+}
+
+#[test]
+fn a_conditioned_model_synthesizes_for_the_task_it_is_shown() {
+    let bytes = tiny_condition_model_bytes();
+    let model = ModelView::parse(&bytes).unwrap();
+    assert!(model.is_conditioned());
+    assert_eq!(model.field_kind(), FieldKind::Set);
+    let floats = model.workspace_floats(SolverKind::Euler);
+    let mut ws: Workspace<512> = Workspace::new();
+    assert!(floats <= 512, "{floats}");
+    let task = Support {
+        inputs: &TINY_SUPPORT,
+        labels: &TINY_SUPPORT_LABELS,
+    };
+    let (euler, steps) = (SolverKind::Euler, model.file.steps);
+    let mut run = |s: &Support<'_>, w: f32, solver| {
+        synthesize_task(&model, s, w, 3, solver, steps, &mut ws).map(|(x, nfe)| (x.to_vec(), nfe))
+    };
+    let (cond, nfe) = run(&task, 1.0, euler).unwrap();
+    assert_eq!(nfe, 3);
+    assert!(cond.iter().all(|v| v.is_finite()));
+    assert_eq!(run(&task, 1.0, euler).unwrap().0, cond, "deterministic");
+    // w = 0 is the unconditional field, which a plain synthesis samples.
+    let (uncond, nfe0) = run(&task, 0.0, euler).unwrap();
+    assert_eq!(nfe0, 3);
+    assert_ne!(uncond, cond);
+    // Another labelling of the same examples is another task.
+    let swapped = TINY_SUPPORT_LABELS.map(|l| 1 - l);
+    let other = Support {
+        inputs: &TINY_SUPPORT,
+        labels: &swapped,
+    };
+    assert_ne!(run(&other, 1.0, euler).unwrap().0, cond);
+    // w = 2 costs two evaluations a stage and extrapolates from the unconditional field.
+    let (guided, nfe2) = run(&task, 2.0, euler).unwrap();
+    assert_eq!(nfe2, 6);
+    assert!(guided.iter().zip(&cond).any(|(a, b)| a != b));
+    let (heun, nfe_h) = run(&task, 1.0, SolverKind::Heun).unwrap();
+    assert_eq!(nfe_h, 6);
+    assert!(heun.iter().all(|v| v.is_finite()));
+    let mut plain: Workspace<512> = Workspace::new();
+    let p = synthesize_with(&model, 3, euler, steps, &mut plain)
+        .unwrap()
+        .0;
+    assert_eq!(p, uncond.as_slice());
+    // Bad support sets are errors, not panics; an unconditional model refuses a task.
+    let one_class = [0u8; 4];
+    let bad = Support {
+        inputs: &TINY_SUPPORT,
+        labels: &one_class,
+    };
+    assert_eq!(
+        run(&bad, 1.0, euler).unwrap_err(),
+        Error::MissingClass { class: 1 }
+    );
+    let set_bytes = tiny_set_model_bytes();
+    let set = ModelView::parse(&set_bytes).unwrap();
+    assert_eq!(
+        synthesize_task(&set, &task, 1.0, 3, euler, 3, &mut plain).unwrap_err(),
+        Error::NotConditioned
     );
 }

@@ -37,7 +37,8 @@ pub enum FormatError {
     DimensionMismatch {
         /// Which part: 0 classifier, 1 field (MLP), 2 normalization, 3 source, 4 time embedding,
         /// 5 set field (index: the layer in `SetNet::layers` order), 6 shift section, 7 latent
-        /// section (index: the layer in `LatentSection::layers` order).
+        /// section (index: the layer in `LatentSection::layers` order), 8 condition section
+        /// (index: 0 its own values, else 1 + the layer in `ConditionSection::layers` order).
         part: u8,
         /// Index of the layer or block within the part.
         index: u16,
@@ -96,7 +97,8 @@ fn part_name(part: u8) -> &'static str {
         4 => "time embedding",
         5 => "set-field layer",
         6 => "shift-section field",
-        _ => "latent-decoder layer",
+        7 => "latent-decoder layer",
+        _ => "condition-section entry",
     }
 }
 

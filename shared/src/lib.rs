@@ -7,7 +7,8 @@
 //! row, or f32 weights; f32 biases), the time
 //! embedding, the default solver and step count, an id of the host model, and optionally a
 //! calibrated shift detector ([`shift`]), and for a latent model the decoder that turns its latent
-//! state into weights ([`latent`]). Tensors are borrowed
+//! state into weights ([`latent`]), and for a class-conditioned set field the support-set encoder
+//! and class lift ([`condition`]). Tensors are borrowed
 //! byte slices of the input (zero-copy); nothing needs an allocator to read. See
 //! `docs/wire-format.md` for the byte-level description.
 #![no_std]
@@ -17,6 +18,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod condition;
 pub mod crc;
 pub mod error;
 pub mod header;
@@ -24,6 +26,7 @@ pub mod latent;
 pub mod model;
 pub mod shift;
 
+pub use condition::{ClassLift, ConditionSection};
 pub use error::FormatError;
 pub use header::{FORMAT_VERSION, HEADER_LEN, Header, MAGIC, MIN_FORMAT_VERSION};
 pub use latent::{DecoderHead, LatentSection, UnitsHead};

@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::condition::ConditionSection;
 use crate::error::FormatError;
 use crate::header::{HEADER_LEN, Header};
 use crate::latent::LatentSection;
@@ -173,6 +174,9 @@ pub struct ModelFile<'a> {
     /// A latent model's decoder (version 4): the field's state is its latent, not the weights.
     #[serde(borrow)]
     pub latent: Option<LatentSection<'a>>,
+    /// A class-conditioned set field's support-set encoder and class lift (version 5).
+    #[serde(borrow)]
+    pub condition: Option<ConditionSection<'a>>,
 }
 
 /// The vector-field network.
@@ -298,6 +302,7 @@ impl<'a> From<ModelFileV1<'a>> for ModelFile<'a> {
             steps: v.steps,
             shift: None,
             latent: None,
+            condition: None,
         }
     }
 }
@@ -330,6 +335,7 @@ impl<'a> From<ModelFileV2<'a>> for ModelFile<'a> {
             steps: v.steps,
             shift: None,
             latent: None,
+            condition: None,
         }
     }
 }
@@ -364,6 +370,44 @@ impl<'a> From<ModelFileV3<'a>> for ModelFile<'a> {
             steps: v.steps,
             shift: v.shift,
             latent: None,
+            condition: None,
+        }
+    }
+}
+
+/// Schema of format version 4 (no condition section); decoded and converted, never written.
+#[derive(Deserialize)]
+struct ModelFileV4<'a> {
+    model_id: [u8; 16],
+    classifier: heapless::Vec<ClassifierLayer, MAX_CLASSIFIER_LAYERS>,
+    source: SourceKind,
+    #[serde(borrow)]
+    normalization: Normalization<'a>,
+    time: TimeEmbedding,
+    #[serde(borrow)]
+    field: FieldNet<'a>,
+    solver: SolverKind,
+    steps: u16,
+    #[serde(borrow)]
+    shift: Option<ShiftSection<'a>>,
+    #[serde(borrow)]
+    latent: Option<LatentSection<'a>>,
+}
+
+impl<'a> From<ModelFileV4<'a>> for ModelFile<'a> {
+    fn from(v: ModelFileV4<'a>) -> Self {
+        Self {
+            model_id: v.model_id,
+            classifier: v.classifier,
+            source: v.source,
+            normalization: v.normalization,
+            time: v.time,
+            field: v.field,
+            solver: v.solver,
+            steps: v.steps,
+            shift: v.shift,
+            latent: v.latent,
+            condition: None,
         }
     }
 }
@@ -499,6 +543,19 @@ impl<'a> ModelFile<'a> {
         }
     }
 
+    /// The token shape the set field runs on: the classifier's ([`Self::token_dims`]), or for a
+    /// class-conditioned field the lifted one, whose output layer has the lift's `R` "classes".
+    pub fn field_tokens(&self) -> Option<TokenDims> {
+        let dims = self.token_dims()?;
+        Some(match &self.condition {
+            Some(c) => TokenDims {
+                d_out: c.lift_width(),
+                ..dims
+            },
+            None => dims,
+        })
+    }
+
     /// Widest classifier layer output.
     pub fn max_classifier_width(&self) -> usize {
         self.classifier
@@ -578,6 +635,17 @@ impl<'a> ModelFile<'a> {
             FieldNet::Mlp(layers) => self.validate_mlp(layers, state)?,
             FieldNet::Set(net) => self.validate_set(net)?,
         }
+        if let Some(cond) = &self.condition {
+            // The lift works on a set field of a one-hidden-layer classifier's weights; the shift
+            // detector's ensemble is drawn unconditionally.
+            if !matches!(self.field, FieldNet::Set(_)) || self.latent.is_some() {
+                return Err(invalid(crate::condition::CONDITION_PART, 0));
+            }
+            if self.shift.is_some() {
+                return Err(invalid(6, 1));
+            }
+            cond.validate(self.classifier.first().map_or(0, |l| l.d_in as usize))?;
+        }
         match &self.shift {
             Some(section) => {
                 section.validate(self.classifier.first().map_or(0, |l| l.d_in as usize))
@@ -609,7 +677,7 @@ impl<'a> ModelFile<'a> {
     fn validate_set(&self, net: &SetNet<'_>) -> Result<(), FormatError> {
         // Part 5: the set field; index = the layer's position in `SetNet::layers`.
         let dims = self
-            .token_dims()
+            .field_tokens()
             .ok_or(mismatch(0, 0, 2, self.classifier.len() as u64))?;
         let h = u64::from(net.hidden);
         if h == 0 {
@@ -648,6 +716,7 @@ impl<'a> ModelFile<'a> {
             1 => postcard::take_from_bytes::<ModelFileV1<'a>>(payload).map(|(m, r)| (m.into(), r)),
             2 => postcard::take_from_bytes::<ModelFileV2<'a>>(payload).map(|(m, r)| (m.into(), r)),
             3 => postcard::take_from_bytes::<ModelFileV3<'a>>(payload).map(|(m, r)| (m.into(), r)),
+            4 => postcard::take_from_bytes::<ModelFileV4<'a>>(payload).map(|(m, r)| (m.into(), r)),
             _ => postcard::take_from_bytes::<ModelFile<'a>>(payload),
         }
         .map_err(|_| FormatError::Postcard)?;

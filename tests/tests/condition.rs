@@ -185,5 +185,179 @@ fn the_class_equivariant_field_makes_classifiers_for_unseen_tasks() {
         cond.acc,
         uncond.acc
     );
+    the_device_runs_the_exported_field(&out, &model, &tmp, cond.acc.acc_mean);
     std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// The exported class-conditioned field on the device runtime: the f32 file makes the host
+/// sampler's classifiers for a task's support set (guided or not, whatever the order of the
+/// examples), bad support sets are refused, and the int8 file's accuracy on the unseen tasks is
+/// the host's (`host_acc`, w = 1, the same support sets and seeds) within 0.5 pp.
+fn the_device_runs_the_exported_field(
+    dir: &Path,
+    model: &MetaModel<Cpu>,
+    tmp: &Path,
+    host_acc: f64,
+) {
+    use nmflow_host::data::Dataset;
+    use nmflow_host::edge::{HostWorkspace, edge_eval_jobs};
+    use nmflow_host::export::{Quant, export};
+    use nmflow_host::meta::condition::device::{self, TaskSource};
+    use nmflow_host::meta::condition::support::SupportPool;
+    use nmflow_runtime::rng::derive_seed;
+    use nmflow_runtime::{Error, ModelView, Support, synthesize_task};
+
+    let manifest = Manifest::read(zoo()).unwrap();
+    let table = manifest.tasks.as_ref().unwrap();
+    let t = table.unseen[0];
+    let data = Dataset::load("mnist8".parse().unwrap(), &data_dir()).unwrap();
+    let pool = SupportPool::new(&data.train, 10).unwrap();
+    let support = pool.draw_task(&table.label_maps[t], 3, 1, t);
+    let f32_file = tmp.join("cond-f32.nmf");
+    export(dir, Quant::F32, None, None, &f32_file).unwrap();
+    let bytes = std::fs::read(&f32_file).unwrap();
+    let view = ModelView::parse(&bytes).unwrap();
+    assert!(view.is_conditioned());
+    let mut ws: Box<HostWorkspace> = Box::default();
+    let (solver, steps) = (view.file.solver, view.file.steps);
+    let task = Support {
+        inputs: &support.x,
+        labels: &support.labels,
+    };
+    let (n, seed) = (6, 4);
+    for w in [1.0f32, 2.0] {
+        let (host, host_nfe) = model
+            .sample_task(
+                &support,
+                n,
+                w,
+                model.config.solver,
+                model.config.solver_steps,
+                seed,
+                &Default::default(),
+            )
+            .unwrap();
+        let p = view.num_params();
+        for i in 0..n {
+            let (got, nfe) = synthesize_task(
+                &view,
+                &task,
+                w,
+                derive_seed(seed, i as u64),
+                solver,
+                steps,
+                &mut ws,
+            )
+            .unwrap();
+            assert_eq!(nfe as usize, host_nfe, "w = {w}");
+            let h = &host[i * p..(i + 1) * p];
+            let diff: f64 = got
+                .iter()
+                .zip(h)
+                .map(|(a, b)| f64::from(a - b).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let norm: f64 = h.iter().map(|b| f64::from(*b).powi(2)).sum::<f64>().sqrt();
+            assert!(
+                diff / norm < 1e-4,
+                "w = {w}, classifier {i}: relative L2 {}",
+                diff / norm
+            );
+        }
+    }
+    // The encoder does not depend on the order of the examples.
+    let first = synthesize_task(&view, &task, 1.0, 9, solver, steps, &mut ws)
+        .unwrap()
+        .0
+        .to_vec();
+    let d = view.input_dim();
+    let order: Vec<usize> = (0..support.labels.len()).rev().collect();
+    let xs: Vec<f32> = order
+        .iter()
+        .flat_map(|&i| support.x[i * d..(i + 1) * d].to_vec())
+        .collect();
+    let ys: Vec<u8> = order.iter().map(|&i| support.labels[i]).collect();
+    let rev = Support {
+        inputs: &xs,
+        labels: &ys,
+    };
+    let second = synthesize_task(&view, &rev, 1.0, 9, solver, steps, &mut ws)
+        .unwrap()
+        .0;
+    for (a, b) in first.iter().zip(second) {
+        assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+    }
+    // Bad support sets and weights are refused, not sampled.
+    let mut missing = support.labels.clone();
+    missing.iter_mut().filter(|l| **l == 4).for_each(|l| *l = 5);
+    let mut outside = support.labels.clone();
+    outside[2] = 10;
+    let cases: [(Support<'_>, f32, Error); 5] = [
+        (
+            Support {
+                inputs: &support.x,
+                labels: &missing,
+            },
+            1.0,
+            Error::MissingClass { class: 4 },
+        ),
+        (
+            Support {
+                inputs: &support.x,
+                labels: &outside,
+            },
+            1.0,
+            Error::SupportLabel {
+                index: 2,
+                label: 10,
+            },
+        ),
+        (
+            Support {
+                inputs: &support.x[1..],
+                labels: &support.labels,
+            },
+            1.0,
+            Error::InputLength {
+                expected: 30 * 64,
+                found: 30 * 64 - 1,
+            },
+        ),
+        (
+            Support {
+                inputs: &[],
+                labels: &[],
+            },
+            1.0,
+            Error::EmptySupport,
+        ),
+        (task, f32::NAN, Error::BadGuidance),
+    ];
+    for (s, w, expected) in cases {
+        assert_eq!(
+            synthesize_task(&view, &s, w, 1, solver, steps, &mut ws).unwrap_err(),
+            expected
+        );
+    }
+    // The int8 file on the unseen tasks, as `nmflow eval` measured the host's samples.
+    let int8_file = tmp.join("cond-int8.nmf");
+    export(dir, Quant::Int8, None, None, &int8_file).unwrap();
+    let source = TaskSource::Zoo {
+        zoo: zoo().to_path_buf(),
+        split: TaskSplit::Unseen,
+        shots: 3,
+        max_tasks: 2,
+    };
+    let view_name = "mnist8".parse().unwrap();
+    let edge = edge_eval_jobs(&int8_file, 5, view_name, &data_dir(), &mut |m, d| {
+        device::jobs(&source, 1.0, 1, view_name, m, d)
+    })
+    .unwrap();
+    assert_eq!(edge.n, 10);
+    assert_eq!(edge.tasks.as_ref().unwrap().task_ids, vec![6, 7]);
+    assert!(
+        (edge.acc_mean - host_acc).abs() <= 0.005,
+        "device {} vs host {host_acc}",
+        edge.acc_mean
+    );
 }

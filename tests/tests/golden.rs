@@ -5,15 +5,28 @@
 //! regenerated: they prove that this build still reads what earlier builds wrote.
 
 use nmflow_runtime::testing::{
-    tiny_latent_model_bytes, tiny_model_bytes, tiny_set_model_bytes, tiny_shift_model_bytes,
+    TINY_SUPPORT, TINY_SUPPORT_LABELS, tiny_condition_model_bytes, tiny_latent_model_bytes,
+    tiny_model_bytes, tiny_set_model_bytes, tiny_shift_model_bytes,
 };
-use nmflow_runtime::{ModelView, Workspace, synthesize};
+use nmflow_runtime::{ModelView, Support, Workspace, synthesize, synthesize_task};
 use nmflow_tests::fixtures;
 
-/// The weights `bytes` synthesizes for seed 7, one `{:.9e}` line each.
+/// The weights `bytes` synthesizes for seed 7 (a conditioned model: for the tiny support set),
+/// one `{:.9e}` line each.
 fn seed7(bytes: &[u8]) -> Vec<f32> {
     let model = ModelView::parse(bytes).unwrap();
-    let mut ws: Workspace<128> = Workspace::new();
+    let mut ws: Workspace<512> = Workspace::new();
+    if model.is_conditioned() {
+        let task = Support {
+            inputs: &TINY_SUPPORT,
+            labels: &TINY_SUPPORT_LABELS,
+        };
+        let (solver, steps) = (model.file.solver, model.file.steps);
+        return synthesize_task(&model, &task, 1.0, 7, solver, steps, &mut ws)
+            .unwrap()
+            .0
+            .to_vec();
+    }
     synthesize(&model, 7, &mut ws).unwrap().to_vec()
 }
 
@@ -49,27 +62,55 @@ fn pinned(bytes: &[u8], bin: &str, txt: &str) {
 
 #[test]
 fn tiny_model_bytes_and_weights_are_pinned() {
-    pinned(&tiny_model_bytes(), "tiny-v4.nmf", "tiny-v4-seed7.txt");
+    pinned(&tiny_model_bytes(), "tiny-v5.nmf", "tiny-v5-seed7.txt");
     pinned(
         &tiny_set_model_bytes(),
-        "tiny-set-v4.nmf",
-        "tiny-set-v4-seed7.txt",
+        "tiny-set-v5.nmf",
+        "tiny-set-v5-seed7.txt",
     );
     pinned(
         &tiny_shift_model_bytes(),
-        "tiny-shift-v4.nmf",
-        "tiny-shift-v4-seed7.txt",
+        "tiny-shift-v5.nmf",
+        "tiny-shift-v5-seed7.txt",
     );
     pinned(
         &tiny_latent_model_bytes(true),
-        "tiny-latent-units-v4.nmf",
-        "tiny-latent-units-v4-seed7.txt",
+        "tiny-latent-units-v5.nmf",
+        "tiny-latent-units-v5-seed7.txt",
     );
     pinned(
         &tiny_latent_model_bytes(false),
-        "tiny-latent-dense-v4.nmf",
-        "tiny-latent-dense-v4-seed7.txt",
+        "tiny-latent-dense-v5.nmf",
+        "tiny-latent-dense-v5-seed7.txt",
     );
+    pinned(
+        &tiny_condition_model_bytes(),
+        "tiny-condition-v5.nmf",
+        "tiny-condition-v5-seed7.txt",
+    );
+}
+
+#[test]
+fn version_4_files_still_read_and_synthesize_what_they_did() {
+    for (name, today) in [
+        ("tiny", tiny_model_bytes()),
+        ("tiny-set", tiny_set_model_bytes()),
+        ("tiny-shift", tiny_shift_model_bytes()),
+        ("tiny-latent-units", tiny_latent_model_bytes(true)),
+        ("tiny-latent-dense", tiny_latent_model_bytes(false)),
+    ] {
+        let bin = format!("{name}-v4.nmf");
+        let old = std::fs::read(fixtures().join(&bin)).unwrap();
+        assert_eq!(u16::from_le_bytes([old[4], old[5]]), 4);
+        assert_close(&seed7(&old), &format!("{name}-v4-seed7.txt"));
+        assert_eq!(seed7(&old), seed7(&today), "{bin}");
+        let (a, b) = (
+            ModelView::parse(&old).unwrap().file,
+            ModelView::parse(&today).unwrap().file,
+        );
+        assert!(a.condition.is_none());
+        assert_eq!((a.shift, a.latent), (b.shift, b.latent), "{bin}");
+    }
 }
 
 #[test]
@@ -123,6 +164,6 @@ fn a_version_1_file_still_reads_and_synthesizes_what_it_did() {
     let old = std::fs::read(fixtures().join("tiny-v1.nmf")).unwrap();
     assert_eq!(u16::from_le_bytes([old[4], old[5]]), 1);
     assert_close(&seed7(&old), "tiny-v1-seed7.txt");
-    // The same model, written today, is a version 4 file synthesizing the same weights.
+    // The same model, written today, is a version 5 file synthesizing the same weights.
     assert_eq!(seed7(&old), seed7(&tiny_model_bytes()));
 }

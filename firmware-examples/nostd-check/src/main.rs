@@ -2,14 +2,15 @@
 //! nmflow-runtime, this fails to link or compile. With `--features panic-never`, the panic handler
 //! calls an undefined symbol, so a release link succeeds only if no panic path survives
 //! optimisation in the public API used here (parse arbitrary bytes, synthesize, classify, ensemble
-//! statistics, the calibrated shift detector with guided synthesis and the classifier's gradient).
+//! statistics, the calibrated shift detector with guided synthesis and the classifier's gradient,
+//! and a class-conditioned model's synthesis for a support set).
 #![no_std]
 #![no_main]
 
 use core::hint::black_box;
 use nmflow_runtime::classifier::{Classifier, ClassifierScratch};
 use nmflow_runtime::shift::{EnsembleStats, ShiftDetector, softmax};
-use nmflow_runtime::{ModelView, Workspace, synthesize};
+use nmflow_runtime::{ModelView, Support, Workspace, synthesize, synthesize_task};
 
 #[cfg(feature = "panic-never")]
 unsafe extern "C" {
@@ -60,6 +61,16 @@ pub extern "C" fn _start() -> ! {
             }
             black_box(stats.statistics());
         }
+        // A task's support set: encoded once, then the guided class-conditioned synthesis.
+        let support = black_box([0.25f32; 640]);
+        let labels = black_box([0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        let n = black_box(10usize).min(labels.len());
+        let task = Support {
+            inputs: support.get(..n.saturating_mul(dim)).unwrap_or(&[]),
+            labels: labels.get(..n).unwrap_or(&[]),
+        };
+        let solver = model.file.solver;
+        black_box(synthesize_task(&model, &task, black_box(2.0), 5, solver, 4, &mut ws)).ok();
         let mut det_ws = [0.0f32; 8192];
         if let Ok(mut det) = ShiftDetector::new(&model, &mut det_ws) {
             let window = black_box([0.25f32; 1024]);

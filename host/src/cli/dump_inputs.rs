@@ -59,32 +59,6 @@ pub struct DumpReport {
     pub labels: PathBuf,
 }
 
-/// Task `task`'s label map from the multi-task zoo `zoo`, whose dataset must be `view`.
-fn task_map(zoo: &std::path::Path, task: usize, view: DatasetView) -> Result<Vec<u8>> {
-    let manifest = crate::zoo::Manifest::read(zoo)?;
-    if manifest.config.dataset != view {
-        return Err(UsageError(format!(
-            "--zoo {}: its tasks are labellings of {}, not of --dataset {view}",
-            zoo.display(),
-            manifest.config.dataset
-        ))
-        .into());
-    }
-    let table = manifest.tasks.as_ref().ok_or_else(|| {
-        UsageError(format!(
-            "--zoo {}: a single-task zoo has no --task (build one with `nmflow zoo --tasks`)",
-            zoo.display()
-        ))
-    })?;
-    table.label_maps.get(task).cloned().ok_or_else(|| {
-        UsageError(format!(
-            "--task {task}: the zoo has tasks 0 to {}",
-            table.count.saturating_sub(1)
-        ))
-        .into()
-    })
-}
-
 /// Runs `nmflow dump-inputs`.
 ///
 /// # Errors
@@ -98,7 +72,7 @@ pub fn exec(a: &DumpInputsArgs) -> Result<()> {
         return Err(UsageError("--shots must be at least 1 (got 0)".into()).into());
     }
     let map = match (&a.zoo, a.task) {
-        (Some(zoo), Some(task)) => Some(task_map(zoo, task, view)?),
+        (Some(zoo), Some(task)) => Some(crate::meta::condition::device::task_map(zoo, task, view)?),
         _ => None,
     };
     let data = Dataset::load(view, &data::data_dir(a.data_dir.clone()))?;
@@ -108,11 +82,8 @@ pub fn exec(a: &DumpInputsArgs) -> Result<()> {
             let classes = crate::data::dataset::NUM_CLASSES;
             let pool = SupportPool::new(&data.train, classes)?;
             let identity: Vec<u8> = (0..classes).map(|c| c as u8).collect();
-            let mut rng = nmflow_runtime::Rng::new(
-                nmflow_runtime::rng::derive_seed(a.seed, a.task.unwrap_or(0) as u64),
-                crate::meta::condition::sample::STREAM_EVAL_SUPPORT,
-            );
-            let s = pool.draw(&[map.as_ref().unwrap_or(&identity)], shots, &mut rng);
+            let map = map.as_deref().unwrap_or(&identity);
+            let s = pool.draw_task(map, shots, a.seed, a.task.unwrap_or(0));
             (s.x, s.labels)
         }
         None => {

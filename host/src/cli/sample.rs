@@ -130,26 +130,13 @@ fn task_support<B: burn::tensor::backend::Backend>(
     if a.shots == 0 {
         return Err(UsageError("--shots must be at least 1 (got 0)".into()).into());
     }
-    let table = manifest
-        .tasks
-        .as_ref()
-        .ok_or_else(|| UsageError(format!("{}: the zoo has no tasks", zoo.display())))?;
-    let map = table.label_maps.get(task).ok_or_else(|| {
-        UsageError(format!(
-            "--task {task}: the zoo has tasks 0 to {}",
-            table.count.saturating_sub(1)
-        ))
-    })?;
+    let map = manifest.label_map(&zoo, task)?;
     let data = crate::data::Dataset::load(
         manifest.config.dataset,
         &crate::data::data_dir(a.data_dir.clone()),
     )?;
     let pool = SupportPool::new(&data.train, manifest.config.arch.num_classes())?;
-    let mut rng = nmflow_runtime::Rng::new(
-        nmflow_runtime::rng::derive_seed(a.seed, task as u64),
-        crate::meta::condition::sample::STREAM_EVAL_SUPPORT,
-    );
-    Ok(pool.draw(&[map], a.shots, &mut rng))
+    Ok(pool.draw_task(map, a.shots, a.seed, task))
 }
 
 /// Runs `nmflow sample`.

@@ -5,6 +5,13 @@ use serde::Serialize;
 
 use crate::flow::solver::Solver;
 
+/// Sample standard deviation (0 for fewer than two values).
+pub fn sd(v: &[f64]) -> f64 {
+    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    (v.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / v.len().saturating_sub(1).max(1) as f64)
+        .sqrt()
+}
+
 /// Accuracy statistics.
 #[derive(Clone, Copy, Debug, Serialize, serde::Deserialize)]
 pub struct AccStats {

@@ -112,6 +112,30 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Task `task`'s label map (`map[y]` is the label of an image of class `y`), for a zoo read
+    /// from `zoo`.
+    ///
+    /// # Errors
+    /// [`crate::error::UsageError`] for a single-task zoo or a task it does not have.
+    pub fn label_map(&self, zoo: &Path, task: usize) -> Result<&[u8], crate::error::UsageError> {
+        let table = self.tasks.as_ref().ok_or_else(|| {
+            crate::error::UsageError(format!(
+                "--zoo {}: a single-task zoo has no --task (build one with `nmflow zoo --tasks`)",
+                zoo.display()
+            ))
+        })?;
+        table
+            .label_maps
+            .get(task)
+            .map(Vec::as_slice)
+            .ok_or_else(|| {
+                crate::error::UsageError(format!(
+                    "--task {task}: the zoo has tasks 0 to {}",
+                    table.count.saturating_sub(1)
+                ))
+            })
+    }
+
     /// Refuses a multi-task zoo where a command learns or measures one task: a meta-model
     /// conditioned on its task is what such a zoo is for.
     ///

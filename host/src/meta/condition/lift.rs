@@ -26,7 +26,8 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 
-use crate::meta::field::{SetDims, VectorField, split_state};
+use crate::backend::TensorRead;
+use crate::meta::field::{DenseLayer, SetDims, VectorField, dense_layer, split_state};
 
 /// Width of the lifted unit tokens' class summary `r_j` (the set field's "classes").
 pub const LIFT_WIDTH: usize = 64;
@@ -93,6 +94,29 @@ fn last_axis<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> 
 }
 
 impl<B: Backend> ClassLift<B> {
+    /// The layers as plain data, in the model file's order: class_in, pair_in, to_token,
+    /// to_global, from_token, pair_mix, pair_out, from_global, class_mix, bias_out.
+    ///
+    /// # Errors
+    /// When the backend's values cannot be read back.
+    pub fn dense_layers(&self) -> Result<Vec<DenseLayer>, TensorRead> {
+        [
+            &self.class_in,
+            &self.pair_in,
+            &self.to_token,
+            &self.to_global,
+            &self.from_token,
+            &self.pair_mix,
+            &self.pair_out,
+            &self.from_global,
+            &self.class_mix,
+            &self.bias_out,
+        ]
+        .into_iter()
+        .map(dense_layer)
+        .collect()
+    }
+
     /// The velocity of the classifiers `x` (`[N, P]`, layout order) at `t` (`[N, 1]`) for the
     /// class features `kappa` (`[N, C, PAIR_WIDTH]`, `inject(τ_c)`) and the classes' mean support
     /// inputs `xbar` (`[N, C, d]`), with the set field `field` (built on [`lifted_dims`]).

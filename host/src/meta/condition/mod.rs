@@ -16,9 +16,11 @@
 //! | [`sample`] | guided sampling and the evaluation on unseen tasks |
 //! | [`novelty`] | the samples against the zoo's runs of the nearest seen task |
 //! | [`baseline`] | the few-shot baseline: Kaiming inits trained on the support set alone |
+//! | [`device`] | `edge-eval` of an exported class-conditioned model: the runtime on tasks |
 
 pub mod baseline;
 pub mod config;
+pub mod device;
 pub mod lift;
 pub mod network;
 pub mod novelty;

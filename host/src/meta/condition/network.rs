@@ -23,7 +23,8 @@ use burn::tensor::{Tensor, TensorData};
 
 use super::config::{ConditionConfig, ConditionKind};
 use super::lift::{self, ClassLift};
-use crate::meta::field::{SequentialIds, SetDims, VectorField};
+use crate::backend::TensorRead;
+use crate::meta::field::{DenseLayer, SequentialIds, SetDims, VectorField, dense_layer};
 
 /// The encoder, the null embedding and the injection layer (and, for `--condition classes`,
 /// the class lift).
@@ -72,6 +73,20 @@ impl ConditionConfig {
         };
         net.map(&mut SequentialIds(first_id))
     }
+}
+
+/// A class-conditioned network's layers as plain data ([`ConditionNet::exported`]).
+pub struct ExportedCondition {
+    /// `d → F`.
+    pub feature: DenseLayer,
+    /// `F → E`.
+    pub head: DenseLayer,
+    /// `E + d → A`.
+    pub inject: DenseLayer,
+    /// The null class token (`E + d` values).
+    pub null: Vec<f32>,
+    /// The lift's ten layers in the model file's order.
+    pub lift: Vec<DenseLayer>,
 }
 
 /// The record of models trained before `--condition classes` existed (no lift); read, never
@@ -217,6 +232,25 @@ impl<B: Backend> ConditionNet<B> {
         let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [n, 1]), &e.device());
         let null = self.null(n);
         e * mask.clone().expand([n, width]) + null * (mask.neg() + 1.0).expand([n, width])
+    }
+
+    /// A class-conditioned (`--condition classes`) network as plain data for the model file:
+    /// the encoder's feature, head and inject layers, the null class token, and the lift's
+    /// layers ([`ClassLift::dense_layers`]); `None` for a `--condition support` network.
+    ///
+    /// # Errors
+    /// When the backend's values cannot be read back.
+    pub fn exported(&self) -> Result<Option<ExportedCondition>, TensorRead> {
+        let Some(lift) = &self.lift else {
+            return Ok(None);
+        };
+        Ok(Some(ExportedCondition {
+            feature: dense_layer(&self.feature)?,
+            head: dense_layer(&self.head)?,
+            inject: dense_layer(&self.inject)?,
+            null: crate::backend::values::<f32>(self.null.val().into_data())?,
+            lift: lift.dense_layers()?,
+        }))
     }
 
     /// What the field gets for embeddings `e` (`[n, E]` → `[n, H]`).

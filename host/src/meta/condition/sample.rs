@@ -13,10 +13,9 @@ use crate::data::Dataset;
 use crate::error::{MetaError, UsageError};
 use crate::flow::solver::Solver;
 use crate::meta::field::VectorField;
-use crate::meta::report::AccStats;
+use crate::meta::report::{AccStats, sd};
 use crate::meta::sample::MetaModel;
 use crate::zoo::Manifest;
-use nmflow_runtime::Rng;
 use nmflow_runtime::rng::derive_seed;
 
 /// PRNG stream of the support sets drawn for evaluation.
@@ -259,8 +258,7 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
             let mut nfe = 0;
             for &t in &ids {
                 let map = &table.label_maps[t];
-                let mut rng = Rng::new(derive_seed(opts.seed, t as u64), STREAM_EVAL_SUPPORT);
-                let support = pool.draw(&[map], shots, &mut rng);
+                let support = pool.draw_task(map, shots, opts.seed, t);
                 let (wts, used) = model.sample_task(
                     &support,
                     opts.samples,
@@ -308,8 +306,7 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
         for &t in &ids {
             let map = &table.label_maps[t];
             // The same support set as the conditioned rows.
-            let mut rng = Rng::new(derive_seed(opts.seed, t as u64), STREAM_EVAL_SUPPORT);
-            let support = pool.draw(&[map], shots, &mut rng);
+            let support = pool.draw_task(map, shots, opts.seed, t);
             let r = super::baseline::few_shot::<B>(
                 &manifest.config,
                 layout,
@@ -337,8 +334,7 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
         let (mut accs, mut task_means) = (Vec::new(), Vec::new());
         for (_, t, wts) in conditioned.iter().filter(|c| c.0 == shots) {
             let map = &table.label_maps[*t];
-            let mut rng = Rng::new(derive_seed(opts.seed, *t as u64), STREAM_EVAL_SUPPORT);
-            let support = pool.draw(&[map], shots, &mut rng);
+            let support = pool.draw_task(map, shots, opts.seed, *t);
             let r = super::baseline::fine_tune::<B>(
                 &manifest.config,
                 layout,
@@ -386,13 +382,6 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
         few_shot: few,
         fine_tuned: tuned,
     })
-}
-
-/// Sample standard deviation (0 for fewer than two values).
-fn sd(v: &[f64]) -> f64 {
-    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
-    (v.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / v.len().saturating_sub(1).max(1) as f64)
-        .sqrt()
 }
 
 #[cfg(test)]

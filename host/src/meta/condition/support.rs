@@ -181,7 +181,19 @@ impl<'a> SupportPool<'a> {
         }
     }
 
-    /// Support sets for the label maps `maps` (one each).
+    /// The support set of task `task` (label map `map`) that `nmflow eval`, `sample --task`,
+    /// `dump-inputs --shots` and `edge-eval --tasks` draw with `seed`: from
+    /// `derive_seed(seed, task)` on the stream [`super::sample::STREAM_EVAL_SUPPORT`].
+    pub fn draw_task(&self, map: &[u8], shots: usize, seed: u64, task: usize) -> Supports {
+        let mut rng = Rng::new(
+            nmflow_runtime::rng::derive_seed(seed, task as u64),
+            super::sample::STREAM_EVAL_SUPPORT,
+        );
+        self.draw(&[map], shots, &mut rng)
+    }
+
+    /// Support sets of several tasks with label maps `maps`, `shots` examples of every class each
+    /// (see [`Self::draw_into`]).
     pub fn draw<M: AsRef<[u8]>>(&self, maps: &[M], shots: usize, rng: &mut Rng) -> Supports {
         let mut out = Supports::default();
         for map in maps {
