@@ -107,6 +107,30 @@ fn fixture() -> &'static Fixture {
             "16",
             "--quiet",
         ]);
+        // The class-equivariant field on the same zoo, exported for the device.
+        ok(&[
+            "train",
+            "--zoo",
+            &p("zt"),
+            "--out",
+            &p("mk"),
+            "--condition",
+            "classes",
+            "--shots",
+            "1",
+            "--steps",
+            "4",
+            "--hidden",
+            "8",
+            "--depth",
+            "1",
+            "--functional-samples",
+            "2",
+            "--functional-batch",
+            "16",
+            "--quiet",
+        ]);
+        ok(&["export", "--model", &p("mk"), "--out", &p("mk.nmf")]);
         // Support sets for `sample --support`: 200 test images of mnist8 with their own labels
         // (every class present), and three broken ones.
         ok(&[
@@ -1189,7 +1213,82 @@ fn conditioning_settings_are_checked() {
         (
             vec!["export", "--model", "{dir}/mc", "--out", "{dir}/new.nmf"],
             2,
-            &["does not carry a support encoder"],
+            &[
+                "flattened task embedding is not carried by the model file",
+                "--condition classes",
+            ],
+        ),
+        (
+            vec!["edge-eval", "{dir}/m0.nmf", "--support", "{dir}/s-ok"],
+            2,
+            &["--support and --tasks need a conditioned model file"],
+        ),
+        (
+            vec!["edge-eval", "{dir}/mk.nmf", "--n", "2"],
+            2,
+            &[
+                "mk.nmf: a conditioned model makes classifiers for a task",
+                "--support PREFIX",
+            ],
+        ),
+        (
+            vec!["edge-eval", "{dir}/mk.nmf", "--support", "{dir}/s-shape"],
+            2,
+            &["s-shape.images: 100 bytes is not a whole number of images of 64 pixels"],
+        ),
+        (
+            vec!["edge-eval", "{dir}/mk.nmf", "--support", "{dir}/s-class"],
+            2,
+            &["s-class.labels: no example has label 9"],
+        ),
+        (
+            vec![
+                "edge-eval",
+                "{dir}/mk.nmf",
+                "--support",
+                "{dir}/s-ok",
+                "--guidance=-1",
+            ],
+            2,
+            &["--guidance must be finite and ≥ 0 (got -1)"],
+        ),
+        (
+            vec![
+                "edge-eval",
+                "{dir}/mk.nmf",
+                "--tasks",
+                "unseen",
+                "--zoo",
+                "{dir}/zt",
+                "--shots",
+                "0",
+            ],
+            2,
+            &["--shots and --max-tasks must be at least 1"],
+        ),
+        (
+            vec![
+                "edge-eval",
+                "{dir}/mk.nmf",
+                "--tasks",
+                "unseen",
+                "--zoo",
+                "{dir}/z0",
+            ],
+            2,
+            &["a single-task zoo has no tasks"],
+        ),
+        (
+            vec![
+                "edge-eval",
+                "{dir}/mk.nmf",
+                "--support",
+                "{dir}/s-ok",
+                "--task",
+                "1",
+            ],
+            2,
+            &["--zoo"],
         ),
     ];
     for (args, code, needles) in cases {
@@ -1263,6 +1362,45 @@ fn conditioning_settings_are_checked() {
     ];
     ok(&drawn);
     assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap());
+    // The exported class-conditioned field on the device runtime: task 1's support set from the
+    // files, measured on the test split under task 1's labels, and the zoo's unseen task.
+    let mk = f.dir.join("mk.nmf").to_str().unwrap().to_string();
+    let r = ok(&[
+        "edge-eval",
+        &mk,
+        "--support",
+        &p("task1"),
+        "--zoo",
+        &zt,
+        "--task",
+        "1",
+        "--n",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(
+        (r["n"].as_u64(), r["tasks"]["support_examples"].as_u64()),
+        (Some(2), Some(20))
+    );
+    assert_eq!(r["tasks"]["task_ids"], serde_json::json!([1]));
+    let r = ok(&[
+        "edge-eval",
+        &mk,
+        "--tasks",
+        "unseen",
+        "--zoo",
+        &zt,
+        "--shots",
+        "1",
+        "--n",
+        "2",
+        "--guidance",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(r["tasks"]["task_ids"].as_array().map(Vec::len), Some(1));
+    // Two field evaluations per step with guidance 2.
+    assert_eq!(r["nfe"].as_u64(), Some(2 * 4));
     fs::remove_dir_all(tmp).unwrap();
 }
 
