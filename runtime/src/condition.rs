@@ -545,58 +545,32 @@ pub fn emit(
         b2: q.b2,
     };
     let (task, null) = ctx.branches();
-    match (task, null) {
-        (true, true) => {
-            let vn = q.vn;
-            back.run(
-                Branch::Null,
-                q.k_null,
-                q.v_null,
-                q.s_null,
-                q.work,
-                &mut |i, v| {
-                    if let Some(s) = vn.get_mut(i) {
-                        *s = v;
-                    }
-                },
-            );
-            back.run(
-                Branch::Task,
-                q.k_task,
-                q.v_task,
-                q.s_task,
-                q.work,
-                &mut |i, v| {
-                    if let (Some(s), Some(&u)) = (out.get_mut(i), vn.get(i)) {
-                        mode.apply(s, u + w * (v - u));
-                    }
-                },
-            );
-        }
-        (true, false) => back.run(
-            Branch::Task,
-            q.k_task,
-            q.v_task,
-            q.s_task,
-            q.work,
-            &mut |i, v| {
-                if let Some(s) = out.get_mut(i) {
-                    mode.apply(s, v);
-                }
-            },
-        ),
-        _ => back.run(
-            Branch::Null,
-            q.k_null,
-            q.v_null,
-            q.s_null,
-            q.work,
-            &mut |i, v| {
-                if let Some(s) = out.get_mut(i) {
-                    mode.apply(s, v);
-                }
-            },
-        ),
+    let bufs = |b: Branch| match b {
+        Branch::Task => (&*q.k_task, &*q.v_task, &*q.s_task),
+        Branch::Null => (&*q.k_null, &*q.v_null, &*q.s_null),
+    };
+    if task && null {
+        let vn = q.vn;
+        let (k, v, s) = bufs(Branch::Null);
+        back.run(Branch::Null, k, v, s, q.work, &mut |i, val| {
+            if let Some(slot) = vn.get_mut(i) {
+                *slot = val;
+            }
+        });
+        let (k, v, s) = bufs(Branch::Task);
+        back.run(Branch::Task, k, v, s, q.work, &mut |i, val| {
+            if let (Some(slot), Some(&u)) = (out.get_mut(i), vn.get(i)) {
+                mode.apply(slot, u + w * (val - u));
+            }
+        });
+    } else {
+        let b = if task { Branch::Task } else { Branch::Null };
+        let (k, v, s) = bufs(b);
+        back.run(b, k, v, s, q.work, &mut |i, val| {
+            if let Some(slot) = out.get_mut(i) {
+                mode.apply(slot, val);
+            }
+        });
     }
 }
 

@@ -138,6 +138,22 @@ pub fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
     }
 }
 
+/// `‖got − reference‖ / ‖reference‖`.
+pub fn relative_l2(got: &[f32], reference: &[f32]) -> f64 {
+    let diff: f64 = got
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| f64::from(a - b).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let norm: f64 = reference
+        .iter()
+        .map(|b| f64::from(*b).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    diff / norm
+}
+
 /// Checks that the runtime synthesizes, from the model file `path`, the host sampler's weights
 /// `host` (`[n, P]`, seeds `derive_seed(seed, i)`) within 1e-4 relative L2 per classifier, with
 /// `nfe` field evaluations each.
@@ -155,18 +171,11 @@ pub fn assert_runtime_matches(path: &Path, host: &[f32], n: usize, seed: u64, nf
         let (w, used) = synthesize_one(&view, seed, i, &mut ws, path).unwrap();
         assert_eq!(used as usize, nfe);
         let h = &host[i * p..(i + 1) * p];
-        let diff: f64 = w
-            .iter()
-            .zip(h)
-            .map(|(a, b)| f64::from(a - b).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        let norm: f64 = h.iter().map(|b| f64::from(*b).powi(2)).sum::<f64>().sqrt();
+        let rel = relative_l2(&w, h);
         assert!(
-            diff / norm < 1e-4,
-            "{}: classifier {i}: relative L2 {}",
-            path.display(),
-            diff / norm
+            rel < 1e-4,
+            "{}: classifier {i}: relative L2 {rel}",
+            path.display()
         );
     }
 }

@@ -251,18 +251,8 @@ fn the_device_runs_the_exported_field(
             .unwrap();
             assert_eq!(nfe as usize, host_nfe, "w = {w}");
             let h = &host[i * p..(i + 1) * p];
-            let diff: f64 = got
-                .iter()
-                .zip(h)
-                .map(|(a, b)| f64::from(a - b).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            let norm: f64 = h.iter().map(|b| f64::from(*b).powi(2)).sum::<f64>().sqrt();
-            assert!(
-                diff / norm < 1e-4,
-                "w = {w}, classifier {i}: relative L2 {}",
-                diff / norm
-            );
+            let rel = nmflow_tests::relative_l2(got, h);
+            assert!(rel < 1e-4, "w = {w}, classifier {i}: relative L2 {rel}");
         }
     }
     // The encoder does not depend on the order of the examples.
