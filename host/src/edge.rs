@@ -47,8 +47,42 @@ pub fn named_field_layers<'f, 'a>(file: &'f ModelFile<'a>) -> Vec<(String, &'f F
             .chain(head.iter().map(|n| format!("decoder.{n}")));
         named.extend(names.zip(latent.layers()));
     }
+    if let Some(cond) = &file.condition {
+        named.extend(
+            CONDITION_LAYERS
+                .iter()
+                .map(|n| (*n).to_string())
+                .zip(cond.layers()),
+        );
+    }
     named
 }
+
+/// Bytes a field layer takes in the file (weights, scales, biases).
+fn layer_bytes(l: &FieldLayer<'_>) -> usize {
+    let weights = match l.weights {
+        FieldWeights::Int8 { q, scales } => q.len() + scales.len(),
+        FieldWeights::F32 { w } => w.len(),
+    };
+    weights + l.bias.len()
+}
+
+/// Names of a condition section's layers in the file's order (after the field's).
+pub(crate) const CONDITION_LAYERS: [&str; 13] = [
+    "condition.feature",
+    "condition.head",
+    "condition.inject",
+    "lift.class_in",
+    "lift.pair_in",
+    "lift.to_token",
+    "lift.to_global",
+    "lift.from_token",
+    "lift.pair_mix",
+    "lift.pair_out",
+    "lift.from_global",
+    "lift.class_mix",
+    "lift.bias_out",
+];
 
 fn field_layers<'f, 'a>(file: &'f ModelFile<'a>) -> Vec<(String, &'f FieldLayer<'a>)> {
     match &file.field {
@@ -394,6 +428,26 @@ pub struct ModelFileReport {
     pub latent: Option<LatentInfo>,
     /// The calibrated shift section, when the file has one.
     pub shift: Option<ShiftInfo>,
+    /// The condition section of a class-conditioned model, when the file has one.
+    pub condition: Option<ConditionInfo>,
+}
+
+/// What `nmflow inspect FILE` reports about a condition section.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConditionInfo {
+    /// Support examples per class the field was trained with.
+    pub shots: u16,
+    /// The guidance weight the file suggests.
+    pub guidance: f32,
+    /// Width of the encoder's per-example features.
+    pub features: usize,
+    /// Width of a lifted token (the set field's tokens per hidden unit).
+    pub lift_width: usize,
+    /// Multiply-accumulates of the lift per evaluation and guidance branch (included in
+    /// `macs_per_evaluation`).
+    pub lift_macs: u64,
+    /// The section's bytes (layers and null token).
+    pub bytes: usize,
 }
 
 /// What `nmflow inspect FILE` reports about a latent model's decoder.
@@ -543,6 +597,14 @@ pub fn describe(path: &Path) -> Result<ModelFileReport, MetaError> {
             workspace_bytes: 4 * nmflow_runtime::shift::ShiftDetector::workspace_floats(&view, &s),
             anchor_bytes: s.anchors.len(),
         }),
+        condition: m.condition.as_ref().map(|c| ConditionInfo {
+            shots: c.shots,
+            guidance: c.guidance,
+            features: c.features(),
+            lift_width: c.lift_width(),
+            lift_macs: nmflow_runtime::condition::lift_macs(c, view.tokens()),
+            bytes: c.null.len() + c.layers().into_iter().map(layer_bytes).sum::<usize>(),
+        }),
     })
 }
 
@@ -632,6 +694,13 @@ impl std::fmt::Display for ModelFileReport {
                 s.fpr_heldout,
                 s.heldout_windows,
                 s.workspace_bytes
+            )?;
+        }
+        if let Some(c) = &self.condition {
+            write!(
+                f,
+                "\ncondition section: class-conditioned on a support set ({} shots per class in training, guidance {}), {}-wide example features, {}-wide lifted tokens, {} MACs of lift per evaluation, {} bytes",
+                c.shots, c.guidance, c.features, c.lift_width, c.lift_macs, c.bytes
             )?;
         }
         Ok(())

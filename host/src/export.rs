@@ -430,8 +430,11 @@ pub fn export(
             (all, le_bytes(&c.null))
         })
         .unwrap_or_default();
-    let (cond_owned, mut cond_errors) =
-        encode_layers(&cond_layers, &CONDITION_LAYERS.map(String::from), quant);
+    let (cond_owned, mut cond_errors) = encode_layers(
+        &cond_layers,
+        &crate::edge::CONDITION_LAYERS.map(String::from),
+        quant,
+    );
     for e in &mut cond_errors {
         e.layer += layers.len();
     }
@@ -572,23 +575,6 @@ pub fn export(
         out: out.into(),
     })
 }
-
-/// Names of the condition section's layers in the file's order (after the field's).
-const CONDITION_LAYERS: [&str; 13] = [
-    "condition.feature",
-    "condition.head",
-    "condition.inject",
-    "lift.class_in",
-    "lift.pair_in",
-    "lift.to_token",
-    "lift.to_global",
-    "lift.from_token",
-    "lift.pair_mix",
-    "lift.pair_out",
-    "lift.from_global",
-    "lift.class_mix",
-    "lift.bias_out",
-];
 
 /// The condition section of a class-conditioned model, borrowing its encoded layers.
 fn condition_section<'a>(
