@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the QEMU Cortex-M4F examples (mnist8 frames; MNIST images; shift decisions on 50 + 50
-# windows), runs each under
+# windows; adaptation to an unseen label permutation from 50 labeled frames), runs each under
 # qemu-system-arm (mps2-an386) with a time limit, decodes its defmt output, and checks that its
 # results equal the host's for the same seeds
 # (bit for bit: the runtime's maths is the same Rust code and f32 IEEE arithmetic on both).
@@ -67,4 +67,5 @@ run_firmware() {
 run_firmware synthesize 'accuracy|mnist8 window|digits window'
 run_firmware synthesize-mnist 'mnist accuracy'
 run_firmware synthesize-latent 'mnist-latent accuracy'
+run_firmware adapt 'adapt' 600
 run_firmware shift 'shift threshold|shift mnist8|shift digits' 900

@@ -9,12 +9,19 @@
 #                    latent (MLP field 128 × 3), exported with Euler × 8
 #   model-shift.nmf  model.nmf with a calibrated shift section (`nmflow shift-calibrate`, defaults:
 #                    windows of 20, the guided ensemble's entropy, 100 + 50 null windows, seed 0)
+#   perm-model.nmf   mnist8 mlp:64-16-10, class-conditioned: `nmflow train --condition classes
+#                    --shots 5 --steps 6000` on a 4,096-run zoo of 256 label permutations (32 never
+#                    trained on), int8
+#   perm-support.*   task 224's support set (unseen in training): 5 training frames per class with
+#                    the task's labels (`dump-inputs --shots 5 --task 224 --seed 1`)
+#   perm-test.labels task 224's labels of the mnist8.* frames
 #   mnist8.*, digits.*  1,000 MNIST-8×8 and 1,000 optdigits test frames (pixels 0..=16) and labels
 #   mnist.*          200 MNIST test images (pixels 0..=255) and labels
 #
 # Zoos and models are kept under runs/ and reused when present. From nothing this takes hours on
 # two cores (the 16,384-run zoo ~45 min, as a Slurm array: scripts/slurm/submit.sh; the MNIST zoo
-# ~25 min; each training ~25 min with one thread). The files are byte-identical when rebuilt on the
+# ~25 min; each training ~25 min with one thread; the permutation zoo ~15 min and its
+# class-conditioned field ~80 min). The files are byte-identical when rebuilt on the
 # machine that made them; other CPUs' GEMM kernels round differently, so the bytes (not the
 # accuracy) may differ elsewhere. Run from anywhere; needs the host tool (built here).
 set -euo pipefail
@@ -57,6 +64,23 @@ if [ ! -f "$mn_latent/train.json" ]; then
 fi
 $nmflow export --model "$mn_latent" --out "$here/assets/mnist-latent.nmf" --solver euler --steps 8 --force
 
+pm_zoo=runs/cond/z-perm256
+pm_model=runs/cond/c256-k5
+if [ ! -f "$pm_zoo/manifest.json" ]; then
+  $nmflow zoo --dataset mnist8 --arch mlp:64-16-10 --runs 4096 --epochs 3 \
+    --tasks perm:256:unseen=32 --out "$pm_zoo"
+fi
+if [ ! -f "$pm_model/train.json" ]; then
+  $nmflow train --zoo "$pm_zoo" --out "$pm_model" --condition classes --shots 5 --steps 6000
+fi
+$nmflow export --model "$pm_model" --out "$here/assets/perm-model.nmf" --force
+$nmflow dump-inputs --dataset mnist8 --shots 5 --zoo "$pm_zoo" --task 224 --seed 1 \
+  --out "$here/assets/perm-support"
+perm_test=$(mktemp -d)
+trap 'rm -rf "$perm_test"' EXIT
+$nmflow dump-inputs --dataset mnist8 --n 1000 --zoo "$pm_zoo" --task 224 --out "$perm_test/t"
+mv "$perm_test/t.labels" "$here/assets/perm-test.labels"
+
 $nmflow shift-calibrate "$here/assets/model.nmf" --dataset mnist8 --out "$here/assets/model-shift.nmf" \
   --evaluate mnist8,digits --force
 $nmflow dump-inputs --dataset mnist8 --n 1000 --out "$here/assets/mnist8"
@@ -65,3 +89,5 @@ $nmflow dump-inputs --dataset mnist --n 200 --out "$here/assets/mnist"
 $nmflow edge-eval "$here/assets/model.nmf" --n 100
 $nmflow edge-eval "$here/assets/mnist-model.nmf" --n 100 --dataset mnist
 $nmflow edge-eval "$here/assets/mnist-latent.nmf" --n 100 --dataset mnist
+$nmflow edge-eval "$here/assets/perm-model.nmf" --n 10 --support "$here/assets/perm-support" \
+  --zoo "$pm_zoo" --task 224

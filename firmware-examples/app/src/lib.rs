@@ -4,7 +4,10 @@
 //! ([`run_demo`]); and synthesize an MNIST 28×28 classifier and classify test images stored in
 //! flash ([`run_mnist_demo`]); and decide, with the model's calibrated shift section, whether each
 //! of 50 windows of MNIST-8×8 frames and 50 of optdigits frames is a harmful shift
-//! ([`run_shift_demo`]).
+//! ([`run_shift_demo`]); and adapt to a task it has never seen, a permutation of the labels, from
+//! 5 labeled frames per class that a sensor delivers: the embedded class-conditioned model
+//! synthesizes classifiers for that task, which then classify a stream of frames under the task's
+//! labels ([`run_adapt_demo`]).
 //!
 //! The same code runs on the host (its tests compute the expected report) and on any board whose
 //! HAL implements `embedded_hal::i2c::I2c`.
@@ -14,7 +17,7 @@ use embedded_hal::i2c::I2c;
 use nmflow_runtime::classifier::{Classifier, ClassifierScratch};
 use nmflow_runtime::rng::derive_seed;
 use nmflow_runtime::shift::{EnsembleStats, ShiftDetector, ShiftStatistics, softmax};
-use nmflow_runtime::{Error, ModelView, Workspace, synthesize};
+use nmflow_runtime::{Error, ModelView, Support, Workspace, synthesize, synthesize_task};
 
 /// The model and the test frames, embedded in flash.
 pub mod assets {
@@ -40,6 +43,18 @@ pub mod assets {
     pub static MNIST_IMAGES: &[u8] = include_bytes!("../assets/mnist.images");
     /// Labels of [`MNIST_IMAGES`].
     pub static MNIST_LABELS: &[u8] = include_bytes!("../assets/mnist.labels");
+    /// A class-conditioned model (mnist8, mlp:64-16-10, int8 class-equivariant set field, Euler
+    /// × 4) trained on 224 label permutations of mnist8 (`nmflow train --condition classes`;
+    /// `make-assets.sh`).
+    pub static PERM_MODEL: &[u8] = include_bytes!("../assets/perm-model.nmf");
+    /// The support set of task 224, a permutation the model never saw in training: 5 MNIST-8×8
+    /// training frames of every class (pixels 0..=16) carrying the task's labels
+    /// (`nmflow dump-inputs --shots 5 --task 224`).
+    pub static PERM_SUPPORT_IMAGES: &[u8] = include_bytes!("../assets/perm-support.images");
+    /// Labels of [`PERM_SUPPORT_IMAGES`] in task 224.
+    pub static PERM_SUPPORT_LABELS: &[u8] = include_bytes!("../assets/perm-support.labels");
+    /// Task 224's labels of the frames of [`MNIST8_IMAGES`].
+    pub static PERM_TEST_LABELS: &[u8] = include_bytes!("../assets/perm-test.labels");
 }
 
 /// Pixels per frame.
@@ -567,5 +582,191 @@ pub fn run_shift<I: I2c>(
         threshold,
         mnist,
         digits,
+    })
+}
+
+/// Workspace floats of the class-conditioned model with its solver (the task context, the lifted
+/// state and the set field's scratch; `nmflow inspect assets/perm-model.nmf` prints it in bytes).
+pub const ADAPT_WORKSPACE_FLOATS: usize = 15_263;
+/// The adaptation's workspace.
+pub type AdaptWorkspace = Workspace<ADAPT_WORKSPACE_FLOATS>;
+/// Labeled frames the device collects for a task: 5 per class.
+pub const SUPPORT_FRAMES: usize = 50;
+/// Classifiers synthesized for the task.
+pub const ADAPT_CLASSIFIERS: usize = 5;
+/// Frames of the task's stream each classifier classifies.
+pub const ADAPT_FRAMES: u16 = 1000;
+/// Seed of the adaptation demo.
+pub const ADAPT_SEED: u64 = 1;
+/// I²C address of the sensor that delivers the task's labeled frames.
+pub const SUPPORT_ADDRESS: u8 = 0x44;
+
+/// The two sensors of the adaptation demo, backed by the embedded frames: the task's labeled
+/// support frames, and the MNIST-8×8 test stream under the task's labels.
+pub fn adapt_sensors() -> (
+    FrameSensor<MemoryFrames<'static>>,
+    FrameSensor<MemoryFrames<'static>>,
+) {
+    (
+        FrameSensor::new(
+            MemoryFrames::new(assets::PERM_SUPPORT_IMAGES, assets::PERM_SUPPORT_LABELS),
+            SUPPORT_ADDRESS,
+        ),
+        FrameSensor::new(
+            MemoryFrames::new(assets::MNIST8_IMAGES, assets::PERM_TEST_LABELS),
+            TEST_ADDRESS,
+        ),
+    )
+}
+
+/// What the adaptation measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdaptReport {
+    /// Labeled frames the task was shown.
+    pub support: u32,
+    /// Frames each classifier classified.
+    pub frames: u32,
+    /// Correct predictions of each classifier synthesized for the task (guidance from the file).
+    pub correct: [u32; ADAPT_CLASSIFIERS],
+    /// Correct predictions of a classifier synthesized without the task (the null condition,
+    /// guidance 0): what the model makes when it is not shown the support set.
+    pub null_correct: u32,
+    /// Field evaluations per synthesis for the task.
+    pub nfe: u32,
+    /// FNV-1a hash of the task classifiers' predicted classes, in order (compares runs bit for
+    /// bit).
+    pub prediction_hash: u32,
+}
+
+impl AdaptReport {
+    /// Logs the report through defmt: the lines `run-qemu.sh` compares with the host's.
+    #[cfg(feature = "defmt")]
+    pub fn log(&self) {
+        for (k, c) in self.correct.iter().enumerate() {
+            defmt::info!(
+                "adapt classifier {=usize} accuracy {=u32}/{=u32}",
+                k,
+                c,
+                self.frames
+            );
+        }
+        defmt::info!(
+            "adapt support {=u32} frames nfe {=u32} predictions-hash {=u32:08x}",
+            self.support,
+            self.nfe,
+            self.prediction_hash
+        );
+        defmt::info!(
+            "adapt null-condition accuracy {=u32}/{=u32}",
+            self.null_correct,
+            self.frames
+        );
+    }
+}
+
+/// The adaptation demo every board runs: [`run_adapt`] on the embedded class-conditioned model
+/// with [`ADAPT_FRAMES`] frames and [`ADAPT_SEED`].
+///
+/// # Errors
+/// As [`run_adapt`].
+pub fn run_adapt_demo<I: I2c>(
+    support: &mut FrameSensor<I>,
+    test: &mut FrameSensor<I>,
+    ws: &mut AdaptWorkspace,
+    on_synthesis: &mut dyn FnMut(u64),
+) -> Result<AdaptReport, AppError<I::Error>> {
+    run_adapt(
+        assets::PERM_MODEL,
+        support,
+        test,
+        ADAPT_FRAMES,
+        ADAPT_SEED,
+        ws,
+        on_synthesis,
+    )
+}
+
+/// Adapts to a task from [`SUPPORT_FRAMES`] labeled frames of `support`: encodes them into the
+/// class-conditioned model's task context, synthesizes [`ADAPT_CLASSIFIERS`] classifiers for the
+/// task (seeds `derive_seed(seed, k)`, the file's guidance weight, solver and steps) and one with
+/// the null condition, and classifies `frames` frames of `test` against its labels with each.
+/// `on_synthesis(k)` follows each synthesis (for cycle counting).
+///
+/// # Errors
+/// Runtime errors (a model without a condition section, one that does not fit the workspace,
+/// support labels outside the classes or a class without a frame) and bus errors.
+pub fn run_adapt<I: I2c, const N: usize>(
+    model_bytes: &[u8],
+    support: &mut FrameSensor<I>,
+    test: &mut FrameSensor<I>,
+    frames: u16,
+    seed: u64,
+    ws: &mut Workspace<N>,
+    on_synthesis: &mut dyn FnMut(u64),
+) -> Result<AdaptReport, AppError<I::Error>> {
+    let model = ModelView::parse_for(model_bytes, N)?;
+    let guidance = model
+        .file
+        .condition
+        .as_ref()
+        .ok_or(Error::NotConditioned)?
+        .guidance;
+    let mut inputs = [0.0f32; SUPPORT_FRAMES * FRAME];
+    let mut labels = [0u8; SUPPORT_FRAMES];
+    let mut pixels = [0.0f32; FRAME];
+    for (i, (row, label)) in inputs
+        .chunks_exact_mut(FRAME)
+        .zip(labels.iter_mut())
+        .enumerate()
+    {
+        *label = support
+            .read(u16::try_from(i).unwrap_or(u16::MAX), &mut pixels)
+            .map_err(AppError::Bus)?;
+        row.copy_from_slice(&pixels);
+    }
+    let task = Support {
+        inputs: &inputs,
+        labels: &labels,
+    };
+    let (solver, steps) = (model.file.solver, model.file.steps);
+    let mut scratch: ClassifierScratch<MAX_WIDTH> = ClassifierScratch::new();
+    let mut logits = [0.0f32; CLASSES];
+    let mut hash = 0x811C_9DC5u32;
+    let mut classify = |w: &[f32], hash: &mut u32| -> Result<u32, AppError<I::Error>> {
+        let clf = Classifier::new(&model, w)?;
+        let mut correct = 0u32;
+        for i in 0..frames {
+            let label = test.read(i, &mut pixels).map_err(AppError::Bus)?;
+            let class = clf.logits(&pixels, &mut scratch, &mut logits)?;
+            correct += u32::from(class == usize::from(label));
+            *hash = fnv1a(*hash, u8::try_from(class).unwrap_or(u8::MAX));
+        }
+        Ok(correct)
+    };
+    let mut correct = [0u32; ADAPT_CLASSIFIERS];
+    let mut nfe = 0u32;
+    for (k, c) in (0u64..).zip(correct.iter_mut()) {
+        let (w, used) = synthesize_task(
+            &model,
+            &task,
+            guidance,
+            derive_seed(seed, k),
+            solver,
+            steps,
+            ws,
+        )?;
+        on_synthesis(k);
+        nfe = used;
+        *c = classify(w, &mut hash)?;
+    }
+    let (w, _) = synthesize_task(&model, &task, 0.0, derive_seed(seed, 0), solver, steps, ws)?;
+    let null_correct = classify(w, &mut 0)?;
+    Ok(AdaptReport {
+        support: u32::try_from(SUPPORT_FRAMES).unwrap_or(u32::MAX),
+        frames: u32::from(frames),
+        correct,
+        null_correct,
+        nfe,
+        prediction_hash: hash,
     })
 }

@@ -2,8 +2,9 @@
 //! QEMU's output with the host's for the same seeds.
 
 use nmflow_fw_app::{
-    AppWorkspace, DEMO_FRAMES, MNIST_LATENT_WORKSPACE_FLOATS, MnistLatentWorkspace, MnistWorkspace,
-    SHIFT_WORKSPACE_FLOATS, ShiftWorkspace, assets, embedded_sensors, run, run_demo,
+    ADAPT_WORKSPACE_FLOATS, AdaptWorkspace, AppWorkspace, DEMO_FRAMES,
+    MNIST_LATENT_WORKSPACE_FLOATS, MnistLatentWorkspace, MnistWorkspace, SHIFT_WORKSPACE_FLOATS,
+    ShiftWorkspace, adapt_sensors, assets, embedded_sensors, run, run_adapt_demo, run_demo,
     run_mnist_demo, run_mnist_latent_demo, run_shift_demo,
 };
 
@@ -110,4 +111,38 @@ fn host_shift_report() {
     assert_eq!(r.mnist.windows, 50);
     assert!(r.mnist.flagged <= 10, "false alarms near α: {r:?}");
     assert!(r.digits.flagged >= 25, "optdigits mostly detected: {r:?}");
+}
+
+/// Adapting to an unseen label permutation from 50 labeled frames: the lines `run-qemu.sh`
+/// compares with QEMU's, on a workspace sized exactly for the class-conditioned model.
+#[test]
+fn host_adapt_report() {
+    let model = nmflow_runtime::ModelView::parse(assets::PERM_MODEL).unwrap();
+    assert!(model.is_conditioned());
+    assert_eq!(
+        model.workspace_floats(model.file.solver),
+        ADAPT_WORKSPACE_FLOATS,
+        "the workspace is sized exactly"
+    );
+    let mut ws: Box<AdaptWorkspace> = Box::default();
+    let (mut support, mut test) = adapt_sensors();
+    let r = run_adapt_demo(&mut support, &mut test, &mut ws, &mut |_| {}).unwrap();
+    for (k, c) in r.correct.iter().enumerate() {
+        println!("adapt classifier {k} accuracy {c}/{}", r.frames);
+    }
+    println!(
+        "adapt support {} frames nfe {} predictions-hash {:08x}",
+        r.support, r.nfe, r.prediction_hash
+    );
+    println!(
+        "adapt null-condition accuracy {}/{}",
+        r.null_correct, r.frames
+    );
+    let mean = f64::from(r.correct.iter().sum::<u32>()) / (5.0 * f64::from(r.frames));
+    println!("mean accuracy of the task's classifiers {:.2} %", 100.0 * mean);
+    assert!(mean > 0.85, "classifiers for the unseen task: {r:?}");
+    assert!(
+        f64::from(r.null_correct) / f64::from(r.frames) < 0.3,
+        "without the support set the labels are a guess: {r:?}"
+    );
 }

@@ -73,6 +73,34 @@ pub mod board {
         defmt::info!("stack high-water mark {=usize} bytes", stack_high_water());
     }
 
+    /// Starts a binary: paints the stack, starts SysTick and logs the model's and the
+    /// workspace's sizes.
+    pub fn begin(model_bytes: usize, workspace_bytes: usize) {
+        paint_stack();
+        start_systick();
+        defmt::info!(
+            "model {=usize} bytes; workspace {=usize} bytes",
+            model_bytes,
+            workspace_bytes
+        );
+    }
+
+    /// Ends a binary: on success `log` reports the result (the lines `run-qemu.sh` compares with
+    /// the host's) and the emulation exits with success; an error is logged and it exits with
+    /// failure.
+    pub fn finish<R, E: core::fmt::Debug>(result: Result<R, E>, log: impl FnOnce(&R)) -> ! {
+        match result {
+            Ok(r) => {
+                log(&r);
+                exit(true)
+            }
+            Err(e) => {
+                defmt::error!("failed: {}", defmt::Debug2Format(&e));
+                exit(false)
+            }
+        }
+    }
+
     /// Ends the emulation with success or failure.
     pub fn exit(ok: bool) -> ! {
         debug::exit(if ok { EXIT_SUCCESS } else { EXIT_FAILURE });
@@ -92,13 +120,7 @@ pub mod board {
         log: fn(&nmflow_fw_app::MnistReport),
     ) -> ! {
         use nmflow_fw_app::{MNIST_SEED, assets, run_mnist};
-        paint_stack();
-        start_systick();
-        defmt::info!(
-            "model {=usize} bytes; workspace {=usize} bytes",
-            model.len(),
-            nmflow_runtime::Workspace::<N>::bytes()
-        );
+        begin(model.len(), nmflow_runtime::Workspace::<N>::bytes());
         let start = now();
         let mut ticks_per_synthesis = 0u32;
         let mut on_synthesis = |_seed: u64| ticks_per_synthesis = ticks(start, now());
@@ -110,17 +132,10 @@ pub mod board {
             ws,
             &mut on_synthesis,
         );
-        match r {
-            Ok(r) => {
-                log(&r);
-                log_resources(ticks_per_synthesis);
-                exit(true)
-            }
-            Err(e) => {
-                defmt::error!("failed: {}", defmt::Debug2Format(&e));
-                exit(false)
-            }
-        }
+        finish(r, |r| {
+            log(r);
+            log_resources(ticks_per_synthesis);
+        })
     }
 
     #[panic_handler]

@@ -8,16 +8,14 @@
 use cortex_m_rt::entry;
 use defmt_rtt as _;
 use nmflow_fw_app::{MnistWorkspace, assets, run_mnist_demo};
-use nrf52840_hal as _; // the device crate: interrupt vectors, memory layout
+use nmflow_fw_nrf52840_dk::{enable_cycle_counter, report_and_sleep};
 use panic_probe as _;
 
 static mut WORKSPACE: MnistWorkspace = MnistWorkspace::new();
 
 #[entry]
 fn main() -> ! {
-    let mut cp = cortex_m::Peripherals::take().unwrap_or_else(|| panic!("core peripherals taken"));
-    cp.DCB.enable_trace();
-    cp.DWT.enable_cycle_counter();
+    enable_cycle_counter();
     // SAFETY: the only reference to the workspace, taken once in main.
     let ws = unsafe { &mut *core::ptr::addr_of_mut!(WORKSPACE) };
     defmt::info!(
@@ -30,11 +28,5 @@ fn main() -> ! {
         let cycles = cortex_m::peripheral::DWT::cycle_count().wrapping_sub(start);
         defmt::info!("synthesis: {=u32} cycles", cycles);
     };
-    match run_mnist_demo(ws, &mut on_synthesis) {
-        Ok(r) => r.log(),
-        Err(e) => defmt::error!("failed: {}", defmt::Debug2Format(&e)),
-    }
-    loop {
-        cortex_m::asm::wfi();
-    }
+    report_and_sleep(run_mnist_demo(ws, &mut on_synthesis), |r| r.log())
 }

@@ -8,19 +8,14 @@
 use cortex_m_rt::entry;
 use defmt_rtt as _;
 use nmflow_fw_app::{AppWorkspace, assets, run_demo};
-use nmflow_fw_nrf52840_dk::{bus, sensors};
-use nrf52840_hal as hal;
+use nmflow_fw_nrf52840_dk::{report_and_sleep, sensors, start};
 use panic_probe as _;
 
 static mut WORKSPACE: AppWorkspace = AppWorkspace::new();
 
 #[entry]
 fn main() -> ! {
-    let mut cp = cortex_m::Peripherals::take().unwrap_or_else(|| panic!("core peripherals taken"));
-    let dp = hal::pac::Peripherals::take().unwrap_or_else(|| panic!("peripherals taken"));
-    cp.DCB.enable_trace();
-    cp.DWT.enable_cycle_counter();
-    let shared = core::cell::RefCell::new(bus(dp.TWIM0, dp.P0));
+    let shared = start();
     let (mut test, mut shifted) = sensors(&shared);
     // SAFETY: the only reference to the workspace, taken once in main.
     let ws = unsafe { &mut *core::ptr::addr_of_mut!(WORKSPACE) };
@@ -35,11 +30,8 @@ fn main() -> ! {
         }
         start = now;
     };
-    match run_demo(&mut test, &mut shifted, ws, &mut on_synthesis) {
-        Ok(r) => r.log(),
-        Err(e) => defmt::error!("failed: {}", defmt::Debug2Format(&e)),
-    }
-    loop {
-        cortex_m::asm::wfi();
-    }
+    report_and_sleep(
+        run_demo(&mut test, &mut shifted, ws, &mut on_synthesis),
+        |r| r.log(),
+    )
 }

@@ -20,16 +20,13 @@ mod firmware {
 
     #[entry]
     fn main() -> ! {
-        board::paint_stack();
-        board::start_systick();
+        board::begin(
+            assets::SHIFT_MODEL.len(),
+            core::mem::size_of::<ShiftWorkspace>(),
+        );
         // SAFETY: the only reference to the workspace, taken once in main.
         let ws = unsafe { &mut *core::ptr::addr_of_mut!(WORKSPACE) };
         let (mut test, mut shifted) = embedded_sensors();
-        defmt::info!(
-            "model {=usize} bytes; detector workspace {=usize} bytes",
-            assets::SHIFT_MODEL.len(),
-            core::mem::size_of::<ShiftWorkspace>()
-        );
         let mut last = board::now();
         let (mut total, mut most, mut decisions) = (0u64, 0u32, 0u32);
         let mut on_decision = || {
@@ -40,27 +37,21 @@ mod firmware {
             decisions += 1;
             last = board::now();
         };
-        match run_shift_demo(&mut test, &mut shifted, ws, &mut on_decision) {
-            Ok(r) => {
-                r.log();
-                let per = total / u64::from(decisions.max(1));
-                defmt::info!(
-                    "decision: {=u64} SysTick ticks on average, {=u32} at most (~{=u64} and {=u32} instructions under -icount shift=0)",
-                    per,
-                    most,
-                    per * u64::from(board::INSTRUCTIONS_PER_TICK),
-                    most.saturating_mul(board::INSTRUCTIONS_PER_TICK)
-                );
-                defmt::info!(
-                    "stack high-water mark {=usize} bytes",
-                    board::stack_high_water()
-                );
-                board::exit(true)
-            }
-            Err(e) => {
-                defmt::error!("failed: {}", defmt::Debug2Format(&e));
-                board::exit(false)
-            }
-        }
+        let r = run_shift_demo(&mut test, &mut shifted, ws, &mut on_decision);
+        board::finish(r, |r| {
+            r.log();
+            let per = total / u64::from(decisions.max(1));
+            defmt::info!(
+                "decision: {=u64} SysTick ticks on average, {=u32} at most (~{=u64} and {=u32} instructions under -icount shift=0)",
+                per,
+                most,
+                per * u64::from(board::INSTRUCTIONS_PER_TICK),
+                most.saturating_mul(board::INSTRUCTIONS_PER_TICK)
+            );
+            defmt::info!(
+                "stack high-water mark {=usize} bytes",
+                board::stack_high_water()
+            );
+        })
     }
 }

@@ -17,16 +17,10 @@ mod firmware {
 
     #[entry]
     fn main() -> ! {
-        board::paint_stack();
-        board::start_systick();
+        board::begin(assets::MODEL.len(), AppWorkspace::bytes());
         // SAFETY: the only reference to the workspace, taken once in main.
         let ws = unsafe { &mut *core::ptr::addr_of_mut!(WORKSPACE) };
         let (mut test, mut shifted) = embedded_sensors();
-        defmt::info!(
-            "model {=usize} bytes; workspace {=usize} bytes",
-            assets::MODEL.len(),
-            AppWorkspace::bytes()
-        );
         let mut last = board::now();
         let mut ticks_per_synthesis = 0u32;
         let mut first = true;
@@ -38,16 +32,10 @@ mod firmware {
             }
             last = now;
         };
-        match run_demo(&mut test, &mut shifted, ws, &mut on_synthesis) {
-            Ok(r) => {
-                r.log();
-                board::log_resources(ticks_per_synthesis);
-                board::exit(true)
-            }
-            Err(e) => {
-                defmt::error!("failed: {}", defmt::Debug2Format(&e));
-                board::exit(false)
-            }
-        }
+        let r = run_demo(&mut test, &mut shifted, ws, &mut on_synthesis);
+        board::finish(r, |r| {
+            r.log();
+            board::log_resources(ticks_per_synthesis);
+        })
     }
 }
