@@ -142,23 +142,24 @@ fn the_class_equivariant_field_makes_classifiers_for_unseen_tasks() {
     train(ConditionKind::Classes, &out);
     let model = MetaModel::<Cpu>::load(&out, &Default::default()).unwrap();
     let manifest = Manifest::read(zoo).unwrap();
+    let unseen_opts = TaskEvalOptions {
+        tasks: TaskSplit::Unseen,
+        max_tasks: 2,
+        shots: vec![3],
+        guidance: vec![0.0, 1.0],
+        samples: 5,
+        solver: model.config.solver,
+        steps: model.config.solver_steps,
+        seed: 1,
+        few_shot_steps: 0,
+        fine_tune_steps: 0,
+        novelty_zoo: Some(zoo.to_path_buf()),
+    };
     let unseen = evaluate_tasks::<CpuAutodiff>(
         &model,
         &manifest,
         &data_dir(),
-        &TaskEvalOptions {
-            tasks: TaskSplit::Unseen,
-            max_tasks: 2,
-            shots: vec![3],
-            guidance: vec![0.0, 1.0],
-            samples: 5,
-            solver: model.config.solver,
-            steps: model.config.solver_steps,
-            seed: 1,
-            few_shot_steps: 0,
-            fine_tune_steps: 0,
-            novelty_zoo: Some(zoo.to_path_buf()),
-        },
+        &unseen_opts,
         &Default::default(),
     )
     .unwrap();
@@ -185,19 +186,53 @@ fn the_class_equivariant_field_makes_classifiers_for_unseen_tasks() {
         cond.acc,
         uncond.acc
     );
-    the_device_runs_the_exported_field(&out, &model, &tmp, cond.acc.acc_mean);
+    // Fresh tasks: the zoo's generator past its 8 tasks, none of them trained; their ceiling is
+    // the runs of the zoo's unseen tasks, and there is no novelty (no runs of their own).
+    let fresh = evaluate_tasks::<CpuAutodiff>(
+        &model,
+        &manifest,
+        &data_dir(),
+        &TaskEvalOptions {
+            tasks: TaskSplit::Fresh,
+            max_tasks: 3,
+            ..unseen_opts.clone()
+        },
+        &Default::default(),
+    )
+    .unwrap();
+    let table = manifest.tasks.as_ref().unwrap();
+    assert_eq!(fresh.task_ids, vec![8, 9, 10]);
+    assert_eq!(
+        (fresh.trained_runs, fresh.trained.acc_mean),
+        (unseen.trained_runs, unseen.trained.acc_mean)
+    );
+    assert!(fresh.novelty.is_empty());
+    let (f_uncond, f_cond) = (&fresh.rows[0], &fresh.rows[1]);
+    assert!(
+        f_cond.acc.acc_mean > f_uncond.acc.acc_mean + 0.05,
+        "conditional {:?} vs unconditional {:?} on fresh tasks",
+        f_cond.acc,
+        f_uncond.acc
+    );
+    assert_eq!(table.count, 8);
+    the_device_runs_the_exported_field(
+        &out,
+        &model,
+        &tmp,
+        (cond.acc.acc_mean, f_cond.acc.acc_mean),
+    );
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
 /// The exported class-conditioned field on the device runtime: the f32 file makes the host
 /// sampler's classifiers for a task's support set (guided or not, whatever the order of the
-/// examples), bad support sets are refused, and the int8 file's accuracy on the unseen tasks is
-/// the host's (`host_acc`, w = 1, the same support sets and seeds) within 0.5 pp.
+/// examples), bad support sets are refused, and the int8 file's accuracy on the unseen and the
+/// fresh tasks is the host's (`host_acc`, w = 1, the same support sets and seeds) within 0.5 pp.
 fn the_device_runs_the_exported_field(
     dir: &Path,
     model: &MetaModel<Cpu>,
     tmp: &Path,
-    host_acc: f64,
+    host_acc: (f64, f64),
 ) {
     use nmflow_host::data::Dataset;
     use nmflow_host::edge::{HostWorkspace, edge_eval_jobs};
@@ -332,22 +367,27 @@ fn the_device_runs_the_exported_field(
     // The int8 file on the unseen tasks, as `nmflow eval` measured the host's samples.
     let int8_file = tmp.join("cond-int8.nmf");
     export(dir, Quant::Int8, None, None, &int8_file).unwrap();
-    let source = TaskSource::Zoo {
-        zoo: zoo().to_path_buf(),
-        split: TaskSplit::Unseen,
-        shots: 3,
-        max_tasks: 2,
-    };
     let view_name = "mnist8".parse().unwrap();
-    let edge = edge_eval_jobs(&int8_file, 5, view_name, &data_dir(), &mut |m, d| {
-        device::jobs(&source, 1.0, 1, view_name, m, d)
-    })
-    .unwrap();
-    assert_eq!(edge.n, 10);
-    assert_eq!(edge.tasks.as_ref().unwrap().task_ids, vec![6, 7]);
-    assert!(
-        (edge.acc_mean - host_acc).abs() <= 0.005,
-        "device {} vs host {host_acc}",
-        edge.acc_mean
-    );
+    for (split, ids, host) in [
+        (TaskSplit::Unseen, vec![6, 7], host_acc.0),
+        (TaskSplit::Fresh, vec![8, 9, 10], host_acc.1),
+    ] {
+        let source = TaskSource::Zoo {
+            zoo: zoo().to_path_buf(),
+            split,
+            shots: 3,
+            max_tasks: ids.len(),
+        };
+        let edge = edge_eval_jobs(&int8_file, 5, view_name, &data_dir(), &mut |m, d| {
+            device::jobs(&source, 1.0, 1, view_name, m, d)
+        })
+        .unwrap();
+        assert_eq!(edge.n, 5 * ids.len());
+        assert_eq!(edge.tasks.as_ref().unwrap().task_ids, ids);
+        assert!(
+            (edge.acc_mean - host).abs() <= 0.005,
+            "{split:?}: device {} vs host {host}",
+            edge.acc_mean
+        );
+    }
 }

@@ -52,7 +52,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// A conditioned model (`train --condition`) is measured on tasks of its multi-task zoo:
-    /// `unseen` (never used in training) or `seen`, at its own sampler; the report (eval.json)
+    /// `unseen` (never used in training), `seen`, or `fresh` (more unseen tasks of the zoo's
+    /// family than it holds, from its task generator), at its own sampler; the report (eval.json)
     /// gives, per shot count and guidance weight, the accuracy of --per-task classifiers per task
     /// against the task's labels, beside the zoo's runs of those tasks (the ceiling).
     #[arg(long, value_enum, default_value_t = crate::meta::condition::sample::TaskSplit::Unseen)]

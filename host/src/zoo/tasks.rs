@@ -10,6 +10,10 @@
 //!
 //! Run `i` trains task `i mod N`; the last `M` tasks (default `N / 8`) are unseen: their runs are
 //! recorded in the manifest's `split.unseen`, neither in `split.train` nor in `split.heldout`.
+//!
+//! Fresh tasks ([`TaskTable::fresh`]) continue the generator past the zoo's last task (`t ≥ N`):
+//! tasks of the same family that no run trained, for measuring a conditioned model on more unseen
+//! tasks than the zoo holds.
 
 use std::str::FromStr;
 
@@ -142,6 +146,33 @@ impl TaskSpec {
     }
 }
 
+impl TaskTable {
+    /// `n` fresh tasks: ids `count, count + 1, …` of the family's generator with the zoo's seed
+    /// `seed`, skipping any whose label map equals one of the zoo's or an earlier fresh task's
+    /// (no run trained any of them). Fewer than `n` when the family runs out (a few classes have
+    /// few labellings): the generator is tried `64·n + 1,024` times at most.
+    pub fn fresh(&self, seed: u64, n: usize, classes: usize) -> Vec<(usize, Vec<u8>)> {
+        let spec = TaskSpec {
+            family: self.family,
+            count: self.count,
+            unseen: self.unseen.len(),
+        };
+        let mut out: Vec<(usize, Vec<u8>)> = Vec::with_capacity(n);
+        let tries = n.saturating_mul(64).saturating_add(1024);
+        for t in self.count..self.count.saturating_add(tries) {
+            if out.len() == n {
+                break;
+            }
+            let map = spec.label_map(seed, t, classes);
+            let known = self.label_maps.contains(&map) || out.iter().any(|(_, m)| *m == map);
+            if !known {
+                out.push((t, map));
+            }
+        }
+        out
+    }
+}
+
 /// The tasks of a multi-task zoo, in its manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskTable {
@@ -198,6 +229,23 @@ mod tests {
             assert_eq!(s, (0..10).collect::<Vec<u8>>());
         }
         assert_ne!(table.label_maps[0], table.label_maps[1]);
+        // Fresh tasks continue the generator: the same maps a larger zoo would have made.
+        let larger: TaskSpec = "perm:12:unseen=2".parse().unwrap();
+        let fresh = table.fresh(3, 4, 10);
+        assert_eq!(
+            fresh.iter().map(|f| f.0).collect::<Vec<_>>(),
+            [8, 9, 10, 11]
+        );
+        for (t, m) in &fresh {
+            assert_eq!(*m, larger.label_map(3, *t, 10));
+            assert!(!table.label_maps.contains(m));
+        }
+        // Only 2 labellings of 2 classes exist: none is fresh once the zoo holds both.
+        let two = TaskTable {
+            label_maps: vec![vec![0, 1], vec![1, 0]],
+            ..t.table(3, 2)
+        };
+        assert!(two.fresh(3, 1, 2).is_empty());
         assert_eq!(table, t.table(3, 10));
         assert_ne!(table, t.table(4, 10));
         assert_eq!(t.task_of(9), 1);

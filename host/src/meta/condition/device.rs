@@ -109,12 +109,13 @@ pub fn jobs(
                 return Err(UsageError("--shots and --max-tasks must be at least 1".into()).into());
             }
             let manifest = crate::zoo::Manifest::read(zoo)?;
-            let table = manifest.tasks.as_ref().ok_or_else(|| {
-                UsageError(format!(
+            if manifest.tasks.is_none() {
+                return Err(UsageError(format!(
                     "--zoo {}: a single-task zoo has no tasks (build one with `nmflow zoo --tasks`)",
                     zoo.display()
                 ))
-            })?;
+                .into());
+            }
             if manifest.config.dataset != view {
                 return Err(UsageError(format!(
                     "--zoo {}: its tasks are labellings of {}, not of --dataset {view}",
@@ -124,16 +125,13 @@ pub fn jobs(
                 .into());
             }
             let pool = SupportPool::new(&data.train, classes)?;
-            let ids: Vec<usize> = (0..table.count)
-                .filter(|t| table.unseen.contains(t) == (*split == TaskSplit::Unseen))
-                .take(*max_tasks)
-                .collect();
-            let jobs = ids
-                .iter()
-                .map(|&t| {
-                    let map = &table.label_maps[t];
-                    let s = pool.draw_task(map, *shots, seed, t);
-                    job(s, Some(map.clone()), derive_seed(seed, t as u64))
+            let tasks = super::sample::split_tasks(&manifest, *split, *max_tasks)?;
+            let ids: Vec<usize> = tasks.iter().map(|t| t.0).collect();
+            let jobs = tasks
+                .into_iter()
+                .map(|(t, map)| {
+                    let s = pool.draw_task(&map, *shots, seed, t);
+                    job(s, Some(map), derive_seed(seed, t as u64))
                 })
                 .collect();
             (jobs, ids, shots * classes)

@@ -1,6 +1,7 @@
 //! Sampling a conditioned meta-model for a task, with classifier-free guidance, and measuring it
 //! on the tasks of a multi-task zoo (`nmflow eval` of a conditioned model).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
@@ -109,6 +110,41 @@ pub enum TaskSplit {
     Unseen,
     /// Tasks seen in training.
     Seen,
+    /// Tasks of the zoo's family that it does not hold: its task generator continued past its
+    /// last task, so never seen in training and as many as --max-tasks asks for. Their ceiling is
+    /// the zoo's runs of its unseen tasks (a relabelling changes nothing training reaches); no
+    /// novelty (no runs of their own).
+    Fresh,
+}
+
+/// The tasks of `split` to measure (at most `max`): ids and label maps.
+///
+/// # Errors
+/// A zoo without tasks; fewer fresh tasks than asked (the family ran out of labellings).
+pub fn split_tasks(
+    manifest: &Manifest,
+    split: TaskSplit,
+    max: usize,
+) -> Result<Vec<(usize, Vec<u8>)>, UsageError> {
+    let table = manifest.tasks.as_ref().ok_or_else(|| {
+        UsageError("the zoo has no tasks (build it with `nmflow zoo --tasks`)".into())
+    })?;
+    if split == TaskSplit::Fresh {
+        let classes = manifest.config.arch.num_classes();
+        let fresh = table.fresh(manifest.config.seed, max, classes);
+        if fresh.len() < max {
+            return Err(UsageError(format!(
+                "--max-tasks {max}: the zoo's family has only {} labellings of {classes} classes it does not hold",
+                fresh.len()
+            )));
+        }
+        return Ok(fresh);
+    }
+    Ok((0..table.count)
+        .filter(|t| table.unseen.contains(t) == (split == TaskSplit::Unseen))
+        .take(max)
+        .map(|t| (t, table.label_maps[t].clone()))
+        .collect())
 }
 
 /// What to measure.
@@ -173,13 +209,14 @@ pub struct FewShotRow {
 /// What the evaluation of a conditioned model reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct TaskEvalReport {
-    /// `unseen` or `seen`.
+    /// `unseen`, `seen` or `fresh`.
     pub tasks: TaskSplit,
     /// Tasks measured.
     pub task_ids: Vec<usize>,
     /// Classifiers per task and row.
     pub samples: usize,
-    /// The ceiling: the zoo's runs of these tasks, trained on each task's full training set.
+    /// The ceiling: the zoo's runs of these tasks, trained on each task's full training set (for
+    /// fresh tasks, the runs of the zoo's unseen tasks).
     pub trained: AccStats,
     /// Runs behind the ceiling.
     pub trained_runs: usize,
@@ -233,10 +270,14 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
     if opts.samples == 0 || opts.max_tasks == 0 {
         return Err(UsageError("--n and --max-tasks must be at least 1".into()).into());
     }
-    let ids: Vec<usize> = (0..table.count)
-        .filter(|t| table.unseen.contains(t) == (opts.tasks == TaskSplit::Unseen))
-        .take(opts.max_tasks)
-        .collect();
+    let tasks = split_tasks(manifest, opts.tasks, opts.max_tasks)?;
+    let ids: Vec<usize> = tasks.iter().map(|t| t.0).collect();
+    let maps: BTreeMap<usize, Vec<u8>> = tasks.into_iter().collect();
+    // Fresh tasks have no runs: their ceiling is the runs of the zoo's unseen tasks.
+    let ceiling_tasks: &[usize] = match opts.tasks {
+        TaskSplit::Fresh => &table.unseen,
+        _ => &ids,
+    };
     let data = Dataset::load(manifest.config.dataset, data_dir)?;
     let classes = manifest.config.arch.num_classes();
     let pool = SupportPool::new(&data.train, classes)?;
@@ -245,7 +286,7 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
     let trained: Vec<f64> = manifest
         .runs
         .iter()
-        .filter(|r| r.task.is_some_and(|t| ids.contains(&t)))
+        .filter(|r| r.task.is_some_and(|t| ceiling_tasks.contains(&t)))
         .map(|r| f64::from(r.final_test_acc))
         .collect();
     let mut rows = Vec::new();
@@ -256,8 +297,7 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
             let mut accs = Vec::new();
             let mut task_means = Vec::new();
             let mut nfe = 0;
-            for &t in &ids {
-                let map = &table.label_maps[t];
+            for (&t, map) in &maps {
                 let support = pool.draw_task(map, shots, opts.seed, t);
                 let (wts, used) = model.sample_task(
                     &support,
@@ -303,8 +343,7 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
     let mut few = Vec::new();
     for &shots in opts.shots.iter().filter(|_| opts.few_shot_steps > 0) {
         let (mut accs, mut task_means, mut stops) = (Vec::new(), Vec::new(), Vec::new());
-        for &t in &ids {
-            let map = &table.label_maps[t];
+        for (&t, map) in &maps {
             // The same support set as the conditioned rows.
             let support = pool.draw_task(map, shots, opts.seed, t);
             let r = super::baseline::few_shot::<B>(
@@ -333,7 +372,7 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
     for &shots in opts.shots.iter().filter(|_| opts.fine_tune_steps > 0) {
         let (mut accs, mut task_means) = (Vec::new(), Vec::new());
         for (_, t, wts) in conditioned.iter().filter(|c| c.0 == shots) {
-            let map = &table.label_maps[*t];
+            let map = &maps[t];
             let support = pool.draw_task(map, shots, opts.seed, *t);
             let r = super::baseline::fine_tune::<B>(
                 &manifest.config,
@@ -359,7 +398,8 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
         }
     }
     let novelty = match &opts.novelty_zoo {
-        Some(zoo) => super::novelty::novelty::<B::InnerBackend>(
+        // Fresh tasks have no runs of their own to compare with.
+        Some(zoo) if opts.tasks != TaskSplit::Fresh => super::novelty::novelty::<B::InnerBackend>(
             arch,
             layout,
             manifest,
@@ -369,7 +409,7 @@ pub fn evaluate_tasks<B: burn::tensor::backend::AutodiffBackend>(
             opts.samples,
             device,
         )?,
-        None => Vec::new(),
+        _ => Vec::new(),
     };
     Ok(TaskEvalReport {
         novelty,
