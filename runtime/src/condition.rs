@@ -192,7 +192,8 @@ fn context<'s>(m: &Dims, ctx: &'s [f32]) -> Context<'s> {
 /// # Errors
 /// [`Error::InputLength`] when the inputs are not `labels.len()` examples of the classifier's
 /// input size, [`Error::EmptySupport`] for no example, [`Error::SupportLabel`] for a label outside
-/// the classes, [`Error::MissingClass`] for a class without an example.
+/// the classes. A label without an example is one the task does not use: its class token is
+/// all zeros before the head (no prototype, no mean input), as on the host.
 pub fn prepare(
     model: &ModelView<'_>,
     cond: &ConditionSection<'_>,
@@ -262,11 +263,13 @@ pub fn prepare(
         .zip(kappa.chunks_exact_mut(m.a.max(1)))
         .zip(counts.iter());
     for (((p, xb), k), &n) in classes {
+        // An absent label keeps its zeros.
+        let scale = if n > 0.0 { 1.0 / n } else { 0.0 };
         for v in p.iter_mut() {
-            *v /= n;
+            *v *= scale;
         }
         for v in xb.iter_mut() {
-            *v /= n;
+            *v *= scale;
         }
         let (q, rest) = split(token, m.embed);
         rows(&cond.head, p, &[], |o, v| {
@@ -307,11 +310,6 @@ fn check_support(s: &Support<'_>, d: usize, classes: usize) -> Result<(), Error>
         return Err(Error::SupportLabel {
             index: sat_u32(i),
             label: l,
-        });
-    }
-    if let Some(c) = (0..classes).find(|&c| !s.labels.iter().any(|&l| usize::from(l) == c)) {
-        return Err(Error::MissingClass {
-            class: u8::try_from(c).unwrap_or(u8::MAX),
         });
     }
     Ok(())

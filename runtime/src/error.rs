@@ -41,11 +41,6 @@ pub enum Error {
         /// Its label.
         label: u8,
     },
-    /// A class of the task has no example in the support set.
-    MissingClass {
-        /// The class.
-        class: u8,
-    },
     /// An input has the wrong length.
     InputLength {
         /// Expected length.
@@ -86,9 +81,6 @@ impl fmt::Display for Error {
                 f,
                 "support example {index} has label {label}, outside the classifier's classes"
             ),
-            Self::MissingClass { class } => {
-                write!(f, "class {class} has no example in the support set")
-            }
             Self::NonFiniteState { step } => write!(f, "state became non-finite at step {step}"),
             Self::InputLength { expected, found } => {
                 write!(

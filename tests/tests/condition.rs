@@ -1,6 +1,6 @@
-//! A conditioned meta-model on a small real multi-task zoo (label permutations of mnist8): it
-//! trains, and its classifiers for seen tasks beat the unconditional field's on those tasks'
-//! labels (`host/tests/cli.rs` checks that a killed run resumes to the same bytes; the guidance
+//! A conditioned meta-model on small real multi-task zoos (label permutations of mnist8, and its
+//! classes merged in pairs): it trains, and its classifiers for seen and unseen tasks beat the
+//! unconditional field's on those tasks' labels (`host/tests/cli.rs` checks that a killed run resumes to the same bytes; the guidance
 //! arithmetic is a unit test of `meta::condition::sample`).
 
 use nmflow_host::backend::{Cpu, CpuAutodiff};
@@ -14,38 +14,52 @@ use nmflow_tests::{data_dir, temp_dir};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// The small multi-task zoo both tests train on (built once).
+/// The small permutation zoo the first two tests train on (built once).
 fn zoo() -> &'static Path {
     static ZOO: OnceLock<PathBuf> = OnceLock::new();
-    ZOO.get_or_init(|| {
-        let zoo = temp_dir("condition-zoo").join("zoo");
-        let cfg = ZooConfig {
-            dataset: "mnist8".parse().unwrap(),
-            arch: "mlp:64-16-10".parse().unwrap(),
-            runs: 96,
-            epochs: 2,
-            batch_size: 64,
-            optimizer: Optimizer::Adam,
-            lr: 3e-3,
-            momentum: 0.0,
-            checkpoints: "early,epochs".into(),
-            seed: 3,
-            shard_runs: 48,
-            heldout_fraction: 0.2,
-            tasks: Some("perm:8:unseen=2".parse().unwrap()),
-        };
-        let opts = RunOptions {
-            quiet: true,
-            jobs: 2,
-            ..RunOptions::default()
-        };
-        run_zoo::<CpuAutodiff>(&cfg, &zoo, &data_dir(), &opts, &Default::default()).unwrap();
-        zoo
-    })
+    ZOO.get_or_init(|| build_zoo("condition-zoo", "perm:8:unseen=2"))
 }
 
-/// A conditioned field of `kind` trained on the zoo for 240 steps (3 shots) into `out`.
+/// The small pairs zoo (the classes merged in pairs; labels 5 to 9 unused).
+fn pairs_zoo() -> &'static Path {
+    static ZOO: OnceLock<PathBuf> = OnceLock::new();
+    ZOO.get_or_init(|| build_zoo("condition-pairs-zoo", "pairs:8:unseen=2"))
+}
+
+/// 96 runs of `mlp:64-16-10` on mnist8 over the tasks `tasks`.
+fn build_zoo(name: &str, tasks: &str) -> PathBuf {
+    let zoo = temp_dir(name).join("zoo");
+    let cfg = ZooConfig {
+        dataset: "mnist8".parse().unwrap(),
+        arch: "mlp:64-16-10".parse().unwrap(),
+        runs: 96,
+        epochs: 2,
+        batch_size: 64,
+        optimizer: Optimizer::Adam,
+        lr: 3e-3,
+        momentum: 0.0,
+        checkpoints: "early,epochs".into(),
+        seed: 3,
+        shard_runs: 48,
+        heldout_fraction: 0.2,
+        tasks: Some(tasks.parse().unwrap()),
+    };
+    let opts = RunOptions {
+        quiet: true,
+        jobs: 2,
+        ..RunOptions::default()
+    };
+    run_zoo::<CpuAutodiff>(&cfg, &zoo, &data_dir(), &opts, &Default::default()).unwrap();
+    zoo
+}
+
+/// A conditioned field of `kind` trained on the permutation zoo for 240 steps (3 shots).
 fn train(kind: ConditionKind, out: &Path) -> nmflow_host::meta::train::TrainSummary {
+    train_on(zoo(), kind, out)
+}
+
+/// A conditioned field of `kind` trained on `zoo` for 240 steps (3 shots) into `out`.
+fn train_on(zoo: &Path, kind: ConditionKind, out: &Path) -> nmflow_host::meta::train::TrainSummary {
     let request = TrainRequest {
         condition: Some(kind),
         shots: 3,
@@ -55,7 +69,7 @@ fn train(kind: ConditionKind, out: &Path) -> nmflow_host::meta::train::TrainSumm
         depth: 2,
         ..TrainRequest::default()
     };
-    let mcfg = request.resolve(zoo()).unwrap();
+    let mcfg = request.resolve(zoo).unwrap();
     assert!(mcfg.condition.is_some());
     let env = TrainEnv {
         data_dir: data_dir(),
@@ -63,7 +77,83 @@ fn train(kind: ConditionKind, out: &Path) -> nmflow_host::meta::train::TrainSumm
         engine: Engine::Auto,
         force: false,
     };
-    train_meta::<CpuAutodiff>(&mcfg, zoo(), out, &env, &Default::default()).unwrap()
+    train_meta::<CpuAutodiff>(&mcfg, zoo, out, &env, &Default::default()).unwrap()
+}
+
+/// Two unseen tasks, 3 shots, w = 0 and 1, 5 classifiers each, no baselines; novelty against
+/// `novelty_zoo`.
+fn unseen_options(model: &MetaModel<Cpu>, novelty_zoo: Option<&Path>) -> TaskEvalOptions {
+    TaskEvalOptions {
+        tasks: TaskSplit::Unseen,
+        max_tasks: 2,
+        shots: vec![3],
+        guidance: vec![0.0, 1.0],
+        samples: 5,
+        solver: model.config.solver,
+        steps: model.config.solver_steps,
+        seed: 1,
+        few_shot_steps: 0,
+        fine_tune_steps: 0,
+        novelty_zoo: novelty_zoo.map(Path::to_path_buf),
+    }
+}
+
+/// The second family: the class-equivariant field on the pairs zoo, whose support sets hold no
+/// example of the five unused labels. Conditioned classifiers beat unconditional ones on the
+/// unseen tasks' labels, and the device (int8) measures what the host does, absent labels
+/// included.
+#[test]
+fn the_class_equivariant_field_learns_which_classes_share_a_label() {
+    use nmflow_host::edge::edge_eval_jobs;
+    use nmflow_host::export::{Quant, export};
+    use nmflow_host::meta::condition::device::{self, TaskSource};
+
+    let tmp = temp_dir("condition-pairs");
+    let zoo = pairs_zoo();
+    let out = tmp.join("model");
+    train_on(zoo, ConditionKind::Classes, &out);
+    let model = MetaModel::<Cpu>::load(&out, &Default::default()).unwrap();
+    let manifest = Manifest::read(zoo).unwrap();
+    let table = manifest.tasks.as_ref().unwrap();
+    assert!(table.label_maps.iter().all(|m| m.iter().all(|&l| l < 5)));
+    let unseen = evaluate_tasks::<CpuAutodiff>(
+        &model,
+        &manifest,
+        &data_dir(),
+        &unseen_options(&model, None),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(unseen.task_ids, vec![6, 7]);
+    assert!(unseen.trained.acc_mean > 0.8, "{:?}", unseen.trained);
+    let (uncond, cond) = (&unseen.rows[0], &unseen.rows[1]);
+    assert!(
+        cond.acc.acc_mean > uncond.acc.acc_mean + 0.05,
+        "conditional {:?} vs unconditional {:?} on unseen pairs tasks",
+        cond.acc,
+        uncond.acc
+    );
+    let int8_file = tmp.join("pairs-int8.nmf");
+    export(&out, Quant::Int8, None, None, &int8_file).unwrap();
+    let view = "mnist8".parse().unwrap();
+    let source = TaskSource::Zoo {
+        zoo: zoo.to_path_buf(),
+        split: TaskSplit::Unseen,
+        shots: 3,
+        max_tasks: 2,
+    };
+    let edge = edge_eval_jobs(&int8_file, 5, view, &data_dir(), &mut |m, d| {
+        device::jobs(&source, 1.0, 1, view, m, d)
+    })
+    .unwrap();
+    assert_eq!(edge.n, 10);
+    assert!(
+        (edge.acc_mean - cond.acc.acc_mean).abs() <= 0.005,
+        "device {} vs host {}",
+        edge.acc_mean,
+        cond.acc.acc_mean
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
 }
 
 #[test]
@@ -142,19 +232,7 @@ fn the_class_equivariant_field_makes_classifiers_for_unseen_tasks() {
     train(ConditionKind::Classes, &out);
     let model = MetaModel::<Cpu>::load(&out, &Default::default()).unwrap();
     let manifest = Manifest::read(zoo).unwrap();
-    let unseen_opts = TaskEvalOptions {
-        tasks: TaskSplit::Unseen,
-        max_tasks: 2,
-        shots: vec![3],
-        guidance: vec![0.0, 1.0],
-        samples: 5,
-        solver: model.config.solver,
-        steps: model.config.solver_steps,
-        seed: 1,
-        few_shot_steps: 0,
-        fine_tune_steps: 0,
-        novelty_zoo: Some(zoo.to_path_buf()),
-    };
+    let unseen_opts = unseen_options(&model, Some(zoo));
     let unseen = evaluate_tasks::<CpuAutodiff>(
         &model,
         &manifest,
@@ -259,11 +337,29 @@ fn the_device_runs_the_exported_field(
         inputs: &support.x,
         labels: &support.labels,
     };
+    // A support set without label 4's examples: the label is absent from the task (an all-zero
+    // class token on both sides, as for the pairs family's unused labels).
+    let keep: Vec<usize> = (0..support.labels.len())
+        .filter(|&i| support.labels[i] != 4)
+        .collect();
+    let d = view.input_dim();
+    let absent = nmflow_host::meta::condition::support::Supports {
+        x: keep
+            .iter()
+            .flat_map(|&i| support.x[i * d..(i + 1) * d].to_vec())
+            .collect(),
+        labels: keep.iter().map(|&i| support.labels[i]).collect(),
+        size: keep.len(),
+    };
     let (n, seed) = (6, 4);
-    for w in [1.0f32, 2.0] {
+    for (w, s) in [(1.0f32, &support), (2.0, &support), (1.0, &absent)] {
+        let task = Support {
+            inputs: &s.x,
+            labels: &s.labels,
+        };
         let (host, host_nfe) = model
             .sample_task(
-                &support,
+                s,
                 n,
                 w,
                 model.config.solver,
@@ -295,7 +391,6 @@ fn the_device_runs_the_exported_field(
         .unwrap()
         .0
         .to_vec();
-    let d = view.input_dim();
     let order: Vec<usize> = (0..support.labels.len()).rev().collect();
     let xs: Vec<f32> = order
         .iter()
@@ -313,19 +408,9 @@ fn the_device_runs_the_exported_field(
         assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
     }
     // Bad support sets and weights are refused, not sampled.
-    let mut missing = support.labels.clone();
-    missing.iter_mut().filter(|l| **l == 4).for_each(|l| *l = 5);
     let mut outside = support.labels.clone();
     outside[2] = 10;
-    let cases: [(Support<'_>, f32, Error); 5] = [
-        (
-            Support {
-                inputs: &support.x,
-                labels: &missing,
-            },
-            1.0,
-            Error::MissingClass { class: 4 },
-        ),
+    let cases: [(Support<'_>, f32, Error); 4] = [
         (
             Support {
                 inputs: &support.x,

@@ -694,7 +694,8 @@ pub fn run_adapt_demo<I: I2c>(
 ///
 /// # Errors
 /// Runtime errors (a model without a condition section, one that does not fit the workspace,
-/// support labels outside the classes or a class without a frame) and bus errors.
+/// support labels outside the classes; a label without a frame is one the task does not use)
+/// and bus errors.
 pub fn run_adapt<I: I2c, const N: usize>(
     model_bytes: &[u8],
     support: &mut FrameSensor<I>,

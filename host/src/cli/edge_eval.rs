@@ -30,7 +30,7 @@ pub struct EdgeEvalArgs {
     /// A conditioned model file (`train --condition classes`, exported) makes classifiers for
     /// the task these labeled examples show, on the device runtime: `PREFIX.images` (stored
     /// pixels of --dataset, as `nmflow dump-inputs` writes them) and `PREFIX.labels` (one label
-    /// byte per example; every class needs one). Classifier i uses derive_seed(seed, i), as
+    /// byte per example; a label without an example is one the task does not use). Classifier i uses derive_seed(seed, i), as
     /// `nmflow sample --support --seed` does, so the two make the same classifiers.
     #[arg(long, value_name = "PREFIX", conflicts_with = "tasks")]
     pub support: Option<PathBuf>,

@@ -70,9 +70,11 @@ pub struct ZooArgs {
     #[arg(long)]
     pub heldout: Option<f64>,
     /// A multi-task zoo: `perm:N[:unseen=M]` spreads the runs over N label permutations of the
-    /// dataset (run i learns task i mod N; task t's permutation is seeded by the zoo's seed and
-    /// t), the last M (default N/8) never used for meta-model training (`split.unseen` in the
-    /// manifest, which records each run's task and every task's label map) [default: one task].
+    /// dataset (run i learns task i mod N; task t's permutation π_t is seeded by the zoo's seed
+    /// and t); `pairs:N[:unseen=M]` over N ways of merging the classes in pairs (class y gets
+    /// label ⌊π_t(y)/2⌋, labels 5 to 9 unused). The last M tasks (default N/8) are never used
+    /// for meta-model training (`split.unseen` in the manifest, which records each run's task
+    /// and every task's label map) [default: one task].
     #[arg(long)]
     pub tasks: Option<String>,
     /// Delete an existing zoo with different settings in --out and start over.

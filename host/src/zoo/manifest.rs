@@ -148,9 +148,7 @@ impl Manifest {
                 "{} is a multi-task zoo ({} tasks of the {} family): its runs learn different labellings; train a meta-model conditioned on the task (`nmflow train --condition support`), or use a single-task zoo",
                 zoo_dir.display(),
                 t.count,
-                match t.family {
-                    super::tasks::TaskFamily::Perm => "label-permutation",
-                }
+                t.family.describe()
             ))),
         }
     }
@@ -230,13 +228,7 @@ impl Manifest {
         }
         let classes = self.dataset.classes;
         for (t, map) in table.label_maps.iter().enumerate() {
-            let mut sorted = map.clone();
-            sorted.sort_unstable();
-            if sorted != (0..classes).map(|c| c as u8).collect::<Vec<_>>() {
-                return Err(format!(
-                    "task {t}'s label map is not a permutation of the {classes} classes"
-                ));
-            }
+            table.family.check_map(t, map, classes)?;
         }
         for r in &self.runs {
             if r.task != Some(spec.task_of(r.index)) {

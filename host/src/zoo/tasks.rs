@@ -7,6 +7,10 @@
 //! | spec | task `t` | generator |
 //! |---|---|---|
 //! | `perm:N[:unseen=M]` | the dataset with its labels relabelled by a permutation `π_t` of the classes (an image of class `y` is labelled `π_t(y)`) | `π_t` = the Fisher–Yates shuffle of `0..C` by `nmflow_runtime::Rng::new(derive_seed(zoo seed, t), 4)` |
+//! | `pairs:N[:unseen=M]` | the classes merged in pairs into `C/2` labels: an image of class `y` is labelled `⌊π_t(y)/2⌋` (which classes share a label, and which label they share, differ between tasks); labels `C/2..C` are never used | `π_t` as for `perm` |
+//!
+//! A pairs task uses half of the classifier's outputs; its support sets hold no example of the
+//! unused labels, which the conditioned field sees as absent (an all-zero class token).
 //!
 //! Run `i` trains task `i mod N`; the last `M` tasks (default `N / 8`) are unseen: their runs are
 //! recorded in the manifest's `split.unseen`, neither in `split.train` nor in `split.heldout`.
@@ -32,6 +36,51 @@ pub const STREAM_TASK: u64 = 4;
 pub enum TaskFamily {
     /// Label permutations of the dataset.
     Perm,
+    /// The classes merged in pairs (`⌊π(y)/2⌋`), half of the labels unused.
+    Pairs,
+}
+
+impl TaskFamily {
+    /// The family's name in messages and `inspect`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Perm => "label-permutation",
+            Self::Pairs => "class-pairs",
+        }
+    }
+
+    /// The spec's prefix (`perm`, `pairs`).
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Perm => "perm",
+            Self::Pairs => "pairs",
+        }
+    }
+
+    /// Checks task `task`'s label map against the family (`classes` classes).
+    ///
+    /// # Errors
+    /// A message saying what the map should be.
+    pub fn check_map(self, task: usize, map: &[u8], classes: usize) -> Result<(), String> {
+        let mut sorted = map.to_vec();
+        sorted.sort_unstable();
+        let expected: Vec<u8> = match self {
+            Self::Perm => (0..classes).map(|c| c as u8).collect(),
+            Self::Pairs => (0..classes).map(|c| (c / 2) as u8).collect(),
+        };
+        if sorted == expected {
+            return Ok(());
+        }
+        Err(match self {
+            Self::Perm => {
+                format!("task {task}'s label map is not a permutation of the {classes} classes")
+            }
+            Self::Pairs => format!(
+                "task {task}'s label map does not merge the {classes} classes in pairs into labels 0 to {}",
+                classes / 2 - 1
+            ),
+        })
+    }
 }
 
 /// The tasks of a zoo, as given (`--tasks`).
@@ -51,12 +100,13 @@ impl FromStr for TaskSpec {
     fn from_str(s: &str) -> Result<Self, UsageError> {
         let bad = || {
             UsageError(format!(
-                "--tasks {s:?}: expected perm:N or perm:N:unseen=M (N tasks, the last M never seen in training)"
+                "--tasks {s:?}: expected FAMILY:N or FAMILY:N:unseen=M, FAMILY perm or pairs (N tasks, the last M never seen in training)"
             ))
         };
         let mut parts = s.split(':');
         let family = match parts.next() {
             Some("perm") => TaskFamily::Perm,
+            Some("pairs") => TaskFamily::Pairs,
             _ => return Err(bad()),
         };
         let count: usize = parts.next().and_then(|n| n.parse().ok()).ok_or_else(bad)?;
@@ -80,9 +130,13 @@ impl FromStr for TaskSpec {
 
 impl std::fmt::Display for TaskSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.family {
-            TaskFamily::Perm => write!(f, "perm:{}:unseen={}", self.count, self.unseen),
-        }
+        write!(
+            f,
+            "{}:{}:unseen={}",
+            self.family.prefix(),
+            self.count,
+            self.unseen
+        )
     }
 }
 
@@ -125,9 +179,10 @@ impl TaskSpec {
     /// Task `task`'s label map (`map[y]` = the label an image of class `y` gets).
     pub fn label_map(&self, seed: u64, task: usize, classes: usize) -> Vec<u8> {
         let mut map: Vec<u8> = (0..classes).map(|c| c as u8).collect();
-        match self.family {
-            TaskFamily::Perm => {
-                Rng::new(derive_seed(seed, task as u64), STREAM_TASK).shuffle(&mut map);
+        Rng::new(derive_seed(seed, task as u64), STREAM_TASK).shuffle(&mut map);
+        if self.family == TaskFamily::Pairs {
+            for l in &mut map {
+                *l /= 2;
             }
         }
         map
@@ -197,8 +252,11 @@ mod tests {
         assert_eq!(t.to_string(), "perm:16:unseen=2");
         assert_eq!(t, t.to_string().parse().unwrap());
         assert_eq!("perm:5:unseen=1".parse::<TaskSpec>().unwrap().unseen, 1);
+        let p: TaskSpec = "pairs:16:unseen=3".parse().unwrap();
+        assert_eq!((p.family, p.count, p.unseen), (TaskFamily::Pairs, 16, 3));
+        assert_eq!(p, p.to_string().parse().unwrap());
         for bad in [
-            "perm",
+            "pairs",
             "perm:x",
             "rot:4",
             "perm:4:seen=1",
@@ -249,5 +307,31 @@ mod tests {
         assert_eq!(table, t.table(3, 10));
         assert_ne!(table, t.table(4, 10));
         assert_eq!(t.task_of(9), 1);
+    }
+
+    #[test]
+    fn pairs_maps_merge_the_classes_two_by_two() {
+        let t: TaskSpec = "pairs:8:unseen=2".parse().unwrap();
+        let perm: TaskSpec = "perm:8:unseen=2".parse().unwrap();
+        let table = t.table(3, 10);
+        for (task, m) in table.label_maps.iter().enumerate() {
+            // The permutation task's labels, halved.
+            let p = perm.label_map(3, task, 10);
+            assert_eq!(*m, p.iter().map(|l| l / 2).collect::<Vec<u8>>());
+            for label in 0..5u8 {
+                assert_eq!(m.iter().filter(|&&l| l == label).count(), 2);
+            }
+            assert!(TaskFamily::Pairs.check_map(task, m, 10).is_ok());
+            assert!(TaskFamily::Perm.check_map(task, m, 10).is_err());
+        }
+        let bad = TaskFamily::Pairs
+            .check_map(4, &[0, 0, 0, 1, 1, 2, 2, 3, 3, 4], 10)
+            .unwrap_err();
+        assert!(bad.contains("task 4's label map does not merge"), "{bad}");
+        let fresh = table.fresh(3, 20, 10);
+        assert_eq!(fresh.len(), 20);
+        for (_, m) in &fresh {
+            assert!(!table.label_maps.contains(m));
+        }
     }
 }

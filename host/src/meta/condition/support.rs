@@ -1,5 +1,7 @@
 //! Support sets: `K` labeled examples per class of a task, drawn from a dataset split, with the
-//! task's labels (an image of class `y` of a label-permutation task is labeled `map[y]`).
+//! task's labels (an image of class `y` is labeled `map[y]`). A label without an example is one
+//! the task does not use (the pairs family leaves half of the labels unused): the encoder gives
+//! it an all-zero prototype and mean input.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -51,12 +53,13 @@ impl Supports {
 impl Supports {
     /// Reads one support set from the files `dump-inputs` writes: `PREFIX.images`, the stored
     /// pixels of every example (`view`'s grey levels, `d` bytes each), and `PREFIX.labels`, one
-    /// label byte per example (the task's labels, below `classes`). Every class needs an example.
+    /// label byte per example (the task's labels, below `classes`). A label without an example
+    /// is one the task does not use.
     ///
     /// # Errors
     /// [`MetaError::File`] for a file that cannot be read; [`MetaError::Usage`] naming the file
     /// for a size that is not a whole number of `d`-pixel images, label and image counts that
-    /// differ, no example at all, a label outside the classes, or a class without an example.
+    /// differ, no example at all, or a label outside the classes.
     pub fn read_files(
         prefix: &Path,
         view: DatasetView,
@@ -101,7 +104,7 @@ impl Supports {
         if n == 0 {
             return Err(bad(
                 &images_path,
-                "holds no example (zero shots); a support set needs at least one labeled example of every class".into(),
+                "holds no example (zero shots); a support set needs at least one labeled example of every class the task uses".into(),
             ));
         }
         if let Some((i, &l)) = labels
@@ -113,15 +116,6 @@ impl Supports {
                 &labels_path,
                 format!(
                     "example {i} has label {l}; the model's tasks have labels 0 to {}",
-                    classes - 1
-                ),
-            ));
-        }
-        if let Some(c) = (0..classes).find(|&c| !labels.iter().any(|&l| usize::from(l) == c)) {
-            return Err(bad(
-                &labels_path,
-                format!(
-                    "no example has label {c}; a support set needs at least one labeled example of every class (0 to {})",
                     classes - 1
                 ),
             ));
@@ -263,7 +257,9 @@ mod tests {
         assert!(err(&write("count", &[1, 2], &[0, 1])).contains("2 labels for 1 images"));
         assert!(err(&write("empty", &[], &[])).contains("zero shots"));
         assert!(err(&write("label", &[1, 2, 3, 4], &[0, 2])).contains("label 2"));
-        assert!(err(&write("class", &[1, 2, 3, 4], &[0, 0])).contains("no example has label 1"));
+        // Label 1 without an example: a task that does not use it.
+        let absent = Supports::read_files(&write("class", &[1, 2, 3, 4], &[0, 0]), view, 2, 2);
+        assert_eq!(absent.unwrap().labels, vec![0, 0]);
         assert!(err(&dir.join("missing")).contains("missing.images"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
