@@ -77,7 +77,7 @@ impl TaskFamily {
             }
             Self::Pairs => format!(
                 "task {task}'s label map does not merge the {classes} classes in pairs into labels 0 to {}",
-                classes / 2 - 1
+                (classes / 2).saturating_sub(1)
             ),
         })
     }
