@@ -263,13 +263,14 @@ pub fn prepare(
         .zip(kappa.chunks_exact_mut(m.a.max(1)))
         .zip(counts.iter());
     for (((p, xb), k), &n) in classes {
-        // An absent label keeps its zeros.
-        let scale = if n > 0.0 { 1.0 / n } else { 0.0 };
-        for v in p.iter_mut() {
-            *v *= scale;
-        }
-        for v in xb.iter_mut() {
-            *v *= scale;
+        // An absent label keeps its zeros (no division by its zero count).
+        if n > 0.0 {
+            for v in p.iter_mut() {
+                *v /= n;
+            }
+            for v in xb.iter_mut() {
+                *v /= n;
+            }
         }
         let (q, rest) = split(token, m.embed);
         rows(&cond.head, p, &[], |o, v| {
