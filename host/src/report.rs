@@ -336,6 +336,10 @@ fn eval_tables(e: &Value, s: &mut Section) {
             ("distance to the nearest training run", "nn_dist_median"),
             ("prediction agreement with it", "agreement_median"),
             ("pairwise distance", "pairwise_dist_median"),
+            (
+                "pairwise prediction disagreement",
+                "pairwise_disagreement_median",
+            ),
         ]
         .iter()
         .map(|(label, k)| {

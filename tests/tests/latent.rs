@@ -155,6 +155,14 @@ fn a_vae_and_a_latent_flow_make_working_classifiers() {
     .unwrap();
     assert!(r.novelty.canonical);
     assert!(r.novelty.nn_dist_median_generated > 0.0);
+    // Functional diversity: independently trained runs disagree on some test inputs; the
+    // generated fractions are fractions.
+    let (g, h) = (
+        r.novelty.pairwise_disagreement_median_generated,
+        r.novelty.pairwise_disagreement_median_heldout,
+    );
+    assert!(h > 0.0 && h < 0.5, "held-out disagreement {h}");
+    assert!((0.0..=1.0).contains(&g), "generated disagreement {g}");
     assert!(
         r.w1.iter()
             .all(|w| w.generated.is_finite() && w.generated < 10.0),

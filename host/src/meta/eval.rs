@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::charts;
 use super::downstream::downstream;
-use super::metrics::{median, nearest, pairwise, sliced_w1};
+use super::metrics::{median, nearest, pairwise, pairwise_disagreement, sliced_w1};
 pub use super::report::{
     AccStats, Downstream, EvalReport, GeneratedRow, Novelty, PathLoss, StepRobustness, W1Row,
 };
@@ -465,34 +465,56 @@ fn novelty<B: Backend>(
     let sub = data.test.head(opts.agreement_samples);
     let train_pred = predictions::<B>(arch, layout, &finals, train.len(), &sub.x, sub.dim, device)?;
     let m = sub.len();
-    let agreement = |queries: &[f32], nn: &[(usize, f64)]| -> Result<Vec<f64>, MetaError> {
-        let q = nn.len();
-        let pred = predictions::<B>(arch, layout, queries, q, &sub.x, sub.dim, device)?;
-        Ok((0..q)
-            .map(|i| {
-                let j = nn[i].0;
+    let agreement = |pred: &[i64], nn: &[(usize, f64)]| -> Vec<f64> {
+        nn.iter()
+            .enumerate()
+            .map(|(i, &(j, _))| {
                 let same = (0..m)
                     .filter(|&s| pred[i * m + s] == train_pred[j * m + s])
                     .count();
                 same as f64 / m.max(1) as f64
             })
-            .collect())
+            .collect()
     };
     let nn_gen = nearest(generated, &finals, p);
+    let gen_pred = predictions::<B>(
+        arch,
+        layout,
+        generated,
+        nn_gen.len(),
+        &sub.x,
+        sub.dim,
+        device,
+    )?;
     let held_finals = held.finals();
     let nn_held = nearest(&held_finals, &finals, p);
+    let held_pred = if held.is_empty() {
+        Vec::new()
+    } else {
+        predictions::<B>(
+            arch,
+            layout,
+            &held_finals,
+            held.len(),
+            &sub.x,
+            sub.dim,
+            device,
+        )?
+    };
     Ok(Novelty {
         steps,
         nn_dist_median_generated: median(nn_gen.iter().map(|x| x.1).collect()),
         nn_dist_median_heldout: median(nn_held.iter().map(|x| x.1).collect()),
-        agreement_median_generated: median(agreement(generated, &nn_gen)?),
+        agreement_median_generated: median(agreement(&gen_pred, &nn_gen)),
         agreement_median_heldout: if held.is_empty() {
             f64::NAN
         } else {
-            median(agreement(&held_finals, &nn_held)?)
+            median(agreement(&held_pred, &nn_held))
         },
         pairwise_dist_median_generated: median(pairwise(generated, p)),
         pairwise_dist_median_heldout: median(pairwise(&held_finals, p)),
+        pairwise_disagreement_median_generated: median(pairwise_disagreement(&gen_pred, m)),
+        pairwise_disagreement_median_heldout: median(pairwise_disagreement(&held_pred, m)),
         canonical: false,
     })
 }

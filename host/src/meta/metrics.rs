@@ -87,6 +87,25 @@ pub fn pairwise(rows: &[f32], p: usize) -> Vec<f64> {
     d
 }
 
+/// Fractions of the `m` test inputs on which two classifiers' predictions (`preds`, `m` per
+/// classifier, row after row) differ, for all pairs of the first 200 classifiers: diversity in
+/// what the classifiers do, which weight distances overstate when many weights never train (for
+/// MNIST, the weights of border pixels keep their random initialization).
+pub fn pairwise_disagreement(preds: &[i64], m: usize) -> Vec<f64> {
+    if m == 0 {
+        return Vec::new();
+    }
+    let rows: Vec<&[i64]> = preds.chunks_exact(m).take(200).collect();
+    let mut d = Vec::new();
+    for (i, a) in rows.iter().enumerate() {
+        for b in &rows[i + 1..] {
+            let differ = a.iter().zip(*b).filter(|(x, y)| x != y).count();
+            d.push(differ as f64 / m as f64);
+        }
+    }
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +132,13 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), 2.5);
         let d = pairwise(&[0.0, 0.0, 3.0, 4.0, 0.0, 1.0], 2);
         assert_eq!(d, vec![5.0, 1.0, 3f64.hypot(3.0)]);
+    }
+
+    #[test]
+    fn pairwise_disagreement_counts_differing_predictions() {
+        // Three classifiers on four inputs.
+        let preds = [0, 1, 2, 3, 0, 1, 2, 0, 1, 1, 2, 0];
+        assert_eq!(pairwise_disagreement(&preds, 4), vec![0.25, 0.5, 0.25]);
+        assert!(pairwise_disagreement(&preds, 0).is_empty());
     }
 }

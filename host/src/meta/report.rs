@@ -72,6 +72,11 @@ pub struct Novelty {
     pub pairwise_dist_median_generated: f64,
     /// The same between two held-out runs.
     pub pairwise_dist_median_heldout: f64,
+    /// Median fraction of test inputs on which two generated classifiers predict differently
+    /// (diversity in function; weight distances also count weights that never train).
+    pub pairwise_disagreement_median_generated: f64,
+    /// The same between two held-out runs.
+    pub pairwise_disagreement_median_heldout: f64,
     /// Every distance was measured with the classifiers in canonical unit order (latent models
     /// whose VAE sorts units), so that a permuted copy of a run counts as that run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
