@@ -4,9 +4,9 @@
 #   model.nmf        mnist8 mlp:64-16-10, `nmflow train`'s default recipe (set field, width 128,
 #                    3 blocks, functional term, cosine, 8,000 steps, Euler × 4) on a 16,384-run zoo
 #   mnist-model.nmf  MNIST mlp:784-10-10, the 1,024-run cosine recipe of BENCHMARKS.md (seed 1)
-#   mnist-latent.nmf MNIST mlp:784-10-10, a latent model: `nmflow vae --decoder units --hidden 128
-#                    --latent 32 --beta 0.1` on the same zoo, then Gaussian-source NM-CFM in its
-#                    latent (MLP field 128 × 3), exported with Euler × 8
+#   mnist-latent.nmf MNIST mlp:784-10-10, a latent model: `nmflow vae --hidden 32 --latent 32
+#                    --functional-weight 0.15` (a 32-wide MLP decoder) on the same zoo, then
+#                    Gaussian-source NM-CFM in its latent (MLP field 128 × 3), exported with Euler × 8
 #   model-shift.nmf  model.nmf with a calibrated shift section (`nmflow shift-calibrate`, defaults:
 #                    windows of 20, the guided ensemble's entropy, 100 + 50 null windows, seed 0)
 #   perm-model.nmf   mnist8 mlp:64-16-10, class-conditioned: `nmflow train --condition classes
@@ -53,10 +53,10 @@ if [ ! -f "$mn_model/train.json" ]; then
 fi
 $nmflow export --model "$mn_model" --out "$here/assets/mnist-model.nmf" --force
 
-mn_vae=runs/mnist-1024/latent/vae-u-l32-b0.1
-mn_latent=runs/mnist-1024/latent/cfm-u-l32-b0.1-h128
+mn_vae=runs/mnist-1024/latent/vae-h32-l32-b0.01-f0.15
+mn_latent=runs/mnist-1024/latent/cfm-h32-l32-b0.01-f0.15
 if [ ! -f "$mn_vae/vae-summary.json" ]; then
-  $nmflow vae --zoo "$mn_zoo" --out "$mn_vae" --decoder units --hidden 128 --latent 32 --beta 0.1
+  $nmflow vae --zoo "$mn_zoo" --out "$mn_vae" --hidden 32 --latent 32 --beta 0.01 --functional-weight 0.15
 fi
 if [ ! -f "$mn_latent/train.json" ]; then
   $nmflow train --zoo "$mn_zoo" --out "$mn_latent" --latent "$mn_vae" --source gaussian \

@@ -37,7 +37,7 @@ pub mod assets {
     /// The exported MNIST model (mlp:784-10-10, int8 set field, Euler × 4).
     pub static MNIST_MODEL: &[u8] = include_bytes!("../assets/mnist-model.nmf");
     /// An exported latent MNIST model (mlp:784-10-10: a 32-value latent, int8 MLP field 128 × 3,
-    /// the VAE's units decoder, Euler × 8; `make-assets.sh`).
+    /// the VAE's 32-wide MLP decoder, Euler × 8; `make-assets.sh`).
     pub static MNIST_LATENT_MODEL: &[u8] = include_bytes!("../assets/mnist-latent.nmf");
     /// 200 MNIST test images (784 pixels 0..=255 each).
     pub static MNIST_IMAGES: &[u8] = include_bytes!("../assets/mnist.images");
@@ -338,7 +338,7 @@ pub const MNIST_WORKSPACE_FLOATS: usize = 9_656;
 pub type MnistWorkspace = Workspace<MNIST_WORKSPACE_FLOATS>;
 /// Workspace capacity in floats for the latent MNIST model with its solver (decoded weights,
 /// latent, and the larger of the integration's and the decoder's scratch).
-pub const MNIST_LATENT_WORKSPACE_FLOATS: usize = 8_632;
+pub const MNIST_LATENT_WORKSPACE_FLOATS: usize = 8_280;
 /// The latent MNIST application's workspace.
 pub type MnistLatentWorkspace = Workspace<MNIST_LATENT_WORKSPACE_FLOATS>;
 /// Pixels of an MNIST image.
