@@ -5,7 +5,7 @@
 
 use nmflow_host::backend::{Cpu, CpuAutodiff};
 use nmflow_host::meta::config::{LrSchedule, TrainRequest, manifest_hash};
-use nmflow_host::meta::latent::config::{Symmetry, VaeConfig};
+use nmflow_host::meta::latent::config::{FunctionalTarget, Symmetry, VaeConfig};
 use nmflow_host::meta::latent::network::{DecoderKind, VaeShape};
 use nmflow_host::meta::latent::train::{VaeEnv, train_vae};
 use nmflow_host::meta::sample::MetaModel;
@@ -26,6 +26,7 @@ fn vae_config(zoo: &std::path::Path, latent: usize) -> VaeConfig {
         },
         beta: 0.01,
         functional_weight: 1.0,
+        functional_target: FunctionalTarget::Labels,
         functional_batch: 256,
         functional_samples: 16,
         symmetry: Symmetry::Sort,
@@ -309,4 +310,75 @@ fn exported_latent_models_match_the_host_sampler() {
         assert!(edge.bytes < bytes.len() / 3, "{name}");
     }
     std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// The VAE's teacher target (`--functional-target teacher`) is a distillation loss: a classifier
+/// scored against its own predictions costs exactly its mean predictive entropy on the drawn
+/// images (computed here independently from the same draws), and any other classifier costs more
+/// (Gibbs' inequality).
+#[test]
+fn the_teacher_target_costs_a_classifier_its_own_entropy_and_others_more() {
+    use burn::tensor::{Tensor, TensorData, activation::log_softmax};
+    use nmflow_host::classifier::{Input, forward, params_from_flat};
+    use nmflow_host::meta::normalize::Normalizer;
+    use nmflow_host::meta::reward::{DataReward, Reward};
+    use nmflow_runtime::Rng;
+
+    let zoo = temp_dir("latent-teacher");
+    small_zoo(&zoo, 8);
+    let (manifest, train, _) = nmflow_host::meta::trajectories::load(&zoo).unwrap();
+    let (layout, arch) = (&manifest.layout, &manifest.config.arch);
+    let data = nmflow_host::data::Dataset::load(manifest.config.dataset, &data_dir()).unwrap();
+    let normalizer = Normalizer::fit(layout, &train);
+    let device = Default::default();
+    let reward = DataReward::<CpuAutodiff>::new(
+        Reward::CrossEntropy,
+        arch,
+        layout,
+        &data,
+        &normalizer,
+        &device,
+    );
+    let p = layout.num_params();
+    let mut raw = train.finals();
+    raw.truncate(2 * p);
+    let mut std = raw.clone();
+    normalizer.apply(&mut std);
+    let states =
+        |rows: &[f32]| Tensor::<Cpu, 2>::from_data(TensorData::new(rows.to_vec(), [1, p]), &device);
+    let (a, b) = (&std[..p], &std[p..]);
+    let m = 64;
+    let distilled = |student: &[f32], teacher: &[f32]| -> f32 {
+        let s = Tensor::from_inner(states(student));
+        let mut rng = Rng::new(3, 9);
+        reward
+            .loss_distilled(s, states(teacher), m, &mut rng)
+            .into_scalar()
+    };
+    // The same draws, by hand: the training images `rng.below(n)` picks.
+    let mut rng = Rng::new(3, 9);
+    let n = u32::try_from(data.train.len()).unwrap();
+    let dim = data.train.dim;
+    let x: Vec<f32> = (0..m)
+        .flat_map(|_| {
+            let i = rng.below(n) as usize;
+            data.train.x[i * dim..(i + 1) * dim].to_vec()
+        })
+        .collect();
+    let x = Tensor::<Cpu, 2>::from_data(TensorData::new(x, [m, dim]), &device);
+    let params = params_from_flat::<Cpu>(layout, &raw[..p], 1, &device);
+    let logp = log_softmax(forward(arch, &params, Input::Shared(x)), 2);
+    let entropy: f32 = (logp.clone().exp() * logp).sum().neg().into_scalar() / m as f32;
+    let own = distilled(a, a);
+    assert!(
+        (own - entropy).abs() < 1e-4 * entropy.max(1.0),
+        "self-distillation {own} against the entropy {entropy}"
+    );
+    assert!(entropy > 0.0 && entropy < 10f32.ln(), "{entropy}");
+    let other = distilled(b, a);
+    assert!(
+        other > own + 1e-3,
+        "another classifier {other} against {own}"
+    );
+    let _ = std::fs::remove_dir_all(&zoo);
 }

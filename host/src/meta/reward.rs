@@ -132,15 +132,7 @@ impl<B: AutodiffBackend> DataReward<B> {
         rng: &mut Rng,
     ) -> Tensor<B, 1> {
         let (x, y) = self.data.draw(m, rng);
-        let raw = states * self.std.clone() + self.mean.clone();
-        let targets = relabelled(y, maps);
-        cross_entropy(
-            &self.arch,
-            &self.layout,
-            raw,
-            Tensor::from_inner(x),
-            Tensor::from_inner(targets),
-        )
+        self.scored(states, x, relabelled(y, maps))
     }
 
     /// [`Self::loss_relabelled`] without gradients, on the inner backend.
@@ -152,8 +144,78 @@ impl<B: AutodiffBackend> DataReward<B> {
         rng: &mut Rng,
     ) -> Tensor<B::InnerBackend, 1> {
         let (x, y) = self.data.draw(m, rng);
+        self.scored_inner(states, x, relabelled(y, maps))
+    }
+
+    /// The cross-entropy of the classifiers `states` against the predictions (softmax) of the
+    /// classifiers `teachers` (both standardized, `[runs, P]`, row `r` scored against row `r`) on
+    /// `m` training images drawn from `rng`: a distillation loss, differentiable through `states`
+    /// only. Its floor is the teachers' mean predictive entropy, not 0.
+    pub fn loss_distilled(
+        &self,
+        states: Tensor<B, 2>,
+        teachers: Tensor<B::InnerBackend, 2>,
+        m: usize,
+        rng: &mut Rng,
+    ) -> Tensor<B, 1> {
+        let (x, _) = self.data.draw(m, rng);
+        let targets = self.teacher_targets(teachers, x.clone());
+        self.scored(states, x, targets)
+    }
+
+    /// [`Self::loss_distilled`] without gradients, on the inner backend.
+    pub fn loss_inner_distilled(
+        &self,
+        states: Tensor<B::InnerBackend, 2>,
+        teachers: Tensor<B::InnerBackend, 2>,
+        m: usize,
+        rng: &mut Rng,
+    ) -> Tensor<B::InnerBackend, 1> {
+        let (x, _) = self.data.draw(m, rng);
+        let targets = self.teacher_targets(teachers, x.clone());
+        self.scored_inner(states, x, targets)
+    }
+
+    /// The cross-entropy of the standardized classifiers `states` on the images `x` against the
+    /// per-classifier targets `targets` (`[runs, m, C]`), differentiable through `states`.
+    fn scored(
+        &self,
+        states: Tensor<B, 2>,
+        x: Tensor<B::InnerBackend, 2>,
+        targets: Tensor<B::InnerBackend, 3>,
+    ) -> Tensor<B, 1> {
+        let raw = states * self.std.clone() + self.mean.clone();
+        cross_entropy(
+            &self.arch,
+            &self.layout,
+            raw,
+            Tensor::from_inner(x),
+            Tensor::from_inner(targets),
+        )
+    }
+
+    /// [`Self::scored`] without gradients, on the inner backend.
+    fn scored_inner(
+        &self,
+        states: Tensor<B::InnerBackend, 2>,
+        x: Tensor<B::InnerBackend, 2>,
+        targets: Tensor<B::InnerBackend, 3>,
+    ) -> Tensor<B::InnerBackend, 1> {
         let raw = states * self.std.clone().inner() + self.mean.clone().inner();
-        cross_entropy(&self.arch, &self.layout, raw, x, relabelled(y, maps))
+        cross_entropy(&self.arch, &self.layout, raw, x, targets)
+    }
+
+    /// The predictive distributions (`[runs, m, C]`) of the standardized classifiers `teachers`
+    /// on the images `x`.
+    fn teacher_targets(
+        &self,
+        teachers: Tensor<B::InnerBackend, 2>,
+        x: Tensor<B::InnerBackend, 2>,
+    ) -> Tensor<B::InnerBackend, 3> {
+        let raw = teachers * self.std.clone().inner() + self.mean.clone().inner();
+        let params = classifier::params_from_tensor(&self.layout, raw);
+        let logits = classifier::forward(&self.arch, &params, Input::Shared(x));
+        burn::tensor::activation::softmax(logits, 2)
     }
 
     /// The layout of the classifiers it scores.

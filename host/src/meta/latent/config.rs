@@ -21,6 +21,22 @@ pub enum Symmetry {
     None,
 }
 
+/// What the VAE's functional term scores a decoded classifier against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum FunctionalTarget {
+    /// The images' labels: every decoded classifier is pulled towards the same best classifier,
+    /// which raises accuracy and narrows the decoder's range of functions.
+    #[default]
+    Labels,
+    /// The predictions (softmax) of the run it was encoded from: the decoded classifier must
+    /// behave like its own original, mistakes included, so the decoder keeps the zoo's
+    /// functional diversity while spending its capacity on what the weights do rather than on
+    /// the weights themselves.
+    Teacher,
+}
+
 /// Every hyper-parameter of a VAE.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VaeConfig {
@@ -29,8 +45,12 @@ pub struct VaeConfig {
     /// Weight β of the KL term (per weight coordinate, see [`super::network`]).
     pub beta: f32,
     /// Weight of the functional term: the cross-entropy, on the zoo's training images, of the
-    /// classifiers decoded from posterior samples of training runs' final weights. 0 turns it off.
+    /// classifiers decoded from posterior samples of training runs' final weights, against
+    /// [`Self::functional_target`]. 0 turns it off.
     pub functional_weight: f32,
+    /// What the functional term scores against (older `vae.json` files: labels).
+    #[serde(default)]
+    pub functional_target: FunctionalTarget,
     /// Training images per step for the functional term.
     pub functional_batch: usize,
     /// Final weights per step encoded and decoded for the functional term.

@@ -4,7 +4,8 @@
 //! uniform), encodes them, samples `z = μ + e^{lv/2}·ε` (ε from the step's own PRNG stream),
 //! decodes and scores reconstruction + β·KL/D; with a functional term it also encodes
 //! `functional_samples` training runs' final weights, decodes a posterior sample of each and adds
-//! λ × their cross-entropy on `functional_batch` training images. Every `eval_every` steps the same
+//! λ × their cross-entropy on `functional_batch` training images, against the labels or (teacher
+//! target) against the predictions of the run each was encoded from. Every `eval_every` steps the same
 //! objective is measured on held-out runs (posterior means; the functional term on their final
 //! weights with fixed images), the best VAE is kept, and a checkpoint lets a killed run resume to
 //! the same bytes.
@@ -22,13 +23,14 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{self, Codec};
-use super::config::{Symmetry, VaeConfig};
+use super::config::{FunctionalTarget, Symmetry, VaeConfig};
 use super::network::{Vae, kl, reconstruction};
 use crate::arch::{Arch, Layout};
 use crate::data::Dataset;
 use crate::error::MetaError;
 use crate::io::{DirLock, write_atomic};
 use crate::meta::files::{self, read_json, write_json};
+use crate::meta::metrics::{median, pairwise_disagreement};
 use crate::meta::normalize::Normalizer;
 use crate::meta::report::AccStats;
 use crate::meta::reward::{DataReward, Reward};
@@ -50,6 +52,8 @@ const STREAM_FUNCTIONAL: u64 = 21;
 const STREAM_HELDOUT: u64 = 22;
 /// Held-out checkpoints the held-out objective is measured on.
 const HELDOUT_POINTS: usize = 512;
+/// Training runs whose decoded finals the summary compares with the originals.
+const TRAIN_RECONSTRUCTED: usize = 200;
 /// Held-out final weights the functional term's validation decodes.
 const VALIDATION_RUNS: usize = 64;
 /// Training images it scores them on.
@@ -94,6 +98,13 @@ pub struct Reconstruction {
     pub agreement: f64,
     /// Per-block error.
     pub blocks: Vec<BlockError>,
+    /// Median, over pairs of the originals (the first 200), of the fraction of test images on
+    /// which the two predict differently: the runs' functional diversity.
+    #[serde(default)]
+    pub disagreement_original: f64,
+    /// The same for the decoded classifiers: how much of that diversity the decoder keeps.
+    #[serde(default)]
+    pub disagreement_decoded: f64,
 }
 
 /// The result of `nmflow vae`.
@@ -113,6 +124,10 @@ pub struct VaeSummary {
     pub heldout_kl: f64,
     /// The reconstruction of held-out classifiers (absent without held-out runs).
     pub reconstruction: Option<Reconstruction>,
+    /// The same measurement on the first training runs (up to 200): what the decoder can
+    /// represent, apart from how the encoder generalizes.
+    #[serde(default)]
+    pub train_reconstruction: Option<Reconstruction>,
     /// Parameters of encoder and decoder.
     pub vae_params: usize,
     /// Parameters of the decoder.
@@ -368,8 +383,13 @@ fn objective<B: AutodiffBackend>(
             f.extend_from_slice(train.point(frng.below(runs) as usize, last));
         }
         let f = Tensor::<B, 2>::from_data(TensorData::new(f, [n, d]), device);
-        let (f_hat, _, _) = pass(vae, f, &mut frng, device);
-        let ce = r.loss(f_hat, cfg.functional_batch, &mut frng);
+        let (f_hat, _, _) = pass(vae, f.clone(), &mut frng, device);
+        let ce = match cfg.functional_target {
+            FunctionalTarget::Labels => r.loss(f_hat, cfg.functional_batch, &mut frng),
+            FunctionalTarget::Teacher => {
+                r.loss_distilled(f_hat, f.inner(), cfg.functional_batch, &mut frng)
+            }
+        };
         functional = Some(f64::from(ce.clone().into_scalar().elem::<f32>()));
         loss = loss + ce * f64::from(cfg.functional_weight);
     }
@@ -438,13 +458,15 @@ impl HeldOut {
                 TensorData::new(self.finals.clone(), [m, d]),
                 device,
             );
-            let decoded = vae.decode(vae.encode(f).0);
+            let decoded = vae.decode(vae.encode(f.clone()).0);
             let mut rng = Rng::new(cfg.seed, STREAM_HELDOUT + 1);
-            let c = f64::from(
-                r.loss_inner(decoded, VALIDATION_IMAGES, &mut rng)
-                    .into_scalar()
-                    .elem::<f32>(),
-            );
+            let loss = match cfg.functional_target {
+                FunctionalTarget::Labels => r.loss_inner(decoded, VALIDATION_IMAGES, &mut rng),
+                FunctionalTarget::Teacher => {
+                    r.loss_inner_distilled(decoded, f, VALIDATION_IMAGES, &mut rng)
+                }
+            };
+            let c = f64::from(loss.into_scalar().elem::<f32>());
             objective += f64::from(cfg.functional_weight) * c;
             ce = Some(c);
         }
@@ -479,8 +501,22 @@ fn finish<B: AutodiffBackend>(
         let (rec, klv) = heldout_scores(&codec, &points.held, device);
         held_rec = rec;
         held_kl = klv;
-        measured = Some(reconstruct(&codec, arch, &points.held, data, device)?);
+        let n = points.held.len();
+        measured = Some(reconstruct(
+            &codec,
+            arch,
+            points.held.finals(),
+            n,
+            data,
+            device,
+        )?);
     }
+    let train_measured = {
+        let n = points.train.len().min(TRAIN_RECONSTRUCTED);
+        let d = cfg.shape.dim;
+        let finals = points.train.finals()[..n * d].to_vec();
+        reconstruct(&codec, arch, finals, n, data, device)?
+    };
     write_log(out, &state.rows)?;
     let summary = VaeSummary {
         steps: cfg.steps,
@@ -490,6 +526,7 @@ fn finish<B: AutodiffBackend>(
         heldout_reconstruction: held_rec,
         heldout_kl: held_kl,
         reconstruction: measured,
+        train_reconstruction: Some(train_measured),
         vae_params: usize::try_from(cfg.shape.num_params_checked().unwrap_or(0))
             .unwrap_or(usize::MAX),
         decoder_params: cfg.shape.decoder_params(),
@@ -526,22 +563,22 @@ fn heldout_scores<B: Backend>(
     (se / (n * d).max(1) as f64, kls / n.max(1) as f64)
 }
 
-/// Decodes the posterior means of the held-out runs' final weights and compares the classifiers
-/// with the originals on the test split.
+/// Decodes the posterior means of `n` runs' final weights `finals` (the VAE's input form) and
+/// compares the classifiers with the originals on the test split.
 fn reconstruct<B: Backend>(
     codec: &Codec<B>,
     arch: &Arch,
-    held: &Trajectories,
+    finals: Vec<f32>,
+    n: usize,
     data: &Dataset,
     device: &B::Device,
 ) -> Result<Reconstruction, MetaError> {
     let d = codec.config.shape.dim;
-    let n = held.len();
     // The finals in raw units (canonical order): undo the standardization of the input form.
-    let mut original = held.finals();
+    let mut original = finals.clone();
     codec.normalizer.invert(&mut original);
     let z = {
-        let x = Tensor::<B, 2>::from_data(TensorData::new(held.finals(), [n, d]), device);
+        let x = Tensor::<B, 2>::from_data(TensorData::new(finals, [n, d]), device);
         crate::backend::values::<f32>(codec.vae.encode(x).0.into_data())?
     };
     let decoded = codec.decode(&z, device)?;
@@ -598,6 +635,8 @@ fn reconstruct<B: Backend>(
         decoded: AccStats::of(&acc_d),
         agreement,
         blocks,
+        disagreement_original: median(pairwise_disagreement(&pred_o, data.test.len())),
+        disagreement_decoded: median(pairwise_disagreement(&pred_d, data.test.len())),
     })
 }
 
