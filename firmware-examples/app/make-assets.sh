@@ -5,7 +5,8 @@
 #                    3 blocks, functional term, cosine, 8,000 steps, Euler × 4) on a 16,384-run zoo
 #   mnist-model.nmf  MNIST mlp:784-10-10, the 1,024-run cosine recipe of BENCHMARKS.md (seed 1)
 #   mnist-latent.nmf MNIST mlp:784-10-10, a latent model: `nmflow vae --hidden 32 --latent 32
-#                    --functional-weight 0.15` (a 32-wide MLP decoder) on the same zoo, then
+#                    --functional-target teacher --functional-weight 10 --eval-every 4000` (a
+#                    32-wide MLP decoder distilled towards each run, the last VAE kept) on the same zoo, then
 #                    Gaussian-source NM-CFM in its latent (MLP field 128 × 3), exported with Euler × 8
 #   model-shift.nmf  model.nmf with a calibrated shift section (`nmflow shift-calibrate`, defaults:
 #                    windows of 20, the guided ensemble's entropy, 100 + 50 null windows, seed 0)
@@ -53,10 +54,11 @@ if [ ! -f "$mn_model/train.json" ]; then
 fi
 $nmflow export --model "$mn_model" --out "$here/assets/mnist-model.nmf" --force
 
-mn_vae=runs/mnist-1024/latent/vae-h32-l32-b0.01-f0.15
-mn_latent=runs/mnist-1024/latent/cfm-h32-l32-b0.01-f0.15
+mn_vae=runs/mnist-1024/latent/vae-h32-l32-b0.01-t10-last
+mn_latent=runs/mnist-1024/latent/cfm-h32-l32-b0.01-t10-last
 if [ ! -f "$mn_vae/vae-summary.json" ]; then
-  $nmflow vae --zoo "$mn_zoo" --out "$mn_vae" --hidden 32 --latent 32 --beta 0.01 --functional-weight 0.15
+  $nmflow vae --zoo "$mn_zoo" --out "$mn_vae" --hidden 32 --latent 32 --beta 0.01 \
+    --functional-target teacher --functional-weight 10 --eval-every 4000
 fi
 if [ ! -f "$mn_latent/train.json" ]; then
   $nmflow train --zoo "$mn_zoo" --out "$mn_latent" --latent "$mn_vae" --source gaussian \
