@@ -170,13 +170,17 @@ pub fn exec(a: &VaeArgs) -> Result<()> {
                 m.agreement
             )
         });
-        let diversity = r.train_reconstruction.as_ref().map_or(String::new(), |m| {
-            format!(
-                "; training runs disagree on {:.1} % of test images, decoded on {:.1} %",
-                100.0 * m.disagreement_original,
-                100.0 * m.disagreement_decoded
-            )
-        });
+        let diversity = r
+            .train_reconstruction
+            .as_ref()
+            .and_then(|m| Some((m.disagreement_original?, m.disagreement_decoded?)))
+            .map_or(String::new(), |(o, d)| {
+                format!(
+                    "; training runs disagree on {:.1} % of test images, decoded on {:.1} %",
+                    100.0 * o,
+                    100.0 * d
+                )
+            });
         format!(
             "vae (latent {}, {} steps, {:.1} s): held-out reconstruction {:.4} per value, KL {:.2}{rec}{diversity} → {}",
             a.latent,

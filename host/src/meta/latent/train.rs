@@ -99,12 +99,13 @@ pub struct Reconstruction {
     /// Per-block error.
     pub blocks: Vec<BlockError>,
     /// Median, over pairs of the originals (the first 200), of the fraction of test images on
-    /// which the two predict differently: the runs' functional diversity.
+    /// which the two predict differently: the runs' functional diversity (absent for fewer than
+    /// two runs).
     #[serde(default)]
-    pub disagreement_original: f64,
+    pub disagreement_original: Option<f64>,
     /// The same for the decoded classifiers: how much of that diversity the decoder keeps.
     #[serde(default)]
-    pub disagreement_decoded: f64,
+    pub disagreement_decoded: Option<f64>,
 }
 
 /// The result of `nmflow vae`.
@@ -635,9 +636,16 @@ fn reconstruct<B: Backend>(
         decoded: AccStats::of(&acc_d),
         agreement,
         blocks,
-        disagreement_original: median(pairwise_disagreement(&pred_o, data.test.len())),
-        disagreement_decoded: median(pairwise_disagreement(&pred_d, data.test.len())),
+        disagreement_original: diversity(&pred_o, data.test.len()),
+        disagreement_decoded: diversity(&pred_d, data.test.len()),
     })
+}
+
+/// The median pairwise prediction disagreement of classifiers whose predictions on `m` inputs are
+/// `preds`; `None` without a pair (a NaN would not survive the JSON summary).
+fn diversity(preds: &[i64], m: usize) -> Option<f64> {
+    let pairs = pairwise_disagreement(preds, m);
+    (!pairs.is_empty()).then(|| median(pairs))
 }
 
 /// `loss.csv` and `loss.png`.
