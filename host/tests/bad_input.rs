@@ -862,6 +862,17 @@ fn vae_and_latent_models_bad_input() {
             &["--latent", "4", "--lr", "0"][..],
             "--lr must be a finite number > 0 (got 0)",
         ),
+        (
+            &[
+                "--latent",
+                "4",
+                "--functional-target",
+                "teacher",
+                "--functional-weight",
+                "0",
+            ][..],
+            "--functional-target teacher scores the functional term, which --functional-weight 0 turns off",
+        ),
     ] {
         let a = vae(extra);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();

@@ -111,6 +111,12 @@ impl VaeConfig {
                 self.lr
             ));
         }
+        if self.functional_target == FunctionalTarget::Teacher && self.functional_weight == 0.0 {
+            return bad(
+                "--functional-target teacher scores the functional term, which --functional-weight 0 turns off; give a weight > 0"
+                    .into(),
+            );
+        }
         if self.functional_weight > 0.0
             && (self.functional_batch == 0 || self.functional_samples == 0)
         {

@@ -514,8 +514,10 @@ fn finish<B: AutodiffBackend>(
     }
     let train_measured = {
         let n = points.train.len().min(TRAIN_RECONSTRUCTED);
-        let d = cfg.shape.dim;
-        let finals = points.train.finals()[..n * d].to_vec();
+        let last = points.train.checkpoints() - 1;
+        let finals = (0..n)
+            .flat_map(|i| points.train.point(i, last).to_vec())
+            .collect();
         reconstruct(&codec, arch, finals, n, data, device)?
     };
     write_log(out, &state.rows)?;
