@@ -758,6 +758,11 @@ fn train_settings_out_of_range() {
             2,
             &["--engine fused trains the MLP field"],
         ),
+        (
+            t(&["--ema", "1"]),
+            2,
+            &["--ema must be 0 (no average) or a decay in (0, 1), e.g. 0.999 (got 1)"],
+        ),
         (t(&["--method", "sgd"]), 2, &["--method"]),
         (
             vec![

@@ -235,25 +235,32 @@ fn nmflow_plain(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The burn engine's training in the resume tests: the functional term on, so its data draws
+/// count too.
+const BURN_TRAINING: [&str; 8] = [
+    "--steps",
+    "1500",
+    "--eval-every",
+    "25",
+    "--functional-weight",
+    "0.1",
+    "--functional-batch",
+    "64",
+];
+
 /// `nmflow train` killed with SIGKILL after a checkpoint resumes from it and ends with the same
-/// weights and loss log as an uninterrupted run: burn's engine (functional term on, so its data
-/// draws count too) ...
+/// weights and loss log as an uninterrupted run: burn's engine ...
 #[test]
 fn killed_training_resumes_to_the_same_bytes() {
-    killed_training_resumes(
-        "cli-train-resume",
-        &[
-            "--steps",
-            "1500",
-            "--eval-every",
-            "25",
-            "--functional-weight",
-            "0.1",
-            "--functional-batch",
-            "64",
-        ],
-        "burn",
-    );
+    killed_training_resumes("cli-train-resume", &BURN_TRAINING, "burn");
+}
+
+/// ... with a moving average of the weights (`--ema`: the checkpoint holds the average beside the
+/// trained weights, and the model keeps the average) ...
+#[test]
+fn killed_training_with_an_average_resumes_to_the_same_bytes() {
+    let args = [BURN_TRAINING.as_slice(), &["--ema", "0.99"]].concat();
+    killed_training_resumes("cli-train-resume-ema", &args, "burn");
 }
 
 /// ... and the fused CPU trainer (its own optimizer file in the checkpoint).
@@ -581,8 +588,9 @@ fn kill_after_checkpoint_and_resume(
     again
 }
 
-/// A conditioned field (`--condition support` on a multi-task zoo) killed with SIGKILL after a
-/// checkpoint resumes to the same field, condition and loss log as an uninterrupted run.
+/// A conditioned field (`--condition support` on a multi-task zoo, with a moving average of its
+/// weights) killed with SIGKILL after a checkpoint resumes to the same field, condition and loss
+/// log as an uninterrupted run.
 #[test]
 fn killed_conditioned_training_resumes_to_the_same_bytes() {
     let data = common::data_dir();
@@ -618,6 +626,8 @@ fn killed_conditioned_training_resumes_to_the_same_bytes() {
             "8",
             "--functional-batch",
             "64",
+            "--ema",
+            "0.99",
             "--quiet",
         ]
         .iter()

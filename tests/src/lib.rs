@@ -127,6 +127,7 @@ pub fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
         functional_rollout: 0,
         functional_rollout_max: 0,
         functional_samples: 32,
+        ema: 0.0,
         eval_every: 100,
         seed: 0,
         solver: if jko { Solver::Euler } else { Solver::Rk4 },

@@ -104,6 +104,12 @@ pub struct TrainArgs {
     /// Source samples rolled out per step for the functional term.
     #[arg(long, default_value_t = 32)]
     pub functional_samples: usize,
+    /// Keep an exponential moving average of the field's weights with this decay (e.g. 0.999:
+    /// about the last 1,000 steps) and make it the model: held-out evaluations measure it and
+    /// the model directory keeps it. The average's rate warms up as n/(n + 9) over the first
+    /// steps. Trains on the burn engine. 0: no average.
+    #[arg(long, default_value_t = 0.0)]
+    pub ema: f64,
     /// Data folder for the functional term [default: $NMFLOW_DATA, else ./data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -208,6 +214,7 @@ impl TrainArgs {
             functional_rollout: self.functional_rollout,
             functional_rollout_max: self.functional_rollout_max,
             functional_samples: self.functional_samples,
+            ema: self.ema,
             eval_every: self.eval_every,
             seed: self.seed,
             solver: self.solver,

@@ -68,6 +68,10 @@ fn is_zero(v: &usize) -> bool {
     *v == 0
 }
 
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
+}
+
 fn default_functional_batch() -> usize {
     256
 }
@@ -127,6 +131,11 @@ pub struct MetaConfig {
     /// Source samples per step rolled out for the functional term (`functional_rollout ≥ 1`).
     #[serde(default = "default_functional_samples")]
     pub functional_samples: usize,
+    /// Decay of the exponential moving average of the field's weights
+    /// ([`crate::meta::train::ema`]): held-out evaluations measure the average and the model
+    /// keeps it. 0 (and absent in older models): no average, the trained weights are kept.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub ema: f64,
     /// Steps between held-out evaluations (the model with the best held-out objective is kept).
     pub eval_every: usize,
     /// Seed of every random choice.
@@ -196,6 +205,12 @@ impl MetaConfig {
             if v == 0 {
                 return bad(format!("{name} must be at least 1 (got 0)"));
             }
+        }
+        if !(self.ema.is_finite() && (0.0..1.0).contains(&self.ema)) {
+            return bad(format!(
+                "--ema must be 0 (no average) or a decay in (0, 1), e.g. 0.999 (got {})",
+                self.ema
+            ));
         }
         if self.field.time_dim < 2 || !self.field.time_dim.is_multiple_of(2) {
             return bad(format!(
@@ -407,6 +422,8 @@ pub struct TrainRequest {
     pub functional_rollout_max: usize,
     /// Source samples rolled out per step.
     pub functional_samples: usize,
+    /// Decay of the moving average of the field's weights (0: none).
+    pub ema: f64,
     /// Steps between held-out evaluations.
     pub eval_every: Option<usize>,
     /// Seed.
@@ -456,6 +473,7 @@ impl Default for TrainRequest {
             functional_rollout: None,
             functional_rollout_max: 0,
             functional_samples: default_functional_samples(),
+            ema: 0.0,
             eval_every: None,
             seed: 0,
             solver: None,
@@ -623,6 +641,7 @@ impl TrainRequest {
             functional_rollout: rollout,
             functional_rollout_max: self.functional_rollout_max,
             functional_samples: self.functional_samples,
+            ema: self.ema,
             eval_every: self.eval_every.unwrap_or(if recipe { 200 } else { 100 }),
             seed: self.seed,
             solver,
@@ -746,6 +765,31 @@ mod tests {
                 .unwrap()
                 .contains("rollout_max")
         );
+    }
+
+    #[test]
+    fn the_average_decay_is_checked_and_absent_when_off() {
+        use super::TrainRequest;
+        let zoo =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/v0/zoo");
+        let manifest = crate::zoo::Manifest::read(&zoo).unwrap();
+        let cfg = |ema| {
+            TrainRequest {
+                ema,
+                ..TrainRequest::default()
+            }
+            .resolve_with(&manifest, &zoo, "0".repeat(64))
+        };
+        cfg(0.999).validate(&manifest).unwrap();
+        for ema in [1.0, -0.1, f64::NAN] {
+            let err = cfg(ema).validate(&manifest).unwrap_err().0;
+            assert!(err.contains("--ema"), "{err}");
+        }
+        let off = serde_json::to_string(&cfg(0.0)).unwrap();
+        assert!(!off.contains("ema"), "{off}");
+        let on: MetaConfig =
+            serde_json::from_str(&serde_json::to_string(&cfg(0.999)).unwrap()).unwrap();
+        assert_eq!(on.ema, 0.999);
     }
 
     #[test]

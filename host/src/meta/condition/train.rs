@@ -22,6 +22,7 @@ use crate::meta::field::VectorField;
 use crate::meta::normalize::Normalizer;
 use crate::meta::pairs::Batch;
 use crate::meta::reward::DataReward;
+use crate::meta::train::ema::Ema;
 use crate::meta::train::{Trainer, VALIDATION_IMAGES, VALIDATION_SAMPLES, checkpoint, save_field};
 use crate::optim::AdamSettings;
 use nmflow_runtime::Rng;
@@ -89,6 +90,9 @@ pub(crate) struct ConditionedTrainer<'a, B: AutodiffBackend> {
     pub(crate) relabel: Option<Relabel>,
     /// Label maps of the unseen tasks, which relabelling never draws.
     pub(crate) unseen_maps: Vec<&'a [u8]>,
+    /// The moving average of the field's and condition's weights (`--ema`), which the model
+    /// keeps.
+    pub(crate) ema: Option<Ema<B::InnerBackend, Conditioned<B::InnerBackend>>>,
 }
 
 /// A fresh Adam optimizer with the settings' weight decay.
@@ -104,6 +108,13 @@ fn rows<B: Backend>(v: Vec<f32>, n: usize, m: usize, device: &B::Device) -> Tens
 }
 
 impl<B: AutodiffBackend> ConditionedTrainer<'_, B> {
+    /// The model kept: the moving average, or the trained weights.
+    fn kept(&self) -> Conditioned<B::InnerBackend> {
+        self.ema
+            .as_ref()
+            .map_or_else(|| self.model.valid(), |e| e.model().clone())
+    }
+
     /// Task embeddings of one support set per label map.
     fn embed<C: Backend>(
         &self,
@@ -200,11 +211,14 @@ impl<B: AutodiffBackend> Trainer for ConditionedTrainer<'_, B> {
             let grads = GradientsParams::from_grads(loss.backward(), &self.model);
             self.model = self.optim.step(lr, self.model.clone(), grads);
         }
+        if let Some(ema) = &mut self.ema {
+            ema.update(&self.model.valid());
+        }
         (fm_value, ce_value)
     }
 
     fn heldout_loss(&mut self, (xt, ts, ut, runs): &Batch) -> (f64, Option<f64>) {
-        let model = self.model.valid();
+        let model = self.kept();
         let device = &self.device;
         let p = self.layout.num_params();
         let mut rng = Rng::new(self.cfg.seed, STREAM_HELDOUT_SUPPORT);
@@ -261,7 +275,7 @@ impl<B: AutodiffBackend> Trainer for ConditionedTrainer<'_, B> {
     }
 
     fn save_field(&self, out: &Path) -> Result<(), MetaError> {
-        let model = self.model.valid();
+        let model = self.kept();
         save_field(&model.field, out)?;
         save_condition(&model.condition, out)
     }
@@ -274,7 +288,8 @@ impl<B: AutodiffBackend> Trainer for ConditionedTrainer<'_, B> {
                 .save_file(partial.join("model"), &recorder)
                 .map_err(|e| MetaError::file(partial.join("model.bin"), e))?;
             Recorder::<B>::record(&recorder, self.optim.to_record(), partial.join("optim"))
-                .map_err(|e| MetaError::file(partial.join("optim.bin"), e))
+                .map_err(|e| MetaError::file(partial.join("optim.bin"), e))?;
+            self.ema.as_ref().map_or(Ok(()), |e| e.save(partial))
         })
     }
 
@@ -291,6 +306,10 @@ impl<B: AutodiffBackend> Trainer for ConditionedTrainer<'_, B> {
         let record = Recorder::<B>::load(&recorder, dir.join("optim"), &self.device)
             .map_err(|e| MetaError::file(dir.join("optim.bin"), e))?;
         self.optim = adam::<B>(self.cfg).load_record(record);
+        if let Some(ema) = &mut self.ema {
+            let steps = checkpoint::load_state(out)?.map_or(0, |s| s.step);
+            ema.load(&dir, steps, &self.device)?;
+        }
         Ok(())
     }
 }

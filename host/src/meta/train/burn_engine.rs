@@ -8,6 +8,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 
 use super::checkpoint;
+use super::ema::Ema;
 use super::{Trainer, VALIDATION_IMAGES, VALIDATION_SAMPLES, save_field};
 use crate::arch::Layout;
 use crate::error::MetaError;
@@ -129,6 +130,17 @@ pub(super) struct BurnTrainer<'a, B: AutodiffBackend> {
     pub(super) optim: checkpoint::FieldOptimizer<B>,
     pub(super) functional: Option<DataReward<B>>,
     pub(super) tau: f32,
+    /// The moving average of the field's weights (`--ema`), which the model keeps.
+    pub(super) ema: Option<Ema<B::InnerBackend, VectorField<B::InnerBackend>>>,
+}
+
+impl<B: AutodiffBackend> BurnTrainer<'_, B> {
+    /// The field the model keeps: the moving average, or the trained weights.
+    fn kept(&self) -> VectorField<B::InnerBackend> {
+        self.ema
+            .as_ref()
+            .map_or_else(|| self.field.valid(), |e| e.model().clone())
+    }
 }
 
 impl<B: AutodiffBackend> Trainer for BurnTrainer<'_, B> {
@@ -179,12 +191,15 @@ impl<B: AutodiffBackend> Trainer for BurnTrainer<'_, B> {
             let grads = GradientsParams::from_grads(loss.backward(), field);
             self.field = self.optim.step(lr, self.field.clone(), grads);
         }
+        if let Some(ema) = &mut self.ema {
+            ema.update(&self.field.valid());
+        }
         (value, ce_value)
     }
 
     fn heldout_loss(&mut self, set: &Batch) -> (f64, Option<f64>) {
         let p = self.layout.num_params();
-        let field = self.field.valid();
+        let field = self.kept();
         let fm = set_loss(&field, set, p, self.tau, &self.device);
         let ce = self
             .functional
@@ -194,17 +209,24 @@ impl<B: AutodiffBackend> Trainer for BurnTrainer<'_, B> {
     }
 
     fn save_field(&self, out: &Path) -> Result<(), MetaError> {
-        save_field(&self.field.valid(), out)
+        save_field(&self.kept(), out)
     }
 
     fn checkpoint(&self, out: &Path, state: &checkpoint::State) -> Result<(), MetaError> {
-        checkpoint::save(out, state, &self.field, &self.optim)
+        checkpoint::save_with(out, state, |partial| {
+            checkpoint::write_model(partial, &self.field, &self.optim)?;
+            self.ema.as_ref().map_or(Ok(()), |e| e.save(partial))
+        })
     }
 
     fn resume(&mut self, out: &Path) -> Result<(), MetaError> {
         let (f, o) = checkpoint::load_model(out, self.cfg, adam::<B>(self.cfg), &self.device)?;
         self.field = f;
         self.optim = o;
+        if let Some(ema) = &mut self.ema {
+            let steps = checkpoint::load_state(out)?.map_or(0, |s| s.step);
+            ema.load(&checkpoint::folder(out), steps, &self.device)?;
+        }
         Ok(())
     }
 }

@@ -197,15 +197,26 @@ pub fn save<B: AutodiffBackend, S: Serialize>(
     field: &VectorField<B>,
     optim: &FieldOptimizer<B>,
 ) -> Result<(), MetaError> {
-    save_with(out, state, |partial| {
-        let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
-        field
-            .clone()
-            .save_file(partial.join("field"), &recorder)
-            .map_err(|e| MetaError::file(partial.join("field.bin"), e))?;
-        Recorder::<B>::record(&recorder, optim.to_record(), partial.join("optim"))
-            .map_err(|e| MetaError::file(partial.join("optim.bin"), e))
-    })
+    save_with(out, state, |partial| write_model(partial, field, optim))
+}
+
+/// Writes the field and the optimizer state into the new checkpoint folder `partial` (for
+/// [`save_with`]).
+///
+/// # Errors
+/// [`MetaError::File`] naming the file that could not be written.
+pub fn write_model<B: AutodiffBackend>(
+    partial: &Path,
+    field: &VectorField<B>,
+    optim: &FieldOptimizer<B>,
+) -> Result<(), MetaError> {
+    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+    field
+        .clone()
+        .save_file(partial.join("field"), &recorder)
+        .map_err(|e| MetaError::file(partial.join("field.bin"), e))?;
+    Recorder::<B>::record(&recorder, optim.to_record(), partial.join("optim"))
+        .map_err(|e| MetaError::file(partial.join("optim.bin"), e))
 }
 
 /// Writes a checkpoint of the loop state and whatever `write` puts into the new checkpoint folder

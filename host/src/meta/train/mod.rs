@@ -14,9 +14,11 @@
 //! | [`fused_engine`] | the training step on the fused CPU trainer |
 //! | [`fused_mlp`] | the fused trainer's forward, backward and Adam on preallocated buffers |
 //! | [`checkpoint`] | mid-training checkpoints and the loss log |
+//! | [`ema`] | the moving average of the field's weights (`--ema`) |
 
 pub mod burn_engine;
 pub mod checkpoint;
+pub mod ema;
 pub mod fused_engine;
 pub mod fused_mlp;
 
@@ -24,7 +26,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::module::{AutodiffModule, Module};
 use burn::record::{BinFileRecorder, FullPrecisionSettings};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::Serialize;
@@ -277,12 +279,15 @@ pub fn train_meta<B: AutodiffBackend>(
                 device,
             )
         });
+        let field = cfg.field.init::<B>(device);
         Box::new(BurnTrainer {
             cfg,
             layout: &state_layout,
             normalizer: &normalizer,
             device: device.clone(),
-            field: cfg.field.init(device),
+            // The average starts at the field's own initialization.
+            ema: (cfg.ema > 0.0).then(|| ema::Ema::new(field.valid(), cfg.ema)),
+            field,
             optim: burn_engine::adam::<B>(cfg),
             functional,
             tau: cfg.field.jko.map_or(1.0, |j| j.tau),
@@ -345,13 +350,16 @@ fn conditioned_trainer<'a, B: AutodiffBackend>(
             device,
         )
     });
+    let model = ctrain::init::<B>(cfg, &cond, device);
     Ok(Box::new(ctrain::ConditionedTrainer {
         cfg,
         cond,
         layout,
         normalizer,
         device: device.clone(),
-        model: ctrain::init::<B>(cfg, &cond, device),
+        // The average starts at the model's own initialization.
+        ema: (cfg.ema > 0.0).then(|| ema::Ema::new(model.valid(), cfg.ema)),
+        model,
         optim: ctrain::adam::<B>(cfg),
         functional,
         pool: SupportPool::new(&data.train, cond.classes)?,
@@ -396,13 +404,14 @@ fn use_fused<B: AutodiffBackend>(cfg: &MetaConfig, engine: Engine) -> Result<boo
         && cfg.condition.is_none()
         && cfg.field.kind == FieldKind::Mlp
         && cfg.method != Method::Jko
-        && cfg.functional_weight == 0.0;
+        && cfg.functional_weight == 0.0
+        && cfg.ema == 0.0;
     match engine {
         Engine::Auto => Ok(fusable),
         Engine::Burn => Ok(false),
         Engine::Fused if fusable => Ok(true),
         Engine::Fused => Err(UsageError(
-            "--engine fused trains the MLP field (--field mlp) with NM-CFM or NM-MMFM and no functional term, on the CPU".into(),
+            "--engine fused trains the MLP field (--field mlp) with NM-CFM or NM-MMFM, no functional term and no --ema, on the CPU".into(),
         )),
     }
 }
