@@ -111,7 +111,7 @@ pub fn matmul(c: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool, scratch
                         dst.copy_from_slice(&src[start..start + cols]);
                     }
                 }
-                gemm_serial(part, a, b.block(0, k, start, cols), accumulate);
+                matmul_serial(part, a, b.block(0, k, start, cols), accumulate);
             });
         for (block, part) in scratch.chunks(m * per).enumerate() {
             let (start, cols) = (block * per, part.len() / m);
@@ -126,15 +126,24 @@ pub fn matmul(c: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool, scratch
         .enumerate()
         .for_each(|(block, c_rows)| {
             let rows = c_rows.len() / n;
-            gemm_serial(c_rows, a.block(block * per, rows, 0, k), b, accumulate);
+            matmul_serial(c_rows, a.block(block * per, rows, 0, k), b, accumulate);
         });
 }
 
-/// One single-threaded GEMM into a contiguous row-major `c` (the only unsafe code of the crate).
+/// `C = A·B` (or `C += A·B` with `accumulate`) as one single-threaded GEMM into a contiguous
+/// row-major `c`, for callers that parallelize over independent products themselves (the only
+/// unsafe code of the crate).
+///
+/// # Panics
+/// If `c` has the wrong length or a view reaches past its slice.
 #[allow(unsafe_code)]
-fn gemm_serial(c: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool) {
+pub fn matmul_serial(c: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    debug_assert_eq!(c.len(), m * n);
+    assert_eq!(c.len(), m * n, "output of a {m}×{n} product");
+    assert_eq!(b.rows, k, "inner dimensions: {m}×{k} · {}×{n}", b.rows);
+    if m == 0 || n == 0 {
+        return;
+    }
     if k == 0 {
         if !accumulate {
             c.fill(0.0);

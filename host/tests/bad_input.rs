@@ -476,6 +476,28 @@ fn zoo_settings_out_of_range() {
         (
             vec![
                 "zoo",
+                "--arch",
+                "cnn-s",
+                "--dataset",
+                "mnist",
+                "--engine",
+                "fused",
+                "--out",
+                z,
+            ],
+            2,
+            &[
+                "--engine fused trains MLP architectures only (got cnn-s); use --engine burn or auto",
+            ],
+        ),
+        (
+            base(&["--engine", "fused", "--device", "cuda"]),
+            2,
+            &["--engine fused trains on the CPU only (got --device cuda)"],
+        ),
+        (
+            vec![
+                "zoo",
                 "--dataset",
                 "digits",
                 "--arch",

@@ -73,6 +73,7 @@ pub fn small_zoo_of(dir: &Path, seed: u64, dataset: &str, arch: &str) {
         shard_runs: 16,
         heldout_fraction: 0.25,
         tasks: None,
+        engine: nmflow_host::zoo::ZooEngine::Fused,
     };
     let opts = RunOptions {
         quiet: true,

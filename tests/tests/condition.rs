@@ -43,6 +43,7 @@ fn build_zoo(name: &str, tasks: &str) -> PathBuf {
         shard_runs: 48,
         heldout_fraction: 0.2,
         tasks: Some(tasks.parse().unwrap()),
+        engine: nmflow_host::zoo::ZooEngine::Fused,
     };
     let opts = RunOptions {
         quiet: true,

@@ -75,6 +75,7 @@ pub fn demo_zoo_config() -> ZooConfig {
         shard_runs: 16,
         heldout_fraction: 0.2,
         tasks: None,
+        engine: crate::zoo::ZooEngine::Fused,
     }
 }
 

@@ -17,6 +17,26 @@ pub enum Optimizer {
     Sgd,
 }
 
+/// The code that trains a zoo's runs. The two compute the same training and differ in rounding
+/// only, so the engine is part of a zoo's settings: a zoo resumes with the engine it began with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZooEngine {
+    /// burn's autodiff over the shard's runs batched in one model, on any backend (CPU or CUDA)
+    /// and architecture. Zoos written before the fused engine existed have no `engine` key and
+    /// are this.
+    #[default]
+    Burn,
+    /// The fused CPU trainer ([`super::fused`]): MLP architectures on the CPU.
+    Fused,
+}
+
+impl ZooEngine {
+    fn is_burn(&self) -> bool {
+        *self == Self::Burn
+    }
+}
+
 /// Everything that determines a zoo's bytes. Two jobs with equal settings write identical files.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +68,9 @@ pub struct ZooConfig {
     /// The task family of a multi-task zoo (absent: one task, the dataset as it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<super::tasks::TaskSpec>,
+    /// The trainer (absent in `settings.json`: burn, the only one before the fused engine).
+    #[serde(default, skip_serializing_if = "ZooEngine::is_burn")]
+    pub engine: ZooEngine,
 }
 
 impl ZooConfig {
@@ -93,6 +116,12 @@ impl ZooConfig {
         }
         if let Some(t) = &self.tasks {
             t.validate(self.runs)?;
+        }
+        if self.engine == ZooEngine::Fused && !matches!(self.arch, Arch::Mlp { .. }) {
+            return bad(format!(
+                "--engine fused trains MLP architectures only (got {}); use --engine burn or auto",
+                self.arch
+            ));
         }
         if !self.dataset.has_train() {
             return bad(format!(

@@ -14,19 +14,21 @@
 //! | module | one job |
 //! |---|---|
 //! | [`config`] | the settings (`ZooConfig`) with their checks, and the checkpoint schedule |
-//! | [`train`] | the batched trainer: every run of a shard in one model with a run dimension |
+//! | [`train`] | the batched trainer: every run of a shard in one model with a run dimension (burn, any backend) |
+//! | [`fused`] | the fused CPU trainer of MLP zoos: the same training written out on reused buffers |
 //! | [`shard`] | encoding and decoding shard files |
 //! | [`manifest`] | `manifest.json`, read with its tables checked against each other |
 //! | [`run`] | the resumable job: lock, settings, shards, manifest |
 //! | [`tasks`] | multi-task zoos: task families, each run's task, unseen tasks |
 
 pub mod config;
+pub mod fused;
 pub mod manifest;
 pub mod run;
 pub mod shard;
 pub mod tasks;
 pub mod train;
 
-pub use config::{Optimizer, Schedule, ZooConfig};
+pub use config::{Optimizer, Schedule, ZooConfig, ZooEngine};
 pub use manifest::Manifest;
 pub use run::{ZooSummary, run_zoo};

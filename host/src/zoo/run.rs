@@ -14,7 +14,7 @@ use super::manifest::{
     DatasetInfo, MANIFEST, Manifest, RunInfo, RunSplit, SETTINGS, ShardInfo, ZOO_FORMAT_VERSION,
 };
 use super::shard::{self, shard_name};
-use super::train::{DeviceData, train_shard};
+use super::train::{TrainingData, train_shard};
 use crate::data::{Dataset, dataset::NUM_CLASSES};
 use crate::error::{UsageError, ZooError};
 use crate::io::{DirLock, is_lock, sha256_hex, stale_temp, write_atomic};
@@ -191,7 +191,15 @@ fn first_difference(existing: &str, cfg: &ZooConfig) -> String {
         serde_json::from_str::<serde_json::Value>(existing),
         serde_json::to_value(cfg),
     ) {
-        (Ok(old), Ok(new)) => crate::io::first_difference(&old, &new),
+        (Ok(mut old), Ok(mut new)) => {
+            // The engine key is left out for burn: name it on both sides so a change shows.
+            for v in [&mut old, &mut new] {
+                if let Some(map) = v.as_object_mut() {
+                    map.entry("engine").or_insert_with(|| "burn".into());
+                }
+            }
+            crate::io::first_difference(&old, &new)
+        }
         _ => "unreadable settings".into(),
     }
 }
@@ -238,7 +246,7 @@ pub fn run_zoo<B: AutodiffBackend>(
     pb.set_prefix(format!("zoo: {} shards to train", todo.len()));
     let trained = AtomicUsize::new(0);
     if !todo.is_empty() {
-        let device_data = DeviceData::<B::InnerBackend>::new(&data, device);
+        let prepared = TrainingData::<B::InnerBackend>::new(cfg, &data, device)?;
         let queue = Mutex::new(todo.iter().copied().rev().collect::<Vec<usize>>());
         let failure: Mutex<Option<ZooError>> = Mutex::new(None);
         let workers = opts.jobs.clamp(1, todo.len());
@@ -258,15 +266,7 @@ pub fn run_zoo<B: AutodiffBackend>(
                     return;
                 };
                 let outcome = train_and_write::<B>(
-                    cfg,
-                    &layout,
-                    &schedule,
-                    &data,
-                    &device_data,
-                    s,
-                    out,
-                    device,
-                    &pb,
+                    cfg, &layout, &schedule, &data, &prepared, s, out, device, &pb,
                 );
                 match outcome {
                     Ok(()) => {
@@ -406,7 +406,7 @@ fn train_and_write<B: AutodiffBackend>(
     layout: &crate::arch::Layout,
     schedule: &Schedule,
     data: &Dataset,
-    device_data: &DeviceData<B::InnerBackend>,
+    prepared: &TrainingData<'_, B::InnerBackend>,
     s: usize,
     out: &Path,
     device: &B::Device,
@@ -424,7 +424,7 @@ fn train_and_write<B: AutodiffBackend>(
         layout,
         schedule,
         data,
-        device_data,
+        prepared,
         runs.clone(),
         device,
         &mut on_step,

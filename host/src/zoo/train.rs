@@ -4,11 +4,12 @@
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::config::{Optimizer, Schedule, ZooConfig};
-use crate::arch::Layout;
+use super::config::{Optimizer, Schedule, ZooConfig, ZooEngine};
+use super::fused::{PixelSplit, evaluate_fused, train_runs_fused};
+use crate::arch::{Arch, Layout};
 use crate::classifier::{self, Input, cross_entropy_sum, one_hot};
 use crate::data::{Dataset, dataset::NUM_CLASSES};
-use crate::error::ZooError;
+use crate::error::{UsageError, ZooError};
 use crate::optim::{AdamSettings, BatchedAdam};
 use nmflow_runtime::Rng;
 use nmflow_runtime::rng::derive_seed;
@@ -55,6 +56,36 @@ impl<B: Backend> DeviceData<B> {
             self.x.clone().select(0, idx.clone()),
             self.onehot.clone().select(0, idx),
         )
+    }
+}
+
+/// The training split prepared once per zoo for its engine: burn tensors on the device, or the
+/// stored pixels the fused trainer reads.
+pub enum TrainingData<'a, B: Backend> {
+    /// For the burn engine.
+    Device(DeviceData<B>),
+    /// For the fused engine.
+    Pixels(PixelSplit<'a>),
+}
+
+impl<'a, B: Backend> TrainingData<'a, B> {
+    /// The training split of `data` as `cfg.engine` reads it.
+    ///
+    /// # Errors
+    /// [`UsageError`] when the fused engine is asked for and the split's inputs are not the
+    /// view's pixel scaling.
+    pub fn new(cfg: &ZooConfig, data: &'a Dataset, device: &B::Device) -> Result<Self, UsageError> {
+        match cfg.engine {
+            ZooEngine::Burn => Ok(Self::Device(DeviceData::new(data, device))),
+            ZooEngine::Fused => PixelSplit::new(&data.train, cfg.dataset.pixel_scaling())
+                .map(Self::Pixels)
+                .ok_or_else(|| {
+                    UsageError(format!(
+                        "--engine fused reads stored pixels, and the training inputs of {} are not its pixel scaling; use --engine burn",
+                        cfg.dataset
+                    ))
+                }),
+        }
     }
 }
 
@@ -135,14 +166,13 @@ pub fn train_shard<B: AutodiffBackend>(
     layout: &Layout,
     schedule: &Schedule,
     data: &Dataset,
-    device_data: &DeviceData<B::InnerBackend>,
+    prepared: &TrainingData<'_, B::InnerBackend>,
     runs: std::ops::Range<usize>,
     device: &B::Device,
     on_step: &mut dyn FnMut(StepInfo),
 ) -> Result<ShardResult, ZooError> {
     let r = runs.len();
     let p = layout.num_params();
-    let k = schedule.len();
     let seeds: Vec<u64> = runs
         .clone()
         .map(|i| derive_seed(cfg.seed, i as u64))
@@ -151,6 +181,103 @@ pub fn train_shard<B: AutodiffBackend>(
     for &s in &seeds {
         layout.init_into(&mut Rng::new(s, STREAM_INIT), &mut init);
     }
+    let maps: Option<Vec<Vec<u8>>> = cfg.tasks.map(|t| {
+        runs.clone()
+            .map(|i| t.label_map(cfg.seed, t.task_of(i), NUM_CLASSES))
+            .collect()
+    });
+    let (weights, train, test) = match (prepared, &cfg.arch) {
+        (TrainingData::Pixels(pixels), Arch::Mlp { widths }) => {
+            let outcome = train_runs_fused(
+                cfg,
+                widths,
+                &init,
+                &seeds,
+                maps.as_deref(),
+                pixels,
+                cfg.epochs,
+                &schedule.steps,
+                &mut |step, batch_acc| on_step(StepInfo { step, batch_acc }),
+            )
+            .map_err(|(run, step)| ZooError::Diverged {
+                run: runs.start + run,
+                step,
+            })?;
+            let train = evaluate_fused(widths, &outcome.params, &data.train, maps.as_deref());
+            let test = evaluate_fused(widths, &outcome.params, &data.test, maps.as_deref());
+            (outcome.checkpoints, train, test)
+        }
+        (TrainingData::Pixels(_), Arch::CnnS) => {
+            return Err(ZooError::Usage(UsageError(
+                "--engine fused trains MLP architectures only (got cnn-s); use --engine burn or auto"
+                    .into(),
+            )));
+        }
+        (TrainingData::Device(device_data), _) => {
+            let (weights, params) = train_shard_burn::<B>(
+                cfg,
+                layout,
+                schedule,
+                &init,
+                &seeds,
+                maps.as_deref(),
+                device_data,
+                runs.clone(),
+                device,
+                on_step,
+            )?;
+            let train = classifier::evaluate(
+                &cfg.arch,
+                &params,
+                &data.train.x,
+                &data.train.y,
+                maps.as_deref(),
+                device,
+            )?;
+            let test = classifier::evaluate(
+                &cfg.arch,
+                &params,
+                &data.test.x,
+                &data.test.y,
+                maps.as_deref(),
+                device,
+            )?;
+            (weights, train, test)
+        }
+    };
+    let step = schedule.total_steps;
+    if let Some(bad) = train.iter().position(|(l, _)| !l.is_finite()) {
+        return Err(ZooError::Diverged {
+            run: runs.start + bad,
+            step,
+        });
+    }
+    Ok(ShardResult {
+        weights,
+        seeds,
+        train,
+        test,
+    })
+}
+
+/// The burn engine's part of [`train_shard`]: the checkpoints `[runs, K, P]` and the final
+/// parameter blocks.
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn train_shard_burn<B: AutodiffBackend>(
+    cfg: &ZooConfig,
+    layout: &Layout,
+    schedule: &Schedule,
+    init: &[f32],
+    seeds: &[u64],
+    maps: Option<&[Vec<u8>]>,
+    device_data: &DeviceData<B::InnerBackend>,
+    runs: std::ops::Range<usize>,
+    device: &B::Device,
+    on_step: &mut dyn FnMut(StepInfo),
+) -> Result<(Vec<f32>, Vec<Tensor<B::InnerBackend, 3>>), ZooError> {
+    let r = runs.len();
+    let p = layout.num_params();
+    let k = schedule.len();
     let mut weights = vec![0.0f32; r * k * p];
     let mut failed = None;
     let mut record =
@@ -166,17 +293,12 @@ pub fn train_shard<B: AutodiffBackend>(
             Err(e) => failed = Some(e),
         };
     let mut next_slot = 0;
-    let maps: Option<Vec<Vec<u8>>> = cfg.tasks.map(|t| {
-        runs.clone()
-            .map(|i| t.label_map(cfg.seed, t.task_of(i), NUM_CLASSES))
-            .collect()
-    });
     let params = train_runs::<B>(
         cfg,
         layout,
-        &init,
-        &seeds,
-        maps.as_deref(),
+        init,
+        seeds,
+        maps,
         device_data,
         cfg.epochs,
         device,
@@ -197,35 +319,7 @@ pub fn train_shard<B: AutodiffBackend>(
     if let Some(e) = failed {
         return Err(e.into());
     }
-    let step = schedule.total_steps;
-    let train = classifier::evaluate(
-        &cfg.arch,
-        &params,
-        &data.train.x,
-        &data.train.y,
-        maps.as_deref(),
-        device,
-    )?;
-    let test = classifier::evaluate(
-        &cfg.arch,
-        &params,
-        &data.test.x,
-        &data.test.y,
-        maps.as_deref(),
-        device,
-    )?;
-    if let Some(bad) = train.iter().position(|(l, _)| !l.is_finite()) {
-        return Err(ZooError::Diverged {
-            run: runs.start + bad,
-            step,
-        });
-    }
-    Ok(ShardResult {
-        weights,
-        seeds,
-        train,
-        test,
-    })
+    Ok((weights, params))
 }
 
 /// The observer of [`train_runs`]: `(step, parameter blocks, mean minibatch accuracy)`.
