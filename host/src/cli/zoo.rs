@@ -456,7 +456,7 @@ pub fn exec(a: &ZooArgs) -> Result<()> {
 /// The one-line summary of a zoo job.
 pub fn summary_line(s: &ZooSummary) -> String {
     format!(
-        "zoo: {} runs × {} checkpoints of {} params; test acc mean {:.2}% (min {:.2}%, max {:.2}%); {} shards trained in {:.1}s → {}",
+        "zoo: {} runs × {} checkpoints of {} params; test acc mean {:.2}% (min {:.2}%, max {:.2}%); {} shards trained in {:.1}s ({} engine) → {}",
         s.runs,
         s.checkpoints_per_run,
         s.num_params,
@@ -465,6 +465,7 @@ pub fn summary_line(s: &ZooSummary) -> String {
         100.0 * s.test_acc_max,
         s.shards_trained,
         s.seconds,
+        s.engine.name(),
         s.out.display()
     )
 }

@@ -35,6 +35,14 @@ impl ZooEngine {
     fn is_burn(&self) -> bool {
         *self == Self::Burn
     }
+
+    /// The engine's name, as `--engine` and `settings.json` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Burn => "burn",
+            Self::Fused => "fused",
+        }
+    }
 }
 
 /// Everything that determines a zoo's bytes. Two jobs with equal settings write identical files.

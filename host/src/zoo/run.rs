@@ -85,6 +85,8 @@ pub struct ZooSummary {
     pub seconds: f64,
     /// Model-epochs per second of the training done by this invocation.
     pub model_epochs_per_second: f64,
+    /// The engine that trains the zoo (its setting).
+    pub engine: super::config::ZooEngine,
     /// The zoo directory.
     pub out: PathBuf,
 }
@@ -496,6 +498,7 @@ fn summary_partial(
         shards_trained: trained,
         seconds,
         model_epochs_per_second: 0.0,
+        engine: cfg.engine,
         out: out.into(),
     }
 }
@@ -594,6 +597,7 @@ pub fn summarize(m: &Manifest, out: &Path) -> ZooSummary {
         shards_trained: 0,
         seconds: 0.0,
         model_epochs_per_second: 0.0,
+        engine: m.config.engine,
         out: out.into(),
     }
 }
