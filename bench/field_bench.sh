@@ -14,6 +14,7 @@ repeats=${3:-5}
 engine=${4:-auto}
 export CUDA_VISIBLE_DEVICES=""
 bench/setup.sh
+command -v /usr/bin/time >/dev/null || { echo "$0 needs GNU time (apt-get install time)" >&2; exit 1; }
 cargo build --release -q -p nmflow-host
 ./target/release/nmflow demo --quiet >/dev/null
 out=$(mktemp -d)
@@ -21,10 +22,10 @@ trap 'rm -rf "$out"' EXIT
 for i in $(seq 1 "$repeats"); do
   rm -rf "$out/model"
   # --eval-every past the end: time training steps only (one held-out evaluation at the last step).
-  ./target/release/nmflow train --zoo runs/demo/zoo --out "$out/model" --method cfm --field mlp \
+  /usr/bin/time -f %M -o "$out/nmflow-$i.rss" ./target/release/nmflow train --zoo runs/demo/zoo --out "$out/model" --method cfm --field mlp \
     --hidden "$hidden" --depth 3 --time-dim 32 --batch-size 128 --steps "$steps" --eval-every "$steps" \
     --engine "$engine" --json --quiet > "$out/nmflow-$i.json"
-  bench/.venv/bin/python bench/torch_field.py --zoo runs/demo/zoo --steps "$steps" --hidden "$hidden" \
+  /usr/bin/time -f %M -o "$out/torch-$i.rss" bench/.venv/bin/python bench/torch_field.py --zoo runs/demo/zoo --steps "$steps" --hidden "$hidden" \
     --depth 3 --time-dim 32 --batch-size 128 > "$out/torch-$i.json"
 done
 bench/.venv/bin/python - "$out" "$repeats" <<'PY'
@@ -35,9 +36,11 @@ for i in range(1, repeats + 1):
     n = json.load(open(os.path.join(out, f"nmflow-{i}.json")))
     t = json.load(open(os.path.join(out, f"torch-{i}.json")))
     r = n["steps_per_second"] / t["steps_per_second"]
+    rss = lambda k: int(open(os.path.join(out, f"{k}-{i}.rss")).read().split()[-1]) / 1024
     ratios.append(r)
     print(f"pair {i}: nmflow {n['steps_per_second']:.1f} steps/s ({n['engine']} engine), "
-          f"pytorch {t['steps_per_second']:.1f} steps/s ({t['threads']} threads): {r:.2f}x")
+          f"pytorch {t['steps_per_second']:.1f} steps/s ({t['threads']} threads): {r:.2f}x; "
+          f"peak memory nmflow {rss('nmflow'):.0f} MiB, pytorch {rss('torch'):.0f} MiB")
 print(f"field parameters: {n['field_params']} (nmflow), {t['field_params']} (pytorch); "
       "nmflow's loop includes minibatch drawing, as PyTorch's does")
 print(f"median ratio nmflow / pytorch: {statistics.median(ratios):.2f}x "
