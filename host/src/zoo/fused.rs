@@ -209,11 +209,7 @@ impl RunState {
                     }
                 }
             } else {
-                for row in z.chunks_exact_mut(out) {
-                    for (v, &c) in row.iter_mut().zip(bias) {
-                        *v += c;
-                    }
-                }
+                add_to_rows(z, bias);
             }
             if l + 1 < layers {
                 let a = &mut self.a[l];
@@ -508,6 +504,15 @@ pub fn evaluate_fused(
         .collect()
 }
 
+/// Adds `bias` to every row of the row-major `z` (rows of `bias.len()` values).
+fn add_to_rows(z: &mut [f32], bias: &[f32]) {
+    for row in z.chunks_exact_mut(bias.len()) {
+        for (v, &c) in row.iter_mut().zip(bias) {
+            *v += c;
+        }
+    }
+}
+
 /// The index and value of a row's largest entry (the first of equals).
 fn argmax(row: &[f32]) -> (usize, f32) {
     let (mut best, mut max) = (0, f32::NEG_INFINITY);
@@ -553,12 +558,7 @@ impl RunEval {
                 w.t(),
                 false,
             );
-            let bias = &theta[bo..bo + out];
-            for row in self.z.chunks_exact_mut(out) {
-                for (v, &c) in row.iter_mut().zip(bias) {
-                    *v += c;
-                }
-            }
+            add_to_rows(&mut self.z, &theta[bo..bo + out]);
         }
         std::mem::swap(&mut self.z, &mut self.first);
         &self.first
