@@ -776,9 +776,9 @@ fn train_settings_out_of_range() {
             &["--tau must be a finite number > 0"],
         ),
         (
-            t(&["--field", "set", "--engine", "fused"]),
+            t(&["--field", "set", "--engine", "fused", "--ema", "0.9"]),
             2,
-            &["--engine fused trains the MLP field"],
+            &["--engine fused trains the MLP field (without a functional term) and the set field"],
         ),
         (
             t(&["--ema", "1"]),

@@ -263,7 +263,7 @@ fn killed_training_with_an_average_resumes_to_the_same_bytes() {
     killed_training_resumes("cli-train-resume-ema", &args, "burn");
 }
 
-/// ... and the fused CPU trainer (its own optimizer file in the checkpoint).
+/// ... the fused CPU trainer of the MLP field (its own optimizer file in the checkpoint) ...
 #[test]
 fn killed_fused_training_resumes_to_the_same_bytes() {
     killed_training_resumes(
@@ -271,6 +271,18 @@ fn killed_fused_training_resumes_to_the_same_bytes() {
         &["--steps", "4000", "--eval-every", "50"],
         "fused",
     );
+}
+
+/// ... and the fused trainer of the set field with the functional term on the sampler's rollout
+/// (its source, rollout and image draws come from the step's own stream).
+#[test]
+fn killed_fused_set_training_resumes_to_the_same_bytes() {
+    let args = [
+        BURN_TRAINING.as_slice(),
+        &["--field", "set", "--functional-rollout", "2"],
+    ]
+    .concat();
+    killed_training_resumes("cli-train-resume-fused-set", &args, "fused");
 }
 
 fn killed_training_resumes(name: &str, extra: &[&str], engine: &str) {
@@ -286,8 +298,6 @@ fn killed_training_resumes(name: &str, extra: &[&str], engine: &str) {
             zoo.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
-            "--field",
-            "mlp",
             "--hidden",
             "128",
             "--depth",
@@ -297,21 +307,26 @@ fn killed_training_resumes(name: &str, extra: &[&str], engine: &str) {
             "--quiet",
         ]
         .iter()
+        .chain(if extra.contains(&"--field") {
+            &[][..]
+        } else {
+            &["--field", "mlp"][..]
+        })
         .chain(extra)
         .map(|s| s.to_string())
         .collect()
     };
     if engine == "fused" {
-        // The fused trainer covers the MLP field only; asking it for more is a usage error.
-        let mut args = train(&tmp.join("set"));
-        args.extend(["--field", "set", "--engine", "fused"].map(String::from));
+        // What the fused trainers do not cover is a usage error (here: the moving average).
+        let mut args = train(&tmp.join("ema"));
+        args.extend(["--engine", "fused", "--ema", "0.9"].map(String::from));
         expect(
             &nmflow(&args_for(&args), &data),
             2,
             "--engine fused trains the MLP field",
         );
         assert!(
-            !tmp.join("set").exists(),
+            !tmp.join("ema").exists(),
             "nothing is written on a usage error"
         );
     }
@@ -345,7 +360,23 @@ fn killed_training_resumes(name: &str, extra: &[&str], engine: &str) {
     assert!(log.starts_with(
         "step,train_loss,heldout_loss,functional_loss,validation_functional_loss\n10,"
     ));
-    if engine == "burn" {
+    if extra.contains(&"--field") {
+        // `--engine auto` resumes a run begun on the burn engine with burn, from its checkpoint.
+        let begun = tmp.join("begun-on-burn");
+        // A shorter run than the others (burn's set field is the slow one).
+        let short: Vec<String> = train(&begun)
+            .into_iter()
+            .map(|a| if a == "1500" { "200".into() } else { a })
+            .collect();
+        let mut args = short.clone();
+        args.extend(["--engine", "burn"].map(String::from));
+        kill_after_checkpoint(&args, &begun, "train.json", &data);
+        let r = nmflow(&args_for(&short), &data);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let summary = fs::read_to_string(begun.join("train.json")).unwrap();
+        assert!(summary.contains("\"engine\": \"burn\""), "{summary}");
+    }
+    if extra.contains(&"--functional-weight") {
         // With the functional term, every held-out evaluation also scores the sampler on the
         // fixed validation draws (the last column).
         let evaluated: Vec<&str> = log.lines().filter(|l| l.starts_with("25,")).collect();
@@ -563,6 +594,18 @@ fn kill_after_checkpoint_and_resume(
     done: &str,
     data: &Path,
 ) -> Output {
+    kill_after_checkpoint(args, out, done, data);
+    let again = nmflow(&args_for(args), data);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    again
+}
+
+/// Starts `nmflow ARGS` and kills it with SIGKILL right after its first checkpoint.
+fn kill_after_checkpoint(args: &[String], out: &Path, done: &str, data: &Path) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nmflow"))
         .args(args)
         .arg("--data-dir")
@@ -579,13 +622,6 @@ fn kill_after_checkpoint_and_resume(
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!out.join(done).exists(), "killed before the end");
-    let again = nmflow(&args_for(args), data);
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
-    again
 }
 
 /// A conditioned field (`--condition support` on a multi-task zoo, with a moving average of its

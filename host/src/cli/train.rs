@@ -163,10 +163,13 @@ pub struct TrainArgs {
     #[arg(long)]
     pub relabel: bool,
     /// Implementation of the training step: `fused` is a hand-written CPU trainer of the MLP
-    /// field (NM-CFM or NM-MMFM without functional term; as fast as PyTorch's CPU reference in
-    /// bench/field_bench.sh), `burn` is burn's autodiff (everything); `auto` picks `fused` where
-    /// it applies. Both train the same network with the same algorithm; results differ by
-    /// floating-point rounding only.
+    /// field (without a functional term) and of the set field (with or without it: the default
+    /// recipe), NM-CFM or NM-MMFM, no --condition, no --ema (ahead of PyTorch's CPU references
+    /// in bench/field_bench.sh and bench/set_field_bench.sh); `burn` is burn's autodiff
+    /// (everything, any device); `auto` picks `fused` where it applies, and an interrupted run
+    /// resumes with the engine it began with. Both train the same network with the same
+    /// algorithm and draws; results differ by floating-point rounding only, so `--engine burn`
+    /// reproduces set-field models of builds before the fused set trainer.
     #[arg(long, value_enum, default_value_t = Engine::Auto)]
     pub engine: Engine,
     /// Replace a model trained with other settings in --out (finished or interrupted: its

@@ -289,8 +289,22 @@ impl<B: Backend> VectorField<B> {
         if self.set.is_some() || self.potential.is_some() {
             return Ok(None);
         }
-        self.layers
-            .iter()
+        self.linear_layers()
+    }
+
+    /// The layers of an MLP or set field as `(weight, bias)` pairs in burn's `Linear` layout
+    /// (weight row-major `[d_in][d_out]`), in module order: for the set field `embed`,
+    /// `global_in`, `time_in`, each block's `local`, `pooled`, `mlp`, then `token_out` and
+    /// `global_out`; `None` for a potential field.
+    ///
+    /// # Errors
+    /// [`TensorRead`] when the backend's values cannot be read back.
+    pub fn linear_layers(&self) -> Result<Option<Vec<MlpLayer>>, TensorRead> {
+        if self.potential.is_some() {
+            return Ok(None);
+        }
+        self.linears()
+            .into_iter()
             .map(|l| {
                 let [_, d_out] = l.weight.dims();
                 let bias = match &l.bias {
@@ -303,14 +317,54 @@ impl<B: Backend> VectorField<B> {
             .map(Some)
     }
 
+    /// The linear layers in module order (see [`Self::linear_layers`]).
+    fn linears(&self) -> Vec<&Linear<B>> {
+        match &self.set {
+            Some(set) => {
+                let mut l = vec![&set.embed, &set.global_in, &set.time_in];
+                for b in &set.blocks {
+                    l.extend([&b.local, &b.pooled, &b.mlp]);
+                }
+                l.extend([&set.token_out, &set.global_out]);
+                l
+            }
+            None => self.layers.iter().collect(),
+        }
+    }
+
+    /// [`Self::linears`], mutable.
+    fn linears_mut(&mut self) -> Vec<&mut Linear<B>> {
+        match &mut self.set {
+            Some(set) => {
+                let mut l = vec![&mut set.embed, &mut set.global_in, &mut set.time_in];
+                for b in &mut set.blocks {
+                    l.extend([&mut b.local, &mut b.pooled, &mut b.mlp]);
+                }
+                l.extend([&mut set.token_out, &mut set.global_out]);
+                l
+            }
+            None => self.layers.iter_mut().collect(),
+        }
+    }
+
     /// This MLP field with its layers' values replaced by `layers` (as [`Self::mlp_layers`] gives
     /// them); parameter ids are kept.
     ///
     /// # Panics
     /// If `layers` does not have this field's layer shapes.
-    pub fn with_mlp_layers(mut self, layers: &[(Vec<f32>, Vec<f32>)]) -> Self {
-        assert_eq!(self.layers.len(), layers.len(), "number of MLP layers");
-        for (layer, (w, b)) in self.layers.iter_mut().zip(layers) {
+    pub fn with_mlp_layers(self, layers: &[(Vec<f32>, Vec<f32>)]) -> Self {
+        self.with_linear_layers(layers)
+    }
+
+    /// This MLP or set field with its layers' values replaced by `layers` (as
+    /// [`Self::linear_layers`] gives them); parameter ids are kept.
+    ///
+    /// # Panics
+    /// If `layers` does not have this field's layer shapes.
+    pub fn with_linear_layers(mut self, layers: &[(Vec<f32>, Vec<f32>)]) -> Self {
+        let mut linears = self.linears_mut();
+        assert_eq!(linears.len(), layers.len(), "number of layers");
+        for (layer, (w, b)) in linears.iter_mut().zip(layers) {
             layer.weight = layer.weight.clone().map(|old: Tensor<B, 2>| {
                 let dims = old.dims();
                 assert_eq!(w.len(), dims[0] * dims[1], "weight of shape {dims:?}");
@@ -325,6 +379,7 @@ impl<B: Backend> VectorField<B> {
                 })
             });
         }
+        drop(linears);
         self
     }
 
@@ -362,12 +417,8 @@ impl<B: Backend> VectorField<B> {
         let Some(set) = &self.set else {
             return Ok(None);
         };
-        let mut linears = vec![&set.embed, &set.global_in, &set.time_in];
-        for b in &set.blocks {
-            linears.extend([&b.local, &b.pooled, &b.mlp]);
-        }
-        linears.extend([&set.token_out, &set.global_out]);
         let hidden = set.embed.weight.dims()[1];
+        let linears = self.linears();
         let layers = linears
             .into_iter()
             .map(dense_layer)

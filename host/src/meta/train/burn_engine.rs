@@ -62,7 +62,7 @@ fn residual<B: Backend>(
 }
 
 /// Mean squared error of `field` on a fixed sample set, in chunks.
-fn set_loss<B: Backend>(
+pub(super) fn set_loss<B: Backend>(
     field: &VectorField<B>,
     set: &Batch,
     p: usize,
@@ -95,7 +95,7 @@ fn set_loss<B: Backend>(
 /// model's own sampler (solver and steps) makes from a fixed set of [`VALIDATION_SAMPLES`] source
 /// samples, on a fixed set of [`VALIDATION_IMAGES`] training images (the same draws at every
 /// evaluation, from their own PRNG stream).
-fn validation<B: AutodiffBackend>(
+pub(super) fn validation<B: AutodiffBackend>(
     reward: &DataReward<B>,
     cfg: &MetaConfig,
     normalizer: &Normalizer,

@@ -108,8 +108,14 @@ impl FusedMlp {
         &self.params
     }
 
-    fn dim(&self) -> usize {
+    /// Dimension of the state.
+    pub fn dim(&self) -> usize {
         self.widths.last().copied().unwrap_or(0)
+    }
+
+    /// Width of the time embedding.
+    pub fn time_dim(&self) -> usize {
+        self.freqs.len() * 2
     }
 
     /// Runs the forward pass on `n` rows of `x` (`[n, P]`) and `t` (`[n]`); the output is
@@ -194,30 +200,13 @@ impl FusedMlp {
         lr: f64,
         buf: &mut Buffers,
     ) -> f64 {
-        let (n, p) = (t.len(), self.dim());
+        let n = t.len();
         let layers = self.params.len();
         self.forward(x, t, buf);
         buf.grad_pre.resize_with(layers, Vec::new);
         buf.grad_params.resize_with(layers, Default::default);
         // ∂loss/∂v = 2(v − u)/(N·P), and the loss itself.
-        let scale = 2.0 / (n * p) as f32;
-        let out = &buf.pre[layers - 1];
-        let g_out = &mut buf.grad_pre[layers - 1];
-        g_out.resize(n * p, 0.0);
-        let partial: Vec<f64> = g_out
-            .par_chunks_mut(CHUNK)
-            .zip(out.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
-            .map(|(g, (v, u))| {
-                let mut sq = 0.0f64;
-                for ((g, &v), &u) in g.iter_mut().zip(v).zip(u) {
-                    let r = v - u;
-                    sq += f64::from(r) * f64::from(r);
-                    *g = scale * r;
-                }
-                sq
-            })
-            .collect();
-        let loss = partial.iter().sum::<f64>() / (n * p) as f64;
+        let loss = mse_and_grad(&buf.pre[layers - 1], u, &mut buf.grad_pre[layers - 1]);
         for l in (0..layers).rev() {
             let (d_in, d_out) = (self.widths[l], self.widths[l + 1]);
             let (lower, upper) = buf.grad_pre.split_at_mut(l);
@@ -266,12 +255,33 @@ impl FusedMlp {
     }
 }
 
+/// The mean squared error of `v` against `u` (f64 accumulation), and its gradient with respect
+/// to `v`, `2(v − u)/len`, written to `grad`.
+pub(super) fn mse_and_grad(v: &[f32], u: &[f32], grad: &mut Vec<f32>) -> f64 {
+    let len = v.len();
+    let scale = 2.0 / len as f32;
+    grad.resize(len, 0.0);
+    let partial: Vec<f64> = grad
+        .par_chunks_mut(CHUNK)
+        .zip(v.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
+        .map(|(g, (v, u))| {
+            let mut sq = 0.0f64;
+            for ((g, &v), &u) in g.iter_mut().zip(v).zip(u) {
+                let r = v - u;
+                sq += f64::from(r) * f64::from(r);
+                *g = scale * r;
+            }
+            sq
+        })
+        .collect();
+    partial.iter().sum::<f64>() / len as f64
+}
+
 impl FusedAdam {
-    /// A fresh optimizer for `field`.
-    pub fn new(settings: AdamSettings, field: &FusedMlp) -> Self {
+    /// A fresh optimizer for a field with the layers `layers` (weight and bias of each).
+    pub fn new(settings: AdamSettings, layers: &[(Vec<f32>, Vec<f32>)]) -> Self {
         let zeros = || -> Vec<Vec<f32>> {
-            field
-                .params
+            layers
                 .iter()
                 .flat_map(|(w, b)| [vec![0.0; w.len()], vec![0.0; b.len()]])
                 .collect()
@@ -286,7 +296,7 @@ impl FusedAdam {
 
     /// One Adam step, burn's formula: `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
     /// `θ ← θ − lr · m·√(1−β₂ᵗ)/(1−β₁ᵗ) / (√v + ε√(1−β₂ᵗ))`.
-    fn update(
+    pub(super) fn update(
         &mut self,
         params: &mut [(Vec<f32>, Vec<f32>)],
         grads: &[(Vec<f32>, Vec<f32>)],
@@ -366,11 +376,16 @@ impl FusedAdam {
         safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
     }
 
-    /// Reads a state written by [`Self::to_bytes`] for `field` with `settings`.
+    /// Reads a state written by [`Self::to_bytes`] for a field with the layers `layers`, with
+    /// `settings`.
     ///
     /// # Errors
     /// [`MetaError::File`] naming `path` and what does not match.
-    pub fn read(path: &Path, settings: AdamSettings, field: &FusedMlp) -> Result<Self, MetaError> {
+    pub fn read(
+        path: &Path,
+        settings: AdamSettings,
+        layers: &[(Vec<f32>, Vec<f32>)],
+    ) -> Result<Self, MetaError> {
         let bytes = std::fs::read(path).map_err(|e| MetaError::file(path, e))?;
         let bad = |what: String| MetaError::file(path, what);
         let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
@@ -380,7 +395,7 @@ impl FusedAdam {
             .get("time")
             .and_then(|t| t.parse().ok())
             .ok_or_else(|| bad("no step count (`time`) in its metadata".into()))?;
-        let mut fresh = Self::new(settings, field);
+        let mut fresh = Self::new(settings, layers);
         fresh.time = time;
         for (prefix, moments) in [("m", &mut fresh.moment_1), ("v", &mut fresh.moment_2)] {
             for (i, m) in moments.iter_mut().enumerate() {
@@ -464,7 +479,7 @@ mod tests {
             .with_weight_decay(Some(WeightDecayConfig::new(wd)))
             .init::<CpuAutodiff, VectorField<CpuAutodiff>>();
         let settings = AdamSettings::BURN.with_weight_decay(f64::from(wd));
-        let mut adam = FusedAdam::new(settings, &mlp);
+        let mut adam = FusedAdam::new(settings, mlp.layers());
         let mut buf = Buffers::default();
         let lr = 0.01;
         for (step, n) in [(0, 5), (1, 150), (2, 3), (3, 70)] {
@@ -553,7 +568,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let mut adam = FusedAdam::new(AdamSettings::default(), &mlp);
+        let mut adam = FusedAdam::new(AdamSettings::default(), mlp.layers());
         let mut m = mlp.clone();
         let (x, t, u) = batch(4, 1);
         m.step(&mut adam, &x, &t, &u, 0.01, &mut Buffers::default());
@@ -561,7 +576,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("optim.safetensors");
         std::fs::write(&path, adam.to_bytes().unwrap()).unwrap();
-        let back = FusedAdam::read(&path, AdamSettings::default(), &m).unwrap();
+        let back = FusedAdam::read(&path, AdamSettings::default(), m.layers()).unwrap();
         assert_eq!(back, adam);
         // A state for another field shape is refused with the file and tensor named.
         let other = FusedMlp::new(
@@ -573,7 +588,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let err = FusedAdam::read(&path, AdamSettings::default(), &other)
+        let err = FusedAdam::read(&path, AdamSettings::default(), other.layers())
             .unwrap_err()
             .to_string();
         assert!(
@@ -581,7 +596,7 @@ mod tests {
             "{err}"
         );
         std::fs::write(&path, b"not safetensors").unwrap();
-        assert!(FusedAdam::read(&path, AdamSettings::default(), &m).is_err());
+        assert!(FusedAdam::read(&path, AdamSettings::default(), m.layers()).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

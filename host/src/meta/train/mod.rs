@@ -3,8 +3,8 @@
 //! Each step draws a minibatch of training pairs ([`crate::meta::pairs`]), forms the objective
 //! (flow matching, NM-JKO's residual, plus the functional term of [`crate::meta::reward`]) and
 //! takes one optimizer step on one of two engines: [`burn_engine`] (burn's autodiff: every field,
-//! method and objective) or [`fused_engine`] (the hand-written CPU trainer of the MLP field,
-//! [`fused_mlp`]). Every `eval_every` steps the objective is measured on fixed held-out draws;
+//! method and objective) or [`fused_engine`] (the hand-written CPU trainers of the MLP field,
+//! [`fused_mlp`], and of the set field with the functional term, [`fused_set`]). Every `eval_every` steps the objective is measured on fixed held-out draws;
 //! the model that minimizes it is kept (early stopping), and a checkpoint
 //! ([`checkpoint`]) lets a killed run resume to the same bytes.
 //!
@@ -13,6 +13,7 @@
 //! | [`burn_engine`] | the training step on burn's autodiff and Adam |
 //! | [`fused_engine`] | the training step on the fused CPU trainer |
 //! | [`fused_mlp`] | the fused trainer's forward, backward and Adam on preallocated buffers |
+//! | [`fused_set`] | the same for the set field, with the functional term's rollout and score |
 //! | [`checkpoint`] | mid-training checkpoints and the loss log |
 //! | [`ema`] | the moving average of the field's weights (`--ema`) |
 
@@ -21,6 +22,7 @@ pub mod checkpoint;
 pub mod ema;
 pub mod fused_engine;
 pub mod fused_mlp;
+pub mod fused_set;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -32,7 +34,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::Serialize;
 
 use self::burn_engine::BurnTrainer;
-use self::fused_engine::FusedTrainer;
+use self::fused_engine::{FusedTrainer, MlpNet, SetNet};
 use self::fused_mlp::{AdamSettings, Buffers, FusedAdam, FusedMlp};
 use super::config::{MetaConfig, Method};
 use super::field::{FieldKind, VectorField};
@@ -144,8 +146,9 @@ pub enum Engine {
     Auto,
     /// burn's autodiff and optimizer (every field, method and loss).
     Burn,
-    /// The fused CPU trainer (module `meta::fused`): the MLP field with NM-CFM or NM-MMFM and
-    /// no functional term.
+    /// The fused CPU trainers (`meta::train::fused_mlp`, `meta::train::fused_set`): the MLP field
+    /// without a functional term and the set field with or without it, NM-CFM or NM-MMFM, no
+    /// condition and no moving average.
     Fused,
 }
 
@@ -215,6 +218,12 @@ pub fn train_meta<B: AutodiffBackend>(
         checkpoint::discard(out)?;
         None
     };
+    // `auto` keeps the engine an interrupted run began with, so that its checkpoint resumes
+    // (models begun before an engine existed, or with `--engine burn`, keep their bytes).
+    let fused = match (&resume, env.engine) {
+        (Some(state), Engine::Auto) => state.fused,
+        _ => fused,
+    };
     let (manifest, mut train, mut held) =
         trajectories::load_tasks(zoo_dir, cfg.condition.is_some())?;
     let layout = manifest.layout.clone();
@@ -266,6 +275,10 @@ pub fn train_meta<B: AutodiffBackend>(
             data,
             device,
         )?
+    } else if fused && cfg.field.kind == FieldKind::Set {
+        let field = cfg.field.init::<B>(device);
+        let images = data.as_ref().map(|d| (d, &manifest.config.arch));
+        fused_set_trainer(cfg, &field, &layout, &normalizer, images)?
     } else if fused {
         fused_trainer(cfg, &cfg.field.init::<B>(device))?
     } else {
@@ -402,16 +415,19 @@ fn use_fused<B: AutodiffBackend>(cfg: &MetaConfig, engine: Engine) -> Result<boo
     let on_cpu = std::any::TypeId::of::<B::InnerBackend>() == std::any::TypeId::of::<Cpu>();
     let fusable = on_cpu
         && cfg.condition.is_none()
-        && cfg.field.kind == FieldKind::Mlp
         && cfg.method != Method::Jko
-        && cfg.functional_weight == 0.0
-        && cfg.ema == 0.0;
+        && cfg.ema == 0.0
+        && match cfg.field.kind {
+            FieldKind::Mlp => cfg.functional_weight == 0.0,
+            FieldKind::Set => cfg.latent.is_none(),
+            FieldKind::Potential => false,
+        };
     match engine {
         Engine::Auto => Ok(fusable),
         Engine::Burn => Ok(false),
         Engine::Fused if fusable => Ok(true),
         Engine::Fused => Err(UsageError(
-            "--engine fused trains the MLP field (--field mlp) with NM-CFM or NM-MMFM, no functional term and no --ema, on the CPU".into(),
+            "--engine fused trains the MLP field (without a functional term) and the set field, with NM-CFM or NM-MMFM, no --condition and no --ema, on the CPU".into(),
         )),
     }
 }
@@ -513,7 +529,7 @@ fn finished<B: Backend>(cfg: &MetaConfig, out: &Path, device: &B::Device) -> Opt
         .map(|_| s)
 }
 
-/// The fused engine, starting from the weights of `field`.
+/// The fused engine of the MLP field, starting from the weights of `field`.
 fn fused_trainer<'a, B: Backend>(
     cfg: &'a MetaConfig,
     field: &VectorField<B>,
@@ -525,13 +541,50 @@ fn fused_trainer<'a, B: Backend>(
     let mlp = FusedMlp::new(cfg.field.dim, cfg.field.time_dim, layers).map_err(UsageError)?;
     let device = Default::default();
     Ok(Box::new(FusedTrainer {
-        cfg,
         template: cfg.field.init(&device),
         device,
-        adam: FusedAdam::new(adam, &mlp),
+        adam: FusedAdam::new(adam, mlp.layers()),
         settings: adam,
-        mlp,
-        buf: Buffers::default(),
+        net: MlpNet {
+            mlp,
+            buf: Buffers::default(),
+        },
+    }))
+}
+
+/// The fused engine of the set field, starting from the weights of `field`; `images` (the zoo's
+/// dataset and classifier architecture) switches the functional term on.
+fn fused_set_trainer<'a, B: Backend>(
+    cfg: &'a MetaConfig,
+    field: &VectorField<B>,
+    layout: &'a crate::arch::Layout,
+    normalizer: &'a Normalizer,
+    images: Option<(&'a Dataset, &crate::arch::Arch)>,
+) -> Result<Box<dyn Trainer + 'a>, MetaError> {
+    let adam = AdamSettings::BURN.with_weight_decay(cfg.weight_decay);
+    let dims = cfg
+        .field
+        .set
+        .ok_or_else(|| UsageError("the fused set trainer needs a set field".into()))?;
+    let shape = fused_set::SetShape {
+        units: dims.units,
+        d_in: dims.d_in,
+        d_out: dims.d_out,
+        hidden: cfg.field.hidden,
+        depth: cfg.field.depth,
+        time_dim: cfg.field.time_dim,
+    };
+    let layers = field
+        .linear_layers()?
+        .ok_or_else(|| UsageError("the fused set trainer needs a set field".into()))?;
+    let net = fused_set::FusedSet::new(shape, layers).map_err(UsageError)?;
+    let device = Default::default();
+    Ok(Box::new(FusedTrainer {
+        template: cfg.field.init(&device),
+        device,
+        adam: FusedAdam::new(adam, net.layers()),
+        settings: adam,
+        net: SetNet::new(cfg, layout, normalizer, net, images),
     }))
 }
 
