@@ -167,13 +167,16 @@ pub struct Pass {
     mean: Vec<Vec<f32>>,
     /// Blocks' pre-activations `a_k`.
     pre: Vec<Vec<f32>>,
-    /// `silu(a_k)`.
+    /// `silu(a_k)` and `σ(a_k)`.
     act: Vec<Vec<f32>>,
-    /// `silu(h_D)`.
+    sig: Vec<Vec<f32>>,
+    /// `silu(h_D)` and `σ(h_D)`.
     s: Vec<f32>,
-    /// `mean_U(h_D) + c` and its SiLU.
+    sig_s: Vec<f32>,
+    /// `mean_U(h_D) + c`, its SiLU and its σ.
     gpre: Vec<f32>,
     g: Vec<f32>,
+    sig_g: Vec<f32>,
     /// Per-sample pooled terms of the current block (`[N, H]`).
     q: Vec<f32>,
     vtok: Vec<f32>,
@@ -202,31 +205,28 @@ fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// `d/dz silu(z)`.
-fn silu_grad(z: f32) -> f32 {
-    let s = sigmoid(z);
-    s * (1.0 + z * (1.0 - s))
-}
-
-/// `out = silu(z)`, in parallel chunks.
-fn silu_into(out: &mut Vec<f32>, z: &[f32]) {
+/// `out = silu(z)` and `sig = σ(z)` (kept for the backward pass), in parallel chunks.
+fn silu_into(out: &mut Vec<f32>, sig: &mut Vec<f32>, z: &[f32]) {
     out.resize(z.len(), 0.0);
+    sig.resize(z.len(), 0.0);
     out.par_chunks_mut(CHUNK)
+        .zip(sig.par_chunks_mut(CHUNK))
         .zip(z.par_chunks(CHUNK))
-        .for_each(|(o, z)| {
-            for (o, &z) in o.iter_mut().zip(z) {
-                *o = z * sigmoid(z);
+        .for_each(|((o, sg), z)| {
+            for ((o, sg), &z) in o.iter_mut().zip(sg).zip(z) {
+                *sg = sigmoid(z);
+                *o = z * *sg;
             }
         });
 }
 
-/// `g ⊙= silu′(z)`, in parallel chunks.
-fn times_silu_grad(g: &mut [f32], z: &[f32]) {
+/// `g ⊙= silu′(z) = σ(z)(1 + z(1 − σ(z)))`, with `sig = σ(z)` from the forward pass.
+fn times_silu_grad(g: &mut [f32], z: &[f32], sig: &[f32]) {
     g.par_chunks_mut(CHUNK)
-        .zip(z.par_chunks(CHUNK))
-        .for_each(|(g, z)| {
-            for (g, &z) in g.iter_mut().zip(z) {
-                *g *= silu_grad(z);
+        .zip(z.par_chunks(CHUNK).zip(sig.par_chunks(CHUNK)))
+        .for_each(|(g, (z, sig))| {
+            for ((g, &z), &s) in g.iter_mut().zip(z).zip(sig) {
+                *g *= s * (1.0 + z * (1.0 - s));
             }
         });
 }
@@ -397,6 +397,7 @@ impl FusedSet {
         pass.mean.resize_with(depth + 1, Vec::new);
         pass.pre.resize_with(depth, Vec::new);
         pass.act.resize_with(depth, Vec::new);
+        pass.sig.resize_with(depth, Vec::new);
         fill_rows(&mut pass.h[0], nu, b(EMBED), Some((&pass.ctx, u)));
         matmul(
             &mut pass.h[0],
@@ -422,7 +423,7 @@ impl FusedSet {
             let a = &mut pass.pre[k];
             fill_rows(a, nu, b(local(k)), Some((&pass.q, u)));
             matmul(a, rm(hk, nu, h), rm(w(local(k)), h, h), true, scratch);
-            silu_into(&mut pass.act[k], a);
+            silu_into(&mut pass.act[k], &mut pass.sig[k], a);
             let next = &mut rest[0];
             next.resize(nu * h, 0.0);
             next.par_chunks_mut(CHUNK)
@@ -441,8 +442,8 @@ impl FusedSet {
         pass.gpre.clear();
         pass.gpre
             .extend(pass.mean[depth].iter().zip(&pass.ctx).map(|(m, c)| m + c));
-        silu_into(&mut pass.g, &pass.gpre);
-        silu_into(&mut pass.s, &pass.h[depth]);
+        silu_into(&mut pass.g, &mut pass.sig_g, &pass.gpre);
+        silu_into(&mut pass.s, &mut pass.sig_s, &pass.h[depth]);
         let (to, go) = (3 + 3 * depth, 4 + 3 * depth);
         fill_rows(&mut pass.vtok, nu, b(to), None);
         matmul(
@@ -499,14 +500,14 @@ impl FusedSet {
         linear_grads(&mut grads[go], &pass.g, dvg, n, scratch);
         dg.resize(n * h, 0.0);
         matmul(dg, rm(dvg, n, c), rm(w(go), h, c).t(), false, scratch);
-        times_silu_grad(dg, &pass.gpre);
+        times_silu_grad(dg, &pass.gpre, &pass.sig_g);
         dctx.clear();
         dctx.extend_from_slice(dg);
         // The tokens' head.
         linear_grads(&mut grads[to], &pass.s, dvtok, nu, scratch);
         dh.resize(nu * h, 0.0);
         matmul(dh, rm(dvtok, nu, tk), rm(w(to), h, tk).t(), false, scratch);
-        times_silu_grad(dh, &pass.h[depth]);
+        times_silu_grad(dh, &pass.h[depth], &pass.sig_s);
         let inv_u = 1.0 / u as f32;
         add_spread(dh, dg, h, u, inv_u);
         for k in (0..depth).rev() {
@@ -514,7 +515,7 @@ impl FusedSet {
             linear_grads(&mut grads[mlp(k)], &pass.act[k], dh, nu, scratch);
             da.resize(nu * h, 0.0);
             matmul(da, rm(dh, nu, h), rm(w(mlp(k)), h, h).t(), false, scratch);
-            times_silu_grad(da, &pass.pre[k]);
+            times_silu_grad(da, &pass.pre[k], &pass.sig[k]);
             linear_grads(&mut grads[local(k)], &pass.h[k], da, nu, scratch);
             // The per-sample terms: the pooled mean and the context.
             group_sums(dr, da, h, u, 1.0);
@@ -713,22 +714,37 @@ pub struct Functional<'a> {
     pub mean: &'a [f32],
 }
 
+/// The buffers of one of a step's two independent halves (the flow-matching pairs, and the
+/// sampler's rollout with its score), so that both can run at once.
+#[derive(Debug, Default)]
+struct Lane {
+    work: Work,
+    scratch: Vec<f32>,
+    grads: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+/// What scoring generated classifiers needs.
+#[derive(Debug, Default)]
+struct Scoring {
+    /// The classifiers (standardized) and the gradient with respect to them.
+    z: Vec<f32>,
+    dz: Vec<f32>,
+    raw: Vec<f32>,
+    draw: Vec<f32>,
+    scorer: Scorer,
+}
+
 /// Every buffer of a training step, reused across steps.
 #[derive(Debug, Default)]
 pub struct StepBuffers {
     fm: Pass,
-    roll: Vec<Pass>,
-    work: Work,
-    scratch: Vec<f32>,
-    grads: Vec<(Vec<f32>, Vec<f32>)>,
     dout: Vec<f32>,
-    z: Vec<f32>,
-    dz: Vec<f32>,
+    lane: Lane,
+    roll: Vec<Pass>,
+    roll_lane: Lane,
+    scoring: Scoring,
     dx: Vec<f32>,
-    raw: Vec<f32>,
-    draw: Vec<f32>,
     t: Vec<f32>,
-    scorer: Scorer,
 }
 
 impl FusedSet {
@@ -736,6 +752,10 @@ impl FusedSet {
     /// squared error of `v(x_t, t)` against `u_t` over `t.len()` training pairs, plus, with a
     /// functional term, λ × the generated classifiers' cross-entropy. Returns the flow-matching
     /// loss and the cross-entropy.
+    ///
+    /// With a rollout the two terms are independent until their gradients are summed, so they
+    /// run side by side (`rayon::join`; each half's products split further when a thread is
+    /// free), and the sum is taken in a fixed order: the bytes do not depend on the threads.
     pub fn loss_and_grads(
         &self,
         xt: &[f32],
@@ -744,85 +764,154 @@ impl FusedSet {
         functional: Option<Functional<'_>>,
         buf: &mut StepBuffers,
     ) -> (f64, Option<f64>) {
-        let p = self.shape.params();
-        self.zero_grads(&mut buf.grads);
-        self.forward(xt, t, &mut buf.fm, &mut buf.scratch);
-        let fm = super::fused_mlp::mse_and_grad(&buf.fm.out, ut, &mut buf.dout);
-        let ce = functional.map(|f| match f.rollout {
+        let StepBuffers {
+            fm: fm_pass,
+            dout,
+            lane,
+            roll,
+            roll_lane,
+            scoring,
+            dx,
+            t: times,
+        } = buf;
+        self.zero_grads(&mut lane.grads);
+        let pairs = |lane: &mut Lane, dout: &mut Vec<f32>, pass: &mut Pass| {
+            self.forward(xt, t, pass, &mut lane.scratch);
+            super::fused_mlp::mse_and_grad(&pass.out, ut, dout)
+        };
+        match functional {
             None => {
-                // The endpoints x_t + (1 − t)·v, and the gradient through v.
-                buf.z.clear();
-                for ((x, v), &ts) in xt.chunks_exact(p).zip(buf.fm.out.chunks_exact(p)).zip(t) {
-                    buf.z
-                        .extend(x.iter().zip(v).map(|(&x, &v)| x + (1.0 - ts) * v));
-                }
-                let ce = self.score(&f, buf);
-                for ((g, d), &ts) in buf
-                    .dout
-                    .chunks_exact_mut(p)
-                    .zip(buf.dz.chunks_exact(p))
-                    .zip(t)
-                {
-                    for (g, &d) in g.iter_mut().zip(d) {
-                        *g += (1.0 - ts) * d;
-                    }
-                }
-                ce
+                let fm = pairs(lane, dout, fm_pass);
+                self.backward(fm_pass, dout, &mut lane.grads, None, &mut lane.work);
+                (fm, None)
             }
-            Some((source, k)) => {
-                let s = source.len() / p;
-                buf.z.clear();
-                buf.z.extend_from_slice(source);
-                buf.roll.resize_with(k, Pass::default);
-                let step = 1.0 / k as f32;
-                for j in 0..k {
-                    buf.t.clear();
-                    buf.t.resize(s, j as f32 / k as f32);
-                    let pass = &mut buf.roll[j];
-                    self.forward(&buf.z, &buf.t, pass, &mut buf.scratch);
-                    for (z, &v) in buf.z.iter_mut().zip(&pass.out) {
-                        *z += v * step;
-                    }
+            Some(f) => match f.rollout {
+                None => {
+                    let fm = pairs(lane, dout, fm_pass);
+                    let ce = self.score_endpoints(&f, xt, t, fm_pass, dout, scoring);
+                    self.backward(fm_pass, dout, &mut lane.grads, None, &mut lane.work);
+                    (fm, Some(ce))
                 }
-                let ce = self.score(&f, buf);
-                // Back through the Euler steps: ∂z_j = ∂z_{j+1} + (1/K)·J_vᵀ ∂z_{j+1}.
-                for j in (0..k).rev() {
-                    buf.draw.clear();
-                    buf.draw.extend(buf.dz.iter().map(|&d| d * step));
-                    let dx = (j > 0).then_some(&mut buf.dx);
-                    let has_dx = dx.is_some();
-                    self.backward(&buf.roll[j], &buf.draw, &mut buf.grads, dx, &mut buf.work);
-                    if has_dx {
-                        for (d, &x) in buf.dz.iter_mut().zip(&buf.dx) {
-                            *d += x;
+                Some((source, k)) => {
+                    self.zero_grads(&mut roll_lane.grads);
+                    let (fm, ce) = rayon::join(
+                        || {
+                            let fm = pairs(lane, dout, fm_pass);
+                            self.backward(fm_pass, dout, &mut lane.grads, None, &mut lane.work);
+                            fm
+                        },
+                        || self.rollout(&f, source, k, roll, roll_lane, scoring, dx, times),
+                    );
+                    for ((gw, gb), (rw, rb)) in lane.grads.iter_mut().zip(&roll_lane.grads) {
+                        for (a, &b) in gw.iter_mut().zip(rw).chain(gb.iter_mut().zip(rb)) {
+                            *a += b;
                         }
                     }
+                    (fm, Some(ce))
                 }
-                ce
-            }
-        });
-        self.backward(&buf.fm, &buf.dout, &mut buf.grads, None, &mut buf.work);
-        (fm, ce)
+            },
+        }
     }
 
-    /// The cross-entropy of the classifiers `buf.z` (standardized) and λ × its gradient with
-    /// respect to them, in `buf.dz`.
-    fn score(&self, f: &Functional<'_>, buf: &mut StepBuffers) -> f64 {
+    /// The functional term on the endpoints `x_t + (1 − t)·v` of the training pairs: their
+    /// cross-entropy, with λ × its gradient through `v` added to `dout`.
+    fn score_endpoints(
+        &self,
+        f: &Functional<'_>,
+        xt: &[f32],
+        t: &[f32],
+        pass: &Pass,
+        dout: &mut [f32],
+        scoring: &mut Scoring,
+    ) -> f64 {
         let p = self.shape.params();
-        buf.raw.clear();
-        for row in buf.z.chunks_exact(p) {
-            buf.raw.extend(
+        scoring.z.clear();
+        for ((x, v), &ts) in xt.chunks_exact(p).zip(pass.out.chunks_exact(p)).zip(t) {
+            scoring
+                .z
+                .extend(x.iter().zip(v).map(|(&x, &v)| x + (1.0 - ts) * v));
+        }
+        let ce = self.score(f, scoring);
+        for ((g, d), &ts) in dout
+            .chunks_exact_mut(p)
+            .zip(scoring.dz.chunks_exact(p))
+            .zip(t)
+        {
+            for (g, &d) in g.iter_mut().zip(d) {
+                *g += (1.0 - ts) * d;
+            }
+        }
+        ce
+    }
+
+    /// The functional term on the sampler itself: `k` Euler steps from `source`, the
+    /// cross-entropy of where they end, and λ × its gradient backpropagated through every step
+    /// into `lane.grads`: `∂z_j = ∂z_{j+1} + (1/K)·J_vᵀ ∂z_{j+1}`.
+    #[allow(clippy::too_many_arguments)]
+    fn rollout(
+        &self,
+        f: &Functional<'_>,
+        source: &[f32],
+        k: usize,
+        passes: &mut Vec<Pass>,
+        lane: &mut Lane,
+        scoring: &mut Scoring,
+        dx: &mut Vec<f32>,
+        times: &mut Vec<f32>,
+    ) -> f64 {
+        let s = source.len() / self.shape.params();
+        scoring.z.clear();
+        scoring.z.extend_from_slice(source);
+        passes.resize_with(k, Pass::default);
+        let step = 1.0 / k as f32;
+        for (j, pass) in passes.iter_mut().enumerate().take(k) {
+            times.clear();
+            times.resize(s, j as f32 / k as f32);
+            self.forward(&scoring.z, times, pass, &mut lane.scratch);
+            for (z, &v) in scoring.z.iter_mut().zip(&pass.out) {
+                *z += v * step;
+            }
+        }
+        let ce = self.score(f, scoring);
+        let Scoring { dz, draw, .. } = scoring;
+        for j in (0..k).rev() {
+            draw.clear();
+            draw.extend(dz.iter().map(|&d| d * step));
+            let input = (j > 0).then_some(&mut *dx);
+            let has_input = input.is_some();
+            self.backward(&passes[j], draw, &mut lane.grads, input, &mut lane.work);
+            if has_input {
+                for (d, &x) in dz.iter_mut().zip(dx.iter()) {
+                    *d += x;
+                }
+            }
+        }
+        ce
+    }
+
+    /// The cross-entropy of the classifiers `scoring.z` (standardized) and λ × its gradient with
+    /// respect to them, in `scoring.dz`.
+    fn score(&self, f: &Functional<'_>, scoring: &mut Scoring) -> f64 {
+        let p = self.shape.params();
+        scoring.raw.clear();
+        for row in scoring.z.chunks_exact(p) {
+            scoring.raw.extend(
                 row.iter()
                     .zip(f.std.iter().zip(f.mean))
                     .map(|(&z, (&s, &m))| z * s + m),
             );
         }
-        let ce = buf
-            .scorer
-            .loss_and_grad(self.shape, &buf.raw, f.images, f.labels, &mut buf.draw);
-        buf.dz.clear();
-        for row in buf.draw.chunks_exact(p) {
-            buf.dz
+        let ce = scoring.scorer.loss_and_grad(
+            self.shape,
+            &scoring.raw,
+            f.images,
+            f.labels,
+            &mut scoring.draw,
+        );
+        scoring.dz.clear();
+        for row in scoring.draw.chunks_exact(p) {
+            scoring
+                .dz
                 .extend(row.iter().zip(f.std).map(|(&g, &s)| g * s * f.weight));
         }
         ce
@@ -830,7 +919,7 @@ impl FusedSet {
 
     /// One Adam step on the gradients of the last [`Self::loss_and_grads`].
     pub fn apply(&mut self, adam: &mut super::fused_mlp::FusedAdam, lr: f64, buf: &StepBuffers) {
-        adam.update(&mut self.params, &buf.grads, lr);
+        adam.update(&mut self.params, &buf.lane.grads, lr);
     }
 }
 
