@@ -25,6 +25,7 @@
 
 use rayon::prelude::*;
 
+use super::fused_score::Scorer;
 use crate::linalg::{View, matmul};
 use crate::meta::field::time_frequencies;
 
@@ -179,6 +180,8 @@ pub struct Pass {
     sig_g: Vec<f32>,
     /// Per-sample pooled terms of the current block (`[N, H]`).
     q: Vec<f32>,
+    /// The context's two biases summed.
+    bias: Vec<f32>,
     vtok: Vec<f32>,
     vg: Vec<f32>,
     /// The velocity, `[N, P]`.
@@ -249,7 +252,7 @@ fn fill_rows(out: &mut Vec<f32>, rows: usize, bias: &[f32], extra: Option<(&[f32
 }
 
 /// `acc[j] += Σ_rows m[row, j]`.
-fn add_col_sums(acc: &mut [f32], m: &[f32]) {
+pub(super) fn add_col_sums(acc: &mut [f32], m: &[f32]) {
     for row in m.chunks_exact(acc.len()) {
         for (a, &x) in acc.iter_mut().zip(row) {
             *a += x;
@@ -305,7 +308,7 @@ fn linear_grads(
 }
 
 /// Row-major view shorthand.
-fn rm(data: &[f32], rows: usize, cols: usize) -> View<'_> {
+pub(super) fn rm(data: &[f32], rows: usize, cols: usize) -> View<'_> {
     View::row_major(data, rows, cols)
 }
 
@@ -373,12 +376,10 @@ impl FusedSet {
         let w = |l: usize| &self.params[l].0;
         let b = |l: usize| &self.params[l].1;
         // Context.
-        let bias: Vec<f32> = b(TIME_IN)
-            .iter()
-            .zip(b(GLOBAL_IN))
-            .map(|(a, b)| a + b)
-            .collect();
-        fill_rows(&mut pass.ctx, n, &bias, None);
+        pass.bias.clear();
+        pass.bias
+            .extend(b(TIME_IN).iter().zip(b(GLOBAL_IN)).map(|(a, b)| a + b));
+        fill_rows(&mut pass.ctx, n, &pass.bias, None);
         matmul(
             &mut pass.ctx,
             rm(&pass.temb, n, time_dim),
@@ -567,131 +568,6 @@ impl FusedSet {
             gb.clear();
             gb.resize(b.len(), 0.0);
         }
-    }
-}
-
-/// The mean cross-entropy of one-hidden-layer ReLU classifiers on a batch of images, and its
-/// gradient with respect to their weights: the functional term's score.
-#[derive(Debug, Default)]
-pub struct Scorer {
-    w1: Vec<f32>,
-    pre: Vec<f32>,
-    hid: Vec<f32>,
-    dhid: Vec<f32>,
-    dw1: Vec<f32>,
-    scratch: Vec<f32>,
-}
-
-impl Scorer {
-    /// The loss `(1/R) Σ_r (1/m) Σ_i −log softmax(f_r(x_i))[y_i]` of the `R` classifiers `raw`
-    /// (`[R, P]`, layout order W1 `[U, d_in]`, b1, W2 `[d_out, U]`, b2) on the images `x`
-    /// (`[m, d_in]`) with labels `y`, and its gradient with respect to `raw` in `grad` (`[R, P]`).
-    pub fn loss_and_grad(
-        &mut self,
-        shape: SetShape,
-        raw: &[f32],
-        x: &[f32],
-        y: &[u8],
-        grad: &mut Vec<f32>,
-    ) -> f64 {
-        let SetShape {
-            units: u,
-            d_in,
-            d_out: c,
-            ..
-        } = shape;
-        let p = shape.params();
-        let (r, m) = (raw.len() / p, y.len());
-        let ru = r * u;
-        // Every classifier's first layer side by side: hidden = x·[W1_1ᵀ … W1_Rᵀ] + b1.
-        self.w1.clear();
-        for row in raw.chunks_exact(p) {
-            self.w1.extend_from_slice(&row[..u * d_in]);
-        }
-        self.pre.clear();
-        for _ in 0..m {
-            for row in raw.chunks_exact(p) {
-                self.pre.extend_from_slice(&row[u * d_in..u * d_in + u]);
-            }
-        }
-        matmul(
-            &mut self.pre,
-            rm(x, m, d_in),
-            rm(&self.w1, ru, d_in).t(),
-            true,
-            &mut self.scratch,
-        );
-        self.hid.clear();
-        self.hid.extend(self.pre.iter().map(|&z| z.max(0.0)));
-        self.dhid.clear();
-        self.dhid.resize(m * ru, 0.0);
-        grad.clear();
-        grad.resize(r * p, 0.0);
-        let scale = 1.0 / (m * r) as f32;
-        let mut total = 0.0f64;
-        let mut logits = vec![0.0f32; c];
-        for (k, (row, g)) in raw
-            .chunks_exact(p)
-            .zip(grad.chunks_exact_mut(p))
-            .enumerate()
-        {
-            let w2 = &row[u * d_in + u..][..c * u];
-            let b2 = &row[u * d_in + u + c * u..][..c];
-            let (gw2, gb2) = g[u * d_in + u..].split_at_mut(c * u);
-            for (i, &label) in y.iter().enumerate() {
-                let hid = &self.hid[i * ru + k * u..][..u];
-                for (o, l) in logits.iter_mut().enumerate() {
-                    *l = b2[o]
-                        + hid
-                            .iter()
-                            .zip(&w2[o * u..][..u])
-                            .map(|(a, b)| a * b)
-                            .sum::<f32>();
-                }
-                let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let sum: f32 = logits.iter().map(|&l| (l - top).exp()).sum();
-                let lse = top + sum.ln();
-                total += f64::from(lse - logits[usize::from(label)]);
-                let dhid = &mut self.dhid[i * ru + k * u..][..u];
-                for o in 0..c {
-                    let mut d = (logits[o] - lse).exp();
-                    if o == usize::from(label) {
-                        d -= 1.0;
-                    }
-                    let d = d * scale;
-                    gb2[o] += d;
-                    for ((gw, dh), (&hv, &wv)) in gw2[o * u..][..u]
-                        .iter_mut()
-                        .zip(dhid.iter_mut())
-                        .zip(hid.iter().zip(&w2[o * u..][..u]))
-                    {
-                        *gw += d * hv;
-                        *dh += d * wv;
-                    }
-                }
-            }
-        }
-        // Through the ReLU, then the first layers.
-        for (d, &z) in self.dhid.iter_mut().zip(&self.pre) {
-            if z <= 0.0 {
-                *d = 0.0;
-            }
-        }
-        self.dw1.resize(ru * d_in, 0.0);
-        matmul(
-            &mut self.dw1,
-            rm(&self.dhid, m, ru).t(),
-            rm(x, m, d_in),
-            false,
-            &mut self.scratch,
-        );
-        let mut db1 = vec![0.0f32; ru];
-        add_col_sums(&mut db1, &self.dhid);
-        for (k, g) in grad.chunks_exact_mut(p).enumerate() {
-            g[..u * d_in].copy_from_slice(&self.dw1[k * u * d_in..][..u * d_in]);
-            g[u * d_in..u * d_in + u].copy_from_slice(&db1[k * u..][..u]);
-        }
-        total / (m * r) as f64
     }
 }
 

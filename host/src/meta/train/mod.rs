@@ -13,7 +13,8 @@
 //! | [`burn_engine`] | the training step on burn's autodiff and Adam |
 //! | [`fused_engine`] | the training step on the fused CPU trainer |
 //! | [`fused_mlp`] | the fused trainer's forward, backward and Adam on preallocated buffers |
-//! | [`fused_set`] | the same for the set field, with the functional term's rollout and score |
+//! | [`fused_set`] | the same for the set field, with the functional term's rollout |
+//! | [`fused_score`] | the functional term's score of generated classifiers and its gradient |
 //! | [`checkpoint`] | mid-training checkpoints and the loss log |
 //! | [`ema`] | the moving average of the field's weights (`--ema`) |
 
@@ -22,6 +23,7 @@ pub mod checkpoint;
 pub mod ema;
 pub mod fused_engine;
 pub mod fused_mlp;
+pub mod fused_score;
 pub mod fused_set;
 
 use std::fs;
