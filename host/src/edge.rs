@@ -415,6 +415,8 @@ pub struct ModelFileReport {
     pub time_dim: usize,
     /// Highest frequency of the time embedding.
     pub max_frequency: f32,
+    /// The field also takes the solver's step size (`train --step-input`).
+    pub step_input: bool,
     /// Classifier layers.
     pub classifier: Vec<ClassifierLayerInfo>,
     /// Field layers.
@@ -532,6 +534,7 @@ pub fn describe(path: &Path) -> Result<ModelFileReport, MetaError> {
         source: name(&m.source),
         time_dim: m.time.dim as usize,
         max_frequency: m.time.max_frequency,
+        step_input: m.step_input,
         classifier: m
             .classifier
             .iter()
@@ -622,13 +625,18 @@ impl std::fmt::Display for ModelFileReport {
         )?;
         writeln!(
             f,
-            "synthesizes {} parameters with {} × {} steps from a {} source; time embedding {} (max frequency {})",
+            "synthesizes {} parameters with {} × {} steps from a {} source; time embedding {} (max frequency {}){}",
             self.num_params,
             self.solver,
             self.steps,
             self.source,
             self.time_dim,
-            self.max_frequency
+            self.max_frequency,
+            if self.step_input {
+                ", with the step size 1/steps as a second input"
+            } else {
+                ""
+            }
         )?;
         writeln!(f, "classifier layers:")?;
         for (i, l) in self.classifier.iter().enumerate() {

@@ -546,6 +546,7 @@ pub fn export(
             )?),
             _ => None,
         },
+        step_input: model.config.field.step_input,
     };
     let bytes = file.encode().map_err(|e| MetaError::file(out, e))?;
     write_atomic(out, &bytes).map_err(|e| MetaError::file(out, e))?;

@@ -781,6 +781,11 @@ fn train_settings_out_of_range() {
             &["--engine fused trains the MLP field (without a functional term) and the set field"],
         ),
         (
+            t(&["--field", "mlp", "--step-input"]),
+            2,
+            &["--step-input goes with the set field"],
+        ),
+        (
             t(&["--ema", "1"]),
             2,
             &["--ema must be 0 (no average) or a decay in (0, 1), e.g. 0.999 (got 1)"],

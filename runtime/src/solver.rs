@@ -57,28 +57,28 @@ pub fn integrate(
         let f = &mut *s.field;
         match solver {
             SolverKind::Euler => {
-                absorb(model, x, t, f);
+                absorb(model, x, t, h, f);
                 emit(model, f, x, Emit::Add(h));
             }
             SolverKind::Heun => {
-                absorb(model, x, t, f);
+                absorb(model, x, t, h, f);
                 emit(model, f, s.acc, Emit::Store);
                 set_axpy(s.tmp, x, s.acc, h);
-                absorb(model, s.tmp, t + h, f);
+                absorb(model, s.tmp, t + h, h, f);
                 emit(model, f, s.acc, Emit::Add(1.0));
                 axpy(x, s.acc, h / 2.0);
             }
             SolverKind::Rk4 => {
-                absorb(model, x, t, f);
+                absorb(model, x, t, h, f);
                 emit(model, f, s.acc, Emit::Store);
                 set_axpy(s.tmp, x, s.acc, h / 2.0);
                 for (dt, weight, next) in [(h / 2.0, 2.0, h / 2.0), (h / 2.0, 2.0, h)] {
-                    absorb(model, s.tmp, t + dt, f);
+                    absorb(model, s.tmp, t + dt, h, f);
                     emit(model, f, s.tmp, Emit::Store);
                     axpy(s.acc, s.tmp, weight);
                     rebase(s.tmp, x, next);
                 }
-                absorb(model, s.tmp, t + h, f);
+                absorb(model, s.tmp, t + h, h, f);
                 emit(model, f, s.acc, Emit::Add(1.0));
                 axpy(x, s.acc, h / 6.0);
             }

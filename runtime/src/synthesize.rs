@@ -133,7 +133,7 @@ fn prepare_context(
     let Some(cond) = &model.file.condition else {
         return Ok(1);
     };
-    let at = offset.saturating_add(model.file.time.dim as usize);
+    let at = offset.saturating_add(model.file.time_width());
     let scratch = rest.get_mut(at..).unwrap_or(&mut []);
     crate::condition::prepare(model, cond, task, scratch)?;
     Ok(task.map_or(1, |(_, w)| crate::condition::evaluations(w)))
@@ -189,7 +189,7 @@ pub fn synthesize_guided<'b>(
     let h = 1.0 / f32::from(steps);
     for step in 0..steps {
         let t = f32::from(step) * h;
-        crate::vector_field::evaluate(model, x, t, v, field);
+        crate::vector_field::evaluate(model, x, t, h, v, field);
         if scale != 0.0 {
             for ((e, xi), vi) in w_hat.iter_mut().zip(x.iter()).zip(v.iter()) {
                 *e = xi + (1.0 - t) * vi;

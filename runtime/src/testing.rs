@@ -1,7 +1,8 @@
 //! Tiny, fully determined models for examples, tests and the no_std proof: classifier
 //! `4 → 3 (ReLU) → 2` (23 parameters), a 4-wide time embedding and either an int8 MLP field
 //! `27 → 8 (SiLU) → 23` ([`tiny_model_bytes`], RK4 × 4) or an int8 set field of width 8 with one
-//! block ([`tiny_set_model_bytes`], Euler × 4), the latter also with a shift section
+//! block ([`tiny_set_model_bytes`], Euler × 4; with the step-size input:
+//! [`tiny_step_set_model_bytes`]), the latter also with a shift section
 //! ([`tiny_shift_model_bytes`]); and latent models of the same classifier
 //! ([`tiny_latent_model_bytes`]: a 3-value latent, an MLP field `7 → 8 (SiLU) → 3`, a decoder trunk
 //! `3 → 6 (SiLU)` and the units head or a dense head `6 → 23`); and a class-conditioned set
@@ -135,6 +136,7 @@ pub fn tiny_model_bytes() -> TinyModelBytes {
         shift: None,
         latent: None,
         condition: None,
+        step_input: false,
     };
     let mut out = TinyModelBytes {
         buf: [0; TINY_FILE],
@@ -159,18 +161,39 @@ const SET_SHAPES: [(usize, usize); 8] = [
 /// Bytes of the tiny set field's tensors (weights, scales, biases of every layer).
 const SET_ARENA: usize = 2048;
 
+/// The tiny set field with the step-size input: its time input is 8 wide (`[emb(t), emb(h)]`).
+const STEP_SET_SHAPES: [(usize, usize); 8] = [
+    (7, 8),
+    (2, 8),
+    (8, 8),
+    (8, 8),
+    (8, 8),
+    (8, 8),
+    (8, 7),
+    (8, 2),
+];
+
 /// Builds the tiny set-field model file (same classifier, source and normalization as
 /// [`tiny_model_bytes`]).
 pub fn tiny_set_model_bytes() -> TinyModelBytes {
+    tiny_set_with(&SET_SHAPES, false)
+}
+
+/// [`tiny_set_model_bytes`] with the step-size input (`ModelFile::step_input`).
+pub fn tiny_step_set_model_bytes() -> TinyModelBytes {
+    tiny_set_with(&STEP_SET_SHAPES, true)
+}
+
+fn tiny_set_with(shapes: &[(usize, usize); 8], step_input: bool) -> TinyModelBytes {
     let mut arena = [0u8; SET_ARENA];
     fill_arena(
         &mut arena,
-        &SET_SHAPES,
+        shapes,
         |i| i.wrapping_mul(7).wrapping_add(5),
         |i, o| 0.02 + 0.003 * small(o.wrapping_add(i), 5),
         |i, o| 0.03 * small(o.wrapping_mul(3).wrapping_add(i), 7) - 0.09,
     );
-    let layers = arena_layers(&arena, &SET_SHAPES);
+    let layers = arena_layers(&arena, shapes);
     let [
         embed,
         global_in,
@@ -200,9 +223,14 @@ pub fn tiny_set_model_bytes() -> TinyModelBytes {
     let Ok(mut file) = ModelFile::decode(&mlp_bytes) else {
         return out;
     };
-    file.model_id = *b"nmflow-tiny-set1";
+    file.model_id = if step_input {
+        *b"nmflow-tiny-stp1"
+    } else {
+        *b"nmflow-tiny-set1"
+    };
     file.field = FieldNet::Set(net);
     file.solver = SolverKind::Euler;
+    file.step_input = step_input;
     out.len = file.encode_into(&mut out.buf).unwrap_or(0);
     out
 }

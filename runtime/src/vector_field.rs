@@ -111,7 +111,7 @@ impl Emit {
 
 /// Floats of field scratch (activations and time embedding) a model needs.
 pub fn scratch_floats(model: &ModelView<'_>) -> usize {
-    let td = model.file.time.dim as usize;
+    let td = model.file.time_width();
     match &model.file.field {
         FieldNet::Mlp(_) => td.saturating_add(mlp_width(model).saturating_mul(2)),
         FieldNet::Set(net) => match &model.file.condition {
@@ -140,13 +140,17 @@ fn mlp_width(model: &ModelView<'_>) -> usize {
 /// First half of an evaluation of `v(x, t)`: reads `x` (standardized, length `P`) and leaves
 /// everything the output layers need in `scratch` (at least [`scratch_floats`] long; for a
 /// conditioned model, with the task context [`condition::prepare`] wrote after the time
-/// embedding). After it,
+/// embedding). `h` is the solver's step size, which a field with the step-size input
+/// (`ModelFile::step_input`) reads beside the time. After it,
 /// `x` may be overwritten, so an Euler step can [`emit`] into the state itself.
-pub fn absorb(model: &ModelView<'_>, x: &[f32], t: f32, scratch: &mut [f32]) {
+pub fn absorb(model: &ModelView<'_>, x: &[f32], t: f32, h: f32, scratch: &mut [f32]) {
     let f = &model.file;
-    let td = f.time.dim as usize;
-    let (emb, rest) = split(scratch, td);
-    time_embedding(f.time.max_frequency, t, emb);
+    let (emb, rest) = split(scratch, f.time_width());
+    let (emb_t, emb_h) = emb.split_at_mut((f.time.dim as usize).min(emb.len()));
+    time_embedding(f.time.max_frequency, t, emb_t);
+    if f.step_input {
+        time_embedding(f.time.max_frequency, h, emb_h);
+    }
     match &f.field {
         FieldNet::Mlp(layers) => {
             let w = mlp_width(model);
@@ -186,8 +190,7 @@ pub fn absorb(model: &ModelView<'_>, x: &[f32], t: f32, scratch: &mut [f32]) {
 /// Second half of an evaluation: writes the velocity into `out` (length `P`) as `mode` says.
 pub fn emit(model: &ModelView<'_>, scratch: &mut [f32], out: &mut [f32], mode: Emit) {
     let f = &model.file;
-    let td = f.time.dim as usize;
-    let (_emb, rest) = split(scratch, td);
+    let (_emb, rest) = split(scratch, f.time_width());
     match &f.field {
         FieldNet::Mlp(layers) => {
             let Some(last) = layers.last() else { return };
@@ -214,9 +217,16 @@ pub fn emit(model: &ModelView<'_>, scratch: &mut [f32], out: &mut [f32], mode: E
 }
 
 /// Evaluates `v(x, t)` into `out` (both of length `P`, `x` standardized) with `scratch` (at least
-/// [`scratch_floats`] long).
-pub fn evaluate(model: &ModelView<'_>, x: &[f32], t: f32, out: &mut [f32], scratch: &mut [f32]) {
-    absorb(model, x, t, scratch);
+/// [`scratch_floats`] long); `h` is the solver's step size (see [`absorb`]).
+pub fn evaluate(
+    model: &ModelView<'_>,
+    x: &[f32],
+    t: f32,
+    h: f32,
+    out: &mut [f32],
+    scratch: &mut [f32],
+) {
+    absorb(model, x, t, h, scratch);
     emit(model, scratch, out, Emit::Store);
 }
 

@@ -6,7 +6,7 @@ use nmflow_runtime::classifier::{Classifier, ClassifierScratch};
 use nmflow_runtime::shift::{EnsembleStats, softmax};
 use nmflow_runtime::testing::{
     TINY_SUPPORT, TINY_SUPPORT_LABELS, tiny_condition_model_bytes, tiny_latent_model_bytes,
-    tiny_model_bytes, tiny_set_model_bytes,
+    tiny_model_bytes, tiny_set_model_bytes, tiny_step_set_model_bytes,
 };
 use nmflow_runtime::vector_field::{self, Emit};
 use nmflow_runtime::{
@@ -86,7 +86,7 @@ fn capacity_is_checked_before_any_work() {
 fn velocity(model: &ModelView<'_>, x: &[f32], t: f32) -> Vec<f32> {
     let mut scratch = vec![0.0f32; vector_field::scratch_floats(model)];
     let mut v = vec![0.0f32; x.len()];
-    vector_field::evaluate(model, x, t, &mut v, &mut scratch);
+    vector_field::evaluate(model, x, t, 0.25, &mut v, &mut scratch);
     v
 }
 
@@ -129,7 +129,7 @@ fn an_euler_step_in_place_equals_a_stored_velocity_step() {
         let v = velocity(&model, &x, 0.25);
         let mut scratch = vec![0.0f32; vector_field::scratch_floats(&model)];
         let mut y = x.clone();
-        vector_field::absorb(&model, &y, 0.25, &mut scratch);
+        vector_field::absorb(&model, &y, 0.25, 0.25, &mut scratch);
         vector_field::emit(&model, &mut scratch, &mut y, Emit::Add(0.5));
         for ((yi, xi), vi) in y.iter().zip(&x).zip(&v) {
             assert_eq!(*yi, xi + 0.5 * vi);
@@ -226,7 +226,7 @@ fn truncations_and_flips(bytes: &[u8]) {
         ModelView::parse(&long).unwrap_err(),
         Error::Format(FormatError::TrailingBytes { extra: 1 })
     );
-    for version in [0u8, 6] {
+    for version in [0u8, 7] {
         let mut other = bytes.to_vec();
         other[4] = version;
         assert_eq!(
@@ -492,4 +492,68 @@ fn a_conditioned_model_synthesizes_for_the_task_it_is_shown() {
         synthesize_task(&set, &task, 1.0, 3, euler, 3, &mut plain).unwrap_err(),
         Error::NotConditioned
     );
+}
+
+/// A set field with the step-size input reads the solver's step size beside the time (a field
+/// without it ignores it), and the file format refuses the input on a field that cannot take it.
+#[test]
+fn a_set_field_with_the_step_input_reads_the_step_size() {
+    let at = |bytes: &[u8], h: f32| {
+        let model = ModelView::parse(bytes).unwrap();
+        let mut rng = Rng::new(5, 0);
+        let x: Vec<f32> = (0..23).map(|_| rng.uniform_symmetric(1.0)).collect();
+        let mut scratch = vec![0.0f32; vector_field::scratch_floats(&model)];
+        let mut v = vec![0.0f32; 23];
+        vector_field::evaluate(&model, &x, 0.3, h, &mut v, &mut scratch);
+        v
+    };
+    let step = tiny_step_set_model_bytes();
+    let model = ModelView::parse(&step).unwrap();
+    assert!(model.file.step_input);
+    assert_eq!(model.file.time_width(), 8);
+    assert_ne!(at(&step, 0.25), at(&step, 0.125));
+    let plain = tiny_set_model_bytes();
+    assert_eq!(at(&plain, 0.25), at(&plain, 0.125));
+    // The time input is twice as wide: four more floats of scratch than the plain set field.
+    let plain_model = ModelView::parse(&plain).unwrap();
+    assert_eq!(
+        model.workspace_floats(SolverKind::Euler),
+        plain_model.workspace_floats(SolverKind::Euler) + 4
+    );
+    // Synthesis feeds 1/K: other step counts give other (finite) weights.
+    let mut ws: Workspace<512> = Workspace::new();
+    let four = synthesize_with(&model, 7, SolverKind::Euler, 4, &mut ws)
+        .unwrap()
+        .0
+        .to_vec();
+    let eight = synthesize_with(&model, 7, SolverKind::Euler, 8, &mut ws)
+        .unwrap()
+        .0
+        .to_vec();
+    assert!(four.iter().chain(&eight).all(|w| w.is_finite()));
+    assert_ne!(four, eight);
+    // An MLP field, or a time input of the plain width, with the flag set: refused.
+    for bytes in [tiny_model_bytes(), tiny_set_model_bytes()] {
+        let mut file = nmflow_format::ModelFile::decode(&bytes).unwrap();
+        file.step_input = true;
+        assert!(file.encode_into(&mut vec![0u8; 8192]).is_err());
+        // The same written by hand: the flag is the payload's last byte.
+        let mut payload = bytes[nmflow_format::HEADER_LEN..].to_vec();
+        *payload.last_mut().unwrap() = 1;
+        let mut forged = nmflow_format::Header::for_payload(&payload)
+            .to_bytes()
+            .to_vec();
+        forged.extend(payload);
+        let err = ModelView::parse(&forged).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Format(FormatError::InvalidValue { part: 4, .. })
+            ) || matches!(
+                err,
+                Error::Format(FormatError::DimensionMismatch { part: 5, .. })
+            ),
+            "{err:?}"
+        );
+    }
 }

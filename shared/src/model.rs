@@ -177,6 +177,9 @@ pub struct ModelFile<'a> {
     /// A class-conditioned set field's support-set encoder and class lift (version 5).
     #[serde(borrow)]
     pub condition: Option<ConditionSection<'a>>,
+    /// The set field also takes the sampler's step size `h = 1/K` (version 6): its time input is
+    /// `[emb(t), emb(h)]`, `2·time.dim` wide, with the same embedding.
+    pub step_input: bool,
 }
 
 /// The vector-field network.
@@ -303,6 +306,7 @@ impl<'a> From<ModelFileV1<'a>> for ModelFile<'a> {
             shift: None,
             latent: None,
             condition: None,
+            step_input: false,
         }
     }
 }
@@ -336,6 +340,7 @@ impl<'a> From<ModelFileV2<'a>> for ModelFile<'a> {
             shift: None,
             latent: None,
             condition: None,
+            step_input: false,
         }
     }
 }
@@ -371,6 +376,7 @@ impl<'a> From<ModelFileV3<'a>> for ModelFile<'a> {
             shift: v.shift,
             latent: None,
             condition: None,
+            step_input: false,
         }
     }
 }
@@ -408,6 +414,47 @@ impl<'a> From<ModelFileV4<'a>> for ModelFile<'a> {
             shift: v.shift,
             latent: v.latent,
             condition: None,
+            step_input: false,
+        }
+    }
+}
+
+/// Schema of format version 5 (no step-size input); decoded and converted, never written.
+#[derive(Deserialize)]
+struct ModelFileV5<'a> {
+    model_id: [u8; 16],
+    classifier: heapless::Vec<ClassifierLayer, MAX_CLASSIFIER_LAYERS>,
+    source: SourceKind,
+    #[serde(borrow)]
+    normalization: Normalization<'a>,
+    time: TimeEmbedding,
+    #[serde(borrow)]
+    field: FieldNet<'a>,
+    solver: SolverKind,
+    steps: u16,
+    #[serde(borrow)]
+    shift: Option<ShiftSection<'a>>,
+    #[serde(borrow)]
+    latent: Option<LatentSection<'a>>,
+    #[serde(borrow)]
+    condition: Option<ConditionSection<'a>>,
+}
+
+impl<'a> From<ModelFileV5<'a>> for ModelFile<'a> {
+    fn from(v: ModelFileV5<'a>) -> Self {
+        Self {
+            model_id: v.model_id,
+            classifier: v.classifier,
+            source: v.source,
+            normalization: v.normalization,
+            time: v.time,
+            field: v.field,
+            solver: v.solver,
+            steps: v.steps,
+            shift: v.shift,
+            latent: v.latent,
+            condition: v.condition,
+            step_input: false,
         }
     }
 }
@@ -565,6 +612,11 @@ impl<'a> ModelFile<'a> {
             .unwrap_or(0)
     }
 
+    /// Width of the field's time input: `time.dim`, or `2·time.dim` with the step-size input.
+    pub fn time_width(&self) -> usize {
+        (self.time.dim as usize).saturating_mul(1 + usize::from(self.step_input))
+    }
+
     /// Checks every length and dimension once; kernels may then index without checks failing.
     ///
     /// # Errors
@@ -632,6 +684,9 @@ impl<'a> ModelFile<'a> {
             None => params,
         };
         match &self.field {
+            // The step-size input is the set field's (and not a conditioned one's).
+            FieldNet::Mlp(_) if self.step_input => return Err(invalid(4, 1)),
+            _ if self.step_input && self.condition.is_some() => return Err(invalid(4, 1)),
             FieldNet::Mlp(layers) => self.validate_mlp(layers, state)?,
             FieldNet::Set(net) => self.validate_set(net)?,
         }
@@ -683,7 +738,7 @@ impl<'a> ModelFile<'a> {
         if h == 0 {
             return Err(invalid(5, 0));
         }
-        let (tok, td) = (dims.token() as u64, u64::from(self.time.dim));
+        let (tok, td) = (dims.token() as u64, self.time_width() as u64);
         let out = dims.d_out as u64;
         let blocks = net.blocks.len();
         for (i, l) in net.layers().enumerate() {
@@ -717,6 +772,7 @@ impl<'a> ModelFile<'a> {
             2 => postcard::take_from_bytes::<ModelFileV2<'a>>(payload).map(|(m, r)| (m.into(), r)),
             3 => postcard::take_from_bytes::<ModelFileV3<'a>>(payload).map(|(m, r)| (m.into(), r)),
             4 => postcard::take_from_bytes::<ModelFileV4<'a>>(payload).map(|(m, r)| (m.into(), r)),
+            5 => postcard::take_from_bytes::<ModelFileV5<'a>>(payload).map(|(m, r)| (m.into(), r)),
             _ => postcard::take_from_bytes::<ModelFile<'a>>(payload),
         }
         .map_err(|_| FormatError::Postcard)?;

@@ -117,6 +117,7 @@ pub fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
             hidden: 256,
             depth: 2,
             time_dim: 16,
+            step_input: false,
         },
         steps: 400,
         batch_size: 64,

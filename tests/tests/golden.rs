@@ -5,8 +5,9 @@
 //! regenerated: they prove that this build still reads what earlier builds wrote.
 
 use nmflow_runtime::testing::{
-    TINY_SUPPORT, TINY_SUPPORT_LABELS, tiny_condition_model_bytes, tiny_latent_model_bytes,
-    tiny_model_bytes, tiny_set_model_bytes, tiny_shift_model_bytes,
+    TINY_SUPPORT, TINY_SUPPORT_LABELS, TinyModelBytes, tiny_condition_model_bytes,
+    tiny_latent_model_bytes, tiny_model_bytes, tiny_set_model_bytes, tiny_shift_model_bytes,
+    tiny_step_set_model_bytes,
 };
 use nmflow_runtime::{ModelView, Support, Workspace, synthesize, synthesize_task};
 use nmflow_tests::fixtures;
@@ -62,55 +63,93 @@ fn pinned(bytes: &[u8], bin: &str, txt: &str) {
 
 #[test]
 fn tiny_model_bytes_and_weights_are_pinned() {
-    pinned(&tiny_model_bytes(), "tiny-v5.nmf", "tiny-v5-seed7.txt");
+    pinned(&tiny_model_bytes(), "tiny-v6.nmf", "tiny-v6-seed7.txt");
     pinned(
         &tiny_set_model_bytes(),
-        "tiny-set-v5.nmf",
-        "tiny-set-v5-seed7.txt",
+        "tiny-set-v6.nmf",
+        "tiny-set-v6-seed7.txt",
+    );
+    pinned(
+        &tiny_step_set_model_bytes(),
+        "tiny-step-set-v6.nmf",
+        "tiny-step-set-v6-seed7.txt",
     );
     pinned(
         &tiny_shift_model_bytes(),
-        "tiny-shift-v5.nmf",
-        "tiny-shift-v5-seed7.txt",
+        "tiny-shift-v6.nmf",
+        "tiny-shift-v6-seed7.txt",
     );
     pinned(
         &tiny_latent_model_bytes(true),
-        "tiny-latent-units-v5.nmf",
-        "tiny-latent-units-v5-seed7.txt",
+        "tiny-latent-units-v6.nmf",
+        "tiny-latent-units-v6-seed7.txt",
     );
     pinned(
         &tiny_latent_model_bytes(false),
-        "tiny-latent-dense-v5.nmf",
-        "tiny-latent-dense-v5-seed7.txt",
+        "tiny-latent-dense-v6.nmf",
+        "tiny-latent-dense-v6-seed7.txt",
     );
     pinned(
         &tiny_condition_model_bytes(),
-        "tiny-condition-v5.nmf",
-        "tiny-condition-v5-seed7.txt",
+        "tiny-condition-v6.nmf",
+        "tiny-condition-v6-seed7.txt",
     );
 }
 
-#[test]
-fn version_4_files_still_read_and_synthesize_what_they_did() {
-    for (name, today) in [
+/// Reads `NAME-vVERSION.nmf` of every `(NAME, today's bytes)`: the file has that version,
+/// synthesizes its pinned weights and today's model's, and `check(old, today)` holds.
+fn still_reads(
+    version: u16,
+    models: &[(&str, TinyModelBytes)],
+    check: impl Fn(&ModelView<'_>, &ModelView<'_>, &str),
+) {
+    for (name, today) in models {
+        let bin = format!("{name}-v{version}.nmf");
+        let old = std::fs::read(fixtures().join(&bin)).unwrap();
+        assert_eq!(u16::from_le_bytes([old[4], old[5]]), version);
+        assert_close(&seed7(&old), &format!("{name}-v{version}-seed7.txt"));
+        assert_eq!(seed7(&old), seed7(today), "{bin}");
+        check(
+            &ModelView::parse(&old).unwrap(),
+            &ModelView::parse(today).unwrap(),
+            &bin,
+        );
+    }
+}
+
+/// The tiny models of version 4 builds, by name.
+fn version_4_models() -> Vec<(&'static str, TinyModelBytes)> {
+    vec![
         ("tiny", tiny_model_bytes()),
         ("tiny-set", tiny_set_model_bytes()),
         ("tiny-shift", tiny_shift_model_bytes()),
         ("tiny-latent-units", tiny_latent_model_bytes(true)),
         ("tiny-latent-dense", tiny_latent_model_bytes(false)),
-    ] {
-        let bin = format!("{name}-v4.nmf");
-        let old = std::fs::read(fixtures().join(&bin)).unwrap();
-        assert_eq!(u16::from_le_bytes([old[4], old[5]]), 4);
-        assert_close(&seed7(&old), &format!("{name}-v4-seed7.txt"));
-        assert_eq!(seed7(&old), seed7(&today), "{bin}");
-        let (a, b) = (
-            ModelView::parse(&old).unwrap().file,
-            ModelView::parse(&today).unwrap().file,
+    ]
+}
+
+#[test]
+fn version_5_files_still_read_and_synthesize_what_they_did() {
+    let mut models = version_4_models();
+    models.push(("tiny-condition", tiny_condition_model_bytes()));
+    still_reads(5, &models, |a, b, bin| {
+        let (a, b) = (&a.file, &b.file);
+        assert!(!a.step_input);
+        assert_eq!(
+            (&a.shift, &a.latent, &a.condition),
+            (&b.shift, &b.latent, &b.condition),
+            "{bin}"
         );
+    });
+}
+
+#[test]
+fn version_4_files_still_read_and_synthesize_what_they_did() {
+    still_reads(4, &version_4_models(), |a, b, bin| {
+        let (a, b) = (&a.file, &b.file);
         assert!(a.condition.is_none());
-        assert_eq!((a.shift, a.latent), (b.shift, b.latent), "{bin}");
-    }
+        assert_eq!((&a.shift, &a.latent), (&b.shift, &b.latent), "{bin}");
+    });
 }
 
 #[test]
@@ -164,6 +203,6 @@ fn a_version_1_file_still_reads_and_synthesizes_what_it_did() {
     let old = std::fs::read(fixtures().join("tiny-v1.nmf")).unwrap();
     assert_eq!(u16::from_le_bytes([old[4], old[5]]), 1);
     assert_close(&seed7(&old), "tiny-v1-seed7.txt");
-    // The same model, written today, is a version 5 file synthesizing the same weights.
+    // The same model, written today, is a version 6 file synthesizing the same weights.
     assert_eq!(seed7(&old), seed7(&tiny_model_bytes()));
 }

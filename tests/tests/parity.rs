@@ -95,9 +95,9 @@ fn runtime_synthesis_matches_the_host_sampler() {
     runtime_matches_the_host_sampler("parity", field, Solver::Rk4, 2);
 }
 
-#[test]
-fn runtime_set_field_matches_the_host_sampler() {
-    let field = FieldConfig {
+/// A small set field for `mlp:64-16-10`.
+fn mnist8_set_field() -> FieldConfig {
+    FieldConfig {
         kind: FieldKind::Set,
         set: Some(SetDims {
             units: 16,
@@ -107,8 +107,37 @@ fn runtime_set_field_matches_the_host_sampler() {
         hidden: 32,
         depth: 2,
         ..meta_config_field()
+    }
+}
+
+#[test]
+fn runtime_set_field_matches_the_host_sampler() {
+    runtime_matches_the_host_sampler("parity-set", mnist8_set_field(), Solver::Euler, 4);
+}
+
+/// A set field with the step-size input (trained over rollouts of 2 to 4 steps): the device feeds
+/// 1/K as the host sampler does.
+#[test]
+fn runtime_step_input_set_field_matches_the_host_sampler() {
+    let field = FieldConfig {
+        step_input: true,
+        ..mnist8_set_field()
     };
-    runtime_matches_the_host_sampler("parity-set", field, Solver::Euler, 4);
+    runtime_matches_on(
+        "parity-step-set",
+        "mnist8",
+        "mlp:64-16-10",
+        field,
+        Solver::Euler,
+        3,
+        |c| {
+            c.functional_weight = 1.0;
+            c.functional_rollout = 2;
+            c.functional_rollout_max = 4;
+            c.functional_samples = 16;
+            c.functional_batch = 128;
+        },
+    );
 }
 
 #[test]
@@ -153,5 +182,6 @@ fn meta_config_field() -> FieldConfig {
         hidden: 256,
         depth: 2,
         time_dim: 16,
+        step_input: false,
     }
 }

@@ -101,6 +101,15 @@ pub struct TrainArgs {
     /// when a user spends more steps.
     #[arg(long, default_value_t = 0)]
     pub functional_rollout_max: usize,
+    /// Give the set field the sampler's step size h = 1/K as an input beside the time, so that
+    /// every step count K gets its own map instead of one map serving them all: training feeds
+    /// each rollout's own h (and the flow-matching pairs the same step's h), and sampling with K
+    /// steps feeds 1/K. Goes with --functional-rollout, and with --functional-rollout-max to
+    /// train a range of counts (the step counts a user may then pick). Such a model samples,
+    /// evaluates and draws classifiers on the host; `export`, `finetune`, `shift-test` and
+    /// conditioning do not take it yet.
+    #[arg(long)]
+    pub step_input: bool,
     /// Source samples rolled out per step for the functional term.
     #[arg(long, default_value_t = 32)]
     pub functional_samples: usize,
@@ -216,6 +225,7 @@ impl TrainArgs {
             functional_batch: self.functional_batch,
             functional_rollout: self.functional_rollout,
             functional_rollout_max: self.functional_rollout_max,
+            step_input: self.step_input,
             functional_samples: self.functional_samples,
             ema: self.ema,
             eval_every: self.eval_every,

@@ -292,6 +292,15 @@ impl MetaConfig {
                 );
             }
         }
+        if self.field.step_input {
+            let plain = self.field.kind == FieldKind::Set
+                && self.method != Method::Jko
+                && self.latent.is_none()
+                && self.condition.is_none();
+            if !plain || self.functional_rollout == 0 || self.functional_weight <= 0.0 {
+                return bad("--step-input goes with the set field, --method cfm or mmfm, a functional term with --functional-rollout ≥ 1, and no --latent or --condition".into());
+            }
+        }
         crate::meta::condition::config::validate_for(self, manifest)?;
         if manifest.split.train.is_empty() {
             return bad(format!(
@@ -348,6 +357,12 @@ impl MetaConfig {
                 bad("a Gaussian latent source goes with NM-CFM and --coupling independent or ot")
             }
         }
+    }
+
+    /// The field's step-size input for a sampler of `steps` steps: `1/steps` for a field with
+    /// `--step-input`, `None` otherwise.
+    pub fn step_size(&self, steps: usize) -> Option<f32> {
+        self.field.step_input.then(|| 1.0 / steps.max(1) as f32)
     }
 
     /// The Euler step count of one training step's rollout: `functional_rollout`, or a uniform
@@ -420,6 +435,8 @@ pub struct TrainRequest {
     pub functional_rollout: Option<usize>,
     /// The largest rollout step count (0: always `functional_rollout`).
     pub functional_rollout_max: usize,
+    /// Give the set field the sampler's step size as an input (`--step-input`).
+    pub step_input: bool,
     /// Source samples rolled out per step.
     pub functional_samples: usize,
     /// Decay of the moving average of the field's weights (0: none).
@@ -472,6 +489,7 @@ impl Default for TrainRequest {
             functional_batch: default_functional_batch(),
             functional_rollout: None,
             functional_rollout_max: 0,
+            step_input: false,
             functional_samples: default_functional_samples(),
             ema: 0.0,
             eval_every: None,
@@ -626,6 +644,7 @@ impl TrainRequest {
                 hidden: self.hidden.unwrap_or(if recipe { 128 } else { 512 }),
                 depth: self.depth,
                 time_dim: self.time_dim,
+                step_input: self.step_input,
             },
             steps: self.steps.unwrap_or(if recipe { 8000 } else { 2000 }),
             batch_size: self.batch_size,
@@ -666,7 +685,7 @@ pub fn manifest_hash(zoo_dir: &Path) -> Result<String, MetaError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{LrSchedule, MetaConfig};
+    use super::{FieldKind, LrSchedule, MetaConfig};
 
     #[test]
     fn defaults_are_the_measured_recipe_for_the_set_field_and_the_old_ones_otherwise() {
@@ -790,6 +809,45 @@ mod tests {
         let on: MetaConfig =
             serde_json::from_str(&serde_json::to_string(&cfg(0.999)).unwrap()).unwrap();
         assert_eq!(on.ema, 0.999);
+    }
+
+    #[test]
+    fn the_step_size_input_is_checked_fed_and_absent_when_off() {
+        use super::TrainRequest;
+        let zoo =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/v0/zoo");
+        let manifest = crate::zoo::Manifest::read(&zoo).unwrap();
+        let cfg = |step_input, field| {
+            TrainRequest {
+                step_input,
+                field,
+                ..TrainRequest::default()
+            }
+            .resolve_with(&manifest, &zoo, "0".repeat(64))
+        };
+        let on = cfg(true, None);
+        on.validate(&manifest).unwrap();
+        assert_eq!(on.field.time_input(), 2 * on.field.time_dim);
+        assert_eq!(on.step_size(8), Some(0.125));
+        let off = cfg(false, None);
+        assert_eq!((off.step_size(8), off.field.time_input()), (None, 32));
+        // Not written into config.json when off, so earlier models' files keep their bytes.
+        assert!(!serde_json::to_string(&off).unwrap().contains("step_input"));
+        let back: MetaConfig = serde_json::from_str(&serde_json::to_string(&on).unwrap()).unwrap();
+        assert!(back.field.step_input);
+        let err = cfg(true, Some(FieldKind::Mlp))
+            .validate(&manifest)
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("--step-input goes with the set field"),
+            "{err}"
+        );
+        let no_term = MetaConfig {
+            functional_weight: 0.0,
+            ..on
+        };
+        assert!(no_term.validate(&manifest).is_err());
     }
 
     #[test]

@@ -84,6 +84,22 @@ pub struct FieldConfig {
     pub depth: usize,
     /// Width of the time embedding (even).
     pub time_dim: usize,
+    /// The set field also takes the sampler's step size `h = 1/K` (`--step-input`): its time
+    /// input is `[emb(t), emb(h)]`, `2·time_dim` wide, so every step count gets its own map.
+    /// Absent from the configs of fields without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub step_input: bool,
+}
+
+impl FieldConfig {
+    /// Width of the set field's time input: `time_dim`, or `2·time_dim` with the step size.
+    pub fn time_input(&self) -> usize {
+        if self.step_input {
+            2 * self.time_dim
+        } else {
+            self.time_dim
+        }
+    }
 }
 
 /// `v(x, t)`.
@@ -161,7 +177,7 @@ impl FieldConfig {
                 set: Some(SetField {
                     embed: lin(d_tok, h),
                     global_in: lin(d.d_out, h),
-                    time_in: lin(self.time_dim, h),
+                    time_in: lin(self.time_input(), h),
                     blocks: (0..self.depth)
                         .map(|_| SetBlock {
                             local: lin(h, h),
@@ -199,7 +215,7 @@ impl FieldConfig {
         let (h, depth, t) = (
             self.hidden as u128,
             self.depth as u128,
-            self.time_dim as u128,
+            self.time_input() as u128,
         );
         let lin = |a: u128, b: u128| a.checked_mul(b)?.checked_add(b);
         match (self.kind, self.set) {
@@ -449,7 +465,8 @@ impl<B: Backend> VectorField<B> {
     /// (so every token and the output-bias head see it). A potential field takes none.
     ///
     /// # Shapes
-    /// `x` `[N, dim]`, `t` `[N, 1]`, `extra` `[N, H]` → `[N, dim]`.
+    /// `x` `[N, dim]`, `t` `[N, 1]` (`[N, 2]`: time and step size, for a set field with
+    /// [`FieldConfig::step_input`]; see [`time_input`]), `extra` `[N, H]` → `[N, dim]`.
     pub fn forward_with(
         &self,
         x: Tensor<B, 2>,
@@ -500,6 +517,44 @@ pub(crate) fn dense_layer<B: Backend>(l: &Linear<B>) -> Result<DenseLayer, Tenso
         weight,
         bias,
     })
+}
+
+/// The time input of `n` states at time `t`: `[n, 1]`, or `[n, 2]` with the step size `step`
+/// for a field with [`FieldConfig::step_input`].
+pub fn time_input<B: Backend>(
+    n: usize,
+    t: f32,
+    step: Option<f32>,
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    match step {
+        None => Tensor::full([n, 1], t, device),
+        Some(h) => Tensor::from_data(TensorData::new([t, h].repeat(n), [n, 2]), device),
+    }
+}
+
+/// The set field's time input: `emb(t)` (`width` wide) for `t` `[N, 1]`, or `[emb(t), emb(h)]`
+/// (each `width/2` wide) for `[N, 2]` (time and step size).
+///
+/// # Panics
+/// If `t` has another number of columns, or `width` is not a multiple of twice of them.
+fn time_features<B: Backend>(t: Tensor<B, 2>, width: usize) -> Tensor<B, 2> {
+    let cols = t.dims()[1];
+    assert!(
+        (cols == 1 || cols == 2) && width.is_multiple_of(2 * cols),
+        "a time input of {cols} columns for a {width}-wide embedding"
+    );
+    if cols == 1 {
+        return time_embedding(t, width);
+    }
+    let per = width / 2;
+    Tensor::cat(
+        vec![
+            time_embedding(t.clone().narrow(1, 0, 1), per),
+            time_embedding(t.narrow(1, 1, 1), per),
+        ],
+        1,
+    )
 }
 
 /// `[sin(2π f_j t), cos(2π f_j t)]`, `[N, 1]` → `[N, time_dim]`.
@@ -560,8 +615,8 @@ impl<B: Backend> SetField<B> {
         );
         let b2 = b2.reshape([n, d_out]);
         let tokens = Tensor::cat(vec![w1, b1, w2], 2);
-        let time_dim = self.time_in.weight.dims()[0];
-        let tau = self.time_in.forward(time_embedding(t, time_dim));
+        let width = self.time_in.weight.dims()[0];
+        let tau = self.time_in.forward(time_features(t, width));
         let g = self.global_in.forward(b2);
         let c = match extra {
             Some(e) => tau + g + e,
@@ -617,6 +672,7 @@ mod tests {
                 hidden: 16,
                 depth: 2,
                 time_dim: 8,
+                step_input: false,
             };
             let field = cfg.init::<Cpu>(&dev);
             assert_eq!(cfg.num_params(), Module::num_params(&field), "{kind:?}");
@@ -643,6 +699,7 @@ mod tests {
             hidden: 16,
             depth: 2,
             time_dim: 8,
+            step_input: false,
         };
         let dev = Default::default();
         Cpu::seed(&dev, 0);

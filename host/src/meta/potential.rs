@@ -105,6 +105,7 @@ mod tests {
             hidden: 7,
             depth: 2,
             time_dim: 2,
+            step_input: false,
         };
         assert_eq!(cfg.num_params(), 5 * 7 + 7 + 7 * 7 + 7 + 7 + 1);
         assert_eq!(cfg.num_params(), burn::module::Module::num_params(&pot));

@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 use super::config::MetaConfig;
-use super::field::VectorField;
+use super::field::{VectorField, time_input};
 use super::files::{self, read_json};
 use super::latent::codec::{self, Codec};
 use super::normalize::Normalizer;
@@ -181,6 +181,21 @@ impl<B: Backend> MetaModel<B> {
         }
     }
 
+    /// Refuses a field with a step-size input (`train --step-input`) where `what` does not feed
+    /// one yet.
+    ///
+    /// # Errors
+    /// [`MetaError::Usage`] naming the command.
+    pub fn require_no_step_input(&self, what: &str) -> Result<(), MetaError> {
+        if self.config.field.step_input {
+            return Err(crate::error::UsageError(format!(
+                "{what} does not take a field with a step-size input yet (this model was trained with --step-input): sample and eval it on the host, or train one without --step-input"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
     /// Draws `n` source samples (raw state values, `[n, state_dim]`) from `seed`: sample `i`
     /// comes from `Rng::new(derive_seed(seed, i), STREAM_SOURCE)`, exactly what the device
     /// runtime's `synthesize(model, derive_seed(seed, i), …)` draws. For a latent model they are
@@ -245,8 +260,9 @@ impl<B: Backend> MetaModel<B> {
         let x = Tensor::<B, 2>::from_data(TensorData::new(z, [n, p]), device);
         // A conditioned model samples unconditionally here (the null embedding).
         let null = self.condition.as_ref().map(|c| c.inject(c.null(n)));
+        let step = self.config.step_size(steps);
         let mut field = |x: Tensor<B, 2>, t: f32| {
-            let tt = Tensor::<B, 2>::full([n, 1], t, device);
+            let tt = time_input::<B>(n, t, step, device);
             self.field.forward_with(x, tt, null.clone())
         };
         let mut failed = None;

@@ -357,6 +357,7 @@ pub fn shift_test<B: AutodiffBackend>(
         (Some(dir), true) => {
             let m = MetaModel::<B>::load(Path::new(dir), device)?;
             m.require_weight_space("nmflow shift-test")?;
+            m.require_no_step_input("nmflow shift-test")?;
             let found = crate::meta::config::manifest_hash(zoo_dir)?;
             if found != m.config.zoo_manifest_sha256 {
                 return Err(MetaError::Incompatible {

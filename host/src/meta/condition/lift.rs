@@ -222,6 +222,7 @@ mod tests {
             hidden: 16,
             depth: 2,
             time_dim: 8,
+            step_input: false,
         };
         let field = cfg.init::<Cpu>(&dev);
         let cond = ConditionConfig {

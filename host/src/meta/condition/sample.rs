@@ -466,6 +466,7 @@ mod tests {
                 hidden: 8,
                 depth: 2,
                 time_dim: 4,
+                step_input: false,
             }
             .init(&dev);
             let cond: ConditionNet<Cpu> = ConditionConfig {

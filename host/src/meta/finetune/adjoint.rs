@@ -253,6 +253,7 @@ mod tests {
             hidden: 64,
             depth: 2,
             time_dim: 8,
+            step_input: false,
         };
         let mut base = cfg.init::<Ad>(&dev);
         let mut optim = AdamSettings::BURN

@@ -322,6 +322,7 @@ pub fn finetune<B: AutodiffBackend>(
 ) -> Result<FinetuneSummary, MetaError> {
     cfg.validate()?;
     let base = MetaModel::<B>::load(base_dir, device)?;
+    base.require_no_step_input("nmflow finetune")?;
     if base.config.condition.is_some() {
         return Err(crate::error::UsageError(format!(
             "--model {}: a conditioned model is not fine-tuned yet (its field needs a task); fine-tune an unconditional model",

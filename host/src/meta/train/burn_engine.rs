@@ -13,7 +13,7 @@ use super::{Trainer, VALIDATION_IMAGES, VALIDATION_SAMPLES, save_field};
 use crate::arch::Layout;
 use crate::error::MetaError;
 use crate::meta::config::MetaConfig;
-use crate::meta::field::VectorField;
+use crate::meta::field::{VectorField, time_input};
 use crate::meta::normalize::Normalizer;
 use crate::meta::pairs::Batch;
 use crate::meta::reward::DataReward;
@@ -31,17 +31,23 @@ pub(super) fn adam<B: AutodiffBackend>(cfg: &MetaConfig) -> checkpoint::FieldOpt
         .init::<B, VectorField<B>>()
 }
 
+/// A batch as tensors; the times as `[n, 1]`, or `[n, 2]` with the field's step-size input.
 fn to_tensors<B: Backend>(
     xt: Vec<f32>,
     ts: Vec<f32>,
     ut: Vec<f32>,
     p: usize,
+    step: Option<f32>,
     device: &B::Device,
 ) -> (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 2>) {
     let n = ts.len();
+    let t = match step {
+        None => TensorData::new(ts, [n, 1]),
+        Some(h) => TensorData::new(ts.iter().flat_map(|&t| [t, h]).collect(), [n, 2]),
+    };
     (
         Tensor::from_data(TensorData::new(xt, [n, p]), device),
-        Tensor::from_data(TensorData::new(ts, [n, 1]), device),
+        Tensor::from_data(t, device),
         Tensor::from_data(TensorData::new(ut, [n, p]), device),
     )
 }
@@ -61,12 +67,14 @@ fn residual<B: Backend>(
     }
 }
 
-/// Mean squared error of `field` on a fixed sample set, in chunks.
+/// Mean squared error of `field` on a fixed sample set, in chunks (`step`: the field's step-size
+/// input, if it takes one).
 pub(super) fn set_loss<B: Backend>(
     field: &VectorField<B>,
     set: &Batch,
     p: usize,
     tau: f32,
+    step: Option<f32>,
     device: &B::Device,
 ) -> f64 {
     let n = set.1.len();
@@ -79,6 +87,7 @@ pub(super) fn set_loss<B: Backend>(
             set.1[start..start + m].to_vec(),
             set.2[start * p..(start + m) * p].to_vec(),
             p,
+            step,
             device,
         );
         let se: f32 = residual(field, x, t, u, tau)
@@ -109,8 +118,9 @@ pub(super) fn validation<B: AutodiffBackend>(
     normalizer.apply(&mut z);
     let device = reward.device();
     let x = Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(z, [n, p]), &device);
+    let step = cfg.step_size(cfg.solver_steps);
     let mut v =
-        |x: Tensor<B::InnerBackend, 2>, t: f32| field.forward(x, Tensor::full([n, 1], t, &device));
+        |x: Tensor<B::InnerBackend, 2>, t: f32| field.forward(x, time_input(n, t, step, &device));
     let (end, _) =
         crate::flow::solver::integrate(cfg.solver, cfg.solver_steps, x, &mut v, &mut |_, _| {});
     let ce: f32 = reward
@@ -147,29 +157,36 @@ impl<B: AutodiffBackend> Trainer for BurnTrainer<'_, B> {
     fn step(&mut self, (xt, ts, ut, _): &Batch, lr: f64, data_rng: &mut Rng) -> (f32, Option<f32>) {
         let (cfg, device, field) = (self.cfg, &self.device, &self.field);
         let p = self.layout.num_params();
-        let (x, t, u) = to_tensors::<B>(xt.clone(), ts.clone(), ut.clone(), p, device);
+        // The same draws, in the same order, as the fused engine: source samples, the rollout's
+        // length, then the images. The flow-matching pairs take the rollout's step size.
+        let rollout = (self.functional.is_some() && cfg.functional_rollout > 0).then(|| {
+            let mut z = Vec::new();
+            cfg.source
+                .sample_into(self.layout, cfg.functional_samples, data_rng, &mut z);
+            self.normalizer.apply(&mut z);
+            (z, cfg.rollout_steps(data_rng))
+        });
+        let steps = rollout.as_ref().map_or(cfg.solver_steps, |r| r.1);
+        let step = cfg.step_size(steps);
+        let (x, t, u) = to_tensors::<B>(xt.clone(), ts.clone(), ut.clone(), p, step, device);
         let (loss, ce) = match &self.functional {
             Some(f) => {
                 let v = field.forward(x.clone(), t.clone());
                 let fm = (v.clone() - u).powi_scalar(2).mean();
-                let end = if cfg.functional_rollout == 0 {
+                let end = match rollout {
                     // The endpoint the field points to from each training pair's x_t.
-                    x + (t.neg() + 1.0) * v
-                } else {
+                    None => x + (t.narrow(1, 0, 1).neg() + 1.0) * v,
                     // The sampler itself: Euler steps from fresh source samples, differentiated
                     // through every step.
-                    let mut z = Vec::new();
-                    cfg.source
-                        .sample_into(self.layout, cfg.functional_samples, data_rng, &mut z);
-                    self.normalizer.apply(&mut z);
-                    let k = cfg.rollout_steps(data_rng);
-                    let n = cfg.functional_samples;
-                    let mut z = Tensor::<B, 2>::from_data(TensorData::new(z, [n, p]), device);
-                    for j in 0..k {
-                        let tj = Tensor::<B, 2>::full([n, 1], j as f32 / k as f32, device);
-                        z = z.clone() + field.forward(z, tj) / k as f64;
+                    Some((z, k)) => {
+                        let n = cfg.functional_samples;
+                        let mut z = Tensor::<B, 2>::from_data(TensorData::new(z, [n, p]), device);
+                        for j in 0..k {
+                            let tj = time_input(n, j as f32 / k as f32, step, device);
+                            z = z.clone() + field.forward(z, tj) / k as f64;
+                        }
+                        z
                     }
-                    z
                 };
                 let ce = f.loss(end, cfg.functional_batch, data_rng);
                 let ce_value: f32 = ce.clone().into_scalar().elem();
@@ -200,7 +217,8 @@ impl<B: AutodiffBackend> Trainer for BurnTrainer<'_, B> {
     fn heldout_loss(&mut self, set: &Batch) -> (f64, Option<f64>) {
         let p = self.layout.num_params();
         let field = self.kept();
-        let fm = set_loss(&field, set, p, self.tau, &self.device);
+        let step = self.cfg.step_size(self.cfg.solver_steps);
+        let fm = set_loss(&field, set, p, self.tau, step, &self.device);
         let ce = self
             .functional
             .as_ref()

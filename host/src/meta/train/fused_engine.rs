@@ -264,6 +264,8 @@ impl FusedNet for SetNet<'_> {
             }
             rollout
         });
+        let steps = functional.flatten().unwrap_or(cfg.solver_steps);
+        let step = cfg.step_size(steps).unwrap_or(0.0);
         let functional = functional.map(|rollout| Functional {
             weight: cfg.functional_weight,
             rollout: rollout.map(|k| (self.source.as_slice(), k)),
@@ -274,7 +276,7 @@ impl FusedNet for SetNet<'_> {
         });
         let (fm, ce) = self
             .field
-            .loss_and_grads(xt, ts, ut, functional, &mut self.buf);
+            .loss_and_grads(xt, ts, step, ut, functional, &mut self.buf);
         if fm.is_finite() && ce.is_none_or(f64::is_finite) {
             self.field.apply(adam, lr, &self.buf);
         }
@@ -283,7 +285,8 @@ impl FusedNet for SetNet<'_> {
 
     fn heldout_loss(&mut self, set: &Batch, field: &VectorField<Cpu>) -> (f64, Option<f64>) {
         let p = self.field.shape().params();
-        let fm = super::burn_engine::set_loss(field, set, p, 1.0, &self.device);
+        let step = self.cfg.step_size(self.cfg.solver_steps);
+        let fm = super::burn_engine::set_loss(field, set, p, 1.0, step, &self.device);
         let ce = self
             .reward
             .as_ref()

@@ -442,6 +442,7 @@ mod tests {
             hidden: 9,
             depth: 2,
             time_dim: 4,
+            step_input: false,
         }
     }
 

@@ -47,6 +47,8 @@ pub struct SetShape {
     pub depth: usize,
     /// Width of the time embedding (even).
     pub time_dim: usize,
+    /// The time input also embeds the step size (`2·time_dim` wide).
+    pub step_input: bool,
 }
 
 impl SetShape {
@@ -59,6 +61,11 @@ impl SetShape {
             self.depth,
             self.time_dim,
         )
+    }
+
+    /// Width of the time input: `time_dim`, or `2·time_dim` with the step size.
+    fn time_input(&self) -> usize {
+        self.time_dim * (1 + usize::from(self.step_input))
     }
 
     /// Values of a token.
@@ -75,7 +82,7 @@ impl SetShape {
     /// each block's `local`, `pooled`, `mlp`, then `token_out`, `global_out`.
     pub fn layer_dims(&self) -> Vec<(usize, usize)> {
         let (h, tk) = (self.hidden, self.token());
-        let mut dims = vec![(tk, h), (self.d_out, h), (self.time_dim, h)];
+        let mut dims = vec![(tk, h), (self.d_out, h), (self.time_input(), h)];
         for _ in 0..self.depth {
             dims.extend([(h, h); 3]);
         }
@@ -355,9 +362,18 @@ impl FusedSet {
         self.shape
     }
 
-    /// The velocity `v(x, t)` of `t.len()` states `x` (`[N, P]`), as `pass.out`.
-    pub fn forward(&self, x: &[f32], t: &[f32], pass: &mut Pass, scratch: &mut Vec<f32>) {
+    /// The velocity `v(x, t)` of `t.len()` states `x` (`[N, P]`), as `pass.out`; `step` is the
+    /// step size a field with a step-size input takes (ignored by one without).
+    pub fn forward(
+        &self,
+        x: &[f32],
+        t: &[f32],
+        step: f32,
+        pass: &mut Pass,
+        scratch: &mut Vec<f32>,
+    ) {
         let (u, c, h, depth, time_dim) = self.shape.sizes();
+        let width = self.shape.time_input();
         let (n, p, tk) = (t.len(), self.shape.params(), self.shape.token());
         assert_eq!(x.len(), n * p, "x must be [n, P]");
         let nu = n * u;
@@ -365,12 +381,14 @@ impl FusedSet {
         self.shape.split_tokens(x, &mut pass.tokens, &mut pass.b2);
         // Time embedding.
         let half = self.freqs.len();
-        pass.temb.resize(n * time_dim, 0.0);
-        for (row, &ts) in pass.temb.chunks_exact_mut(time_dim).zip(t) {
-            for (j, &f) in self.freqs.iter().enumerate() {
-                let angle = ts * f;
-                row[j] = angle.sin();
-                row[half + j] = angle.cos();
+        pass.temb.resize(n * width, 0.0);
+        for (row, &ts) in pass.temb.chunks_exact_mut(width).zip(t) {
+            for (part, value) in row.chunks_exact_mut(time_dim).zip([ts, step]) {
+                for (j, &f) in self.freqs.iter().enumerate() {
+                    let angle = value * f;
+                    part[j] = angle.sin();
+                    part[half + j] = angle.cos();
+                }
             }
         }
         let w = |l: usize| &self.params[l].0;
@@ -382,8 +400,8 @@ impl FusedSet {
         fill_rows(&mut pass.ctx, n, &pass.bias, None);
         matmul(
             &mut pass.ctx,
-            rm(&pass.temb, n, time_dim),
-            rm(w(TIME_IN), time_dim, h),
+            rm(&pass.temb, n, width),
+            rm(w(TIME_IN), width, h),
             true,
             scratch,
         );
@@ -627,7 +645,8 @@ impl FusedSet {
     /// The objective of one step and its gradient (kept in `buf` for [`Self::apply`]): the mean
     /// squared error of `v(x_t, t)` against `u_t` over `t.len()` training pairs, plus, with a
     /// functional term, λ × the generated classifiers' cross-entropy. Returns the flow-matching
-    /// loss and the cross-entropy.
+    /// loss and the cross-entropy. `step` is the pairs' step-size input (a field with one; a
+    /// rollout of K steps feeds its own 1/K).
     ///
     /// With a rollout the two terms are independent until their gradients are summed, so they
     /// run side by side (`rayon::join`; each half's products split further when a thread is
@@ -636,6 +655,7 @@ impl FusedSet {
         &self,
         xt: &[f32],
         t: &[f32],
+        step: f32,
         ut: &[f32],
         functional: Option<Functional<'_>>,
         buf: &mut StepBuffers,
@@ -652,7 +672,7 @@ impl FusedSet {
         } = buf;
         self.zero_grads(&mut lane.grads);
         let pairs = |lane: &mut Lane, dout: &mut Vec<f32>, pass: &mut Pass| {
-            self.forward(xt, t, pass, &mut lane.scratch);
+            self.forward(xt, t, step, pass, &mut lane.scratch);
             super::fused_mlp::mse_and_grad(&pass.out, ut, dout)
         };
         match functional {
@@ -743,7 +763,7 @@ impl FusedSet {
         for (j, pass) in passes.iter_mut().enumerate().take(k) {
             times.clear();
             times.resize(s, j as f32 / k as f32);
-            self.forward(&scoring.z, times, pass, &mut lane.scratch);
+            self.forward(&scoring.z, times, step, pass, &mut lane.scratch);
             for (z, &v) in scoring.z.iter_mut().zip(&pass.out) {
                 *z += v * step;
             }
@@ -805,7 +825,7 @@ mod tests {
     use super::*;
     use crate::arch::Arch;
     use crate::backend::CpuAutodiff;
-    use crate::meta::field::{FieldConfig, FieldKind, SetDims, VectorField};
+    use crate::meta::field::{FieldConfig, FieldKind, SetDims, VectorField, time_input};
     use crate::meta::reward::Reward;
     use burn::module::AutodiffModule;
     use burn::optim::decay::WeightDecayConfig;
@@ -832,13 +852,20 @@ mod tests {
     /// autodiff and optimizer over several steps.
     #[test]
     fn steps_match_burns_autodiff_and_adam() {
-        matches_burn("mlp:6-5-3", 8, 2, 4, (7, 4, 9));
+        matches_burn("mlp:6-5-3", 8, 2, 4, (7, 4, 9), false);
+    }
+
+    /// The same for a field with a step-size input: the rollout of K steps feeds 1/K, the pairs
+    /// the step's own step size.
+    #[test]
+    fn steps_match_burn_with_a_step_size_input() {
+        matches_burn("mlp:6-5-3", 8, 2, 4, (7, 4, 9), true);
     }
 
     /// The same at sizes where every product is split over several parallel blocks.
     #[test]
     fn steps_match_burn_on_products_split_into_blocks() {
-        matches_burn("mlp:100-10-10", 128, 3, 32, (130, 32, 70));
+        matches_burn("mlp:100-10-10", 128, 3, 32, (130, 32, 70), false);
     }
 
     fn matches_burn(
@@ -847,6 +874,7 @@ mod tests {
         depth: usize,
         time_dim: usize,
         sizes: (usize, usize, usize),
+        step_input: bool,
     ) {
         let arch: Arch = arch.parse().unwrap();
         let layout = arch.layout();
@@ -861,6 +889,7 @@ mod tests {
             hidden,
             depth,
             time_dim,
+            step_input,
         };
         let device = Default::default();
         B::seed(&device, 5);
@@ -872,6 +901,7 @@ mod tests {
             hidden,
             depth,
             time_dim,
+            step_input,
         };
         assert_eq!(shape.params(), p);
         let mut fused = FusedSet::new(shape, field.linear_layers().unwrap().unwrap()).unwrap();
@@ -900,16 +930,23 @@ mod tests {
                 .iter()
                 .flat_map(|&l| (0..classes).map(move |c| f32::from(u8::from(c == usize::from(l)))))
                 .collect();
+            // The pairs take the rollout's step size (or another one without a rollout).
+            let h = 1.0 / rollout.unwrap_or(5) as f32;
+            let step_of = |h: f32| step_input.then_some(h);
             // burn.
             let x = tensor(&xt, n, p);
             let tt = tensor(&t, n, 1);
-            let v = field.forward(x.clone(), tt.clone());
+            let tin = match step_of(h) {
+                Some(h) => tensor(&t.iter().flat_map(|&t| [t, h]).collect::<Vec<_>>(), n, 2),
+                None => tt.clone(),
+            };
+            let v = field.forward(x.clone(), tin);
             let fm = (v.clone() - tensor(&ut, n, p)).powi_scalar(2).mean();
             let end = match rollout {
                 Some(k) => {
                     let mut z = tensor(&source, s, p);
                     for j in 0..k {
-                        let tj = Tensor::<B, 2>::full([s, 1], j as f32 / k as f32, &device);
+                        let tj = time_input::<B>(s, j as f32 / k as f32, step_of(h), &device);
                         z = z.clone() + field.forward(z, tj) / k as f64;
                     }
                     z
@@ -939,7 +976,7 @@ mod tests {
                 std: &std,
                 mean: &mean,
             };
-            let (fm, ce) = fused.loss_and_grads(&xt, &t, &ut, Some(f), &mut buf);
+            let (fm, ce) = fused.loss_and_grads(&xt, &t, h, &ut, Some(f), &mut buf);
             fused.apply(&mut adam, lr, &buf);
             let ce = ce.unwrap();
             assert!(
@@ -967,12 +1004,17 @@ mod tests {
         let x = draw(&mut rng, 3 * p, -1.0, 1.0);
         let t = [0.1, 0.5, 0.9];
         let mut pass = Pass::default();
-        fused.forward(&x, &t, &mut pass, &mut Vec::new());
+        fused.forward(&x, &t, 0.125, &mut pass, &mut Vec::new());
+        let tin = if step_input {
+            TensorData::new(t.iter().flat_map(|&t| [t, 0.125]).collect(), [3, 2])
+        } else {
+            TensorData::new(t.to_vec(), [3, 1])
+        };
         let want: Vec<f32> = field
             .valid()
             .forward(
                 Tensor::from_data(TensorData::new(x, [3, p]), &device),
-                Tensor::from_data(TensorData::new(t.to_vec(), [3, 1]), &device),
+                Tensor::from_data(tin, &device),
             )
             .into_data()
             .into_vec()
@@ -991,6 +1033,7 @@ mod tests {
             hidden: 4,
             depth: 1,
             time_dim: 4,
+            step_input: false,
         };
         let ok: Vec<(Vec<f32>, Vec<f32>)> = shape
             .layer_dims()

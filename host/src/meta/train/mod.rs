@@ -575,6 +575,7 @@ fn fused_set_trainer<'a, B: Backend>(
         hidden: cfg.field.hidden,
         depth: cfg.field.depth,
         time_dim: cfg.field.time_dim,
+        step_input: cfg.field.step_input,
     };
     let layers = field
         .linear_layers()?
