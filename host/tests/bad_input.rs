@@ -781,6 +781,11 @@ fn train_settings_out_of_range() {
             &["--engine fused trains the MLP field (without a functional term) and the set field"],
         ),
         (
+            t(&["--functional-rollout-counts", "4,0"]),
+            2,
+            &["--functional-rollout-counts [4, 0] needs --functional-rollout ≥ 1, counts ≥ 1"],
+        ),
+        (
             t(&["--field", "mlp", "--step-input"]),
             2,
             &["--step-input goes with the set field"],

@@ -128,6 +128,7 @@ pub fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
         functional_batch: 256,
         functional_rollout: 0,
         functional_rollout_max: 0,
+        functional_rollout_counts: Vec::new(),
         functional_samples: 32,
         ema: 0.0,
         eval_every: 100,

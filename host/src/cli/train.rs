@@ -101,6 +101,13 @@ pub struct TrainArgs {
     /// when a user spends more steps.
     #[arg(long, default_value_t = 0)]
     pub functional_rollout_max: usize,
+    /// Train the sampler at these step counts only (comma-separated, e.g. 4,8,16): every step
+    /// draws its rollout's count uniformly from them, instead of from a range (not with
+    /// --functional-rollout-max). With --step-input each count gets its own map and a larger share
+    /// of the training than in a range. The stored default sampler stays Euler ×
+    /// --functional-rollout.
+    #[arg(long, value_delimiter = ',')]
+    pub functional_rollout_counts: Vec<usize>,
     /// Give the set field the sampler's step size h = 1/K as an input beside the time, so that
     /// every step count K gets its own map instead of one map serving them all: training feeds
     /// each rollout's own h (and the flow-matching pairs the same step's h), and sampling with K
@@ -225,6 +232,7 @@ impl TrainArgs {
             functional_batch: self.functional_batch,
             functional_rollout: self.functional_rollout,
             functional_rollout_max: self.functional_rollout_max,
+            functional_rollout_counts: self.functional_rollout_counts.clone(),
             step_input: self.step_input,
             functional_samples: self.functional_samples,
             ema: self.ema,

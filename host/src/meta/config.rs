@@ -128,6 +128,11 @@ pub struct MetaConfig {
     /// `functional_rollout`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub functional_rollout_max: usize,
+    /// With `functional_rollout ≥ 1`: the rollout step counts every training step draws from
+    /// uniformly (`--functional-rollout-counts`), instead of a range; empty (and absent in older
+    /// models): the range, or always `functional_rollout`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functional_rollout_counts: Vec<usize>,
     /// Source samples per step rolled out for the functional term (`functional_rollout ≥ 1`).
     #[serde(default = "default_functional_samples")]
     pub functional_samples: usize,
@@ -286,6 +291,16 @@ impl MetaConfig {
                     self.functional_rollout_max, self.functional_rollout
                 ));
             }
+            if !self.functional_rollout_counts.is_empty()
+                && (self.functional_rollout == 0
+                    || self.functional_rollout_max > 0
+                    || self.functional_rollout_counts.contains(&0))
+            {
+                return bad(format!(
+                    "--functional-rollout-counts {:?} needs --functional-rollout ≥ 1, counts ≥ 1 and no --functional-rollout-max",
+                    self.functional_rollout_counts
+                ));
+            }
             if self.functional_rollout > 0 && self.functional_samples == 0 {
                 return bad(
                     "--functional-samples must be at least 1 with --functional-rollout".into(),
@@ -365,9 +380,15 @@ impl MetaConfig {
         self.field.step_input.then(|| 1.0 / steps.max(1) as f32)
     }
 
-    /// The Euler step count of one training step's rollout: `functional_rollout`, or a uniform
-    /// draw from `functional_rollout..=functional_rollout_max` (from the step's own stream).
+    /// The Euler step count of one training step's rollout: `functional_rollout`, a uniform draw
+    /// from `functional_rollout..=functional_rollout_max`, or from `functional_rollout_counts`
+    /// (from the step's own stream).
     pub fn rollout_steps(&self, rng: &mut nmflow_runtime::Rng) -> usize {
+        let counts = &self.functional_rollout_counts;
+        if !counts.is_empty() {
+            let i = rng.below(u32::try_from(counts.len()).unwrap_or(u32::MAX)) as usize;
+            return counts.get(i).copied().unwrap_or(self.functional_rollout);
+        }
         let (k, max) = (self.functional_rollout, self.functional_rollout_max);
         if max <= k {
             return k;
@@ -435,6 +456,8 @@ pub struct TrainRequest {
     pub functional_rollout: Option<usize>,
     /// The largest rollout step count (0: always `functional_rollout`).
     pub functional_rollout_max: usize,
+    /// The rollout step counts to draw from (empty: the range).
+    pub functional_rollout_counts: Vec<usize>,
     /// Give the set field the sampler's step size as an input (`--step-input`).
     pub step_input: bool,
     /// Source samples rolled out per step.
@@ -489,6 +512,7 @@ impl Default for TrainRequest {
             functional_batch: default_functional_batch(),
             functional_rollout: None,
             functional_rollout_max: 0,
+            functional_rollout_counts: Vec::new(),
             step_input: false,
             functional_samples: default_functional_samples(),
             ema: 0.0,
@@ -659,6 +683,7 @@ impl TrainRequest {
             functional_batch: self.functional_batch,
             functional_rollout: rollout,
             functional_rollout_max: self.functional_rollout_max,
+            functional_rollout_counts: self.functional_rollout_counts.clone(),
             functional_samples: self.functional_samples,
             ema: self.ema,
             eval_every: self.eval_every.unwrap_or(if recipe { 200 } else { 100 }),
@@ -779,11 +804,32 @@ mod tests {
         let err = bad.validate(&manifest).unwrap_err().0;
         assert!(err.contains("--functional-rollout-max 2"), "{err}");
         // Not written into config.json when off, so earlier models' files keep their bytes.
-        assert!(
-            !serde_json::to_string(&fixed)
-                .unwrap()
-                .contains("rollout_max")
-        );
+        let written = serde_json::to_string(&fixed).unwrap();
+        assert!(!written.contains("rollout_max") && !written.contains("rollout_counts"));
+        // A list of counts: draws cover it and nothing else; checked against the range and 0.
+        let listed = MetaConfig {
+            functional_rollout_max: 0,
+            functional_rollout_counts: vec![4, 8, 16],
+            ..cfg.clone()
+        };
+        listed.validate(&manifest).unwrap();
+        let mut seen = [0usize; 17];
+        for _ in 0..900 {
+            seen[listed.rollout_steps(&mut rng)] += 1;
+        }
+        for (k, &c) in seen.iter().enumerate() {
+            assert_eq!(c > 250, [4, 8, 16].contains(&k), "{seen:?}");
+            assert!(c == 0 || [4, 8, 16].contains(&k), "{seen:?}");
+        }
+        for counts in [vec![4, 0], vec![4, 8]] {
+            let bad = MetaConfig {
+                functional_rollout_counts: counts.clone(),
+                functional_rollout_max: if counts.contains(&0) { 0 } else { 8 },
+                ..cfg.clone()
+            };
+            let err = bad.validate(&manifest).unwrap_err().0;
+            assert!(err.contains("--functional-rollout-counts"), "{err}");
+        }
     }
 
     #[test]
