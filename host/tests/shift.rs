@@ -320,7 +320,7 @@ fn edge_section_is_calibrated_and_detects_optdigits() {
         .unwrap();
     ok(&inspected);
     let ij: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
-    assert_eq!(ij["version"], 5);
+    assert_eq!(ij["version"], nmflow_format::FORMAT_VERSION);
     assert_eq!(ij["shift"]["window"], 20);
     assert_eq!(ij["shift"]["anchors"], 32);
     assert_eq!(
