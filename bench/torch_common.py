@@ -50,16 +50,25 @@ def permuter(units, d_in, d_out):
     return permute
 
 
-def timed(step, steps, warmup, field):
-    """Runs `warmup` untimed steps, then times `steps`, and prints the JSON line."""
+def timed(step, steps, warmup, field, device="cpu"):
+    """Runs `warmup` untimed steps, then times `steps`, and prints the JSON line. `step` returns
+    its loss as a tensor; the loss is read once, after the last step (on a GPU, reading it every
+    step would wait for the device each time), and the device is synchronized before each clock
+    read."""
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         step()
+    sync()
     start = time.perf_counter()
     for _ in range(steps):
         last = step()
+    last = float(last)
+    sync()
     seconds = time.perf_counter() - start
     print(json.dumps({
         "impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "steps": steps, "seconds": seconds, "steps_per_second": steps / seconds,
         "field_params": sum(p.numel() for p in field.parameters()), "final_loss": last,
     }))

@@ -1,11 +1,11 @@
-"""PyTorch CPU reference for `nmflow train`'s default recipe on a one-hidden-layer MLP zoo: the
-permutation-equivariant set field (hidden units as tokens, DeepSets pooling, residual blocks, a
-pooled head for the output bias), NM-CFM with the natural coupling and hidden-unit permutation
-augmentation, plus the functional term on the sampler itself (K Euler steps from fresh
-Kaiming-uniform source samples, backpropagated through every step, then the generated
-classifiers' cross-entropy on a minibatch of training images). The same shapes, batch, optimizer
-and data as `nmflow train --field set`; the learning rate is constant (a schedule does not change
-the cost of a step). Prints one JSON object with the training steps per second.
+"""PyTorch reference for `nmflow train`'s default recipe on a one-hidden-layer MLP zoo, on the CPU
+or a CUDA GPU (`--device cuda`): the permutation-equivariant set field (hidden units as tokens,
+DeepSets pooling, residual blocks, a pooled head for the output bias), NM-CFM with the natural
+coupling and hidden-unit permutation augmentation, plus the functional term on the sampler itself
+(K Euler steps from fresh Kaiming-uniform source samples, backpropagated through every step, then
+the generated classifiers' cross-entropy on a minibatch of training images). The same shapes,
+batch, optimizer and data as `nmflow train --field set`; the learning rate is constant (a schedule
+does not change the cost of a step). Prints one JSON object with the training steps per second.
 """
 import argparse
 import math
@@ -71,15 +71,19 @@ def main():
     p.add_argument("--functional-batch", type=int, default=256)
     p.add_argument("--functional-rollout", type=int, default=4)
     p.add_argument("--functional-samples", type=int, default=32)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args()
+    dev = torch.device(args.device)
     z, mean, std, manifest = load_zoo(args.zoo)
+    z, mean, std = z.to(dev), mean.to(dev), std.to(dev)
     assert manifest["config"]["dataset"] == "mnist", "the reference reads the mnist view"
     blocks = manifest["layout"]["blocks"]
-    bound = torch.cat([torch.full((int(math.prod(b["shape"])),), b["bound"]) for b in blocks])
+    bound = torch.cat([torch.full((int(math.prod(b["shape"])),), b["bound"]) for b in blocks]).to(dev)
     (u, d_in), d_out = blocks[0]["shape"], blocks[2]["shape"][0]
-    field = SetField(u, d_in, d_out, args.hidden, args.depth, args.time_dim)
+    field = SetField(u, d_in, d_out, args.hidden, args.depth, args.time_dim).to(dev)
     opt = torch.optim.Adam(field.parameters(), lr=args.lr)
     (xtr, ytr), _ = load_mnist(args.data_dir)
+    xtr, ytr = xtr.to(dev), ytr.to(dev)
     onehot = torch.nn.functional.one_hot(ytr, 10).float()
     R, K = z.shape[0], z.shape[1] - 1
 
@@ -92,32 +96,32 @@ def main():
         b1 = w[:, u * d_in: u * d_in + u]
         w2 = w[:, u * d_in + u: u * d_in + u + d_out * u].reshape(n, d_out, u)
         b2 = w[:, u * d_in + u + d_out * u:]
-        idx = torch.randint(xtr.shape[0], (args.functional_batch,))
+        idx = torch.randint(xtr.shape[0], (args.functional_batch,), device=dev)
         x, y = xtr[idx], onehot[idx]
         h = torch.relu(torch.einsum("md,nud->nmu", x, w1) + b1.unsqueeze(1))
         logits = torch.einsum("nmu,nou->nmo", h, w2) + b2.unsqueeze(1)
         return -(torch.log_softmax(logits, 2) * y).sum() / (args.functional_batch * n)
 
     def step():
-        i = torch.randint(R, (args.batch_size,))
-        t = torch.rand(args.batch_size, 1)
-        perm = torch.argsort(torch.rand(args.batch_size, u), 1)
+        i = torch.randint(R, (args.batch_size,), device=dev)
+        t = torch.rand(args.batch_size, 1, device=dev)
+        perm = torch.argsort(torch.rand(args.batch_size, u, device=dev), 1)
         x0, x1 = permute(z[i, 0], perm), permute(z[i, K], perm)
         xt = (1 - t) * x0 + t * x1
         loss = ((field(xt, t) - (x1 - x0)) ** 2).mean()
         if args.functional_weight > 0:
             n = args.functional_samples
-            s = ((torch.rand(n, z.shape[-1]) * 2 - 1) * bound - mean) / std
+            s = ((torch.rand(n, z.shape[-1], device=dev) * 2 - 1) * bound - mean) / std
             for j in range(args.functional_rollout):
-                s = s + field(s, torch.full((n, 1), j / args.functional_rollout)) \
+                s = s + field(s, torch.full((n, 1), j / args.functional_rollout, device=dev)) \
                     / args.functional_rollout
             loss = loss + args.functional_weight * cross_entropy(s)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return loss.item()
+        return loss.detach()
 
-    timed(step, args.steps, 10, field)
+    timed(step, args.steps, 10, field, args.device)
 
 
 if __name__ == "__main__":

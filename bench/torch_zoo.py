@@ -1,4 +1,5 @@
-"""PyTorch CPU reference for `nmflow zoo` (same data, scaling, init law, optimizer and batches).
+"""PyTorch reference for `nmflow zoo` (same data, scaling, init law, optimizer and batches), on the
+CPU or a CUDA GPU (`--device cuda`).
 
 Modes:
   sequential  trains the runs one at a time (nn.Linear, one model per run), as a user would;
@@ -27,12 +28,44 @@ def load_idx(path):
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndims).reshape(dims)
 
 
-def load_mnist(data_dir):
+def optdigits(images):
+    """MNIST images (uint8 [N, 28, 28]) in optdigits' 8×8 form (uint8 [N, 64], values 0..=16), as
+    host/src/data/mnist8.rs computes them: binarize at > 127, crop to the ink's bounding box, scale
+    the longer side to 32 (nearest neighbour, aspect kept), centre in 32×32, count 4×4 blocks."""
+    out = []
+    for chunk in np.array_split(images, max(1, len(images) // 10000)):
+        on = chunk > 127
+        n, side = on.shape[0], on.shape[1]
+        rows, cols = on.any(2), on.any(1)
+        has = rows.any(1)
+        top, bottom = rows.argmax(1), side - 1 - rows[:, ::-1].argmax(1)
+        left, right = cols.argmax(1), side - 1 - cols[:, ::-1].argmax(1)
+        h, w = (bottom - top + 1)[:, None], (right - left + 1)[:, None]
+        longer = np.maximum(h, w)
+        sh = np.clip((h * 32 + longer // 2) // longer, 1, 32)
+        sw = np.clip((w * 32 + longer // 2) // longer, 1, 32)
+        y = np.arange(32)[None, :] - (32 - sh) // 2
+        x = np.arange(32)[None, :] - (32 - sw) // 2
+        src_r = np.clip(top[:, None] + (2 * y + 1) * h // (2 * sh), 0, side - 1)
+        src_c = np.clip(left[:, None] + (2 * x + 1) * w // (2 * sw), 0, side - 1)
+        inside = ((y >= 0) & (y < sh))[:, :, None] & ((x >= 0) & (x < sw))[:, None, :]
+        frame = on[np.arange(n)[:, None, None], src_r[:, :, None], src_c[:, None, :]]
+        frame &= inside & has[:, None, None]
+        out.append(frame.reshape(n, 8, 4, 8, 4).sum((2, 4)).reshape(n, 64).astype(np.uint8))
+    return np.concatenate(out)
+
+
+def load_mnist(data_dir, view="mnist"):
+    """The train and test splits of `view` (mnist: standardized 784 pixels; mnist8: the 8×8
+    optdigits form scaled by 1/16), as (x float32, y int64) tensors."""
     d = os.path.join(data_dir, "mnist")
     def split(prefix):
-        x = load_idx(os.path.join(d, f"{prefix}-images-idx3-ubyte.gz")).reshape(-1, 784)
+        x = load_idx(os.path.join(d, f"{prefix}-images-idx3-ubyte.gz"))
         y = load_idx(os.path.join(d, f"{prefix}-labels-idx1-ubyte.gz"))
-        x = (torch.from_numpy(x.astype(np.float32)) / 255.0 - MEAN) / STD
+        if view == "mnist8":
+            x = torch.from_numpy(optdigits(x).astype(np.float32)) / 16.0
+        else:
+            x = (torch.from_numpy(x.reshape(-1, 784).astype(np.float32)) / 255.0 - MEAN) / STD
         return x, torch.from_numpy(y.astype(np.int64))
     return split("train"), split("t10k")
 
@@ -73,16 +106,17 @@ def sequential(args, train, test):
 
 
 def batched(args, train, test):
-    xtr, ytr = train
-    xte, yte = test
+    dev = torch.device(args.device)
+    xtr, ytr = (t.to(dev) for t in train)
+    xte, yte = (t.to(dev) for t in test)
     widths = widths_of(args.arch)
     r = args.runs
     torch.manual_seed(args.seed)
     params = []
     for i in range(len(widths) - 1):
         bound = 1.0 / math.sqrt(widths[i])
-        w = (torch.rand(r, widths[i], widths[i + 1]) * 2 - 1) * bound
-        b = (torch.rand(r, 1, widths[i + 1]) * 2 - 1) * bound
+        w = (torch.rand(r, widths[i], widths[i + 1], device=dev) * 2 - 1) * bound
+        b = (torch.rand(r, 1, widths[i + 1], device=dev) * 2 - 1) * bound
         params += [w.requires_grad_(), b.requires_grad_()]
     opt = torch.optim.Adam(params, lr=args.lr)
 
@@ -96,7 +130,10 @@ def batched(args, train, test):
 
     n = xtr.shape[0]
     for _ in range(args.epochs):
-        perms = torch.stack([torch.randperm(n) for _ in range(r)])
+        if dev.type == "cpu":
+            perms = torch.stack([torch.randperm(n) for _ in range(r)])
+        else:  # one launch for all runs' permutations instead of one per run
+            perms = torch.argsort(torch.rand(r, n, device=dev), 1)
         for s in range(0, n, args.batch_size):
             idx = perms[:, s: s + args.batch_size]
             logits = forward(xtr[idx])
@@ -110,7 +147,7 @@ def batched(args, train, test):
     with torch.no_grad():
         for start in range(0, n, 2000):
             forward(xtr[start: start + 2000].expand(r, -1, -1))
-        correct = torch.zeros(r)
+        correct = torch.zeros(r, device=dev)
         for start in range(0, xte.shape[0], 2000):
             xb = xte[start: start + 2000]
             correct += (forward(xb.expand(r, -1, -1)).argmax(2) == yte[start: start + 2000]).float().sum(1)
@@ -128,14 +165,20 @@ def main():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset", choices=["mnist", "mnist8"], default="mnist")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (batched mode only)")
     args = p.parse_args()
+    if args.mode == "sequential" and args.device != "cpu":
+        p.error("--device cuda: the sequential mode runs on the CPU only")
     start = time.perf_counter()
-    train, test = load_mnist(args.data_dir)
+    train, test = load_mnist(args.data_dir, args.dataset)
     accs = (sequential if args.mode == "sequential" else batched)(args, train, test)
     seconds = time.perf_counter() - start
     print(json.dumps({
         "impl": f"pytorch-{args.mode}",
         "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(0) if args.device != "cpu" else "cpu",
+        "dataset": args.dataset,
         "threads": torch.get_num_threads(),
         "runs": args.runs,
         "epochs": args.epochs,
