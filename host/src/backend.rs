@@ -22,7 +22,10 @@ pub enum DeviceKind {
     /// The CPU (burn-flex), the default.
     #[default]
     Cpu,
-    /// The first NVIDIA GPU (needs a build with `--features cuda`).
+    /// The first NVIDIA GPU (needs a build with `--features cuda`). Its results match the CPU's,
+    /// but on an H200 a zoo trained 25× slower than the same code on 2 CPU cores, and a 5-step
+    /// meta-model training did not finish in 40 s (BENCHMARKS.md, "CUDA on an H200"): prefer the
+    /// CPU for now.
     Cuda,
 }
 
