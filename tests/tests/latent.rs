@@ -183,6 +183,8 @@ fn a_vae_and_a_latent_flow_make_working_classifiers() {
         steps: 10,
         t0: 0.1,
         lr: 1e-3,
+        lr_schedule: nmflow_host::meta::config::LrSchedule::Constant,
+        max_grad_norm: None,
         reward_images: 256,
         eval_every: 3,
         eval_samples: 8,

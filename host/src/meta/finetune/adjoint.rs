@@ -186,6 +186,7 @@ pub fn direct_loss<B: AutodiffBackend>(
 mod tests {
     use super::*;
     use crate::backend::{Cpu, CpuAutodiff};
+    use crate::meta::config::LrSchedule;
     use crate::meta::field::{FieldConfig, FieldKind};
     use crate::meta::finetune::memoryless::SourceMoments;
     use crate::optim::AdamSettings;
@@ -213,10 +214,6 @@ mod tests {
 
     fn gaussian(n: usize, dim: usize, rng: &mut Rng) -> Vec<f32> {
         (0..n * dim).map(|_| standard_normal(rng)).collect()
-    }
-
-    fn cosine(lr: f64, step: usize, steps: usize) -> f64 {
-        lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / steps as f64).cos())
     }
 
     /// Mean and standard deviation over all coordinates of ODE samples of `field` (Euler, 50
@@ -277,7 +274,11 @@ mod tests {
             let u = Tensor::<Ad, 2>::from_data(TensorData::new(u, [n, dim]), &dev);
             let loss = (base.forward(xt, tt) - u).powi_scalar(2).mean();
             let grads = GradientsParams::from_grads(loss.backward(), &base);
-            base = optim.step(cosine(2e-3, step, base_steps), base, grads);
+            base = optim.step(
+                LrSchedule::Cosine.at(2e-3, step + 1, base_steps),
+                base,
+                grads,
+            );
         }
         let (bm, bs) = ode_moments(&base.valid(), 8000, dim, 7);
         assert!(
@@ -322,7 +323,7 @@ mod tests {
                 &mut reward,
             );
             let grads = GradientsParams::from_grads(loss.backward(), &fine);
-            fine = optim.step(cosine(1e-3, it, iterations), fine, grads);
+            fine = optim.step(LrSchedule::Cosine.at(1e-3, it + 1, iterations), fine, grads);
         }
         let (fm, fs) = ode_moments(&fine.valid(), 8000, dim, 9);
         let moved = (bm - fm) / (bm - tilt_mean);

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use self::adjoint::{AdjointSettings, MomentRows, StateReward};
 use self::memoryless::SourceMoments;
+use super::config::LrSchedule;
 use super::files::{self, read_json, write_json};
 use super::latent::codec::Codec;
 use super::reward::{DataReward, Reward};
@@ -104,6 +105,12 @@ pub struct FinetuneConfig {
     pub t0: f64,
     /// Adam learning rate.
     pub lr: f64,
+    /// How the learning rate changes over the iterations (older runs: constant).
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    /// Clip each parameter tensor's gradient to this norm before the Adam step (none: no clipping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_grad_norm: Option<f64>,
     /// Training images per reward evaluation.
     pub reward_images: usize,
     /// Iterations between measurements (and checkpoints).
@@ -147,6 +154,13 @@ impl FinetuneConfig {
             return Err(UsageError(format!(
                 "--lr must be a positive number (got {})",
                 self.lr
+            )));
+        }
+        if let Some(n) = self.max_grad_norm
+            && !(n.is_finite() && n > 0.0)
+        {
+            return Err(UsageError(format!(
+                "--max-grad-norm must be a positive number (got {n})"
             )));
         }
         if !(self.t0 > 0.0 && self.t0 < 1.0) {
@@ -375,6 +389,10 @@ pub fn finetune<B: AutodiffBackend>(
     let frozen = base.field.clone().no_grad();
     let mut optim = AdamSettings::BURN
         .burn_config()
+        .with_grad_clipping(
+            cfg.max_grad_norm
+                .map(|n| burn::optim::grad_clipping::GradientClippingConfig::Norm(n as f32)),
+        )
         .init::<B, super::field::VectorField<B>>();
     let mut fine = base.field.clone();
     let mut state = State::default();
@@ -453,7 +471,8 @@ pub fn finetune<B: AutodiffBackend>(
             ))));
         }
         let grads = GradientsParams::from_grads(loss.backward(), &fine);
-        fine = optim.step(cfg.lr, fine, grads);
+        let lr = cfg.lr_schedule.at(cfg.lr, state.step + 1, cfg.iterations);
+        fine = optim.step(lr, fine, grads);
         state.step += 1;
         state.rows.push(Row {
             iteration: state.step,
