@@ -70,13 +70,12 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// Learning-rate schedule: `constant`, or `cosine` (from --lr at the first iteration down
-    /// towards zero at the last). BENCHMARKS.md: the direct method at --lr 3e-3 reached 75 % on
-    /// Fashion at 1,250 iterations and then collapsed to chance with a constant rate.
+    /// towards zero at the last).
     #[arg(long, value_enum, default_value_t = LrSchedule::Constant)]
     pub lr_schedule: LrSchedule,
     /// Clip each parameter tensor's gradient to this L2 norm before the Adam step (default: no
-    /// clipping). BENCHMARKS.md: without it, the direct method at --lr 3e-3 diverged in two of
-    /// three runs (weights growing without bound after 1,000–3,000 iterations).
+    /// clipping). BENCHMARKS.md: the direct method at --lr 3e-3 diverged in 3 of 4 unclipped
+    /// Fashion runs; clipped at 1, one of two still did. --lr 1e-3 has not diverged.
     #[arg(long)]
     pub max_grad_norm: Option<f64>,
     /// Training images per reward evaluation.
