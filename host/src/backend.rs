@@ -23,10 +23,10 @@ pub enum DeviceKind {
     #[default]
     Cpu,
     /// The first NVIDIA GPU (needs a build with `--features cuda`); results match the CPU's. The
-    /// first run of a job on a machine compiles its GPU kernels and tunes them (about 2 minutes
+    /// first run of a job on a machine compiles its GPU kernels and tunes them (2 minutes or more
     /// for a small zoo on an H200); they are kept in `$NMFLOW_CUDA_CACHE` (default
-    /// `~/.cache/nmflow/cuda`; `off` keeps nothing), so that the same job's next run starts at
-    /// once (BENCHMARKS.md, "CUDA on an H200").
+    /// `~/.cache/nmflow/cuda`; `off` keeps nothing), so that the same job's next run skips that
+    /// (BENCHMARKS.md, "Where the CUDA time went").
     Cuda,
 }
 
