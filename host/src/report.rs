@@ -337,6 +337,10 @@ fn eval_tables(e: &Value, s: &mut Section) {
             ("prediction agreement with it", "agreement_median"),
             ("pairwise distance", "pairwise_dist_median"),
             (
+                "pairwise distance, hidden units matched",
+                "pairwise_dist_aligned_median",
+            ),
+            (
                 "pairwise prediction disagreement",
                 "pairwise_disagreement_median",
             ),

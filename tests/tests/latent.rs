@@ -185,6 +185,8 @@ fn a_vae_and_a_latent_flow_make_working_classifiers() {
         lr: 1e-3,
         lr_schedule: nmflow_host::meta::config::LrSchedule::Constant,
         max_grad_norm: None,
+        control_cost: 0.0,
+        entropy_weight: 0.0,
         reward_images: 256,
         eval_every: 3,
         eval_samples: 8,

@@ -78,6 +78,21 @@ pub struct FinetuneArgs {
     /// Fashion runs; clipped at 1, one of two still did. --lr 1e-3 has not diverged.
     #[arg(long)]
     pub max_grad_norm: Option<f64>,
+    /// Direct method only: weight c of the control cost c·∫‖v_fine − v_base‖²dt along each
+    /// rollout (standardized units), added to −λ·reward. It charges each sample for leaving the
+    /// base's path, the deterministic counterpart of the KL term of p_base·exp(λr): the plain
+    /// baseline (0, the default) lets the samples collapse onto one high-reward region;
+    /// larger c keeps more of the base's spread and gains less reward (BENCHMARKS.md sweeps it;
+    /// finetune.json reports the spread before and after).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub control_cost: f64,
+    /// Direct method only: weight τ of an entropy bonus, τ × the mean log distance from each
+    /// rollout's endpoint to its nearest other endpoint (standardized units; the
+    /// Kozachenko–Leonenko entropy estimate up to a factor and a constant). The objective becomes
+    /// λ·reward + τ·entropy, whose optimum keeps spread instead of collapsing onto one region;
+    /// 0 (the default) is the plain baseline.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub entropy_weight: f64,
     /// Training images per reward evaluation.
     #[arg(long, default_value_t = 512)]
     pub reward_images: usize,
@@ -131,6 +146,8 @@ pub fn exec(a: &FinetuneArgs) -> Result<()> {
         lr: a.lr,
         lr_schedule: a.lr_schedule,
         max_grad_norm: a.max_grad_norm,
+        control_cost: a.control_cost,
+        entropy_weight: a.entropy_weight,
         reward_images: a.reward_images,
         eval_every: a.eval_every,
         eval_samples: a.eval_samples,
@@ -159,7 +176,7 @@ pub fn exec(a: &FinetuneArgs) -> Result<()> {
     let r = dispatch(a.device, Job(&cfg, a, &env))?;
     super::emit(a.json, &r, || {
         format!(
-            "finetune ({:?}, {} iterations, {:.1} s): {} accuracy {:.2} % → {:.2} %, reward {:.3} → {:.3}, {:.2} from the base's classifiers → {}",
+            "finetune ({:?}, {} iterations, {:.1} s): {} accuracy {:.2} % → {:.2} %, reward {:.3} → {:.3}, spread {:.2} → {:.2} (units matched {:.2} → {:.2}), {:.2} from the base's classifiers → {}",
             r.method,
             r.iterations,
             r.seconds,
@@ -168,6 +185,10 @@ pub fn exec(a: &FinetuneArgs) -> Result<()> {
             100.0 * r.acc_after,
             r.reward_before,
             r.reward_after,
+            r.spread_before,
+            r.spread_after,
+            r.spread_aligned_before,
+            r.spread_aligned_after,
             r.distance_from_base,
             r.out.display()
         )

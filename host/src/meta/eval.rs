@@ -8,11 +8,14 @@ use std::time::Instant;
 
 use super::charts;
 use super::downstream::downstream;
-use super::metrics::{median, nearest, pairwise, pairwise_disagreement, sliced_w1};
+use super::metrics::{
+    median, nearest, pairwise, pairwise_aligned, pairwise_disagreement, sliced_w1,
+};
 pub use super::report::{
     AccStats, Downstream, EvalReport, GeneratedRow, Novelty, PathLoss, StepRobustness, W1Row,
 };
 use super::sample::MetaModel;
+use super::symmetry::HiddenLayers;
 use super::trajectories::{self, Trajectories};
 use crate::arch::{Arch, Layout};
 use crate::backend::values;
@@ -449,6 +452,9 @@ fn shown_row(steps: &[usize], own_solver: bool, own_steps: usize) -> Option<usiz
     own.or(steps.len().checked_sub(1))
 }
 
+/// Classifiers whose pairwise distances are also measured with their units matched (4,950 pairs).
+const ALIGNED_ROWS: usize = 100;
+
 #[allow(clippy::too_many_arguments)]
 fn novelty<B: Backend>(
     arch: &Arch,
@@ -488,6 +494,7 @@ fn novelty<B: Backend>(
     )?;
     let held_finals = held.finals();
     let nn_held = nearest(&held_finals, &finals, p);
+    let aligned = HiddenLayers::of(layout);
     let held_pred = if held.is_empty() {
         Vec::new()
     } else {
@@ -513,6 +520,12 @@ fn novelty<B: Backend>(
         },
         pairwise_dist_median_generated: median(pairwise(generated, p)),
         pairwise_dist_median_heldout: median(pairwise(&held_finals, p)),
+        pairwise_dist_aligned_median_generated: aligned
+            .as_ref()
+            .map(|h| median(pairwise_aligned(generated, h, p, ALIGNED_ROWS))),
+        pairwise_dist_aligned_median_heldout: aligned
+            .as_ref()
+            .map(|h| median(pairwise_aligned(&held_finals, h, p, ALIGNED_ROWS))),
         pairwise_disagreement_median_generated: median(pairwise_disagreement(&gen_pred, m)),
         pairwise_disagreement_median_heldout: median(pairwise_disagreement(&held_pred, m)),
         canonical: false,

@@ -3,6 +3,7 @@
 //! `[n, p]` rows.
 
 use super::source::standard_normal;
+use super::symmetry::HiddenLayers;
 use nmflow_runtime::Rng;
 
 /// The median (NaN when empty).
@@ -82,6 +83,20 @@ pub fn pairwise(rows: &[f32], p: usize) -> Vec<f64> {
                     .sum::<f64>()
                     .sqrt(),
             );
+        }
+    }
+    d
+}
+
+/// [`pairwise`] with each pair's hidden units matched first
+/// ([`HiddenLayers::aligned_distance`]), over at most the first `limit` rows: the spread that is
+/// left once the order of the units no longer counts.
+pub fn pairwise_aligned(rows: &[f32], layers: &HiddenLayers, p: usize, limit: usize) -> Vec<f64> {
+    let rows: Vec<&[f32]> = rows.chunks_exact(p).take(limit).collect();
+    let mut d = Vec::new();
+    for (i, a) in rows.iter().enumerate() {
+        for b in &rows[i + 1..] {
+            d.push(layers.aligned_distance(a, b));
         }
     }
     d

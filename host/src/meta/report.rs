@@ -72,6 +72,15 @@ pub struct Novelty {
     pub pairwise_dist_median_generated: f64,
     /// The same between two held-out runs.
     pub pairwise_dist_median_heldout: f64,
+    /// Median pairwise distance between generated classifiers once each pair's hidden units are
+    /// matched (the first 100; exact for one hidden layer, weight matching for more): the spread
+    /// that is not just the order of the units. Absent for architectures without hidden units
+    /// to match (convolutions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pairwise_dist_aligned_median_generated: Option<f64>,
+    /// The same between held-out runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pairwise_dist_aligned_median_heldout: Option<f64>,
     /// Median fraction of test inputs on which two generated classifiers predict differently
     /// (diversity in function; weight distances also count weights that never train).
     pub pairwise_disagreement_median_generated: f64,

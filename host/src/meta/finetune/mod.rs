@@ -35,8 +35,10 @@ use self::memoryless::SourceMoments;
 use super::config::LrSchedule;
 use super::files::{self, read_json, write_json};
 use super::latent::codec::Codec;
+use super::metrics::{median, pairwise, pairwise_aligned};
 use super::reward::{DataReward, Reward};
 use super::sample::MetaModel;
+use super::symmetry::HiddenLayers;
 use super::train::{Engine, TrainSummary, checkpoint, save_field};
 use crate::arch::Arch;
 use crate::backend::values;
@@ -111,6 +113,14 @@ pub struct FinetuneConfig {
     /// Clip each parameter tensor's gradient to this norm before the Adam step (none: no clipping).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_grad_norm: Option<f64>,
+    /// Direct method: weight of the control cost `∫ ‖v_fine − v_base‖² dt` along the rollouts
+    /// (0, older runs: none, the plain baseline).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub control_cost: f64,
+    /// Direct method: weight τ of the entropy estimate (mean log nearest-neighbour distance of
+    /// each iteration's endpoints) added to the objective (0, older runs: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub entropy_weight: f64,
     /// Training images per reward evaluation.
     pub reward_images: usize,
     /// Iterations between measurements (and checkpoints).
@@ -163,6 +173,34 @@ impl FinetuneConfig {
                 "--max-grad-norm must be a positive number (got {n})"
             )));
         }
+        if !(self.control_cost.is_finite() && self.control_cost >= 0.0) {
+            return Err(UsageError(format!(
+                "--control-cost must be a number ≥ 0 (got {})",
+                self.control_cost
+            )));
+        }
+        if !(self.entropy_weight.is_finite() && self.entropy_weight >= 0.0) {
+            return Err(UsageError(format!(
+                "--entropy-weight must be a number ≥ 0 (got {})",
+                self.entropy_weight
+            )));
+        }
+        for (flag, v) in [
+            ("--control-cost", self.control_cost),
+            ("--entropy-weight", self.entropy_weight),
+        ] {
+            if v > 0.0 && self.method != Method::Direct {
+                return Err(UsageError(format!(
+                    "{flag} {v} applies to --method direct only (adjoint matching keeps the base through its own regression)"
+                )));
+            }
+        }
+        if self.entropy_weight > 0.0 && self.trajectories < 2 {
+            return Err(UsageError(format!(
+                "--entropy-weight needs --trajectories of at least 2 (got {}): the estimate compares each rollout with its nearest other",
+                self.trajectories
+            )));
+        }
         if !(self.t0 > 0.0 && self.t0 < 1.0) {
             return Err(UsageError(format!(
                 "--t0 must be in (0, 1) (got {})",
@@ -193,6 +231,15 @@ pub struct Measurement {
     /// Mean distance (raw weight units) from the base's classifier drawn from the same source
     /// sample.
     pub distance_from_base: f64,
+    /// Median pairwise distance (raw weight units) between the sampled classifiers: their spread,
+    /// which falls when the tilt collapses onto one region (0 in runs from before it was
+    /// measured).
+    #[serde(default)]
+    pub spread: f64,
+    /// The same with each pair's hidden units matched first (the spread that is not just the
+    /// order of the units; 0 for convolutional classifiers and older runs).
+    #[serde(default)]
+    pub spread_aligned: f64,
 }
 
 /// One row of `loss.csv`.
@@ -236,6 +283,14 @@ pub struct FinetuneSummary {
     pub acc_after: f64,
     /// Mean distance of the fine-tuned samples from the base's (same source samples).
     pub distance_from_base: f64,
+    /// Median pairwise distance of the base's samples.
+    pub spread_before: f64,
+    /// Median pairwise distance of the fine-tuned samples.
+    pub spread_after: f64,
+    /// Median pairwise distance of the base's samples, hidden units matched.
+    pub spread_aligned_before: f64,
+    /// The same for the fine-tuned samples.
+    pub spread_aligned_after: f64,
     /// Whether the memoryless schedule is exact (a Gaussian-source base trained with independent
     /// coupling) or an approximation (a Kaiming source, or the natural coupling).
     pub exact_memoryless: bool,
@@ -461,6 +516,10 @@ pub fn finetune<B: AutodiffBackend>(
                 base.config.solver_steps,
                 x0,
                 &mut image_reward,
+                adjoint::DirectTerms {
+                    control: (cfg.control_cost > 0.0).then_some((&frozen, cfg.control_cost)),
+                    entropy: cfg.entropy_weight,
+                },
             ),
         };
         let value: f32 = loss.clone().into_scalar().elem();
@@ -615,6 +674,9 @@ impl<'a> Evaluation<'a> {
             acc_min,
             reward: -f64::from(ce.first().copied().unwrap_or(f32::NAN)),
             distance_from_base: distance,
+            spread: median(pairwise(&w, p)),
+            spread_aligned: HiddenLayers::of(&base.layout)
+                .map_or(0.0, |h| median(pairwise_aligned(&w, &h, p, self.n))),
         })
     }
 }
@@ -707,6 +769,10 @@ fn finish<B: AutodiffBackend>(
         acc_before: pick(first, |m| m.acc_mean),
         acc_after: pick(last, |m| m.acc_mean),
         distance_from_base: pick(last, |m| m.distance_from_base),
+        spread_before: pick(first, |m| m.spread),
+        spread_after: pick(last, |m| m.spread),
+        spread_aligned_before: pick(first, |m| m.spread_aligned),
+        spread_aligned_after: pick(last, |m| m.spread_aligned),
         exact_memoryless: moments.exact
             && base.config.coupling == crate::meta::config::Coupling::Independent,
         measurements: state.measurements.clone(),
@@ -741,6 +807,10 @@ fn finish<B: AutodiffBackend>(
     write_json(&out.join(files::SUMMARY), &train)?;
     checkpoint::discard(out)?;
     Ok(summary)
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// `finetune-loss.png`, `finetune-reward.png`, `finetune-accuracy.png`, `finetune-distance.png`.
@@ -804,10 +874,17 @@ fn charts(out: &Path, state: &State) -> Result<(), MetaError> {
     chart(
         "finetune-distance.png",
         LineChart {
-            title: "distance from the base's classifiers (same source samples)".into(),
+            title: "distance from the base's classifiers (same source samples) and spread".into(),
             x_label: "iteration".into(),
             y_label: "L2 distance (raw weights)".into(),
-            series: vec![Series::marked("mean", measured(|m| m.distance_from_base))],
+            series: vec![
+                Series::marked("mean from the base", measured(|m| m.distance_from_base)),
+                Series::marked("median pairwise (spread)", measured(|m| m.spread)),
+                Series::marked(
+                    "spread, hidden units matched",
+                    measured(|m| m.spread_aligned),
+                ),
+            ],
             legend_top: true,
             ..LineChart::default()
         },
