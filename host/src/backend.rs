@@ -155,6 +155,15 @@ pub fn cuda_driver_present() -> bool {
         .any(|d| d.join("libcuda.so.1").exists() || d.join("libcuda.so").exists())
 }
 
+/// Held by every test that seeds burn's global generator, from the seed to its last draw: tests
+/// run in parallel threads, and one test's seed would otherwise reach another's initialization.
+#[cfg(test)]
+pub(crate) fn seed_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::cuda_cache_dir;

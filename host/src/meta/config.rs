@@ -68,7 +68,8 @@ fn is_zero(v: &usize) -> bool {
     *v == 0
 }
 
-fn is_zero_f64(v: &f64) -> bool {
+/// Serde's test for settings whose absence means zero (older files keep their bytes).
+pub(crate) fn is_zero_f64(v: &f64) -> bool {
     *v == 0.0
 }
 

@@ -702,6 +702,7 @@ mod tests {
             step_input: false,
         };
         let dev = Default::default();
+        let _seeded = crate::backend::seed_lock();
         Cpu::seed(&dev, 0);
         let field = cfg.init::<Cpu>(&dev);
         let mut rng = Rng::new(2, 0);

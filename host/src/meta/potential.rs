@@ -74,6 +74,7 @@ mod tests {
     #[test]
     fn closed_form_gradient_matches_finite_differences() {
         let dev = Default::default();
+        let _seeded = crate::backend::seed_lock();
         Cpu::seed(&dev, 3);
         let pot = init::<Cpu>(5, 7, 2, &dev);
         let x = Tensor::<Cpu, 2>::random([3, 5], Distribution::Normal(0.0, 1.0), &dev);

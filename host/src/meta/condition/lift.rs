@@ -213,6 +213,7 @@ mod tests {
     ) {
         let layout = "mlp:6-5-3".parse::<Arch>().unwrap().layout();
         let dev = Default::default();
+        let _seeded = crate::backend::seed_lock();
         Cpu::seed(&dev, 5);
         let cfg = FieldConfig {
             kind: FieldKind::Set,

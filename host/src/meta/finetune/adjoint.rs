@@ -302,6 +302,7 @@ mod tests {
     #[test]
     fn adjoint_matching_tilts_a_gaussian_towards_its_closed_form() {
         let dev = Default::default();
+        let _seeded = crate::backend::seed_lock();
         Ad::seed(&dev, 0);
         let (dim, m, s) = (2usize, 1.0f32, 0.5f32);
         let cfg = FieldConfig {
@@ -409,6 +410,7 @@ mod tests {
         terms: impl Fn(&VectorField<Ad>) -> DirectTerms<'_, Ad>,
     ) -> (VectorField<Ad>, VectorField<Ad>) {
         let dev = Default::default();
+        let _seeded = crate::backend::seed_lock();
         Ad::seed(&dev, seed);
         let cfg = FieldConfig {
             kind: FieldKind::Mlp,

@@ -18,6 +18,7 @@
 //! Adam's state and the log, so an interrupted run resumes to the same bytes.
 
 pub mod adjoint;
+mod measure;
 pub mod memoryless;
 
 use std::fs;
@@ -31,23 +32,19 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use self::adjoint::{AdjointSettings, MomentRows, StateReward};
+use self::measure::{Evaluation, charts};
 use self::memoryless::SourceMoments;
 use super::config::LrSchedule;
 use super::files::{self, read_json, write_json};
 use super::latent::codec::Codec;
-use super::metrics::{median, pairwise, pairwise_aligned};
 use super::reward::{DataReward, Reward};
 use super::sample::MetaModel;
-use super::symmetry::HiddenLayers;
 use super::train::{Engine, TrainSummary, checkpoint, save_field};
 use crate::arch::Arch;
-use crate::backend::values;
-use crate::classifier;
 use crate::data::{Dataset, DatasetView};
 use crate::error::{MetaError, UsageError};
 use crate::io::{DirLock, sha256_hex, write_atomic};
 use crate::optim::AdamSettings;
-use crate::plot::{self, LineChart, Series};
 use crate::progress;
 use nmflow_runtime::Rng;
 use nmflow_runtime::rng::derive_seed;
@@ -115,11 +112,11 @@ pub struct FinetuneConfig {
     pub max_grad_norm: Option<f64>,
     /// Direct method: weight of the control cost `∫ ‖v_fine − v_base‖² dt` along the rollouts
     /// (0, older runs: none, the plain baseline).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::meta::config::is_zero_f64")]
     pub control_cost: f64,
     /// Direct method: weight τ of the entropy estimate (mean log nearest-neighbour distance of
     /// each iteration's endpoints) added to the objective (0, older runs: none).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::meta::config::is_zero_f64")]
     pub entropy_weight: f64,
     /// Training images per reward evaluation.
     pub reward_images: usize,
@@ -173,22 +170,13 @@ impl FinetuneConfig {
                 "--max-grad-norm must be a positive number (got {n})"
             )));
         }
-        if !(self.control_cost.is_finite() && self.control_cost >= 0.0) {
-            return Err(UsageError(format!(
-                "--control-cost must be a number ≥ 0 (got {})",
-                self.control_cost
-            )));
-        }
-        if !(self.entropy_weight.is_finite() && self.entropy_weight >= 0.0) {
-            return Err(UsageError(format!(
-                "--entropy-weight must be a number ≥ 0 (got {})",
-                self.entropy_weight
-            )));
-        }
         for (flag, v) in [
             ("--control-cost", self.control_cost),
             ("--entropy-weight", self.entropy_weight),
         ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(UsageError(format!("{flag} must be a number ≥ 0 (got {v})")));
+            }
             if v > 0.0 && self.method != Method::Direct {
                 return Err(UsageError(format!(
                     "{flag} {v} applies to --method direct only (adjoint matching keeps the base through its own regression)"
@@ -570,117 +558,6 @@ fn claim(cfg: &FinetuneConfig, out: &Path, force: bool) -> Result<(), MetaError>
     Ok(())
 }
 
-/// The fixed draws every measurement uses: source samples, the base's classifiers from them, and
-/// a batch of training images for the reward.
-struct Evaluation<'a> {
-    arch: &'a Arch,
-    data: &'a Dataset,
-    x0: Vec<f32>,
-    base_w: Vec<f32>,
-    n: usize,
-    images: usize,
-}
-
-impl<'a> Evaluation<'a> {
-    fn new<B: AutodiffBackend>(
-        base: &MetaModel<B>,
-        arch: &'a Arch,
-        data: &'a Dataset,
-        cfg: &FinetuneConfig,
-        device: &B::Device,
-    ) -> Result<Self, MetaError> {
-        let n = cfg.eval_samples;
-        let inner = inner_model(base, base.field.valid());
-        let x0 = base.source_samples(n, cfg.seed ^ EVAL_SEED, device)?;
-        let (base_w, _) = inner.integrate_from(
-            &x0,
-            base.config.solver,
-            base.config.solver_steps,
-            device,
-            &mut |_, _| {},
-        )?;
-        Ok(Self {
-            arch,
-            data,
-            x0,
-            base_w,
-            n,
-            images: cfg.reward_images.max(1024),
-        })
-    }
-
-    fn measure<B: AutodiffBackend>(
-        &self,
-        base: &MetaModel<B>,
-        field: &super::field::VectorField<B::InnerBackend>,
-        iteration: usize,
-        device: &B::Device,
-    ) -> Result<Measurement, MetaError> {
-        let device = device.clone();
-        let model = inner_model(base, field.clone());
-        let (w, _) = model.integrate_from(
-            &self.x0,
-            base.config.solver,
-            base.config.solver_steps,
-            &device,
-            &mut |_, _| {},
-        )?;
-        let p = base.layout.num_params();
-        let params =
-            classifier::params_from_flat::<B::InnerBackend>(&base.layout, &w, self.n, &device);
-        let accs = classifier::evaluate(
-            self.arch,
-            &params,
-            &self.data.test.x,
-            &self.data.test.y,
-            None,
-            &device,
-        )?;
-        let acc: Vec<f64> = accs.iter().map(|a| a.1).collect();
-        let acc_mean = acc.iter().sum::<f64>() / acc.len().max(1) as f64;
-        let acc_min = acc.iter().copied().fold(f64::INFINITY, f64::min);
-        // Reward: minus the mean cross-entropy on fixed training images.
-        let batch = self.data.train.head(self.images.min(self.data.train.len()));
-        let (m, d) = (batch.len(), batch.dim);
-        let classes = self.arch.num_classes();
-        let onehot = classifier::one_hot(&batch.y, classes);
-        let x = Tensor::<B::InnerBackend, 2>::from_data(
-            TensorData::new(batch.x.clone(), [m, d]),
-            &device,
-        );
-        let y =
-            Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(onehot, [m, classes]), &device);
-        let wt = Tensor::<B::InnerBackend, 2>::from_data(
-            TensorData::new(w.clone(), [self.n, p]),
-            &device,
-        );
-        let ce = Reward::CrossEntropy.loss(self.arch, &base.layout, wt, x, y);
-        let ce = values::<f32>(ce.into_data())?;
-        let distance = w
-            .chunks_exact(p)
-            .zip(self.base_w.chunks_exact(p))
-            .map(|(a, b)| {
-                a.iter()
-                    .zip(b)
-                    .map(|(u, v)| f64::from(u - v).powi(2))
-                    .sum::<f64>()
-                    .sqrt()
-            })
-            .sum::<f64>()
-            / self.n as f64;
-        Ok(Measurement {
-            iteration,
-            acc_mean,
-            acc_min,
-            reward: -f64::from(ce.first().copied().unwrap_or(f32::NAN)),
-            distance_from_base: distance,
-            spread: median(pairwise(&w, p)),
-            spread_aligned: HiddenLayers::of(&base.layout)
-                .map_or(0.0, |h| median(pairwise_aligned(&w, &h, p, self.n))),
-        })
-    }
-}
-
 /// The source's moments in the base's standardized coordinates: in closed form for a weight
 /// model or a Gaussian latent source; for the encoded Kaiming source of a latent model, the
 /// per-coordinate mean and standard deviation of 4,096 encoded draws (an approximation, as for
@@ -807,86 +684,4 @@ fn finish<B: AutodiffBackend>(
     write_json(&out.join(files::SUMMARY), &train)?;
     checkpoint::discard(out)?;
     Ok(summary)
-}
-
-fn is_zero(v: &f64) -> bool {
-    *v == 0.0
-}
-
-/// `finetune-loss.png`, `finetune-reward.png`, `finetune-accuracy.png`, `finetune-distance.png`.
-fn charts(out: &Path, state: &State) -> Result<(), MetaError> {
-    let chart = |name: &str, c: LineChart| -> Result<(), MetaError> {
-        let path = out.join(name);
-        plot::line_chart(&path, &c).map_err(|e| MetaError::file(&path, e))
-    };
-    let per_it = |f: fn(&Row) -> f64| -> Vec<(f64, f64)> {
-        state
-            .rows
-            .iter()
-            .map(|r| (r.iteration as f64, f(r)))
-            .collect()
-    };
-    let measured = |f: fn(&Measurement) -> f64| -> Vec<(f64, f64)> {
-        state
-            .measurements
-            .iter()
-            .map(|m| (m.iteration as f64, f(m)))
-            .collect()
-    };
-    chart(
-        "finetune-loss.png",
-        LineChart {
-            title: "fine-tuning loss".into(),
-            x_label: "iteration".into(),
-            y_label: "loss".into(),
-            series: vec![Series::line("per iteration", per_it(|r| r.loss))],
-            log_y: true,
-            legend_top: true,
-            ..LineChart::default()
-        },
-    )?;
-    chart(
-        "finetune-reward.png",
-        LineChart {
-            title: "reward (minus cross-entropy)".into(),
-            x_label: "iteration".into(),
-            y_label: "reward".into(),
-            series: vec![
-                Series::line("iteration's samples", per_it(|r| r.reward)),
-                Series::marked("fixed evaluation draws", measured(|m| m.reward)),
-            ],
-            ..LineChart::default()
-        },
-    )?;
-    chart(
-        "finetune-accuracy.png",
-        LineChart {
-            title: "test accuracy of sampled classifiers".into(),
-            x_label: "iteration".into(),
-            y_label: "accuracy".into(),
-            series: vec![
-                Series::marked("mean", measured(|m| m.acc_mean)),
-                Series::marked("min", measured(|m| m.acc_min)),
-            ],
-            ..LineChart::default()
-        },
-    )?;
-    chart(
-        "finetune-distance.png",
-        LineChart {
-            title: "distance from the base's classifiers (same source samples) and spread".into(),
-            x_label: "iteration".into(),
-            y_label: "L2 distance (raw weights)".into(),
-            series: vec![
-                Series::marked("mean from the base", measured(|m| m.distance_from_base)),
-                Series::marked("median pairwise (spread)", measured(|m| m.spread)),
-                Series::marked(
-                    "spread, hidden units matched",
-                    measured(|m| m.spread_aligned),
-                ),
-            ],
-            legend_top: true,
-            ..LineChart::default()
-        },
-    )
 }

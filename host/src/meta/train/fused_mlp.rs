@@ -471,6 +471,7 @@ mod tests {
     #[test]
     fn steps_match_burns_autodiff_and_adam() {
         let device = Default::default();
+        let _seeded = crate::backend::seed_lock();
         CpuAutodiff::seed(&device, 3);
         let cfg = config();
         let mut field: VectorField<CpuAutodiff> = cfg.init(&device);

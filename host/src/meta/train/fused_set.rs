@@ -892,6 +892,7 @@ mod tests {
             step_input,
         };
         let device = Default::default();
+        let _seeded = crate::backend::seed_lock();
         B::seed(&device, 5);
         let mut field: VectorField<B> = cfg.init(&device);
         let shape = SetShape {
