@@ -380,6 +380,13 @@ pub fn export(
                 .into(),
         ));
     }
+    if model.config.field.diagonal {
+        return Err(refuse(
+            "the field has the per-coordinate term of `finetune --diagonal`, which the model \
+             file does not carry yet; sample and evaluate it on the host (`nmflow sample`, `eval`)"
+                .into(),
+        ));
+    }
     // The field's layers as plain data, and their names in the file's order.
     let (set_hidden, layers) = if let Some((hidden, layers)) = model.field.set_dense_layers()? {
         (Some(hidden), layers)

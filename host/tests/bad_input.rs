@@ -178,6 +178,30 @@ fn fixture() -> &'static Fixture {
             "--quiet",
         ]);
         ok(&["export", "--model", &p("m0"), "--out", &p("m0.nmf")]);
+        // One iteration of fine-tuning with the per-coordinate term, which does not export.
+        ok(&[
+            "finetune",
+            "--model",
+            &p("m0"),
+            "--out",
+            &p("m0d"),
+            "--dataset",
+            "mnist8",
+            "--iterations",
+            "1",
+            "--eval-every",
+            "1",
+            "--eval-samples",
+            "2",
+            "--trajectories",
+            "2",
+            "--steps",
+            "2",
+            "--reward-images",
+            "16",
+            "--diagonal",
+            "--quiet",
+        ]);
         // A tiny VAE on each zoo and a latent model on the first.
         for (zoo, vae) in [("z0", "v0"), ("z1", "v1")] {
             ok(&[
@@ -1657,6 +1681,25 @@ fn sample_eval_export_edge_eval_bad_input() {
             ],
             2,
             &["70000 steps do not fit"],
+        ),
+        (
+            vec!["export", "--model", "{dir}/m0d", "--out", "{dir}/new.nmf"],
+            2,
+            &["the field has the per-coordinate term of `finetune --diagonal`"],
+        ),
+        (
+            vec![
+                "finetune",
+                "--model",
+                "{dir}/mj",
+                "--out",
+                "{dir}/new-ft",
+                "--dataset",
+                "mnist8",
+                "--diagonal",
+            ],
+            2,
+            &["the per-coordinate term is for MLP fields"],
         ),
         (
             vec!["export", "--model", "{dir}/mj", "--out", "{dir}/new.nmf"],

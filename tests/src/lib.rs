@@ -118,6 +118,7 @@ pub fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
             depth: 2,
             time_dim: 16,
             step_input: false,
+            diagonal: false,
         },
         steps: 400,
         batch_size: 64,

@@ -183,5 +183,6 @@ fn meta_config_field() -> FieldConfig {
         depth: 2,
         time_dim: 16,
         step_input: false,
+        diagonal: false,
     }
 }

@@ -101,6 +101,14 @@ pub struct FinetuneArgs {
     /// constrains, at a loss of accuracy.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub entropy_weight: f64,
+    /// MLP fields only: give the fine-tuned field a per-coordinate term a(t)⊙x + b(t), zero at
+    /// the start (so the run starts from the base's sampler exactly). An MLP field's velocity
+    /// lies in a fixed subspace as wide as its last hidden layer (256 of MNIST's 7,960
+    /// coordinates for `--hidden 256`), so without the term fine-tuning cannot change the source
+    /// sample along the other directions, and the source's noise there stays in every generated
+    /// classifier. `export` does not carry the term yet: such a model runs on the host only.
+    #[arg(long)]
+    pub diagonal: bool,
     /// Training images per reward evaluation.
     #[arg(long, default_value_t = 512)]
     pub reward_images: usize,
@@ -156,6 +164,7 @@ pub fn exec(a: &FinetuneArgs) -> Result<()> {
         max_grad_norm: a.max_grad_norm,
         control_cost: a.control_cost,
         entropy_weight: a.entropy_weight,
+        diagonal: a.diagonal,
         reward_images: a.reward_images,
         eval_every: a.eval_every,
         eval_samples: a.eval_samples,

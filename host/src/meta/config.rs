@@ -670,6 +670,8 @@ impl TrainRequest {
                 depth: self.depth,
                 time_dim: self.time_dim,
                 step_input: self.step_input,
+                // Added by `finetune --diagonal`, never trained from a zoo.
+                diagonal: false,
             },
             steps: self.steps.unwrap_or(if recipe { 8000 } else { 2000 }),
             batch_size: self.batch_size,

@@ -89,6 +89,13 @@ pub struct FieldConfig {
     /// Absent from the configs of fields without it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub step_input: bool,
+    /// The MLP field also has a per-coordinate term `a(t) ⊙ x + b(t)`, with `[a | b]` a linear
+    /// map of the time embedding (`finetune --diagonal`, zero when added). The MLP's own output
+    /// lies in a fixed subspace as wide as its last hidden layer, so without the term a flow
+    /// cannot change the source's value along the other `dim − hidden` directions. Stored as the
+    /// last of the MLP's layers (`time_dim → 2·dim`). Absent from the configs of fields without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub diagonal: bool,
 }
 
 impl FieldConfig {
@@ -198,7 +205,7 @@ impl FieldConfig {
         let mut widths = vec![self.dim + self.time_dim];
         widths.extend(std::iter::repeat_n(self.hidden, self.depth));
         widths.push(self.dim);
-        VectorField {
+        let field = VectorField {
             layers: widths
                 .windows(2)
                 .map(|w| LinearConfig::new(w[0], w[1]).init(device))
@@ -206,6 +213,11 @@ impl FieldConfig {
             set: None,
             potential: None,
             jko_scale: 0.0,
+        };
+        if self.diagonal {
+            field.push_diagonal(self.time_dim, device)
+        } else {
+            field
         }
     }
 
@@ -243,9 +255,14 @@ impl FieldConfig {
                 let mut widths = vec![d.checked_add(t)?];
                 widths.extend(std::iter::repeat_n(h, self.depth));
                 widths.push(d);
-                widths
+                let chain = widths
                     .windows(2)
-                    .try_fold(0u128, |a, w| a.checked_add(lin(w[0], w[1])?))
+                    .try_fold(0u128, |a, w| a.checked_add(lin(w[0], w[1])?))?;
+                if self.diagonal {
+                    chain.checked_add(lin(t, d.checked_mul(2)?)?)
+                } else {
+                    Some(chain)
+                }
             }
         }
     }
@@ -479,12 +496,14 @@ impl<B: Backend> VectorField<B> {
         if let Some(p) = &self.potential {
             return p.value_and_grad(x).1 * (-self.jko_scale);
         }
-        let time_dim = self.layers[0].weight.dims()[0] - x.dims()[1];
+        let dim = x.dims()[1];
+        let time_dim = self.layers[0].weight.dims()[0] - dim;
         let emb = time_embedding(t, time_dim);
-        let mut h = Tensor::cat(vec![x, emb], 1);
-        let last = self.layers.len() - 1;
+        let (chain, diagonal) = self.split_diagonal(dim);
+        let mut h = Tensor::cat(vec![x.clone(), emb.clone()], 1);
+        let last = chain.len() - 1;
         let mut extra = extra;
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, layer) in chain.iter().enumerate() {
             h = layer.forward(h);
             if let Some(e) = extra.take() {
                 h = h + e;
@@ -493,7 +512,36 @@ impl<B: Backend> VectorField<B> {
                 h = silu(h);
             }
         }
-        h
+        match diagonal {
+            Some(d) => {
+                let ab = d.forward(emb);
+                h + ab.clone().narrow(1, 0, dim) * x + ab.narrow(1, dim, dim)
+            }
+            None => h,
+        }
+    }
+
+    /// The MLP's layers and its per-coordinate term ([`FieldConfig::diagonal`]), told apart by
+    /// width: the chain's last layer has `dim` outputs, the term's layer `2·dim`.
+    fn split_diagonal(&self, dim: usize) -> (&[Linear<B>], Option<&Linear<B>>) {
+        match self.layers.split_last() {
+            Some((d, chain)) if !chain.is_empty() && d.weight.dims()[1] == 2 * dim => {
+                (chain, Some(d))
+            }
+            _ => (&self.layers, None),
+        }
+    }
+
+    /// This MLP field with a zero per-coordinate term appended ([`FieldConfig::diagonal`]): the
+    /// same velocity, and room to move every coordinate. Parameter ids are renumbered in module
+    /// order, so a seed's files stay identical byte for byte.
+    pub fn push_diagonal(mut self, time_dim: usize, device: &B::Device) -> Self {
+        let dim = self.layers.last().map_or(0, |l| l.weight.dims()[1]);
+        let term = LinearConfig::new(time_dim, 2 * dim)
+            .with_initializer(burn::nn::Initializer::Zeros)
+            .init(device);
+        self.layers.push(term);
+        self.map(&mut SequentialIds(0))
     }
 }
 
@@ -673,9 +721,22 @@ mod tests {
                 depth: 2,
                 time_dim: 8,
                 step_input: false,
+                diagonal: false,
             };
             let field = cfg.init::<Cpu>(&dev);
             assert_eq!(cfg.num_params(), Module::num_params(&field), "{kind:?}");
+            if kind == FieldKind::Mlp {
+                let diag = FieldConfig {
+                    diagonal: true,
+                    ..cfg
+                };
+                let with = diag.init::<Cpu>(&dev);
+                assert_eq!(diag.num_params(), Module::num_params(&with));
+                assert_eq!(
+                    diag.num_params(),
+                    cfg.num_params() + 8 * 2 * cfg.dim + 2 * cfg.dim
+                );
+            }
             let huge = FieldConfig {
                 hidden: usize::MAX / 2,
                 ..cfg
@@ -686,6 +747,99 @@ mod tests {
             );
             assert_eq!(huge.num_params(), usize::MAX, "{kind:?}");
         }
+    }
+
+    /// Residual of each row of `v` (minus `bias`) after projecting it onto the span of `basis`
+    /// (rows), by Gram–Schmidt; the largest residual norm.
+    fn largest_residual(v: &[f32], bias: &[f32], basis: &[Vec<f32>]) -> f32 {
+        let d = bias.len();
+        let mut ortho: Vec<Vec<f64>> = Vec::new();
+        for b in basis {
+            let mut u: Vec<f64> = b.iter().map(|&x| x as f64).collect();
+            for q in &ortho {
+                let dot: f64 = u.iter().zip(q).map(|(a, b)| a * b).sum();
+                u.iter_mut().zip(q).for_each(|(a, b)| *a -= dot * b);
+            }
+            let n = u.iter().map(|a| a * a).sum::<f64>().sqrt();
+            if n > 1e-9 {
+                ortho.push(u.into_iter().map(|a| a / n).collect());
+            }
+        }
+        v.chunks(d)
+            .map(|row| {
+                let mut r: Vec<f64> = row.iter().zip(bias).map(|(a, b)| (a - b) as f64).collect();
+                for q in &ortho {
+                    let dot: f64 = r.iter().zip(q).map(|(a, b)| a * b).sum();
+                    r.iter_mut().zip(q).for_each(|(a, b)| *a -= dot * b);
+                }
+                r.iter().map(|a| a * a).sum::<f64>().sqrt() as f32
+            })
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn the_mlp_velocity_stays_in_its_last_layer_span_and_the_diagonal_term_leaves_it() {
+        let cfg = FieldConfig {
+            kind: FieldKind::Mlp,
+            set: None,
+            jko: None,
+            dim: 6,
+            hidden: 2,
+            depth: 1,
+            time_dim: 4,
+            step_input: false,
+            diagonal: false,
+        };
+        let dev = Default::default();
+        let _seeded = crate::backend::seed_lock();
+        Cpu::seed(&dev, 3);
+        let plain = cfg.init::<Cpu>(&dev);
+        let n = 12;
+        let mut rng = Rng::new(5, 0);
+        let xs: Vec<f32> = (0..n * 6).map(|_| rng.uniform() * 4.0 - 2.0).collect();
+        let ts: Vec<f32> = (0..n).map(|_| rng.uniform()).collect();
+        let x = || Tensor::<Cpu, 2>::from_data(TensorData::new(xs.clone(), [n, 6]), &dev);
+        let t = || Tensor::<Cpu, 2>::from_data(TensorData::new(ts.clone(), [n, 1]), &dev);
+        let v_plain = values::<f32>(plain.forward(x(), t()).into_data()).unwrap();
+        // The last layer's weight is [2, 6]: its two rows span every velocity, up to the bias.
+        let layers = plain.linear_layers().unwrap().unwrap();
+        let (w_out, b_out) = &layers[1];
+        let basis = vec![w_out[..6].to_vec(), w_out[6..].to_vec()];
+        assert!(largest_residual(&v_plain, b_out, &basis) < 1e-4);
+        // A zero term changes nothing, exactly.
+        let with = plain.clone().push_diagonal(4, &dev);
+        let v_zero = values::<f32>(with.forward(x(), t()).into_data()).unwrap();
+        assert_eq!(v_zero, v_plain);
+        // A nonzero one adds a(t)⊙x + b(t), [a | b] = W·emb(t) + c, and leaves the span.
+        let mut set = with.linear_layers().unwrap().unwrap();
+        let (w_d, c_d) = set.last_mut().unwrap();
+        w_d.iter_mut()
+            .enumerate()
+            .for_each(|(i, w)| *w = ((i % 7) as f32 - 3.0) * 0.1);
+        c_d.iter_mut()
+            .enumerate()
+            .for_each(|(i, c)| *c = (i as f32 - 5.0) * 0.05);
+        let (w_d, c_d) = (w_d.clone(), c_d.clone());
+        let diag = with.with_linear_layers(&set);
+        let v = values::<f32>(diag.forward(x(), t()).into_data()).unwrap();
+        let emb = values::<f32>(time_embedding(t(), 4).into_data()).unwrap();
+        for r in 0..n {
+            for i in 0..6 {
+                // burn's weight is [d_in = 4, d_out = 12]: output j reads column j.
+                let ab = |j: usize| {
+                    c_d[j]
+                        + (0..4)
+                            .map(|k| emb[r * 4 + k] * w_d[k * 12 + j])
+                            .sum::<f32>()
+                };
+                let want = v_plain[r * 6 + i] + ab(i) * xs[r * 6 + i] + ab(6 + i);
+                assert!(
+                    (v[r * 6 + i] - want).abs() < 1e-4,
+                    "row {r}, coordinate {i}"
+                );
+            }
+        }
+        assert!(largest_residual(&v, b_out, &basis) > 0.1);
     }
 
     #[test]
@@ -700,6 +854,7 @@ mod tests {
             depth: 2,
             time_dim: 8,
             step_input: false,
+            diagonal: false,
         };
         let dev = Default::default();
         let _seeded = crate::backend::seed_lock();

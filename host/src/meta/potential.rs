@@ -107,6 +107,7 @@ mod tests {
             depth: 2,
             time_dim: 2,
             step_input: false,
+            diagonal: false,
         };
         assert_eq!(cfg.num_params(), 5 * 7 + 7 + 7 * 7 + 7 + 7 + 1);
         assert_eq!(cfg.num_params(), burn::module::Module::num_params(&pot));

@@ -224,6 +224,7 @@ mod tests {
             depth: 2,
             time_dim: 8,
             step_input: false,
+            diagonal: false,
         };
         let field = cfg.init::<Cpu>(&dev);
         let cond = ConditionConfig {

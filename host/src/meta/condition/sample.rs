@@ -467,6 +467,7 @@ mod tests {
                 depth: 2,
                 time_dim: 4,
                 step_input: false,
+                diagonal: false,
             }
             .init(&dev);
             let cond: ConditionNet<Cpu> = ConditionConfig {

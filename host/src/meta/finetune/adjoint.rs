@@ -314,6 +314,7 @@ mod tests {
             depth: 2,
             time_dim: 8,
             step_input: false,
+            diagonal: false,
         };
         let mut base = cfg.init::<Ad>(&dev);
         let mut optim = AdamSettings::BURN
@@ -421,6 +422,7 @@ mod tests {
             depth: 2,
             time_dim: 8,
             step_input: false,
+            diagonal: false,
         };
         let mut fine = cfg.init::<Ad>(&dev);
         let base = fine.clone().no_grad();

@@ -35,6 +35,7 @@ use self::adjoint::{AdjointSettings, MomentRows, StateReward};
 use self::measure::{Evaluation, charts};
 use self::memoryless::SourceMoments;
 use super::config::LrSchedule;
+use super::field::FieldKind;
 use super::files::{self, read_json, write_json};
 use super::latent::codec::Codec;
 use super::reward::{DataReward, Reward};
@@ -118,6 +119,10 @@ pub struct FinetuneConfig {
     /// each iteration's endpoints) added to the objective (0, older runs: none).
     #[serde(default, skip_serializing_if = "crate::meta::config::is_zero_f64")]
     pub entropy_weight: f64,
+    /// The fine-tuned MLP field gets a per-coordinate term ([`super::field::FieldConfig::diagonal`]; older
+    /// runs: none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub diagonal: bool,
     /// Training images per reward evaluation.
     pub reward_images: usize,
     /// Iterations between measurements (and checkpoints).
@@ -387,6 +392,17 @@ pub fn finetune<B: AutodiffBackend>(
         ))
         .into());
     }
+    if cfg.diagonal && base.config.field.kind != FieldKind::Mlp {
+        return Err(crate::error::UsageError(format!(
+            "--diagonal: the field of --model {} is a {:?} field; the per-coordinate term is for MLP fields (`train --field mlp`)",
+            base_dir.display(),
+            base.config.field.kind
+        ))
+        .into());
+    }
+    // The fine-tuned model's settings: the base's, with the per-coordinate term if asked for.
+    let mut fine_config = base.config.clone();
+    fine_config.field.diagonal |= cfg.diagonal;
     let arch = Arch::of_layout(&base.layout).ok_or_else(|| {
         MetaError::file(
             base_dir.join(files::LAYOUT),
@@ -437,10 +453,16 @@ pub fn finetune<B: AutodiffBackend>(
                 .map(|n| burn::optim::grad_clipping::GradientClippingConfig::Norm(n as f32)),
         )
         .init::<B, super::field::VectorField<B>>();
-    let mut fine = base.field.clone();
+    let mut fine = if fine_config.field.diagonal && !base.config.field.diagonal {
+        base.field
+            .clone()
+            .push_diagonal(base.config.field.time_dim, device)
+    } else {
+        base.field.clone()
+    };
     let mut state = State::default();
     if let Some(saved) = checkpoint::load_state_as::<State>(out)? {
-        let (f, o) = checkpoint::load_model::<B>(out, &base.config, optim, device)?;
+        let (f, o) = checkpoint::load_model::<B>(out, &fine_config, optim, device)?;
         fine = f;
         optim = o;
         state = saved;
@@ -540,7 +562,15 @@ pub fn finetune<B: AutodiffBackend>(
     }
     bar.finish_and_clear();
     state.seconds = seconds_before + start.elapsed().as_secs_f64();
-    finish(cfg, &base, &fine.valid(), &state, &moments, out)
+    finish(
+        cfg,
+        &base,
+        &fine_config,
+        &fine.valid(),
+        &state,
+        &moments,
+        out,
+    )
 }
 
 /// Claims `out`: empty, or holding a run with the same settings (resumed), or `force`.
@@ -622,12 +652,13 @@ fn inner_model<B: AutodiffBackend>(
 fn finish<B: AutodiffBackend>(
     cfg: &FinetuneConfig,
     base: &MetaModel<B>,
+    config: &super::config::MetaConfig,
     field: &super::field::VectorField<B::InnerBackend>,
     state: &State,
     moments: &SourceMoments,
     out: &Path,
 ) -> Result<FinetuneSummary, MetaError> {
-    write_json(&out.join(files::CONFIG), &base.config)?;
+    write_json(&out.join(files::CONFIG), config)?;
     write_json(&out.join(files::NORMALIZER), &base.normalizer)?;
     write_json(&out.join(files::LAYOUT), &base.layout)?;
     save_field(field, out)?;
@@ -672,7 +703,7 @@ fn finish<B: AutodiffBackend>(
         best_heldout_loss: final_loss,
         best_step: state.step,
         heldout_zero_loss: final_loss,
-        field_params: base.config.field.num_params(),
+        field_params: config.field.num_params(),
         engine: Engine::Burn,
         seconds: state.seconds,
         steps_per_second: state.step as f64 / state.seconds.max(1e-9),

@@ -443,6 +443,7 @@ mod tests {
             depth: 2,
             time_dim: 4,
             step_input: false,
+            diagonal: false,
         }
     }
 

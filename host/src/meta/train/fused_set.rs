@@ -890,6 +890,7 @@ mod tests {
             depth,
             time_dim,
             step_input,
+            diagonal: false,
         };
         let device = Default::default();
         let _seeded = crate::backend::seed_lock();
