@@ -107,7 +107,7 @@ pub struct FinetuneArgs {
     /// coordinates for `--hidden 256`), so without the term fine-tuning cannot change the source
     /// sample along the other directions, and the source's noise there stays in every generated
     /// classifier. Measured on MNIST → Fashion-MNIST (BENCHMARKS.md): from a `--source-std 0.1`
-    /// base the direct method reached 84.27 ± 0.56 % over three seeds with the term, 79 % without;
+    /// base the direct method reached 84.43 ± 0.50 % over five seeds with the term, 79 % without;
     /// adjoint matching gained 1.6 pp. `export` does not carry the term yet: such a model runs on
     /// the host only.
     #[arg(long)]
