@@ -90,6 +90,7 @@ fn field_layers<'f, 'a>(file: &'f ModelFile<'a>) -> Vec<(String, &'f FieldLayer<
             .iter()
             .enumerate()
             .map(|(i, l)| (i.to_string(), l))
+            .chain(file.diagonal.iter().map(|l| ("diagonal".to_string(), l)))
             .collect(),
         FieldNet::Set(net) => {
             let mut names: Vec<String> = vec!["embed".into(), "global_in".into(), "time_in".into()];
@@ -417,6 +418,8 @@ pub struct ModelFileReport {
     pub max_frequency: f32,
     /// The field also takes the solver's step size (`train --step-input`).
     pub step_input: bool,
+    /// The MLP field has the per-coordinate term of `finetune --diagonal` (layer `diagonal`).
+    pub diagonal: bool,
     /// Classifier layers.
     pub classifier: Vec<ClassifierLayerInfo>,
     /// Field layers.
@@ -535,6 +538,7 @@ pub fn describe(path: &Path) -> Result<ModelFileReport, MetaError> {
         time_dim: m.time.dim as usize,
         max_frequency: m.time.max_frequency,
         step_input: m.step_input,
+        diagonal: m.diagonal.is_some(),
         classifier: m
             .classifier
             .iter()
@@ -655,6 +659,10 @@ impl std::fmt::Display for ModelFileReport {
                 "latent model: MLP field on a {}-value latent, then a {} decoder ({} MACs per classifier);",
                 l.dim, l.head, l.macs
             ),
+            _ if self.diagonal => {
+                "MLP field (with the per-coordinate term a(t)⊙z + b(t) as layer `diagonal`)"
+                    .to_string()
+            }
             _ => "MLP field".to_string(),
         };
         writeln!(

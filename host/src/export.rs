@@ -380,13 +380,6 @@ pub fn export(
                 .into(),
         ));
     }
-    if model.config.field.diagonal {
-        return Err(refuse(
-            "the field has the per-coordinate term of `finetune --diagonal`, which the model \
-             file does not carry yet; sample and evaluate it on the host (`nmflow sample`, `eval`)"
-                .into(),
-        ));
-    }
     // The field's layers as plain data, and their names in the file's order.
     let (set_hidden, layers) = if let Some((hidden, layers)) = model.field.set_dense_layers()? {
         (Some(hidden), layers)
@@ -409,8 +402,18 @@ pub fn export(
             names.extend(["token_out".into(), "global_out".into()]);
             names
         }
-        None => (0..layers.len()).map(|i| i.to_string()).collect(),
+        // An MLP fine-tuned with `--diagonal` holds its per-coordinate term as the last layer.
+        None => (0..layers.len())
+            .map(
+                |i| match i + 1 == layers.len() && model.config.field.diagonal {
+                    true => "diagonal".into(),
+                    false => i.to_string(),
+                },
+            )
+            .collect(),
     };
+    // Layers of the field network proper; the per-coordinate term, when there, follows them.
+    let chain = layers.len() - usize::from(set_hidden.is_none() && model.config.field.diagonal);
     let layout = &model.layout;
     let classifier = classifier_layers(layout, model_dir)?;
     // The file's normalization maps standardized weights to raw ones: the field's own for a
@@ -445,13 +448,13 @@ pub fn export(
     for e in &mut cond_errors {
         e.layer += layers.len();
     }
-    let file_layers: Vec<FieldLayer<'_>> = layers
+    let file_layers: Vec<FieldLayer<'_>> = layers[..chain]
         .iter()
         .zip(&owned)
         .enumerate()
         .map(|(i, (l, b))| {
             // The set field's SiLUs are part of its architecture; its layers are affine.
-            let act = if set_hidden.is_some() || i + 1 == layers.len() {
+            let act = if set_hidden.is_some() || i + 1 == chain {
                 Activation::Identity
             } else {
                 Activation::Silu
@@ -554,6 +557,11 @@ pub fn export(
             _ => None,
         },
         step_input: model.config.field.step_input,
+        diagonal: layers[chain..]
+            .iter()
+            .zip(&owned[chain..])
+            .map(|(l, b)| file_layer(l, b, quant, Activation::Identity))
+            .next(),
     };
     let bytes = file.encode().map_err(|e| MetaError::file(out, e))?;
     write_atomic(out, &bytes).map_err(|e| MetaError::file(out, e))?;

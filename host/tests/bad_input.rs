@@ -178,7 +178,7 @@ fn fixture() -> &'static Fixture {
             "--quiet",
         ]);
         ok(&["export", "--model", &p("m0"), "--out", &p("m0.nmf")]);
-        // One iteration of fine-tuning with the per-coordinate term, which does not export.
+        // One iteration of fine-tuning with the per-coordinate term.
         ok(&[
             "finetune",
             "--model",
@@ -202,6 +202,26 @@ fn fixture() -> &'static Fixture {
             "--diagonal",
             "--quiet",
         ]);
+        // The fine-tuned field with the per-coordinate term exports (format version 7); a copy
+        // whose term ends in a NaN bias (the payload's last four bytes), with a valid checksum.
+        ok(&["export", "--model", &p("m0d"), "--out", &p("m0d.nmf")]);
+        let o = run(&["inspect", &p("m0d.nmf")], &data);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success()
+                && text.contains("format v7")
+                && text.contains("per-coordinate term"),
+            "{text}"
+        );
+        let m0d = fs::read(dir.join("m0d.nmf")).unwrap();
+        let mut payload = m0d[nmflow_format::HEADER_LEN..].to_vec();
+        let at = payload.len() - 4;
+        payload[at..].copy_from_slice(&f32::NAN.to_le_bytes());
+        let mut nan = nmflow_format::Header::for_payload(&payload)
+            .to_bytes()
+            .to_vec();
+        nan.extend(payload);
+        fs::write(dir.join("m0d-nan.nmf"), nan).unwrap();
         // A tiny VAE on each zoo and a latent model on the first.
         for (zoo, vae) in [("z0", "v0"), ("z1", "v1")] {
             ok(&[
@@ -1683,9 +1703,9 @@ fn sample_eval_export_edge_eval_bad_input() {
             &["70000 steps do not fit"],
         ),
         (
-            vec!["export", "--model", "{dir}/m0d", "--out", "{dir}/new.nmf"],
-            2,
-            &["the field has the per-coordinate term of `finetune --diagonal`"],
+            vec!["edge-eval", "{dir}/m0d-nan.nmf", "--n", "2"],
+            1,
+            &["m0d-nan.nmf", "per-coordinate field term 0: invalid value"],
         ),
         (
             vec![

@@ -113,7 +113,8 @@ impl<'a> ModelView<'a> {
     }
 
     /// Multiply-accumulates of one field evaluation (the set field's per-token layers count once
-    /// per token; a conditioned field's lift is included, one guidance branch).
+    /// per token; a conditioned field's lift is included, one guidance branch; an MLP field's
+    /// per-coordinate term counts its layer).
     pub fn macs_per_evaluation(&self) -> u64 {
         let macs = |l: &nmflow_format::FieldLayer<'_>| {
             u64::from(l.d_in).saturating_mul(u64::from(l.d_out))
@@ -122,7 +123,7 @@ impl<'a> ModelView<'a> {
             layers.map(macs).fold(0u64, u64::saturating_add)
         };
         match &self.file.field {
-            FieldNet::Mlp(layers) => sum(&mut layers.iter()),
+            FieldNet::Mlp(layers) => sum(&mut layers.iter().chain(&self.file.diagonal)),
             FieldNet::Set(net) => {
                 let lift = self
                     .file

@@ -6,7 +6,8 @@
 //! ([`tiny_shift_model_bytes`]); and latent models of the same classifier
 //! ([`tiny_latent_model_bytes`]: a 3-value latent, an MLP field `7 → 8 (SiLU) → 3`, a decoder trunk
 //! `3 → 6 (SiLU)` and the units head or a dense head `6 → 23`); and a class-conditioned set
-//! field ([`tiny_condition_model_bytes`], with [`TINY_SUPPORT`] as a task's labeled examples).
+//! field ([`tiny_condition_model_bytes`], with [`TINY_SUPPORT`] as a task's labeled examples);
+//! and the MLP field with a per-coordinate term ([`tiny_diagonal_model_bytes`]).
 
 use heapless_free::TinyBuffers;
 use nmflow_format::{
@@ -137,6 +138,7 @@ pub fn tiny_model_bytes() -> TinyModelBytes {
         latent: None,
         condition: None,
         step_input: false,
+        diagonal: None,
     };
     let mut out = TinyModelBytes {
         buf: [0; TINY_FILE],
@@ -144,6 +146,44 @@ pub fn tiny_model_bytes() -> TinyModelBytes {
     };
     out.len = file.encode_into(&mut out.buf).unwrap_or(0);
     out
+}
+
+/// The tiny MLP model's file `base` (its bytes) after `edit`, encoded (empty if either fails).
+fn edited<'a>(base: &'a [u8], edit: impl FnOnce(&mut ModelFile<'a>)) -> TinyModelBytes {
+    let mut out = TinyModelBytes {
+        buf: [0; TINY_FILE],
+        len: 0,
+    };
+    if let Ok(mut file) = ModelFile::decode(base) {
+        edit(&mut file);
+        out.len = file.encode_into(&mut out.buf).unwrap_or(0);
+    }
+    out
+}
+
+/// [`tiny_model_bytes`] with a per-coordinate term (`ModelFile::diagonal`): an int8 layer
+/// `4 → 46` giving `[a | b]` for the 23 state values.
+pub fn tiny_diagonal_model_bytes() -> TinyModelBytes {
+    let mut q = [0u8; 46 * 4];
+    let mut scales = [0u8; 4 * 46];
+    let mut bias = [0u8; 4 * 46];
+    fill_i8(&mut q, 17);
+    fill_f32(&mut scales, |o| 0.01 + 0.0005 * (o % 7) as f32);
+    fill_f32(&mut bias, |o| 0.02 * (o % 9) as f32 - 0.08);
+    let mlp_bytes = tiny_model_bytes();
+    edited(&mlp_bytes, |file| {
+        file.model_id = *b"nmflow-tiny-dia1";
+        file.diagonal = Some(FieldLayer {
+            d_in: 4,
+            d_out: 46,
+            activation: Activation::Identity,
+            weights: FieldWeights::Int8 {
+                q: &q,
+                scales: &scales,
+            },
+            bias: &bias,
+        });
+    })
 }
 
 /// Input and output widths of the tiny set field's layers, in `SetNet::layers` order (token
@@ -215,24 +255,17 @@ fn tiny_set_with(shapes: &[(usize, usize); 8], step_input: bool) -> TinyModelByt
         token_out,
         global_out,
     };
-    let mut out = TinyModelBytes {
-        buf: [0; TINY_FILE],
-        len: 0,
-    };
     let mlp_bytes = tiny_model_bytes();
-    let Ok(mut file) = ModelFile::decode(&mlp_bytes) else {
-        return out;
-    };
-    file.model_id = if step_input {
-        *b"nmflow-tiny-stp1"
-    } else {
-        *b"nmflow-tiny-set1"
-    };
-    file.field = FieldNet::Set(net);
-    file.solver = SolverKind::Euler;
-    file.step_input = step_input;
-    out.len = file.encode_into(&mut out.buf).unwrap_or(0);
-    out
+    edited(&mlp_bytes, |file| {
+        file.model_id = if step_input {
+            *b"nmflow-tiny-stp1"
+        } else {
+            *b"nmflow-tiny-set1"
+        };
+        file.field = FieldNet::Set(net);
+        file.solver = SolverKind::Euler;
+        file.step_input = step_input;
+    })
 }
 
 /// Fills `arena` with int8 layers of `shapes` (`(d_in, d_out)` each, in order): layer `i`'s
@@ -373,50 +406,43 @@ pub fn tiny_latent_model_bytes(units: bool) -> TinyModelBytes {
     let mut state_std = [0u8; 4];
     fill_f32(&mut state_mean, |_| 0.1);
     fill_f32(&mut state_std, |_| 0.8);
-    let mut out = TinyModelBytes {
-        buf: [0; TINY_FILE],
-        len: 0,
-    };
     let mlp_bytes = tiny_model_bytes();
-    let Ok(mut file) = ModelFile::decode(&mlp_bytes) else {
-        return out;
-    };
-    let [f0, f1, trunk0, h0, h1, h2, h3, h4] = layers;
-    let mut field = heapless::Vec::new();
-    let _ = field.push(f0);
-    let _ = field.push(f1);
-    let mut trunk = heapless::Vec::new();
-    let _ = trunk.push(trunk0);
-    file.model_id = if units {
-        *b"nmflow-tiny-lat1"
-    } else {
-        *b"nmflow-tiny-lat2"
-    };
-    file.source = SourceKind::Gaussian { std: 1.0 };
-    file.field = FieldNet::Mlp(field);
-    file.solver = SolverKind::Heun;
-    file.steps = 3;
-    file.latent = Some(LatentSection {
-        dim: 3,
-        state: Normalization {
-            mean: &state_mean,
-            std: &state_std,
-        },
-        trunk,
-        head: if units {
-            DecoderHead::Units(UnitsHead {
-                slots: h0,
-                mix: h1,
-                inner: h2,
-                token: h3,
-                bias: h4,
-            })
+    edited(&mlp_bytes, |file| {
+        let [f0, f1, trunk0, h0, h1, h2, h3, h4] = layers;
+        let mut field = heapless::Vec::new();
+        let _ = field.push(f0);
+        let _ = field.push(f1);
+        let mut trunk = heapless::Vec::new();
+        let _ = trunk.push(trunk0);
+        file.model_id = if units {
+            *b"nmflow-tiny-lat1"
         } else {
-            DecoderHead::Dense(h0)
-        },
-    });
-    out.len = file.encode_into(&mut out.buf).unwrap_or(0);
-    out
+            *b"nmflow-tiny-lat2"
+        };
+        file.source = SourceKind::Gaussian { std: 1.0 };
+        file.field = FieldNet::Mlp(field);
+        file.solver = SolverKind::Heun;
+        file.steps = 3;
+        file.latent = Some(LatentSection {
+            dim: 3,
+            state: Normalization {
+                mean: &state_mean,
+                std: &state_std,
+            },
+            trunk,
+            head: if units {
+                DecoderHead::Units(UnitsHead {
+                    slots: h0,
+                    mix: h1,
+                    inner: h2,
+                    token: h3,
+                    bias: h4,
+                })
+            } else {
+                DecoderHead::Dense(h0)
+            },
+        });
+    })
 }
 
 /// Input and output widths of the tiny class-conditioned model's layers: the set field on the
@@ -495,46 +521,39 @@ pub fn tiny_condition_model_bytes() -> TinyModelBytes {
     fill_f32(&mut null, |i| 0.1 * small(i, 5) - 0.2);
     let mut blocks = heapless::Vec::new();
     let _ = blocks.push(SetBlock { local, pooled, mlp });
-    let mut out = TinyModelBytes {
-        buf: [0; TINY_FILE],
-        len: 0,
-    };
     let mlp_bytes = tiny_model_bytes();
-    let Ok(mut file) = ModelFile::decode(&mlp_bytes) else {
-        return out;
-    };
-    file.model_id = *b"nmflow-tiny-cnd1";
-    file.field = FieldNet::Set(SetNet {
-        hidden: 8,
-        embed,
-        global_in,
-        time_in,
-        blocks,
-        token_out,
-        global_out,
-    });
-    file.solver = SolverKind::Euler;
-    file.steps = 3;
-    file.condition = Some(ConditionSection {
-        shots: 2,
-        guidance: 1.0,
-        feature,
-        head,
-        null: &null,
-        inject,
-        lift: ClassLift {
-            class_in,
-            pair_in,
-            to_token,
-            to_global,
-            from_token,
-            pair_mix,
-            pair_out,
-            from_global,
-            class_mix,
-            bias_out,
-        },
-    });
-    out.len = file.encode_into(&mut out.buf).unwrap_or(0);
-    out
+    edited(&mlp_bytes, |file| {
+        file.model_id = *b"nmflow-tiny-cnd1";
+        file.field = FieldNet::Set(SetNet {
+            hidden: 8,
+            embed,
+            global_in,
+            time_in,
+            blocks,
+            token_out,
+            global_out,
+        });
+        file.solver = SolverKind::Euler;
+        file.steps = 3;
+        file.condition = Some(ConditionSection {
+            shots: 2,
+            guidance: 1.0,
+            feature,
+            head,
+            null: &null,
+            inject,
+            lift: ClassLift {
+                class_in,
+                pair_in,
+                to_token,
+                to_global,
+                from_token,
+                pair_mix,
+                pair_out,
+                from_global,
+                class_mix,
+                bias_out,
+            },
+        });
+    })
 }

@@ -2,7 +2,8 @@
 //!
 //! An evaluation is split in two: [`absorb`] reads the state and leaves the last hidden
 //! activations in the scratch, [`emit`] writes the velocity. Between them the state is not read,
-//! so an Euler step writes `x += h·v` straight into it and needs no velocity buffer.
+//! so an Euler step writes `x += h·v` straight into it and needs no velocity buffer (the MLP
+//! field's per-coordinate term, which reads the state, is computed in [`absorb`] and kept).
 
 use nmflow_format::{Activation, FieldLayer, FieldNet, FieldWeights};
 
@@ -113,7 +114,9 @@ impl Emit {
 pub fn scratch_floats(model: &ModelView<'_>) -> usize {
     let td = model.file.time_width();
     match &model.file.field {
-        FieldNet::Mlp(_) => td.saturating_add(mlp_width(model).saturating_mul(2)),
+        FieldNet::Mlp(_) => td
+            .saturating_add(mlp_width(model).saturating_mul(2))
+            .saturating_add(diagonal_floats(model)),
         FieldNet::Set(net) => match &model.file.condition {
             Some(cond) => td.saturating_add(condition::scratch_floats(
                 cond,
@@ -137,6 +140,31 @@ fn mlp_width(model: &ModelView<'_>) -> usize {
     }
 }
 
+/// Floats of the per-coordinate term's buffer (`ModelFile::diagonal`): one per state value, or
+/// none without the term.
+fn diagonal_floats(model: &ModelView<'_>) -> usize {
+    if model.file.diagonal.is_some() {
+        model.state_dim()
+    } else {
+        0
+    }
+}
+
+/// Writes the per-coordinate term `a_i(t)·x_i + b_i(t)` of every state value into `d` (the
+/// term's layer gives `[a | b]` at `emb(t)`; rows come in order, so `a` sets and `b` adds).
+fn diagonal_term(layer: &FieldLayer<'_>, x: &[f32], emb: &[f32], d: &mut [f32]) {
+    let n = d.len();
+    rows(layer, emb, &[], |o, v| {
+        if o < n {
+            if let (Some(slot), Some(&xi)) = (d.get_mut(o), x.get(o)) {
+                *slot = v * xi;
+            }
+        } else if let Some(slot) = d.get_mut(o.wrapping_sub(n)) {
+            *slot += v;
+        }
+    });
+}
+
 /// First half of an evaluation of `v(x, t)`: reads `x` (standardized, length `P`) and leaves
 /// everything the output layers need in `scratch` (at least [`scratch_floats`] long; for a
 /// conditioned model, with the task context [`condition::prepare`] wrote after the time
@@ -155,7 +183,11 @@ pub fn absorb(model: &ModelView<'_>, x: &[f32], t: f32, h: f32, scratch: &mut [f
         FieldNet::Mlp(layers) => {
             let w = mlp_width(model);
             let (a, rest) = split(rest, w);
-            let (b, _) = split(rest, w);
+            let (b, rest) = split(rest, w);
+            if let Some(term) = &f.diagonal {
+                let (d, _) = split(rest, diagonal_floats(model));
+                diagonal_term(term, x, emb_t, d);
+            }
             let hidden = layers.len().saturating_sub(1);
             if hidden == 0 {
                 let (xs, es) = split(a, x.len());
@@ -196,16 +228,18 @@ pub fn emit(model: &ModelView<'_>, scratch: &mut [f32], out: &mut [f32], mode: E
             let Some(last) = layers.last() else { return };
             let w = mlp_width(model);
             let (a, rest) = split(rest, w);
-            let (b, _) = split(rest, w);
+            let (b, rest) = split(rest, w);
+            let (d, _) = split(rest, diagonal_floats(model));
             let hidden = layers.len().saturating_sub(1);
             // Layer i (< hidden) wrote `a` for even i, `b` for odd i; a single-layer field keeps
             // its input in `a`. So the last hidden layer's output is in `a` iff `hidden` is odd.
             let held: &[f32] = if hidden == 0 || hidden % 2 == 1 { a } else { b };
             let input = held.get(..last.d_in as usize).unwrap_or(&[]);
             let act = last.activation;
+            // With the per-coordinate term, `absorb` left `a_o·x_o + b_o` in `d`.
             rows(last, input, &[], |o, v| {
                 if let Some(y) = out.get_mut(o) {
-                    mode.apply(y, activate(act, v));
+                    mode.apply(y, activate(act, v) + d.get(o).copied().unwrap_or(0.0));
                 }
             });
         }

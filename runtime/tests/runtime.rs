@@ -5,8 +5,8 @@ use nmflow_format::{FormatError, SolverKind};
 use nmflow_runtime::classifier::{Classifier, ClassifierScratch};
 use nmflow_runtime::shift::{EnsembleStats, softmax};
 use nmflow_runtime::testing::{
-    TINY_SUPPORT, TINY_SUPPORT_LABELS, tiny_condition_model_bytes, tiny_latent_model_bytes,
-    tiny_model_bytes, tiny_set_model_bytes, tiny_step_set_model_bytes,
+    TINY_SUPPORT, TINY_SUPPORT_LABELS, tiny_condition_model_bytes, tiny_diagonal_model_bytes,
+    tiny_latent_model_bytes, tiny_model_bytes, tiny_set_model_bytes, tiny_step_set_model_bytes,
 };
 use nmflow_runtime::vector_field::{self, Emit};
 use nmflow_runtime::{
@@ -122,7 +122,11 @@ fn set_field_is_equivariant_to_hidden_unit_permutations() {
 
 #[test]
 fn an_euler_step_in_place_equals_a_stored_velocity_step() {
-    for bytes in [tiny_model_bytes(), tiny_set_model_bytes()] {
+    for bytes in [
+        tiny_model_bytes(),
+        tiny_set_model_bytes(),
+        tiny_diagonal_model_bytes(),
+    ] {
         let model = ModelView::parse(&bytes).unwrap();
         let mut rng = Rng::new(4, 0);
         let x: Vec<f32> = (0..23).map(|_| rng.uniform_symmetric(1.0)).collect();
@@ -190,6 +194,7 @@ fn every_truncation_and_bit_flip_is_an_error_or_a_valid_model() {
         tiny_latent_model_bytes(true),
         tiny_latent_model_bytes(false),
         tiny_condition_model_bytes(),
+        tiny_diagonal_model_bytes(),
     ] {
         truncations_and_flips(&bytes);
     }
@@ -226,7 +231,8 @@ fn truncations_and_flips(bytes: &[u8]) {
         ModelView::parse(&long).unwrap_err(),
         Error::Format(FormatError::TrailingBytes { extra: 1 })
     );
-    for version in [0u8, 7] {
+    let next = nmflow_format::FORMAT_VERSION.to_le_bytes()[0].wrapping_add(1);
+    for version in [0u8, next] {
         let mut other = bytes.to_vec();
         other[4] = version;
         assert_eq!(
@@ -274,6 +280,7 @@ fn encode_decode_round_trips_for_generated_models() {
         tiny_model_bytes(),
         tiny_set_model_bytes(),
         tiny_latent_model_bytes(true),
+        tiny_diagonal_model_bytes(),
     ] {
         let model = ModelFile::decode(&bytes).unwrap();
         let mut buf = [0u8; 4096];
@@ -537,9 +544,11 @@ fn a_set_field_with_the_step_input_reads_the_step_size() {
         let mut file = nmflow_format::ModelFile::decode(&bytes).unwrap();
         file.step_input = true;
         assert!(file.encode_into(&mut vec![0u8; 8192]).is_err());
-        // The same written by hand: the flag is the payload's last byte.
+        // The same written by hand: the flag is the payload's byte before the last (the absent
+        // per-coordinate term's tag).
         let mut payload = bytes[nmflow_format::HEADER_LEN..].to_vec();
-        *payload.last_mut().unwrap() = 1;
+        let at = payload.len() - 2;
+        payload[at] = 1;
         let mut forged = nmflow_format::Header::for_payload(&payload)
             .to_bytes()
             .to_vec();
@@ -556,4 +565,92 @@ fn a_set_field_with_the_step_input_reads_the_step_size() {
             "{err:?}"
         );
     }
+}
+
+#[test]
+fn the_per_coordinate_term_adds_a_times_x_plus_b_to_the_mlp_velocity() {
+    use nmflow_format::{FieldWeights, ModelFile};
+    let diag = tiny_diagonal_model_bytes();
+    let plain = tiny_model_bytes();
+    let (with, without) = (
+        ModelView::parse(&diag).unwrap(),
+        ModelView::parse(&plain).unwrap(),
+    );
+    let term = with.file.diagonal.expect("the tiny model's term");
+    let FieldWeights::Int8 { q, scales } = term.weights else {
+        panic!("int8 term")
+    };
+    let f32_at = |b: &[u8], i: usize| f32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap());
+    let mut rng = Rng::new(8, 0);
+    for t in [0.0f32, 0.3, 0.9] {
+        let x: Vec<f32> = (0..23).map(|_| rng.uniform_symmetric(1.5)).collect();
+        let mut emb = [0.0f32; 4];
+        vector_field::time_embedding(with.file.time.max_frequency, t, &mut emb);
+        // [a | b] by hand from the int8 rows.
+        let row = |o: usize| {
+            let dot: f32 = (0..4).map(|i| f32::from(q[o * 4 + i] as i8) * emb[i]).sum();
+            dot * f32_at(scales, o) + f32_at(term.bias, o)
+        };
+        let (v, v0) = (velocity(&with, &x, t), velocity(&without, &x, t));
+        let mut moved = 0.0f32;
+        for o in 0..23 {
+            let expected = v0[o] + row(o) * x[o] + row(23 + o);
+            assert!(
+                (v[o] - expected).abs() <= 1e-5 * expected.abs().max(1.0),
+                "t {t}, value {o}: {} vs {expected}",
+                v[o]
+            );
+            moved = moved.max((v[o] - v0[o]).abs());
+        }
+        assert!(moved > 1e-2, "a term that changes nothing tests nothing");
+    }
+    // One state-sized buffer more, and the term's multiply-accumulates.
+    assert_eq!(
+        with.workspace_floats(SolverKind::Rk4),
+        without.workspace_floats(SolverKind::Rk4) + 23
+    );
+    assert_eq!(
+        with.macs_per_evaluation(),
+        without.macs_per_evaluation() + 4 * 46
+    );
+    // Synthesis with every solver stays finite and differs from the plain field's.
+    let mut ws: Workspace<512> = Workspace::new();
+    for solver in [SolverKind::Euler, SolverKind::Heun, SolverKind::Rk4] {
+        let a = synthesize_with(&with, 7, solver, 4, &mut ws)
+            .unwrap()
+            .0
+            .to_vec();
+        let b = synthesize_with(&without, 7, solver, 4, &mut ws)
+            .unwrap()
+            .0
+            .to_vec();
+        assert!(a.iter().all(|w| w.is_finite()));
+        assert_ne!(a, b, "{solver:?}");
+    }
+
+    // Refused: on a set field, with an activation, and with the wrong shapes, naming part 9.
+    let part9 = |file: &ModelFile<'_>| match file.validate() {
+        Err(FormatError::InvalidValue { part, .. })
+        | Err(FormatError::DimensionMismatch { part, .. }) => part,
+        other => panic!("{other:?}"),
+    };
+    let base = ModelFile::decode(&diag).unwrap();
+    let set_bytes = tiny_set_model_bytes();
+    let mut on_set = ModelFile::decode(&set_bytes).unwrap();
+    on_set.diagonal = base.diagonal;
+    assert_eq!(part9(&on_set), nmflow_format::DIAGONAL_PART);
+    let mut silu = base.clone();
+    silu.diagonal.as_mut().unwrap().activation = nmflow_format::Activation::Silu;
+    assert_eq!(part9(&silu), nmflow_format::DIAGONAL_PART);
+    let mut narrow = base.clone();
+    narrow.diagonal.as_mut().unwrap().d_out = 23;
+    assert_eq!(part9(&narrow), nmflow_format::DIAGONAL_PART);
+    let mut wide_in = base.clone();
+    wide_in.diagonal.as_mut().unwrap().d_in = 8;
+    assert_eq!(part9(&wide_in), nmflow_format::DIAGONAL_PART);
+    assert!(
+        FormatError::InvalidValue { part: 9, index: 0 }
+            .to_string()
+            .contains("per-coordinate")
+    );
 }

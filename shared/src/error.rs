@@ -38,7 +38,8 @@ pub enum FormatError {
         /// Which part: 0 classifier, 1 field (MLP), 2 normalization, 3 source, 4 time embedding,
         /// 5 set field (index: the layer in `SetNet::layers` order), 6 shift section, 7 latent
         /// section (index: the layer in `LatentSection::layers` order), 8 condition section
-        /// (index: 0 its own values, else 1 + the layer in `ConditionSection::layers` order).
+        /// (index: 0 its own values, else 1 + the layer in `ConditionSection::layers` order), 9 the
+        /// MLP field's per-coordinate term.
         part: u8,
         /// Index of the layer or block within the part.
         index: u16,
@@ -98,7 +99,9 @@ fn part_name(part: u8) -> &'static str {
         5 => "set-field layer",
         6 => "shift-section field",
         7 => "latent-decoder layer",
-        _ => "condition-section entry",
+        8 => "condition-section entry",
+        9 => "per-coordinate field term",
+        _ => "model part",
     }
 }
 

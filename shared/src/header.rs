@@ -14,10 +14,11 @@ use crate::error::FormatError;
 /// The magic bytes.
 pub const MAGIC: [u8; 4] = *b"NMFL";
 /// The format version this code writes. Any change to the schema bumps it.
-pub const FORMAT_VERSION: u16 = 6;
+pub const FORMAT_VERSION: u16 = 7;
 /// The oldest format version this code reads (version 1 files, MLP fields only, version 2 files,
 /// without a shift section, version 3 files, without a latent section, version 4 files, without a
-/// condition section, and version 5 files, without the step-size input, are read as version 6).
+/// condition section, version 5 files, without the step-size input, and version 6 files, without
+/// the per-coordinate term, are read as version 7).
 pub const MIN_FORMAT_VERSION: u16 = 1;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;

@@ -25,6 +25,9 @@ pub const MAX_FIELD_LAYERS: usize = 8;
 /// so every slot costs stack wherever a parsed model lives).
 pub const MAX_SET_BLOCKS: usize = 6;
 
+/// The part number of the MLP field's per-coordinate term in a [`FormatError`].
+pub const DIAGONAL_PART: u8 = 9;
+
 /// An elementwise activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -180,6 +183,12 @@ pub struct ModelFile<'a> {
     /// The set field also takes the sampler's step size `h = 1/K` (version 6): its time input is
     /// `[emb(t), emb(h)]`, `2·time.dim` wide, with the same embedding.
     pub step_input: bool,
+    /// The MLP field's per-coordinate term (version 7): a layer `time.dim → 2·S` (`S` the state
+    /// size, [`Self::state_dim`]) whose output `[a | b]` at `emb(t)` adds `a ⊙ z + b` to the
+    /// velocity at the standardized state `z`, so every coordinate can move, not only those in
+    /// the last layer's span (`finetune --diagonal`). Its activation is `Identity`.
+    #[serde(borrow)]
+    pub diagonal: Option<FieldLayer<'a>>,
 }
 
 /// The vector-field network.
@@ -307,6 +316,7 @@ impl<'a> From<ModelFileV1<'a>> for ModelFile<'a> {
             latent: None,
             condition: None,
             step_input: false,
+            diagonal: None,
         }
     }
 }
@@ -341,6 +351,7 @@ impl<'a> From<ModelFileV2<'a>> for ModelFile<'a> {
             latent: None,
             condition: None,
             step_input: false,
+            diagonal: None,
         }
     }
 }
@@ -377,6 +388,7 @@ impl<'a> From<ModelFileV3<'a>> for ModelFile<'a> {
             latent: None,
             condition: None,
             step_input: false,
+            diagonal: None,
         }
     }
 }
@@ -415,6 +427,7 @@ impl<'a> From<ModelFileV4<'a>> for ModelFile<'a> {
             latent: v.latent,
             condition: None,
             step_input: false,
+            diagonal: None,
         }
     }
 }
@@ -455,6 +468,49 @@ impl<'a> From<ModelFileV5<'a>> for ModelFile<'a> {
             latent: v.latent,
             condition: v.condition,
             step_input: false,
+            diagonal: None,
+        }
+    }
+}
+
+/// Schema of format version 6 (no per-coordinate term); decoded and converted, never written.
+#[derive(Deserialize)]
+struct ModelFileV6<'a> {
+    model_id: [u8; 16],
+    classifier: heapless::Vec<ClassifierLayer, MAX_CLASSIFIER_LAYERS>,
+    source: SourceKind,
+    #[serde(borrow)]
+    normalization: Normalization<'a>,
+    time: TimeEmbedding,
+    #[serde(borrow)]
+    field: FieldNet<'a>,
+    solver: SolverKind,
+    steps: u16,
+    #[serde(borrow)]
+    shift: Option<ShiftSection<'a>>,
+    #[serde(borrow)]
+    latent: Option<LatentSection<'a>>,
+    #[serde(borrow)]
+    condition: Option<ConditionSection<'a>>,
+    step_input: bool,
+}
+
+impl<'a> From<ModelFileV6<'a>> for ModelFile<'a> {
+    fn from(v: ModelFileV6<'a>) -> Self {
+        Self {
+            model_id: v.model_id,
+            classifier: v.classifier,
+            source: v.source,
+            normalization: v.normalization,
+            time: v.time,
+            field: v.field,
+            solver: v.solver,
+            steps: v.steps,
+            shift: v.shift,
+            latent: v.latent,
+            condition: v.condition,
+            step_input: v.step_input,
+            diagonal: None,
         }
     }
 }
@@ -690,6 +746,21 @@ impl<'a> ModelFile<'a> {
             FieldNet::Mlp(layers) => self.validate_mlp(layers, state)?,
             FieldNet::Set(net) => self.validate_set(net)?,
         }
+        if let Some(d) = &self.diagonal {
+            // Part 9: the per-coordinate term of an MLP field, `time.dim → 2·state`.
+            if !matches!(self.field, FieldNet::Mlp(_)) || d.activation != Activation::Identity {
+                return Err(invalid(DIAGONAL_PART, 0));
+            }
+            if u64::from(d.d_in) != u64::from(self.time.dim) {
+                return Err(mismatch(
+                    DIAGONAL_PART,
+                    0,
+                    u64::from(self.time.dim),
+                    u64::from(d.d_in),
+                ));
+            }
+            check_layer(DIAGONAL_PART, 0, d, Some(2 * state))?;
+        }
         if let Some(cond) = &self.condition {
             // The lift works on a set field of a one-hidden-layer classifier's weights; the shift
             // detector's ensemble is drawn unconditionally.
@@ -773,6 +844,7 @@ impl<'a> ModelFile<'a> {
             3 => postcard::take_from_bytes::<ModelFileV3<'a>>(payload).map(|(m, r)| (m.into(), r)),
             4 => postcard::take_from_bytes::<ModelFileV4<'a>>(payload).map(|(m, r)| (m.into(), r)),
             5 => postcard::take_from_bytes::<ModelFileV5<'a>>(payload).map(|(m, r)| (m.into(), r)),
+            6 => postcard::take_from_bytes::<ModelFileV6<'a>>(payload).map(|(m, r)| (m.into(), r)),
             _ => postcard::take_from_bytes::<ModelFile<'a>>(payload),
         }
         .map_err(|_| FormatError::Postcard)?;

@@ -6,8 +6,8 @@
 
 use nmflow_runtime::testing::{
     TINY_SUPPORT, TINY_SUPPORT_LABELS, TinyModelBytes, tiny_condition_model_bytes,
-    tiny_latent_model_bytes, tiny_model_bytes, tiny_set_model_bytes, tiny_shift_model_bytes,
-    tiny_step_set_model_bytes,
+    tiny_diagonal_model_bytes, tiny_latent_model_bytes, tiny_model_bytes, tiny_set_model_bytes,
+    tiny_shift_model_bytes, tiny_step_set_model_bytes,
 };
 use nmflow_runtime::{ModelView, Support, Workspace, synthesize, synthesize_task};
 use nmflow_tests::fixtures;
@@ -63,37 +63,16 @@ fn pinned(bytes: &[u8], bin: &str, txt: &str) {
 
 #[test]
 fn tiny_model_bytes_and_weights_are_pinned() {
-    pinned(&tiny_model_bytes(), "tiny-v6.nmf", "tiny-v6-seed7.txt");
-    pinned(
-        &tiny_set_model_bytes(),
-        "tiny-set-v6.nmf",
-        "tiny-set-v6-seed7.txt",
-    );
-    pinned(
-        &tiny_step_set_model_bytes(),
-        "tiny-step-set-v6.nmf",
-        "tiny-step-set-v6-seed7.txt",
-    );
-    pinned(
-        &tiny_shift_model_bytes(),
-        "tiny-shift-v6.nmf",
-        "tiny-shift-v6-seed7.txt",
-    );
-    pinned(
-        &tiny_latent_model_bytes(true),
-        "tiny-latent-units-v6.nmf",
-        "tiny-latent-units-v6-seed7.txt",
-    );
-    pinned(
-        &tiny_latent_model_bytes(false),
-        "tiny-latent-dense-v6.nmf",
-        "tiny-latent-dense-v6-seed7.txt",
-    );
-    pinned(
-        &tiny_condition_model_bytes(),
-        "tiny-condition-v6.nmf",
-        "tiny-condition-v6-seed7.txt",
-    );
+    for (name, bytes) in version_6_models()
+        .into_iter()
+        .chain([("tiny-diagonal", tiny_diagonal_model_bytes())])
+    {
+        pinned(
+            &bytes,
+            &format!("{name}-v7.nmf"),
+            &format!("{name}-v7-seed7.txt"),
+        );
+    }
 }
 
 /// Reads `NAME-vVERSION.nmf` of every `(NAME, today's bytes)`: the file has that version,
@@ -126,6 +105,27 @@ fn version_4_models() -> Vec<(&'static str, TinyModelBytes)> {
         ("tiny-latent-units", tiny_latent_model_bytes(true)),
         ("tiny-latent-dense", tiny_latent_model_bytes(false)),
     ]
+}
+
+/// The tiny models of version 6 builds, by name.
+fn version_6_models() -> Vec<(&'static str, TinyModelBytes)> {
+    let mut models = version_4_models();
+    models.push(("tiny-condition", tiny_condition_model_bytes()));
+    models.push(("tiny-step-set", tiny_step_set_model_bytes()));
+    models
+}
+
+#[test]
+fn version_6_files_still_read_and_synthesize_what_they_did() {
+    still_reads(6, &version_6_models(), |a, b, bin| {
+        let (a, b) = (&a.file, &b.file);
+        assert!(a.diagonal.is_none());
+        assert_eq!(
+            (&a.shift, &a.latent, &a.condition, a.step_input),
+            (&b.shift, &b.latent, &b.condition, b.step_input),
+            "{bin}"
+        );
+    });
 }
 
 #[test]

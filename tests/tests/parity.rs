@@ -11,6 +11,8 @@ use nmflow_host::meta::config::Method;
 use nmflow_host::meta::field::{FieldConfig, FieldKind, SetDims};
 use nmflow_host::meta::sample::MetaModel;
 use nmflow_host::meta::train::train_meta;
+use std::path::{Path, PathBuf};
+
 use nmflow_tests::{data_dir, meta_config, small_zoo_of, temp_dir};
 
 /// Trains a brief meta-model with `field` on a small zoo, then checks the runtime against burn's
@@ -30,6 +32,22 @@ fn runtime_matches_on(
     steps: usize,
     tweak: impl Fn(&mut nmflow_host::meta::config::MetaConfig),
 ) {
+    let (tmp, model_dir) = trained(name, dataset, arch, field, solver, steps, tweak);
+    assert_parity(name, &tmp, &model_dir, dataset, arch, solver, steps);
+    std::fs::remove_dir_all(tmp).unwrap();
+}
+
+/// A brief meta-model with `field` trained on a small zoo of `arch` on `dataset`, in a fresh
+/// temporary directory: `(that directory, the model directory)`.
+fn trained(
+    name: &str,
+    dataset: &str,
+    arch: &str,
+    field: FieldConfig,
+    solver: Solver,
+    steps: usize,
+    tweak: impl Fn(&mut nmflow_host::meta::config::MetaConfig),
+) -> (PathBuf, PathBuf) {
     let tmp = temp_dir(name);
     let zoo = tmp.join("zoo");
     small_zoo_of(&zoo, 11, dataset, arch);
@@ -53,10 +71,24 @@ fn runtime_matches_on(
         &Default::default(),
     )
     .unwrap();
+    (tmp, model_dir)
+}
 
+/// The parity checks on the model in `model_dir`: the f32 export synthesizes the host sampler's
+/// weights, the int8 export's accuracy is the host's within 0.5 pp. Returns the f32 file, the
+/// host's weights and its field evaluations per classifier (100 classifiers, seed 5).
+fn assert_parity(
+    name: &str,
+    tmp: &Path,
+    model_dir: &Path,
+    dataset: &str,
+    arch: &str,
+    solver: Solver,
+    steps: usize,
+) -> (PathBuf, Vec<f32>, usize) {
     let f32_file = tmp.join("model-f32.nmf");
-    export(&model_dir, Quant::F32, None, None, &f32_file).unwrap();
-    let host = MetaModel::<Cpu>::load(&model_dir, &Default::default()).unwrap();
+    export(model_dir, Quant::F32, None, None, &f32_file).unwrap();
+    let host = MetaModel::<Cpu>::load(model_dir, &Default::default()).unwrap();
     let (n, seed) = (100, 5);
     let (host_w, host_nfe) = host
         .sample(n, solver, steps, seed, &Default::default())
@@ -64,7 +96,7 @@ fn runtime_matches_on(
     nmflow_tests::assert_runtime_matches(&f32_file, &host_w, n, seed, host_nfe);
 
     let int8_file = tmp.join("model-int8.nmf");
-    export(&model_dir, Quant::Int8, None, None, &int8_file).unwrap();
+    export(model_dir, Quant::Int8, None, None, &int8_file).unwrap();
     let edge = edge_eval(&int8_file, n, seed, dataset.parse().unwrap(), &data_dir()).unwrap();
     let data = Dataset::load(dataset.parse().unwrap(), &data_dir()).unwrap();
     let params = classifier::params_from_flat::<Cpu>(&host.layout, &host_w, n, &Default::default());
@@ -85,7 +117,7 @@ fn runtime_matches_on(
         edge.acc_mean
     );
     assert!(edge.bytes < std::fs::metadata(&f32_file).unwrap().len() as usize / 3);
-    std::fs::remove_dir_all(tmp).unwrap();
+    (f32_file, host_w, host_nfe)
 }
 
 #[test]
@@ -185,4 +217,80 @@ fn meta_config_field() -> FieldConfig {
         step_input: false,
         diagonal: false,
     }
+}
+
+/// An MLP field fine-tuned with `finetune --diagonal` (format version 7 carries its per-coordinate
+/// term): the device synthesizes what the host samples, and without the term it would not.
+#[test]
+fn runtime_matches_the_host_sampler_with_the_per_coordinate_term() {
+    use nmflow_host::meta::finetune::{FinetuneConfig, FinetuneEnv, Method, RewardKind, finetune};
+    let (solver, steps) = (Solver::Euler, 4);
+    let (tmp, base) = trained(
+        "parity-diagonal",
+        "mnist8",
+        "mlp:64-16-10",
+        meta_config_field(),
+        solver,
+        steps,
+        |_| {},
+    );
+    let cfg = FinetuneConfig {
+        method: Method::Direct,
+        reward: RewardKind::Ce,
+        dataset: "mnist8".parse().unwrap(),
+        lambda: 1.0,
+        iterations: 30,
+        trajectories: 8,
+        steps: 10,
+        t0: 0.1,
+        // A large step, so that 30 iterations move the term well away from its zero start.
+        lr: 3e-3,
+        lr_schedule: nmflow_host::meta::config::LrSchedule::Constant,
+        max_grad_norm: None,
+        control_cost: 0.0,
+        entropy_weight: 0.0,
+        diagonal: true,
+        reward_images: 256,
+        eval_every: 30,
+        eval_samples: 8,
+        seed: 0,
+        base: base.display().to_string(),
+        base_field_sha256: None,
+    };
+    let env = FinetuneEnv {
+        data_dir: data_dir(),
+        quiet: true,
+        force: false,
+    };
+    let model_dir = tmp.join("fine");
+    finetune::<CpuAutodiff>(&cfg, &base, &model_dir, &env, &Default::default()).unwrap();
+    let (f32_file, host_w, nfe) = assert_parity(
+        "parity-diagonal",
+        &tmp,
+        &model_dir,
+        "mnist8",
+        "mlp:64-16-10",
+        solver,
+        steps,
+    );
+
+    // The same file without the term synthesizes other weights: the check above saw it.
+    let bytes = std::fs::read(&f32_file).unwrap();
+    let mut file = nmflow_format::ModelFile::decode(&bytes).unwrap();
+    assert!(file.diagonal.is_some());
+    file.diagonal = None;
+    let stripped = file.encode().unwrap();
+    let view = nmflow_runtime::ModelView::parse(&stripped).unwrap();
+    let p = view.num_params();
+    let mut ws: Box<nmflow_host::edge::HostWorkspace> = Box::default();
+    let worst = (0..100)
+        .map(|i| {
+            let (w, used) =
+                nmflow_host::edge::synthesize_one(&view, 5, i, &mut ws, &f32_file).unwrap();
+            assert_eq!(used as usize, nfe);
+            nmflow_tests::relative_l2(&w, &host_w[i * p..(i + 1) * p])
+        })
+        .fold(0.0f64, f64::max);
+    assert!(worst > 1e-3, "the term moved the samples by only {worst}");
+    std::fs::remove_dir_all(tmp).unwrap();
 }
