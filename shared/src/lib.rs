@@ -26,6 +26,7 @@ pub mod header;
 pub mod latent;
 pub mod model;
 pub mod shift;
+mod versions;
 
 pub use condition::{ClassLift, ConditionSection};
 pub use error::FormatError;
