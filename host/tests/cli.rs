@@ -633,8 +633,8 @@ fn finetuning_raises_the_reward_and_resumes_to_the_same_bytes() {
         &data,
     );
     assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
-    let finetune = |out: &Path| -> Vec<String> {
-        [
+    let finetune = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut args = [
             "finetune",
             "--model",
             base.to_str().unwrap(),
@@ -662,10 +662,12 @@ fn finetuning_raises_the_reward_and_resumes_to_the_same_bytes() {
             "--json",
         ]
         .map(String::from)
-        .to_vec()
+        .to_vec();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
     };
     let reference = tmp.join("ref");
-    let r = nmflow(&args_for(&finetune(&reference)), &data);
+    let r = nmflow(&args_for(&finetune(&reference, &[])), &data);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     let (before, after) = (
@@ -698,7 +700,7 @@ fn finetuning_raises_the_reward_and_resumes_to_the_same_bytes() {
         .output()
         .unwrap();
     assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
-    let again = nmflow(&args_for(&finetune(&reference)), &data);
+    let again = nmflow(&args_for(&finetune(&reference, &[])), &data);
     assert!(
         again.status.success(),
         "a finished run is returned as it is"
@@ -706,7 +708,35 @@ fn finetuning_raises_the_reward_and_resumes_to_the_same_bytes() {
 
     let victim = tmp.join("victim");
     let resumed =
-        kill_after_checkpoint_and_resume(&finetune(&victim), &victim, "finetune.json", &data);
+        kill_after_checkpoint_and_resume(&finetune(&victim, &[]), &victim, "finetune.json", &data);
+    assert_same_run(&reference, &victim, &summary, &resumed);
+
+    // The direct method with a rollout range: each iteration's step count comes from the
+    // iteration's seed, so a resumed run draws the same counts.
+    let range = ["--method", "direct", "--lambda", "1", "--rollout-max", "12"];
+    let reference = tmp.join("ref-range");
+    let r = nmflow(&args_for(&finetune(&reference, &range)), &data);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let victim = tmp.join("victim-range");
+    let resumed = kill_after_checkpoint_and_resume(
+        &finetune(&victim, &range),
+        &victim,
+        "finetune.json",
+        &data,
+    );
+    assert_same_run(&reference, &victim, &summary, &resumed);
+    fs::remove_dir_all(tmp).unwrap();
+}
+
+/// The fine-tuning runs in `reference` and `victim` (killed and resumed) wrote the same weights,
+/// log and measurements.
+fn assert_same_run(
+    reference: &Path,
+    victim: &Path,
+    summary: &serde_json::Value,
+    resumed: &std::process::Output,
+) {
     assert!(
         fs::read(reference.join("field.bin")).unwrap()
             == fs::read(victim.join("field.bin")).unwrap(),
@@ -718,7 +748,6 @@ fn finetuning_raises_the_reward_and_resumes_to_the_same_bytes() {
     );
     let resumed: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
     assert_eq!(summary["measurements"], resumed["measurements"]);
-    fs::remove_dir_all(tmp).unwrap();
 }
 
 /// Runs `args` (writing into `out`), kills it with SIGKILL once its first checkpoint exists,

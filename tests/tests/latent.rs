@@ -188,6 +188,7 @@ fn a_vae_and_a_latent_flow_make_working_classifiers() {
         control_cost: 0.0,
         entropy_weight: 0.0,
         diagonal: false,
+        rollout_max: 0,
         reward_images: 256,
         eval_every: 3,
         eval_samples: 8,

@@ -250,6 +250,7 @@ fn runtime_matches_the_host_sampler_with_the_per_coordinate_term() {
         control_cost: 0.0,
         entropy_weight: 0.0,
         diagonal: true,
+        rollout_max: 0,
         reward_images: 256,
         eval_every: 30,
         eval_samples: 8,

@@ -64,7 +64,7 @@ impl LrSchedule {
     }
 }
 
-fn is_zero(v: &usize) -> bool {
+pub(crate) fn is_zero(v: &usize) -> bool {
     *v == 0
 }
 

@@ -61,6 +61,8 @@ const STREAM_SOURCE: u64 = 30;
 const STREAM_NOISE: u64 = 31;
 /// PRNG stream of the reward's image minibatches.
 const STREAM_REWARD: u64 = 32;
+/// PRNG stream of the direct method's rollout step count.
+const STREAM_ROLLOUT: u64 = 33;
 /// Seed offset of the fixed evaluation draws.
 const EVAL_SEED: u64 = 0x5EED_F1AE;
 
@@ -123,6 +125,11 @@ pub struct FinetuneConfig {
     /// runs: none).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub diagonal: bool,
+    /// Direct method: each iteration rolls out the base's solver with a step count drawn
+    /// uniformly from the base's own count up to this one, so the fine-tuned sampler holds at every count a user may
+    /// pick (0, older runs: the base's count only).
+    #[serde(default, skip_serializing_if = "crate::meta::config::is_zero")]
+    pub rollout_max: usize,
     /// Training images per reward evaluation.
     pub reward_images: usize,
     /// Iterations between measurements (and checkpoints).
@@ -192,6 +199,12 @@ impl FinetuneConfig {
             return Err(UsageError(format!(
                 "--entropy-weight needs --trajectories of at least 2 (got {}): the estimate compares each rollout with its nearest other",
                 self.trajectories
+            )));
+        }
+        if self.rollout_max > 0 && self.method != Method::Direct {
+            return Err(UsageError(format!(
+                "--rollout-max {} applies to --method direct only (adjoint matching integrates its SDE with --steps)",
+                self.rollout_max
             )));
         }
         if !(self.t0 > 0.0 && self.t0 < 1.0) {
@@ -400,6 +413,15 @@ pub fn finetune<B: AutodiffBackend>(
         ))
         .into());
     }
+    if cfg.rollout_max > 0 && cfg.rollout_max < base.config.solver_steps {
+        return Err(crate::error::UsageError(format!(
+            "--rollout-max {}: the range starts at the base's own sampler ({} × {}), so its maximum must be at least that step count",
+            cfg.rollout_max,
+            format!("{:?}", base.config.solver).to_lowercase(),
+            base.config.solver_steps
+        ))
+        .into());
+    }
     // The fine-tuned model's settings: the base's, with the per-coordinate term if asked for.
     let mut fine_config = base.config.clone();
     fine_config.field.diagonal |= cfg.diagonal;
@@ -523,7 +545,7 @@ pub fn finetune<B: AutodiffBackend>(
                 &fine,
                 cfg.lambda,
                 base.config.solver,
-                base.config.solver_steps,
+                rollout_steps(cfg, base.config.solver_steps, seed),
                 x0,
                 &mut image_reward,
                 adjoint::DirectTerms {
@@ -571,6 +593,16 @@ pub fn finetune<B: AutodiffBackend>(
         &moments,
         out,
     )
+}
+
+/// The direct method's step count at the iteration of `seed`: the base's `own` count, or a
+/// uniform draw from `own..=cfg.rollout_max`.
+fn rollout_steps(cfg: &FinetuneConfig, own: usize, seed: u64) -> usize {
+    if cfg.rollout_max <= own {
+        return own;
+    }
+    let span = u32::try_from(cfg.rollout_max - own + 1).unwrap_or(u32::MAX);
+    own + Rng::new(seed, STREAM_ROLLOUT).below(span) as usize
 }
 
 /// Claims `out`: empty, or holding a run with the same settings (resumed), or `force`.
@@ -715,4 +747,72 @@ fn finish<B: AutodiffBackend>(
     write_json(&out.join(files::SUMMARY), &train)?;
     checkpoint::discard(out)?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn direct(rollout_max: usize) -> FinetuneConfig {
+        FinetuneConfig {
+            method: Method::Direct,
+            reward: RewardKind::Ce,
+            dataset: DatasetView::Mnist8,
+            lambda: 1.0,
+            iterations: 10,
+            trajectories: 4,
+            steps: 20,
+            t0: 0.1,
+            lr: 1e-3,
+            lr_schedule: LrSchedule::Constant,
+            max_grad_norm: None,
+            control_cost: 0.0,
+            entropy_weight: 0.0,
+            diagonal: false,
+            rollout_max,
+            reward_images: 16,
+            eval_every: 5,
+            eval_samples: 2,
+            seed: 0,
+            base: String::new(),
+            base_field_sha256: None,
+        }
+    }
+
+    #[test]
+    fn the_rollout_count_is_the_bases_own_or_a_seeded_draw_covering_the_range() {
+        assert!((0..50).all(|s| rollout_steps(&direct(0), 8, s) == 8));
+        assert!((0..50).all(|s| rollout_steps(&direct(8), 8, s) == 8));
+        let counts: Vec<usize> = (0..400).map(|s| rollout_steps(&direct(12), 8, s)).collect();
+        assert!(counts.iter().all(|k| (8..=12).contains(k)));
+        for k in 8..=12 {
+            assert!(counts.contains(&k), "count {k} never drawn");
+        }
+        // The same iteration seed draws the same count (resume gives the same bytes).
+        assert_eq!(
+            counts[..20],
+            (0..20)
+                .map(|s| rollout_steps(&direct(12), 8, s))
+                .collect::<Vec<_>>()[..]
+        );
+    }
+
+    #[test]
+    fn the_rollout_range_is_for_the_direct_method_only() {
+        assert!(direct(16).validate().is_ok());
+        let mut adjoint = direct(16);
+        adjoint.method = Method::Adjoint;
+        let e = adjoint.validate().unwrap_err();
+        assert!(
+            e.0.contains("--rollout-max 16 applies to --method direct only"),
+            "{}",
+            e.0
+        );
+        // An older settings file without the field reads as no range.
+        let mut json = serde_json::to_value(direct(0)).unwrap();
+        assert!(json.get("rollout_max").is_none());
+        json.as_object_mut().unwrap().remove("rollout_max");
+        let back: FinetuneConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back.rollout_max, 0);
+    }
 }
