@@ -14,7 +14,7 @@
 #       CUBECL_AUTOTUNE_LEVEL=minimal|balanced|extensive|full from the environment.
 #
 # Jobs (each nmflow job and its PyTorch reference alternate PAIRS times):
-#   1. `train`, set field + functional term (the default recipe, constant lr), on a 64-run MNIST zoo
+#   1. `train`, set field + functional term (the functional recipe, constant lr), on a 64-run MNIST zoo
 #      (itself trained on the GPU);
 #   2. `sample` and `eval` on the GPU, and `eval` of the same model on the CPU (same accuracy);
 #   3. zoo, MNIST mlp:784-10-10, ZOO_RUNS runs × ZOO_EPOCHS epochs, batch 64, Adam 1e-3, one shard;
@@ -141,7 +141,7 @@ measure meta-zoo "$bin" zoo --dataset mnist --arch mlp:784-10-10 --runs 64 --epo
 [ -f "$zoo/manifest.json" ] || "$bin" zoo --dataset mnist --arch mlp:784-10-10 --runs 64 --epochs 1 \
   --out "$zoo" --force --quiet > /dev/null
 
-# Most wanted first: the default recipe's training, then the zoos, then the rest.
+# Most wanted first: the functional recipe's training, then the zoos, then the rest.
 for i in $(seq 1 "$pairs"); do train_job set "$set_steps" "$i" torch_set_field.py "${set_args[@]}"; done
 # The other commands on the GPU: sample and eval of a set-field model, and the same eval on the CPU
 # (the accuracies must agree: same model, same seed, same draws).

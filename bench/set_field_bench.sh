@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Training speed of `nmflow train`'s default recipe (set field, NM-CFM, functional term on the
+# Training speed of `nmflow train`'s functional recipe (set field, NM-CFM, functional term on the
 # 4-step Euler sampler) against the PyTorch reference of the same field, objective, batch and
 # rollout (bench/torch_set_field.py), side by side in one run on an MNIST `mlp:784-10-10` zoo.
 # The two alternate REPEATS times; each pair's ratio is printed, then the median.

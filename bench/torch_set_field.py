@@ -1,4 +1,4 @@
-"""PyTorch reference for `nmflow train`'s default recipe on a one-hidden-layer MLP zoo, on the CPU
+"""PyTorch reference for `nmflow train`'s functional recipe on a one-hidden-layer MLP zoo, on the CPU
 or a CUDA GPU (`--device cuda`): the permutation-equivariant set field (hidden units as tokens,
 DeepSets pooling, residual blocks, a pooled head for the output bias), NM-CFM with the natural
 coupling and hidden-unit permutation augmentation, plus the functional term on the sampler itself

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates assets/: the int8 model files the firmware embeds and their test inputs.
 #
-#   model.nmf        mnist8 mlp:64-16-10, `nmflow train`'s default recipe (set field, width 128,
+#   model.nmf        mnist8 mlp:64-16-10, `nmflow train --recipe functional` (set field, width 128,
 #                    3 blocks, functional term, cosine, 8,000 steps, Euler × 4) on a 16,384-run zoo
 #   mnist-model.nmf  MNIST mlp:784-10-10, the 1,024-run cosine recipe of BENCHMARKS.md (seed 1)
 #   mnist-latent.nmf MNIST mlp:784-10-10, a latent model: `nmflow vae --hidden 32 --latent 32
@@ -40,7 +40,7 @@ if [ ! -f "$m8_zoo/manifest.json" ]; then
   $nmflow zoo --dataset mnist8 --arch mlp:64-16-10 --runs 16384 --epochs 3 --out "$m8_zoo"
 fi
 if [ ! -f "$m8_model/train.json" ]; then
-  $nmflow train --zoo "$m8_zoo" --out "$m8_model"
+  $nmflow train --zoo "$m8_zoo" --out "$m8_model" --recipe functional
 fi
 $nmflow export --model "$m8_model" --out "$here/assets/model.nmf" --force
 
@@ -50,7 +50,7 @@ if [ ! -f "$mn_zoo/manifest.json" ]; then
   $nmflow zoo --dataset mnist --arch mlp:784-10-10 --runs 1024 --epochs 5 --out "$mn_zoo"
 fi
 if [ ! -f "$mn_model/train.json" ]; then
-  $nmflow train --zoo "$mn_zoo" --out "$mn_model" --seed 1
+  $nmflow train --zoo "$mn_zoo" --out "$mn_model" --recipe functional --seed 1
 fi
 $nmflow export --model "$mn_model" --out "$here/assets/mnist-model.nmf" --force
 

@@ -711,9 +711,44 @@ fn train_settings_out_of_range() {
     };
     let cases: Vec<(Vec<&str>, i32, &[&str])> = vec![
         (
-            t(&["--functional-rollout", "4", "--functional-rollout-max", "2"]),
+            t(&[
+                "--field",
+                "set",
+                "--functional-rollout",
+                "4",
+                "--functional-rollout-max",
+                "2",
+            ]),
             2,
             &["--functional-rollout-max 2 needs --functional-rollout between 1 and it (got 4)"],
+        ),
+        (
+            t(&["--recipe", "reward", "--field", "set"]),
+            2,
+            &[
+                "--recipe reward trains NM-CFM with the MLP field",
+                "does not take --field set",
+            ],
+        ),
+        (
+            t(&["--recipe", "functional", "--field", "mlp"]),
+            2,
+            &["--recipe functional is the set field's recipe"],
+        ),
+        (
+            t(&["--field", "set", "--finetune-iterations", "5"]),
+            2,
+            &["--finetune-iterations 5: the reward stage fine-tunes an unconditioned MLP field"],
+        ),
+        (
+            t(&["--finetune-rollout-max", "4"]),
+            2,
+            &["--finetune-rollout-max 4: the range starts at the stored sampler's 8 steps"],
+        ),
+        (
+            t(&["--finetune-iterations", "0", "--finetune-rollout-max", "16"]),
+            2,
+            &["--finetune-rollout-max 16 goes with a reward stage"],
         ),
         (
             t(&["--lr", "0"]),
@@ -805,7 +840,14 @@ fn train_settings_out_of_range() {
             &["--functional-weight goes with --method cfm"],
         ),
         (
-            t(&["--functional-rollout", "4", "--functional-samples", "0"]),
+            t(&[
+                "--field",
+                "set",
+                "--functional-rollout",
+                "4",
+                "--functional-samples",
+                "0",
+            ]),
             2,
             &["--functional-samples must be at least 1"],
         ),
@@ -825,7 +867,7 @@ fn train_settings_out_of_range() {
             &["--engine fused trains the MLP field (without a functional term) and the set field"],
         ),
         (
-            t(&["--functional-rollout-counts", "4,0"]),
+            t(&["--field", "set", "--functional-rollout-counts", "4,0"]),
             2,
             &["--functional-rollout-counts [4, 0] needs --functional-rollout ≥ 1, counts ≥ 1"],
         ),

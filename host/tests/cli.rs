@@ -305,6 +305,8 @@ fn a_step_size_input_model_samples_exports_and_runs_on_the_device() {
                 zoo.to_str().unwrap(),
                 "--out",
                 out,
+                "--field",
+                "set",
                 "--hidden",
                 "16",
                 "--depth",
@@ -726,6 +728,167 @@ fn finetuning_raises_the_reward_and_resumes_to_the_same_bytes() {
         &data,
     );
     assert_same_run(&reference, &victim, &summary, &resumed);
+    fs::remove_dir_all(tmp).unwrap();
+}
+
+/// `nmflow train` with no recipe flags is BENCHMARKS.md's two-stage recipe: its base and its
+/// model are the bytes of the `train` and `finetune` commands it stands for, a finished run is
+/// returned as it is, a run killed in its first stage resumes to the same bytes, and an --out
+/// holding a model of another recipe is refused.
+#[test]
+fn the_default_recipe_is_train_then_finetune_and_resumes() {
+    let data = common::data_dir();
+    let tmp = common::temp_dir("cli-two-stage");
+    let zoo = tmp.join("zoo");
+    let z = nmflow(&zoo_args(zoo.to_str().unwrap(), &["--runs", "16"]), &data);
+    assert!(z.status.success(), "{}", String::from_utf8_lossy(&z.stderr));
+    let zoo_s = zoo.to_str().unwrap().to_string();
+    // Shorter than the defaults, which every other setting keeps.
+    let short = [
+        "--hidden",
+        "128",
+        "--steps",
+        "1500",
+        "--eval-every",
+        "10",
+        "--finetune-iterations",
+        "20",
+        "--quiet",
+        "--json",
+    ];
+    let default = |out: &Path| -> Vec<String> {
+        ["train", "--zoo", &zoo_s, "--out", out.to_str().unwrap()]
+            .iter()
+            .chain(&short)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let model = tmp.join("model");
+    let r = nmflow(&args_for(&default(&model)), &data);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(report["finetune"]["iterations"], 20);
+    assert_eq!(report["out"], model.join("base").to_str().unwrap());
+    assert_eq!(report["finetune"]["out"], model.to_str().unwrap());
+
+    // The two commands it stands for.
+    let base = tmp.join("base");
+    let t = nmflow(
+        &[
+            "train",
+            "--zoo",
+            &zoo_s,
+            "--out",
+            base.to_str().unwrap(),
+            "--field",
+            "mlp",
+            "--source",
+            "gaussian",
+            "--source-std",
+            "0.1",
+            "--coupling",
+            "independent",
+            "--hidden",
+            "128",
+            "--depth",
+            "2",
+            "--steps",
+            "1500",
+            "--eval-every",
+            "10",
+            "--lr-schedule",
+            "cosine",
+            "--solver",
+            "euler",
+            "--solver-steps",
+            "8",
+            "--quiet",
+        ],
+        &data,
+    );
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    let fine = tmp.join("fine");
+    let f = nmflow(
+        &[
+            "finetune",
+            "--model",
+            base.to_str().unwrap(),
+            "--out",
+            fine.to_str().unwrap(),
+            "--dataset",
+            "mnist8",
+            "--method",
+            "direct",
+            "--lambda",
+            "1",
+            "--lr-schedule",
+            "cosine",
+            "--iterations",
+            "20",
+            "--eval-every",
+            "20",
+            "--diagonal",
+            "--rollout-max",
+            "48",
+            "--quiet",
+        ],
+        &data,
+    );
+    assert!(f.status.success(), "{}", String::from_utf8_lossy(&f.stderr));
+    let same = |a: &Path, b: &Path, file: &str| {
+        assert!(
+            fs::read(a.join(file)).unwrap() == fs::read(b.join(file)).unwrap(),
+            "{file} of {} differs from {}",
+            a.display(),
+            b.display()
+        );
+    };
+    same(&model.join("base"), &base, "field.bin");
+    same(&model, &fine, "field.bin");
+    same(&model, &fine, "loss.csv");
+
+    // Finished: returned as it is.
+    let again = nmflow(&args_for(&default(&model)), &data);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&again.stdout).unwrap()["finetune"]["measurements"],
+        report["finetune"]["measurements"]
+    );
+    // Killed in flow matching, then run again: both stages finish with the same bytes.
+    let victim = tmp.join("victim");
+    kill_after_checkpoint(&default(&victim), &victim.join("base"), "train.json", &data);
+    let resumed = nmflow(&args_for(&default(&victim)), &data);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    same(&model, &victim, "field.bin");
+    same(&model.join("base"), &victim.join("base"), "loss.csv");
+    // The model is a model directory.
+    let sampled = tmp.join("g.safetensors");
+    let s = nmflow_plain(&[
+        "sample",
+        "--model",
+        model.to_str().unwrap(),
+        "--n",
+        "2",
+        "--out",
+        sampled.to_str().unwrap(),
+    ]);
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    // A model of another recipe in --out is not overwritten.
+    let other = nmflow(&args_for(&default(&base)), &data);
+    assert!(!other.status.success());
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("a model trained without the reward stage"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
     fs::remove_dir_all(tmp).unwrap();
 }
 

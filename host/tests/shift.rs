@@ -52,8 +52,8 @@ fn harmful_shift_is_detected_and_the_null_is_not() {
     ));
     ok(&nmflow(
         &[
-            "train", "--zoo", zoo_s, "--out", model_s, "--hidden", "32", "--depth", "1", "--steps",
-            "300", "--quiet",
+            "train", "--zoo", zoo_s, "--out", model_s, "--field", "set", "--hidden", "32",
+            "--depth", "1", "--steps", "300", "--quiet",
         ],
         &data,
     ));

@@ -67,7 +67,7 @@ fn train_on(zoo: &Path, kind: ConditionKind, out: &Path) -> nmflow_host::meta::t
         steps: Some(240),
         eval_every: Some(80),
         hidden: Some(64),
-        depth: 2,
+        depth: Some(2),
         ..TrainRequest::default()
     };
     let mcfg = request.resolve(zoo).unwrap();

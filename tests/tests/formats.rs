@@ -79,7 +79,7 @@ fn todays_defaults_resolve_the_settings_earlier_flags_made() {
             TrainRequest {
                 field: Some(FieldKind::Mlp),
                 hidden: Some(16),
-                depth: 1,
+                depth: Some(1),
                 time_dim: 4,
                 steps: Some(20),
                 ..TrainRequest::default()
@@ -90,7 +90,7 @@ fn todays_defaults_resolve_the_settings_earlier_flags_made() {
             TrainRequest {
                 field: Some(FieldKind::Set),
                 hidden: Some(8),
-                depth: 1,
+                depth: Some(1),
                 time_dim: 4,
                 steps: Some(20),
                 eval_every: Some(100),

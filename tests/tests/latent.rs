@@ -274,8 +274,8 @@ fn exported_latent_models_match_the_host_sampler() {
         train_vae::<CpuAutodiff>(&cfg, &zoo, &vae_dir, &env, &Default::default()).unwrap();
         let request = TrainRequest {
             latent: Some(vae_dir),
-            source: nmflow_host::meta::source::Source::Gaussian { std: 1.0 },
-            coupling: nmflow_host::meta::config::Coupling::Independent,
+            source: Some(nmflow_host::meta::source::Source::Gaussian { std: 1.0 }),
+            coupling: Some(nmflow_host::meta::config::Coupling::Independent),
             steps: Some(300),
             hidden: Some(64),
             ..TrainRequest::default()

@@ -11,10 +11,12 @@ use crate::backend::{BackendJob, dispatch};
 use crate::data;
 use crate::flow::path::SplineKind;
 use crate::flow::solver::Solver;
-use crate::meta::config::{Coupling, LrSchedule, MetaConfig, Method, TrainRequest};
+use crate::meta::config::RewardStage;
+use crate::meta::config::{Coupling, LrSchedule, MetaConfig, Method, Recipe, TrainRequest};
 use crate::meta::field::FieldKind;
 use crate::meta::source::Source;
-use crate::meta::train::{Engine, TrainEnv, TrainSummary, train_meta};
+use crate::meta::train::two_stage::{TrainReport, train_model};
+use crate::meta::train::{Engine, TrainEnv, TrainSummary};
 
 /// Arguments of `nmflow train` (the defaults are explained on [`super::Command::Train`]).
 #[derive(Debug, Args)]
@@ -25,18 +27,35 @@ pub struct TrainArgs {
     /// Output model directory.
     #[arg(long)]
     pub out: PathBuf,
+    /// The defaults to start from; every flag given overrides its recipe's value.
+    /// `reward`: two stages, measured in BENCHMARKS.md above the zoo's trained held-out mean on
+    /// MNIST and mnist8 over three seeds, at 8 NFE and at 4× that: (1) the MLP field by flow
+    /// matching alone from N(0, 0.1²) with independent coupling (width 256, depth 2, 3,000
+    /// steps, cosine schedule, Euler × 8), written to OUT/base; (2) `nmflow finetune --method
+    /// direct --diagonal --lambda 1 --lr-schedule cosine` on the zoo's training images for
+    /// --finetune-iterations, each rolled out at a step count drawn from 8 to
+    /// --finetune-rollout-max, written to OUT (a fine-tuned model directory: `sample`, `eval`,
+    /// `export` and `edge-eval` take it). `functional`: the set field with the functional term on
+    /// the 4-step Euler sampler (width 128, 8,000 steps, cosine, λ = 2; one-hidden-layer MLP
+    /// classifiers), the default before the reward recipe. `plain`: no recipe (width 512, 2,000
+    /// steps, constant rate, RK4 × 2) [default: reward for NM-CFM without --field, --latent or
+    /// --condition; functional for --field set or NM-MMFM (when the classifier allows the set
+    /// field) and conditioned fields; plain otherwise].
+    #[arg(long, value_enum)]
+    pub recipe: Option<Recipe>,
     /// Meta-model family.
     #[arg(long, value_enum, default_value_t = Method::Cfm)]
     pub method: Method,
-    /// NM-CFM coupling of (x0, x1).
-    #[arg(long, value_enum, default_value_t = Coupling::Natural)]
-    pub coupling: Coupling,
+    /// NM-CFM coupling of (x0, x1) [default: independent for the reward recipe, else natural].
+    #[arg(long, value_enum)]
+    pub coupling: Option<Coupling>,
     /// NM-MMFM spline through the checkpoints.
     #[arg(long, value_enum, default_value_t = SplineKind::Pchip)]
     pub spline: SplineKind,
-    /// Source law for sampling: `kaiming` (per block, the runs' init law) or `gaussian`.
-    #[arg(long, default_value = "kaiming")]
-    pub source: String,
+    /// Source law for sampling: `kaiming` (per block, the runs' init law) or `gaussian`
+    /// [default: gaussian for the reward recipe, else kaiming].
+    #[arg(long)]
+    pub source: Option<String>,
     /// Standard deviation of the Gaussian source (raw weight units).
     #[arg(long, default_value_t = 0.1)]
     pub source_std: f32,
@@ -47,23 +66,27 @@ pub struct TrainArgs {
     #[arg(long)]
     pub no_permute: bool,
     /// Field network: `set` (permutation-equivariant over hidden units; one-hidden-layer MLP
-    /// classifiers) or `mlp` (on the flat vector) [default: set when the classifier allows it].
+    /// classifiers) or `mlp` (on the flat vector) [default: mlp for the reward recipe, set for
+    /// the functional recipe, else set when the classifier allows it].
     #[arg(long, value_enum)]
     pub field: Option<FieldKind>,
     /// NM-JKO step size τ (in standardized units); sampling takes one step per checkpoint
     /// interval, Euler with k steps of v = −kτ∇V.
     #[arg(long, default_value_t = 1.0)]
     pub tau: f32,
-    /// Hidden width of the field network [default: 128 for the set field, 512 otherwise].
+    /// Hidden width of the field network [default: 128 for the functional recipe, 256 for the
+    /// reward recipe, 512 otherwise].
     #[arg(long)]
     pub hidden: Option<usize>,
-    /// Hidden layers (set field: residual blocks) of the field network.
-    #[arg(long, default_value_t = 3)]
-    pub depth: usize,
+    /// Hidden layers (set field: residual blocks) of the field network [default: 2 for the
+    /// reward recipe, else 3].
+    #[arg(long)]
+    pub depth: Option<usize>,
     /// Width of the sinusoidal time embedding (even).
     #[arg(long, default_value_t = 32)]
     pub time_dim: usize,
-    /// Optimizer steps [default: 8000 for the set field, 2000 otherwise].
+    /// Optimizer steps [default: 8000 for the functional recipe, 3000 for the reward recipe,
+    /// 2000 otherwise].
     #[arg(long)]
     pub steps: Option<usize>,
     /// Samples per minibatch.
@@ -74,7 +97,7 @@ pub struct TrainArgs {
     pub lr: f64,
     /// Learning-rate schedule: `constant`, or `cosine` (annealed from --lr at the first step
     /// towards zero at the last; the noise of a constant rate otherwise sets a floor on the
-    /// loss) [default: cosine for the set field, constant otherwise].
+    /// loss) [default: cosine for the functional and reward recipes, constant otherwise].
     #[arg(long, value_enum)]
     pub lr_schedule: Option<LrSchedule>,
     /// Weight decay (≥ 0).
@@ -82,8 +105,8 @@ pub struct TrainArgs {
     pub weight_decay: f64,
     /// Weight of the functional term: cross-entropy on the zoo's training images of the classifier
     /// the field points to, x̂₁ = x_t + (1 − t)·v(x_t, t) (NM-CFM), or of the sampler's output
-    /// with --functional-rollout (NM-CFM, NM-MMFM); 0 turns it off [default: 2 for the set field
-    /// with NM-CFM or NM-MMFM, 0 otherwise].
+    /// with --functional-rollout (NM-CFM, NM-MMFM); 0 turns it off [default: 2 for the
+    /// functional recipe's set field with NM-CFM or NM-MMFM, 0 otherwise].
     #[arg(long)]
     pub functional_weight: Option<f32>,
     /// Training images per step for the functional term.
@@ -130,20 +153,32 @@ pub struct TrainArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Steps between held-out evaluations (the best held-out model is kept) [default: 200 for
-    /// the set field, 100 otherwise].
+    /// the functional recipe, 100 otherwise].
     #[arg(long)]
     pub eval_every: Option<usize>,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Default sampling solver stored with the model [default: euler with a functional rollout
-    /// (the sampler it trained), else rk4; NM-JKO: always euler with one step per checkpoint
-    /// interval].
+    /// or the reward recipe (the sampler it trained), else rk4; NM-JKO: always euler with one
+    /// step per checkpoint interval].
     #[arg(long, value_enum)]
     pub solver: Option<Solver>,
-    /// Default sampling steps stored with the model [default: the functional rollout's K, else 2].
+    /// Default sampling steps stored with the model [default: the functional rollout's K, 8 for
+    /// the reward recipe, else 2].
     #[arg(long)]
     pub solver_steps: Option<usize>,
+    /// Iterations of the reward stage: after flow matching, fine-tune the MLP field on the zoo's
+    /// training loss through its sampler (see --recipe); 0: none [default: 5000 for the reward
+    /// recipe, else 0]. MNIST's 5,000 took 2,540–2,575 s per seed in BENCHMARKS.md (four
+    /// processes on two cores), mnist8's 423–474 s.
+    #[arg(long)]
+    pub finetune_iterations: Option<usize>,
+    /// The reward stage's largest rollout step count: each iteration draws its count from the
+    /// stored sampler's up to this [default: 6 × --solver-steps, so that 4× the stored count lies
+    /// inside the range].
+    #[arg(long)]
+    pub finetune_rollout_max: Option<usize>,
     /// Train a latent model: the flow runs in the latent space of this VAE (written by
     /// `nmflow vae` on the same zoo) and `sample`/`eval` decode what it makes. The source is the
     /// encoded Kaiming-uniform initializations (`--source kaiming`, the default, with the natural
@@ -179,7 +214,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub relabel: bool,
     /// Implementation of the training step: `fused` is a hand-written CPU trainer of the MLP
-    /// field (without a functional term) and of the set field (with or without it: the default
+    /// field (without a functional term) and of the set field (with or without it: the functional
     /// recipe), NM-CFM or NM-MMFM, no --condition, no --ema (ahead of PyTorch's CPU references
     /// in bench/field_bench.sh and bench/set_field_bench.sh); `burn` is burn's autodiff
     /// (everything, any device); `auto` picks `fused` where it applies, and an interrupted run
@@ -212,10 +247,16 @@ impl TrainArgs {
     /// An unknown `--source`.
     pub fn to_request(&self) -> Result<TrainRequest> {
         Ok(TrainRequest {
+            recipe: self.recipe,
             method: self.method,
             coupling: self.coupling,
             spline: self.spline,
-            source: Source::parse(&self.source, self.source_std)?,
+            source: self
+                .source
+                .as_deref()
+                .map(|s| Source::parse(s, self.source_std))
+                .transpose()?,
+            source_std: self.source_std,
             sigma: self.sigma,
             permute: !self.no_permute,
             field: self.field,
@@ -245,6 +286,8 @@ impl TrainArgs {
             shots: self.shots,
             cfg_drop: self.cfg_drop,
             relabel: self.relabel,
+            finetune_iterations: self.finetune_iterations,
+            finetune_rollout_max: self.finetune_rollout_max,
         })
     }
 }
@@ -254,28 +297,53 @@ impl TrainArgs {
 /// # Errors
 /// Invalid settings (usage), zoo or data failures, divergence.
 pub fn exec(a: &TrainArgs) -> Result<()> {
-    let cfg = a.to_request()?.resolve(&a.zoo)?;
+    let request = a.to_request()?;
+    let cfg = request.resolve(&a.zoo)?;
+    let stage = request.reward_stage(&crate::zoo::Manifest::read(&a.zoo)?, &cfg)?;
     let env = TrainEnv {
         data_dir: data::data_dir(a.data_dir.clone()),
         quiet: a.quiet || a.json,
         engine: a.engine,
         force: a.force,
     };
-    struct Job<'a>(&'a MetaConfig, &'a TrainArgs, &'a TrainEnv);
+    struct Job<'a>(
+        &'a MetaConfig,
+        Option<RewardStage>,
+        &'a TrainArgs,
+        &'a TrainEnv,
+    );
     impl BackendJob for Job<'_> {
-        type Output = TrainSummary;
-        fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<TrainSummary> {
-            Ok(train_meta::<B>(
+        type Output = TrainReport;
+        fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<TrainReport> {
+            Ok(train_model::<B>(
                 self.0,
-                &self.1.zoo,
-                &self.1.out,
-                self.2,
+                self.1,
+                &self.2.zoo,
+                &self.2.out,
+                self.3,
                 device,
             )?)
         }
     }
-    let s = dispatch(a.device, Job(&cfg, a, &env))?;
-    super::emit(a.json, &s, || summary_line(&s, cfg.functional_weight > 0.0))
+    let r = dispatch(a.device, Job(&cfg, stage, a, &env))?;
+    super::emit(a.json, &r, || {
+        let line = summary_line(&r.train, cfg.functional_weight > 0.0);
+        match &r.finetune {
+            None => line,
+            Some(f) => format!(
+                "{line}\nreward stage: {} iterations in {:.1}s; test accuracy {:.2} % → {:.2} %, reward {:.3} → {:.3}, spread {:.2} → {:.2} → {}",
+                f.iterations,
+                f.seconds,
+                100.0 * f.acc_before,
+                100.0 * f.acc_after,
+                f.reward_before,
+                f.reward_after,
+                f.spread_before,
+                f.spread_after,
+                r.model().display()
+            ),
+        }
+    })
 }
 
 /// The one-line summary of a training job.

@@ -673,7 +673,7 @@ impl<B: Backend> SetField<B> {
         let context: Tensor<B, 3> = c.unsqueeze_dim(1);
         // Per-sample terms are tiled over the units before they are added: the same sums, but
         // burn-flex adds same-shape contiguous tensors on its fast path and broadcasts through a
-        // generic strided iterator (1.2× the training speed of the default recipe, same bytes).
+        // generic strided iterator (1.2× the training speed of the functional recipe, same bytes).
         let mut h = per_token(&self.embed, tokens) + context.clone().repeat_dim(1, u);
         for block in &self.blocks {
             let pooled = per_token(&block.pooled, h.clone().mean_dim(1));

@@ -1,7 +1,7 @@
 //! The fused CPU trainer of the set field, with the functional term.
 //!
 //! [`crate::meta::field`]'s set field treats each hidden unit `j` of a one-hidden-layer classifier
-//! as a token `[W1[j, :], b1[j], W2[:, j]]`. Through burn's autodiff a step of the default recipe
+//! as a token `[W1[j, :], b1[j], W2[:, j]]`. Through burn's autodiff a step of the functional recipe
 //! (flow matching plus the functional term on a 4-step rollout) spends most of its time building
 //! the graph, laying out strided tensors and allocating; this module does the same computation
 //! by hand on buffers allocated once. For `N` states of `U` units, width `H`, `D` blocks:

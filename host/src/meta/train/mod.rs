@@ -17,6 +17,7 @@
 //! | [`fused_score`] | the functional term's score of generated classifiers and its gradient |
 //! | [`checkpoint`] | mid-training checkpoints and the loss log |
 //! | [`ema`] | the moving average of the field's weights (`--ema`) |
+//! | [`two_stage`] | the reward recipe: flow matching, then `finetune` on the zoo's images |
 
 pub mod burn_engine;
 pub mod checkpoint;
@@ -25,6 +26,7 @@ pub mod fused_engine;
 pub mod fused_mlp;
 pub mod fused_score;
 pub mod fused_set;
+pub mod two_stage;
 
 use std::fs;
 use std::path::{Path, PathBuf};
