@@ -418,11 +418,12 @@ impl Method {
 pub enum Recipe {
     /// Two stages: the MLP field trained by flow matching alone from a Gaussian source (width
     /// 256, depth 2, 3,000 steps, cosine schedule, Euler × 8), then fine-tuned on the zoo's
-    /// training loss through its sampler over a range of step counts ([`RewardStage`]). The
+    /// training loss through its sampler over a range of step counts (the reward stage). The
     /// default for NM-CFM on the weights of a single-task zoo.
     Reward,
     /// The set field with the functional term on the 4-step Euler sampler (width 128, 8,000
-    /// steps, cosine schedule, λ = 2): the default for NM-MMFM and conditioned fields.
+    /// steps, cosine schedule, λ = 2): the default for `--field set`, NM-MMFM and conditioned
+    /// fields.
     Functional,
     /// No recipe: width 512, 2,000 steps, constant rate, no functional term, RK4 × 2.
     Plain,
