@@ -677,6 +677,14 @@ fn finetuning_raises_the_reward_and_resumes_to_the_same_bytes() {
         summary["reward_after"].as_f64().unwrap(),
     );
     assert!(after > before + 0.02, "reward {before} → {after}");
+    // Adjoint matching also measures the law it tilts: the memoryless SDE's classifiers.
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reference.join("finetune.json")).unwrap()).unwrap();
+    for m in record["measurements"].as_array().unwrap() {
+        let (acc, reward) = (m["sde_acc_mean"].as_f64(), m["sde_reward"].as_f64());
+        assert!(acc.is_some_and(|a| (0.0..=1.0).contains(&a)), "{m}");
+        assert!(reward.is_some_and(|r| r.is_finite() && r < 0.0), "{m}");
+    }
     for f in [
         "field.bin",
         "train.json",

@@ -11,7 +11,8 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 
-use super::memoryless::{SourceMoments, grid, sigma};
+pub use super::memoryless::{MomentRows, memoryless_path};
+use super::memoryless::{grid, sigma};
 use crate::flow::solver::{Solver, integrate};
 use crate::meta::field::VectorField;
 use crate::meta::source::standard_normal;
@@ -38,23 +39,6 @@ pub struct AdjointSettings {
     pub t0: f64,
 }
 
-/// The source moments as `[1, P]` rows on a device.
-pub struct MomentRows<B: Backend> {
-    mean: Tensor<B, 2>,
-    scale: Tensor<B, 2>,
-}
-
-impl<B: Backend> MomentRows<B> {
-    /// Uploads `m`.
-    pub fn new(m: &SourceMoments, device: &B::Device) -> Self {
-        let p = m.mean.len();
-        Self {
-            mean: Tensor::from_data(TensorData::new(m.mean.clone(), [1, p]), device),
-            scale: Tensor::from_data(TensorData::new(m.scale.clone(), [1, p]), device),
-        }
-    }
-}
-
 /// What an iteration measured.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StepStats {
@@ -67,7 +51,12 @@ fn times<B: Backend>(n: usize, t: f64, device: &B::Device) -> Tensor<B, 2> {
 }
 
 /// `[n, P]` standard normal draws from `rng`.
-fn normals<B: Backend>(n: usize, p: usize, rng: &mut Rng, device: &B::Device) -> Tensor<B, 2> {
+pub(super) fn normals<B: Backend>(
+    n: usize,
+    p: usize,
+    rng: &mut Rng,
+    device: &B::Device,
+) -> Tensor<B, 2> {
     let v: Vec<f32> = (0..n * p).map(|_| standard_normal(rng)).collect();
     Tensor::from_data(TensorData::new(v, [n, p]), device)
 }
@@ -88,21 +77,16 @@ pub fn adjoint_loss<B: AutodiffBackend>(
     let k_steps = settings.steps.max(1);
     let ts = grid(settings.t0, k_steps);
     let h = (1.0 - settings.t0) / k_steps as f64;
-    let (mu, c) = (moments.mean.clone(), moments.scale.clone());
-    let drift = |v: Tensor<B::InnerBackend, 2>, x: Tensor<B::InnerBackend, 2>, t: f64| {
-        v * 2.0 + mu.clone() - (x - mu.clone() * (1.0 - t)) / t
-    };
+    let c = moments.scale.clone();
     // (1) Trajectories of the fine-tuned drift, no gradients.
-    let fine_inner = fine.valid();
-    let x_t0 = x0.clone() + fine_inner.forward(x0, times(n, 0.0, &device)) * settings.t0;
-    let mut xs = vec![x_t0];
-    for &t in &ts[..k_steps] {
-        let x = xs[xs.len() - 1].clone();
-        let v = fine_inner.forward(x.clone(), times(n, t, &device));
-        let step = drift(v, x.clone(), t) * h
-            + c.clone() * normals(n, p, noise, &device) * (sigma(t) * h.sqrt());
-        xs.push(x + step);
-    }
+    let xs = memoryless_path(
+        &fine.valid(),
+        moments,
+        settings.t0,
+        settings.steps,
+        x0,
+        &mut || normals(n, p, noise, &device),
+    );
     // (2) The lean adjoint, backwards from ã(1) = −λ∇r(X_1).
     let (grad_r, reward_mean) = reward.grad(xs[k_steps].clone());
     let mut a = grad_r * (-settings.lambda);

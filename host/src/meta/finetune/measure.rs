@@ -7,7 +7,8 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 
-use super::{EVAL_SEED, FinetuneConfig, Measurement, Row, State, inner_model};
+use super::adjoint::{AdjointSettings, MomentRows, memoryless_path, normals};
+use super::{EVAL_SEED, FinetuneConfig, Measurement, Row, STREAM_NOISE, State, inner_model};
 use crate::arch::Arch;
 use crate::backend::values;
 use crate::classifier;
@@ -19,6 +20,7 @@ use crate::meta::reward::Reward;
 use crate::meta::sample::MetaModel;
 use crate::meta::symmetry::HiddenLayers;
 use crate::plot::{self, LineChart, Series};
+use nmflow_runtime::Rng;
 
 /// The fixed draws every measurement uses: source samples, the base's classifiers from them, and
 /// a batch of training images for the reward.
@@ -63,11 +65,15 @@ impl<'a> Evaluation<'a> {
         })
     }
 
+    /// Measures `field` on the fixed draws; with `sde` (adjoint matching: the source moments and
+    /// the run's schedule) also the classifiers its memoryless SDE draws from the same source
+    /// samples with fixed noise.
     pub(super) fn measure<B: AutodiffBackend>(
         &self,
         base: &MetaModel<B>,
         field: &VectorField<B::InnerBackend>,
         iteration: usize,
+        sde: Option<(&MomentRows<B::InnerBackend>, AdjointSettings)>,
         device: &B::Device,
     ) -> Result<Measurement, MetaError> {
         let device = device.clone();
@@ -80,36 +86,32 @@ impl<'a> Evaluation<'a> {
             &mut |_, _| {},
         )?;
         let p = base.layout.num_params();
-        let params =
-            classifier::params_from_flat::<B::InnerBackend>(&base.layout, &w, self.n, &device);
-        let accs = classifier::evaluate(
-            self.arch,
-            &params,
-            &self.data.test.x,
-            &self.data.test.y,
-            None,
-            &device,
-        )?;
-        let acc: Vec<f64> = accs.iter().map(|a| a.1).collect();
-        let acc_mean = acc.iter().sum::<f64>() / acc.len().max(1) as f64;
-        let acc_min = acc.iter().copied().fold(f64::INFINITY, f64::min);
-        // Reward: minus the mean cross-entropy on fixed training images.
-        let batch = self.data.train.head(self.images.min(self.data.train.len()));
-        let (m, d) = (batch.len(), batch.dim);
-        let classes = self.arch.num_classes();
-        let onehot = classifier::one_hot(&batch.y, classes);
-        let x = Tensor::<B::InnerBackend, 2>::from_data(
-            TensorData::new(batch.x.clone(), [m, d]),
-            &device,
-        );
-        let y =
-            Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(onehot, [m, classes]), &device);
-        let wt = Tensor::<B::InnerBackend, 2>::from_data(
-            TensorData::new(w.clone(), [self.n, p]),
-            &device,
-        );
-        let ce = Reward::CrossEntropy.loss(self.arch, &base.layout, wt, x, y);
-        let ce = values::<f32>(ce.into_data())?;
+        let (acc_mean, acc_min, reward) = self.score(base, &w, &device)?;
+        let (sde_acc_mean, sde_reward) = match sde {
+            Some((moments, settings)) => {
+                let mut z = self.x0.clone();
+                model.normalizer.apply(&mut z);
+                let n = self.x0.len() / model.state_dim();
+                let x0 = Tensor::from_data(TensorData::new(z, [n, model.state_dim()]), &device);
+                let mut noise = Rng::new(EVAL_SEED, STREAM_NOISE);
+                let (rows, p) = (n, model.state_dim());
+                let path =
+                    memoryless_path(field, moments, settings.t0, settings.steps, x0, &mut || {
+                        normals(rows, p, &mut noise, &device)
+                    });
+                let last = path.last().cloned().ok_or_else(|| {
+                    MetaError::Usage(crate::error::UsageError(
+                        "--steps must be at least 1".into(),
+                    ))
+                })?;
+                let mut raw = values::<f32>(last.into_data())?;
+                model.normalizer.invert(&mut raw);
+                let ws = model.weights_of(raw, &device)?;
+                let (a, _, r) = self.score(base, &ws, &device)?;
+                (Some(a), Some(r))
+            }
+            None => (None, None),
+        };
         let distance = w
             .chunks_exact(p)
             .zip(self.base_w.chunks_exact(p))
@@ -126,14 +128,61 @@ impl<'a> Evaluation<'a> {
             iteration,
             acc_mean,
             acc_min,
-            reward: -f64::from(ce.first().copied().unwrap_or(f32::NAN)),
+            reward,
             distance_from_base: distance,
             spread: median(pairwise(&w, p)),
             spread_aligned: self
                 .hidden
                 .as_ref()
                 .map_or(0.0, |h| median(pairwise_aligned(&w, h, p, self.n))),
+            sde_acc_mean,
+            sde_reward,
         })
+    }
+
+    /// Mean and lowest test accuracy of the classifiers `w` (raw weights `[n, P]`) and their
+    /// reward (minus the mean cross-entropy on the fixed training images).
+    fn score<B: AutodiffBackend>(
+        &self,
+        base: &MetaModel<B>,
+        w: &[f32],
+        device: &B::Device,
+    ) -> Result<(f64, f64, f64), MetaError> {
+        let p = base.layout.num_params();
+        let params =
+            classifier::params_from_flat::<B::InnerBackend>(&base.layout, w, self.n, device);
+        let accs = classifier::evaluate(
+            self.arch,
+            &params,
+            &self.data.test.x,
+            &self.data.test.y,
+            None,
+            device,
+        )?;
+        let acc: Vec<f64> = accs.iter().map(|a| a.1).collect();
+        let acc_mean = acc.iter().sum::<f64>() / acc.len().max(1) as f64;
+        let acc_min = acc.iter().copied().fold(f64::INFINITY, f64::min);
+        let batch = self.data.train.head(self.images.min(self.data.train.len()));
+        let (m, d) = (batch.len(), batch.dim);
+        let classes = self.arch.num_classes();
+        let onehot = classifier::one_hot(&batch.y, classes);
+        let x = Tensor::<B::InnerBackend, 2>::from_data(
+            TensorData::new(batch.x.clone(), [m, d]),
+            device,
+        );
+        let y =
+            Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(onehot, [m, classes]), device);
+        let wt = Tensor::<B::InnerBackend, 2>::from_data(
+            TensorData::new(w.to_vec(), [self.n, p]),
+            device,
+        );
+        let ce = Reward::CrossEntropy.loss(self.arch, &base.layout, wt, x, y);
+        let ce = values::<f32>(ce.into_data())?;
+        Ok((
+            acc_mean,
+            acc_min,
+            -f64::from(ce.first().copied().unwrap_or(f32::NAN)),
+        ))
     }
 }
 

@@ -15,9 +15,13 @@
 //! has independent endpoints (trained with `--coupling independent`); the natural coupling pairs
 //! each run's own init with its final weights, another approximation.
 
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
 use super::super::normalize::Normalizer;
 use super::super::source::Source;
 use crate::arch::Layout;
+use crate::meta::field::VectorField;
 
 /// Per-coordinate mean `μ` and scale `c` of the source in standardized coordinates.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +52,55 @@ impl SourceMoments {
             exact: matches!(source, Source::Gaussian { .. }),
         }
     }
+}
+
+/// The source moments as `[1, P]` rows on a device.
+pub struct MomentRows<B: Backend> {
+    pub(crate) mean: Tensor<B, 2>,
+    pub(crate) scale: Tensor<B, 2>,
+}
+
+impl<B: Backend> MomentRows<B> {
+    /// Uploads `m`.
+    pub fn new(m: &SourceMoments, device: &B::Device) -> Self {
+        let p = m.mean.len();
+        Self {
+            mean: Tensor::from_data(TensorData::new(m.mean.clone(), [1, p]), device),
+            scale: Tensor::from_data(TensorData::new(m.scale.clone(), [1, p]), device),
+        }
+    }
+}
+
+/// Euler–Maruyama of `field`'s memoryless SDE (drift `2v + μ − (x − (1 − t)μ)/t`, diffusion
+/// `c·σ(t)`) from the standardized source samples `x0` (`[n, P]`): one Euler step of the ODE
+/// carries them to `t0`, then `settings.steps` steps reach 1. Returns the states at the grid's
+/// `steps + 1` times (`steps + 1` evaluations of the field); `noise()` gives each step's
+/// standard normal draws (`[n, P]`). Adjoint matching tilts the law of the last state.
+pub fn memoryless_path<B: Backend>(
+    field: &VectorField<B>,
+    moments: &MomentRows<B>,
+    t0: f64,
+    steps: usize,
+    x0: Tensor<B, 2>,
+    noise: &mut dyn FnMut() -> Tensor<B, 2>,
+) -> Vec<Tensor<B, 2>> {
+    let n = x0.dims()[0];
+    let device = x0.device();
+    let k_steps = steps.max(1);
+    let ts = grid(t0, k_steps);
+    let h = (1.0 - t0) / k_steps as f64;
+    let (mu, c) = (moments.mean.clone(), moments.scale.clone());
+    let times = |t: f64| Tensor::<B, 2>::full([n, 1], t as f32, &device);
+    let x_t0 = x0.clone() + field.forward(x0, times(0.0)) * t0;
+    let mut xs = vec![x_t0];
+    for &t in &ts[..k_steps] {
+        let x = xs[xs.len() - 1].clone();
+        let v = field.forward(x.clone(), times(t));
+        let drift = v * 2.0 + mu.clone() - (x.clone() - mu.clone() * (1.0 - t)) / t;
+        let step = drift * h + c.clone() * noise() * (sigma(t) * h.sqrt());
+        xs.push(x + step);
+    }
+    xs
 }
 
 /// `σ(t) = √(2(1 − t)/t)` (0 at `t = 1`; `t` must be positive).

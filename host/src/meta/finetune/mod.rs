@@ -58,7 +58,7 @@ pub const SUMMARY: &str = "finetune.json";
 /// PRNG stream of the source samples an iteration starts from.
 const STREAM_SOURCE: u64 = 30;
 /// PRNG stream of the SDE's noise.
-const STREAM_NOISE: u64 = 31;
+pub(super) const STREAM_NOISE: u64 = 31;
 /// PRNG stream of the reward's image minibatches.
 const STREAM_REWARD: u64 = 32;
 /// PRNG stream of the direct method's rollout step count.
@@ -246,6 +246,14 @@ pub struct Measurement {
     /// order of the units; 0 for convolutional classifiers and older runs).
     #[serde(default)]
     pub spread_aligned: f64,
+    /// Adjoint matching only: the mean test accuracy of classifiers drawn by the fine-tuned
+    /// field's memoryless SDE (the sampler whose law adjoint matching tilts; same source samples,
+    /// fixed noise), beside `acc_mean` of its ODE sampler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sde_acc_mean: Option<f64>,
+    /// Adjoint matching only: the reward of those classifiers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sde_reward: Option<f64>,
 }
 
 /// One row of `loss.csv`.
@@ -490,16 +498,17 @@ pub fn finetune<B: AutodiffBackend>(
         state = saved;
     }
     let eval = Evaluation::new(&base, &arch, &data, cfg, device)?;
-    if state.measurements.is_empty() {
-        state
-            .measurements
-            .push(eval.measure(&base, &fine.valid(), 0, device)?);
-    }
     let settings = AdjointSettings {
         lambda: cfg.lambda,
         steps: cfg.steps,
         t0: cfg.t0,
     };
+    let probe = (cfg.method == Method::Adjoint).then_some((&rows_dev, settings));
+    if state.measurements.is_empty() {
+        state
+            .measurements
+            .push(eval.measure(&base, &fine.valid(), 0, probe, device)?);
+    }
     let p = base.state_dim();
     let bar = progress::bar(cfg.iterations as u64, "iterations", env.quiet);
     bar.set_position(state.step as u64);
@@ -573,9 +582,13 @@ pub fn finetune<B: AutodiffBackend>(
         bar.set_message(format!("loss {value:.3e} reward {:.3}", stats.reward));
         bar.inc(1);
         if state.step.is_multiple_of(cfg.eval_every) || state.step == cfg.iterations {
-            state
-                .measurements
-                .push(eval.measure(&base, &fine.valid(), state.step, device)?);
+            state.measurements.push(eval.measure(
+                &base,
+                &fine.valid(),
+                state.step,
+                probe,
+                device,
+            )?);
             state.seconds = seconds_before + start.elapsed().as_secs_f64();
             if state.step < cfg.iterations {
                 checkpoint::save(out, &state, &fine, &optim)?;
