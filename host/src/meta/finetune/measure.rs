@@ -91,17 +91,18 @@ impl<'a> Evaluation<'a> {
             Some((moments, settings)) => {
                 let mut z = self.x0.clone();
                 model.normalizer.apply(&mut z);
-                let n = self.x0.len() / model.state_dim();
-                let x0 = Tensor::from_data(TensorData::new(z, [n, model.state_dim()]), &device);
+                let q = model.state_dim();
+                let rows = z.len() / q;
+                let x0 = Tensor::from_data(TensorData::new(z, [rows, q]), &device);
                 let mut noise = Rng::new(EVAL_SEED, STREAM_NOISE);
-                let (rows, p) = (n, model.state_dim());
-                let path =
+                let mut path =
                     memoryless_path(field, moments, settings.t0, settings.steps, x0, &mut || {
-                        normals(rows, p, &mut noise, &device)
+                        normals(rows, q, &mut noise, &device)
                     });
-                let last = path.last().cloned().ok_or_else(|| {
+                // The path always holds at least its state at t0.
+                let last = path.pop().ok_or_else(|| {
                     MetaError::Usage(crate::error::UsageError(
-                        "--steps must be at least 1".into(),
+                        "the memoryless SDE returned no state".into(),
                     ))
                 })?;
                 let mut raw = values::<f32>(last.into_data())?;

@@ -73,7 +73,7 @@ impl<B: Backend> MomentRows<B> {
 
 /// Euler–Maruyama of `field`'s memoryless SDE (drift `2v + μ − (x − (1 − t)μ)/t`, diffusion
 /// `c·σ(t)`) from the standardized source samples `x0` (`[n, P]`): one Euler step of the ODE
-/// carries them to `t0`, then `settings.steps` steps reach 1. Returns the states at the grid's
+/// carries them to `t0`, then `steps` steps reach 1. Returns the states at the grid's
 /// `steps + 1` times (`steps + 1` evaluations of the field); `noise()` gives each step's
 /// standard normal draws (`[n, P]`). Adjoint matching tilts the law of the last state.
 pub fn memoryless_path<B: Backend>(
