@@ -136,6 +136,7 @@ pub fn meta_config(method: Method, zoo: &Path) -> MetaConfig {
         seed: 0,
         solver: if jko { Solver::Euler } else { Solver::Rk4 },
         solver_steps: if jko { intervals } else { 2 },
+        sde_t0: None,
         zoo_manifest_sha256: manifest_hash(zoo).unwrap(),
         zoo: zoo.display().to_string(),
         latent: None,

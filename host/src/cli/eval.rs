@@ -29,7 +29,8 @@ pub struct EvalArgs {
     /// Solver [default: the model's, the one it was trained for].
     #[arg(long, value_enum)]
     pub solver: Option<Solver>,
-    /// Step counts to sweep (comma-separated).
+    /// Step counts to sweep (comma-separated; with the sde solver, counts below 2 are skipped:
+    /// it spends one step reaching t0).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
     pub steps: Vec<usize>,
     /// Seed of the source samples (and of the downstream comparison's inits and data orders).
@@ -96,10 +97,18 @@ pub struct EvalArgs {
 impl EvalArgs {
     /// The library's options for these flags; `model_solver` stands in for an absent --solver.
     pub fn to_options(&self, model_solver: Solver) -> EvalOptions {
+        let solver = self.solver.unwrap_or(model_solver);
+        // The memoryless SDE spends its first step reaching t0: it has no 1-step sampler.
+        let steps = self
+            .steps
+            .iter()
+            .copied()
+            .filter(|&k| solver != Solver::Sde || k >= 2)
+            .collect();
         EvalOptions {
             n: self.n,
-            solver: self.solver.unwrap_or(model_solver),
-            steps: self.steps.clone(),
+            solver,
+            steps,
             seed: self.seed,
             agreement_samples: 2000,
             w1_directions: 64,

@@ -41,6 +41,13 @@ pub struct FinetuneArgs {
     /// matching, train the base with a Gaussian source. Its scale matters for either method: with
     /// --method direct (3,000 iterations), a base with `--source-std 0.07` kept the Fashion runs'
     /// spread at 83.45 %, 0.03 collapsed it (3.9) at 84.29 %, and the default 0.1 kept it at 79 %.
+    ///
+    /// Adjoint matching tilts the law of the memoryless SDE it trains through, not the ODE of the
+    /// same field (they agree only for an exact marginal field), so the model it writes samples
+    /// with that SDE: its stored sampler is `sde` with --steps + 1 evaluations from --t0, which
+    /// `sample`, `eval`, `export` and the device use unless told another solver. Measured on
+    /// mnist8 (BENCHMARKS.md): λ = 10⁵, --steps 7: 92.28 ± 0.19 % over three seeds with the SDE
+    /// at 8 evaluations, 87.4 % with Euler × 8 of the same field.
     #[arg(long, value_enum, default_value = "adjoint")]
     pub method: Method,
     /// Reward: `ce`, minus the cross-entropy of the generated classifier on --dataset's training
@@ -63,7 +70,8 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = 16)]
     pub trajectories: usize,
     /// Euler–Maruyama steps of the adjoint method's SDE (the direct method rolls out the base's
-    /// own Euler step count).
+    /// own Euler step count); the fine-tuned model's sampler spends one more evaluation, the ODE
+    /// step to --t0.
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
     /// First time of the SDE, in (0, 1): the ODE carries the source sample to it (the schedule's

@@ -9,8 +9,10 @@
 //! |---|---|
 //! | [`assignment`] | exact minimum-cost assignment (minibatch OT coupling) |
 //! | [`path`] | `xt` and `ut` for the linear (CFM) and spline (multi-marginal) paths |
-//! | [`solver`] | Euler, Heun and RK4 integration with an explicit step count and NFE |
+//! | [`solver`] | Euler, Heun, RK4 and Dormand–Prince integration with an explicit step count and NFE |
+//! | [`sde`] | the memoryless SDE of the linear path: Euler–Maruyama from `t0` |
 
 pub mod assignment;
 pub mod path;
+pub mod sde;
 pub mod solver;

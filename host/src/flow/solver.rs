@@ -23,6 +23,11 @@ pub enum Solver {
     /// size then follows the local error (relative and absolute tolerance [`DOPRI_TOL`], one
     /// step size for the whole batch); 6 evaluations per accepted or rejected step, plus 1.
     Dopri5,
+    /// The memoryless SDE with the flow's marginals, a stochastic sampler: one Euler step of the
+    /// ODE to t0, then steps − 1 Euler–Maruyama steps; 1 evaluation per step, at least 2 steps.
+    /// The law adjoint matching fine-tunes (`finetune --method adjoint` makes it the model's
+    /// sampler); exact for a Gaussian source.
+    Sde,
 }
 
 /// Relative and absolute tolerance of [`Solver::Dopri5`] (standardized weight units).
@@ -32,7 +37,7 @@ impl Solver {
     /// Network evaluations per step.
     pub fn stages(self) -> usize {
         match self {
-            Self::Euler => 1,
+            Self::Euler | Self::Sde => 1,
             Self::Heun => 2,
             Self::Rk4 => 4,
             Self::Dopri5 => 6,
@@ -47,7 +52,9 @@ impl Solver {
 
 /// Integrates `x` from `t = 0` to `1` in `steps` equal steps, calling `observe(k, x_k)` at every
 /// step boundary `t = k/steps` (k = 0..=steps). Returns the final state and the number of field
-/// evaluations (NFE).
+/// evaluations (NFE). This is the ODE: it has no noise and takes [`Solver::Sde`] as
+/// [`Solver::Euler`] (the flow whose marginals the SDE shares);
+/// [`crate::meta::sample::MetaModel::integrate_from`] draws the SDE ([`crate::flow::sde`]).
 pub fn integrate<B: Backend>(
     solver: Solver,
     steps: usize,
@@ -66,7 +73,7 @@ pub fn integrate<B: Backend>(
     for k in 0..steps {
         let t = k as f32 * h;
         x = match solver {
-            Solver::Euler => {
+            Solver::Euler | Solver::Sde => {
                 let v = field(x.clone(), t);
                 nfe += 1;
                 x + v * h

@@ -150,6 +150,10 @@ pub struct MetaConfig {
     pub solver: Solver,
     /// Default number of solver steps.
     pub solver_steps: usize,
+    /// The first time `t0` of the memoryless SDE sampler ([`Solver::Sde`]), recorded by adjoint
+    /// fine-tuning (absent: [`crate::flow::sde::DEFAULT_T0`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sde_t0: Option<f64>,
     /// SHA-256 of the zoo's manifest.
     pub zoo_manifest_sha256: String,
     /// The zoo directory the model was trained on.
@@ -223,6 +227,9 @@ impl MetaConfig {
                 "--time-dim must be an even number ≥ 2 (got {})",
                 self.field.time_dim
             ));
+        }
+        if self.solver == Solver::Sde {
+            return bad("--solver sde is the sampler of adjoint fine-tuning (`nmflow finetune --method adjoint` stores it; `sample`/`eval --solver sde` draw with it); train stores an ODE solver: euler, heun, rk4 or dopri5".into());
         }
         positive("--lr", self.lr)?;
         non_negative("--weight-decay", self.weight_decay)?;
@@ -379,6 +386,12 @@ impl MetaConfig {
     /// `--step-input`, `None` otherwise.
     pub fn step_size(&self, steps: usize) -> Option<f32> {
         self.field.step_input.then(|| 1.0 / steps.max(1) as f32)
+    }
+
+    /// The first time of the memoryless SDE sampler: the one fine-tuning recorded, or
+    /// [`crate::flow::sde::DEFAULT_T0`].
+    pub fn sde_t0(&self) -> f64 {
+        self.sde_t0.unwrap_or(crate::flow::sde::DEFAULT_T0)
     }
 
     /// The Euler step count of one training step's rollout: `functional_rollout`, a uniform draw
@@ -904,6 +917,7 @@ impl TrainRequest {
             seed: self.seed,
             solver,
             solver_steps,
+            sde_t0: None,
             zoo_manifest_sha256: sha256,
             zoo: zoo_dir.display().to_string(),
             latent: None,

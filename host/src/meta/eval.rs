@@ -68,7 +68,11 @@ impl EvalOptions {
             return bad("--n must be at least 1 (got 0)");
         }
         if self.steps.is_empty() || self.steps.contains(&0) {
-            return bad("--steps must list step counts of at least 1 (e.g. 1,2,4,8)");
+            return bad(if self.solver == Solver::Sde {
+                "--steps must list step counts of at least 2 for --solver sde (e.g. 2,4,8)"
+            } else {
+                "--steps must list step counts of at least 1 (e.g. 1,2,4,8)"
+            });
         }
         if self.agreement_samples == 0 || self.w1_directions == 0 {
             return bad("agreement samples and W1 directions must be at least 1");
@@ -211,6 +215,7 @@ fn fine_tuning<B: AutodiffBackend>(
         &x0,
         opts.solver,
         model.config.solver_steps,
+        opts.seed,
         device,
         &mut |_, _| {},
     )?;
@@ -331,7 +336,8 @@ fn sweep<B: Backend>(
     let (mut shown_w, mut shown_accs) = (Vec::new(), Vec::new());
     for (row, &steps) in opts.steps.iter().enumerate() {
         let t0 = Instant::now();
-        let (w, nfe) = model.integrate_from(x0, opts.solver, steps, device, &mut |_, _| {})?;
+        let (w, nfe) =
+            model.integrate_from(x0, opts.solver, steps, opts.seed, device, &mut |_, _| {})?;
         let ms = t0.elapsed().as_secs_f64() * 1000.0 / opts.n.max(1) as f64;
         let accs = accuracies::<B>(arch, &model.layout, &w, opts.n, data, device)?;
         let s = AccStats::of(&accs);
@@ -353,13 +359,14 @@ fn sweep<B: Backend>(
     Ok((rows, shown_steps, shown_w, shown_accs))
 }
 
-/// A fixed-step solver for measurements at step boundaries: the sweep's solver, or RK4 in place
-/// of an adaptive one (whose states do not land on given times).
+/// A fixed-step ODE solver for measurements at step boundaries: the sweep's solver, RK4 in place
+/// of an adaptive one (whose states do not land on given times), Euler for the memoryless SDE
+/// (its states lie on another grid; Euler integrates its probability-flow ODE, the flow itself).
 fn fixed_solver(solver: Solver) -> Solver {
-    if solver.is_adaptive() {
-        Solver::Rk4
-    } else {
-        solver
+    match solver {
+        Solver::Dopri5 => Solver::Rk4,
+        Solver::Sde => Solver::Euler,
+        other => other,
     }
 }
 
@@ -376,9 +383,16 @@ fn fidelity<B: Backend>(
     let p = model.layout.num_params();
     let k = train.checkpoints() - 1;
     let mut states: Vec<Vec<f32>> = Vec::new();
-    model.integrate_from(x0, fixed_solver(opts.solver), k, device, &mut |_, s| {
-        states.push(s);
-    })?;
+    model.integrate_from(
+        x0,
+        fixed_solver(opts.solver),
+        k,
+        opts.seed,
+        device,
+        &mut |_, s| {
+            states.push(s);
+        },
+    )?;
     let mut rng = Rng::new(opts.seed, 30);
     // Distances in standardized weight units: a latent model's states are decoded weights, so
     // its VAE's standardization applies.
@@ -426,9 +440,16 @@ fn path_loss<B: Backend>(
     let sub = data.test.head(opts.agreement_samples);
     let steps = model.config.solver_steps;
     let mut states: Vec<Vec<f32>> = Vec::new();
-    model.integrate_from(x0, fixed_solver(opts.solver), steps, device, &mut |_, s| {
-        states.push(s);
-    })?;
+    model.integrate_from(
+        x0,
+        fixed_solver(opts.solver),
+        steps,
+        opts.seed,
+        device,
+        &mut |_, s| {
+            states.push(s);
+        },
+    )?;
     states
         .iter()
         .enumerate()

@@ -12,17 +12,22 @@ use super::field::{VectorField, time_input};
 use super::files::{self, read_json};
 use super::latent::codec::{self, Codec};
 use super::normalize::Normalizer;
-use super::source::Source;
+use super::source::{MomentRows, Source, SourceMoments, standard_normal};
 use super::train::TrainSummary;
 use crate::arch::Layout;
 use crate::backend::values;
 use crate::error::MetaError;
+use crate::flow::sde;
 use crate::flow::solver::{Solver, integrate};
 use nmflow_runtime::Rng;
 use nmflow_runtime::rng::derive_seed;
 
 /// PRNG stream of source samples drawn for sampling (shared with the runtime).
 pub const STREAM_SOURCE: u64 = nmflow_runtime::source::STREAM_SOURCE;
+/// PRNG stream of the memoryless SDE sampler's noise (shared with the runtime).
+pub const STREAM_SDE: u64 = nmflow_runtime::source::STREAM_SDE;
+/// Seed of the encoded draws that estimate a latent Kaiming source's moments.
+const MOMENT_SEED: u64 = 0x0A0E_5EED;
 
 /// A trained meta-model, ready to sample.
 pub struct MetaModel<B: Backend> {
@@ -239,17 +244,66 @@ impl<B: Backend> MetaModel<B> {
         }
     }
 
-    /// Integrates the field from the raw source samples `x0` (`[n, state_dim]`), returning raw
-    /// weights (decoded, for a latent model) and the NFE; `observe(k, weights)` sees the raw
-    /// weights at every step boundary `k/steps`.
+    /// The source's moments in the field's standardized coordinates ([`SourceMoments`]): in
+    /// closed form for a weight model or a Gaussian latent source; for the encoded Kaiming
+    /// source of a latent model, the per-coordinate mean and standard deviation of 4,096 encoded
+    /// draws from a fixed seed (an approximation, as for any non-Gaussian source).
     ///
     /// # Errors
-    /// [`MetaError::Tensor`] when the backend's values cannot be read back.
+    /// [`MetaError::Tensor`] when encoding cannot read the backend's values back.
+    pub fn source_moments(&self, device: &B::Device) -> Result<SourceMoments, MetaError> {
+        let Some(codec) = &self.latent else {
+            return Ok(SourceMoments::of(
+                &self.config.source,
+                &self.layout,
+                &self.normalizer,
+            ));
+        };
+        let latent = codec::latent_layout(codec.latent());
+        if matches!(self.config.source, Source::Gaussian { .. }) {
+            return Ok(SourceMoments::of(
+                &self.config.source,
+                &latent,
+                &self.normalizer,
+            ));
+        }
+        let n = 4096;
+        let mut z = self.source_samples(n, MOMENT_SEED, device)?;
+        self.normalizer.apply(&mut z);
+        let l = codec.latent();
+        let (mut mean, mut scale) = (vec![0.0f32; l], vec![0.0f32; l]);
+        for j in 0..l {
+            let col = z.iter().skip(j).step_by(l).map(|&v| f64::from(v));
+            let (s, s2) = col.fold((0.0, 0.0), |(a, b), v| (a + v, b + v * v));
+            let m = s / n as f64;
+            mean[j] = m as f32;
+            scale[j] = ((s2 / n as f64 - m * m).max(1e-12).sqrt()) as f32;
+        }
+        Ok(SourceMoments {
+            mean,
+            scale,
+            exact: false,
+        })
+    }
+
+    /// Integrates the field from the raw source samples `x0` (`[n, state_dim]`), returning raw
+    /// weights (decoded, for a latent model) and the NFE; `observe(k, weights)` sees the raw
+    /// weights at every state the solver visits (the step boundaries `k/steps` of an ODE solver;
+    /// `x0`, then the grid from `t0` of [`Solver::Sde`]).
+    ///
+    /// [`Solver::Sde`] draws row `i`'s noise from `Rng::new(derive_seed(seed, i), STREAM_SDE)`
+    /// (the stream the device runtime uses), so a classifier does not depend on how many are
+    /// drawn with it; the ODE solvers ignore `seed`.
+    ///
+    /// # Errors
+    /// [`MetaError::Tensor`] when the backend's values cannot be read back;
+    /// [`MetaError::Usage`] for [`Solver::Sde`] with fewer than 2 steps.
     pub fn integrate_from(
         &self,
         x0: &[f32],
         solver: Solver,
         steps: usize,
+        seed: u64,
         device: &B::Device,
         observe: &mut dyn FnMut(usize, Vec<f32>),
     ) -> Result<(Vec<f32>, usize), MetaError> {
@@ -276,13 +330,65 @@ impl<B: Backend> MetaModel<B> {
             }
             Err(e) => failed = Some(e.into()),
         };
-        let (x1, nfe) = integrate(solver, steps, x, &mut field, &mut obs);
+        let (x1, nfe) = if solver == Solver::Sde {
+            let mut v = |x: Tensor<B, 2>, t: f64| field(x, t as f32);
+            self.integrate_sde(&mut v, x, steps, seed, device, &mut obs)?
+        } else {
+            integrate(solver, steps, x, &mut field, &mut obs)
+        };
         if let Some(e) = failed {
             return Err(e);
         }
         let mut w = values::<f32>(x1.into_data())?;
         self.normalizer.invert(&mut w);
         Ok((self.weights_of(w, device)?, nfe))
+    }
+
+    /// The memoryless SDE sampler ([`Solver::Sde`], [`sde::integrate`]) of `field` from the
+    /// standardized states `x` (`[n, state_dim]`) in `steps` evaluations: one Euler step of the
+    /// ODE to the model's `t0`, then `steps − 1` Euler–Maruyama steps; row `i`'s noise comes from
+    /// `Rng::new(derive_seed(seed, i), STREAM_SDE)`, as on the device.
+    ///
+    /// # Errors
+    /// [`MetaError::Usage`] for fewer than 2 steps; [`MetaError::Tensor`] when a latent source's
+    /// moments cannot be estimated.
+    pub(crate) fn integrate_sde(
+        &self,
+        field: &mut dyn FnMut(Tensor<B, 2>, f64) -> Tensor<B, 2>,
+        x: Tensor<B, 2>,
+        steps: usize,
+        seed: u64,
+        device: &B::Device,
+        observe: &mut dyn FnMut(usize, &Tensor<B, 2>),
+    ) -> Result<(Tensor<B, 2>, usize), MetaError> {
+        if steps < 2 {
+            return Err(crate::error::UsageError(format!(
+                "--solver sde takes at least 2 steps (one ODE step to t0, then Euler–Maruyama steps); got --steps {steps}"
+            ))
+            .into());
+        }
+        let [n, p] = x.dims();
+        let moments = MomentRows::<B>::new(&self.source_moments(device)?, device);
+        let mut rngs: Vec<Rng> = (0..n)
+            .map(|i| Rng::new(derive_seed(seed, i as u64), STREAM_SDE))
+            .collect();
+        let mut noise = || {
+            let mut z = Vec::with_capacity(n * p);
+            for rng in &mut rngs {
+                z.extend((0..p).map(|_| standard_normal(rng)));
+            }
+            Tensor::<B, 2>::from_data(TensorData::new(z, [n, p]), device)
+        };
+        Ok(sde::integrate(
+            field,
+            &moments.mean,
+            &moments.scale,
+            self.config.sde_t0(),
+            steps - 1,
+            x,
+            &mut noise,
+            observe,
+        ))
     }
 
     /// Synthesizes `n` classifiers from `seed` (raw weights `[n, P]` in layout order) and the NFE.
@@ -298,7 +404,7 @@ impl<B: Backend> MetaModel<B> {
         device: &B::Device,
     ) -> Result<(Vec<f32>, usize), MetaError> {
         let x0 = self.source_samples(n, seed, device)?;
-        self.integrate_from(&x0, solver, steps, device, &mut |_, _| {})
+        self.integrate_from(&x0, solver, steps, seed, device, &mut |_, _| {})
     }
 }
 

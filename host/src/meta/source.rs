@@ -3,7 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
 use crate::arch::Layout;
+use crate::meta::normalize::Normalizer;
 use nmflow_runtime::Rng;
 
 /// A source distribution, in raw weight units.
@@ -51,6 +55,54 @@ impl Source {
                     out.extend((0..layout.num_params()).map(|_| std * standard_normal(rng)));
                 }
             }
+        }
+    }
+}
+
+/// Per-coordinate mean `μ` and scale `c` of the source in standardized coordinates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceMoments {
+    /// `μ`, one per parameter.
+    pub mean: Vec<f32>,
+    /// `c`, one per parameter.
+    pub scale: Vec<f32>,
+    /// Whether the source is Gaussian (the schedule is exactly memoryless) or only moment-matched.
+    pub exact: bool,
+}
+
+impl SourceMoments {
+    /// The moments of `source` after the standardization `normalizer`.
+    pub fn of(source: &Source, layout: &Layout, normalizer: &Normalizer) -> Self {
+        let (sd, mu) = normalizer.coordinate_scales();
+        let mut raw_std = Vec::with_capacity(sd.len());
+        for b in &layout.blocks {
+            let s = match *source {
+                Source::Kaiming => b.bound as f32 / 3f32.sqrt(),
+                Source::Gaussian { std } => std,
+            };
+            raw_std.extend(std::iter::repeat_n(s, b.len()));
+        }
+        Self {
+            mean: mu.iter().zip(&sd).map(|(m, s)| -m / s).collect(),
+            scale: raw_std.iter().zip(&sd).map(|(r, s)| r / s).collect(),
+            exact: matches!(source, Source::Gaussian { .. }),
+        }
+    }
+}
+
+/// The source moments as `[1, P]` rows on a device.
+pub struct MomentRows<B: Backend> {
+    pub(crate) mean: Tensor<B, 2>,
+    pub(crate) scale: Tensor<B, 2>,
+}
+
+impl<B: Backend> MomentRows<B> {
+    /// Uploads `m`.
+    pub fn new(m: &SourceMoments, device: &B::Device) -> Self {
+        let p = m.mean.len();
+        Self {
+            mean: Tensor::from_data(TensorData::new(m.mean.clone(), [1, p]), device),
+            scale: Tensor::from_data(TensorData::new(m.scale.clone(), [1, p]), device),
         }
     }
 }

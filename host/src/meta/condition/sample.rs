@@ -94,7 +94,12 @@ impl<B: Backend> MetaModel<B> {
         let mut v = |x: Tensor<B, 2>, t: f32| {
             guided(&self.field, cond, x, Tensor::full([n, 1], t, device), &e, w)
         };
-        let (x1, nfe) = crate::flow::solver::integrate(solver, steps, x, &mut v, &mut |_, _| {});
+        let (x1, nfe) = if solver == Solver::Sde {
+            let mut v = |x: Tensor<B, 2>, t: f64| v(x, t as f32);
+            self.integrate_sde(&mut v, x, steps, seed, device, &mut |_, _| {})?
+        } else {
+            crate::flow::solver::integrate(solver, steps, x, &mut v, &mut |_, _| {})
+        };
         let mut out = crate::backend::values::<f32>(x1.into_data())?;
         self.normalizer.invert(&mut out);
         Ok((out, nfe * evaluations(w)))

@@ -28,6 +28,8 @@ pub(super) struct Evaluation<'a> {
     arch: &'a Arch,
     data: &'a Dataset,
     x0: Vec<f32>,
+    /// The seed `x0` came from.
+    seed: u64,
     base_w: Vec<f32>,
     n: usize,
     images: usize,
@@ -46,11 +48,13 @@ impl<'a> Evaluation<'a> {
     ) -> Result<Self, MetaError> {
         let n = cfg.eval_samples;
         let inner = inner_model(base, base.field.valid());
-        let x0 = base.source_samples(n, cfg.seed ^ EVAL_SEED, device)?;
+        let seed = cfg.seed ^ EVAL_SEED;
+        let x0 = base.source_samples(n, seed, device)?;
         let (base_w, _) = inner.integrate_from(
             &x0,
             base.config.solver,
             base.config.solver_steps,
+            seed,
             device,
             &mut |_, _| {},
         )?;
@@ -58,6 +62,7 @@ impl<'a> Evaluation<'a> {
             arch,
             data,
             x0,
+            seed,
             base_w,
             n,
             images: cfg.reward_images.max(1024),
@@ -82,6 +87,7 @@ impl<'a> Evaluation<'a> {
             &self.x0,
             base.config.solver,
             base.config.solver_steps,
+            self.seed,
             &device,
             &mut |_, _| {},
         )?;

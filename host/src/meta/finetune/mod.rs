@@ -44,6 +44,7 @@ use super::train::{Engine, TrainSummary, checkpoint, save_field};
 use crate::arch::Arch;
 use crate::data::{Dataset, DatasetView};
 use crate::error::{MetaError, UsageError};
+use crate::flow::solver::Solver;
 use crate::io::{DirLock, sha256_hex, write_atomic};
 use crate::optim::AdamSettings;
 use crate::progress;
@@ -430,9 +431,23 @@ pub fn finetune<B: AutodiffBackend>(
         ))
         .into());
     }
+    if cfg.method == Method::Direct && base.config.solver == Solver::Sde {
+        return Err(crate::error::UsageError(format!(
+            "--method direct backpropagates through the base's ODE sampler, but --model {} samples with the memoryless SDE (it was fine-tuned by adjoint matching); fine-tune it with --method adjoint, or start from its own base",
+            base_dir.display()
+        ))
+        .into());
+    }
     // The fine-tuned model's settings: the base's, with the per-coordinate term if asked for.
+    // Adjoint matching tilts the law of the memoryless SDE it trains through, so that becomes
+    // the model's sampler (one ODE step to t0 and `steps` Euler–Maruyama steps).
     let mut fine_config = base.config.clone();
     fine_config.field.diagonal |= cfg.diagonal;
+    if cfg.method == Method::Adjoint {
+        fine_config.solver = Solver::Sde;
+        fine_config.solver_steps = cfg.steps + 1;
+        fine_config.sde_t0 = Some(cfg.t0);
+    }
     let arch = Arch::of_layout(&base.layout).ok_or_else(|| {
         MetaError::file(
             base_dir.join(files::LAYOUT),
@@ -473,7 +488,7 @@ pub fn finetune<B: AutodiffBackend>(
         device,
     );
     let decoder = LatentDecoder::new(&base, device);
-    let moments = source_moments(&base, cfg.seed, device)?;
+    let moments = base.source_moments(device)?;
     let rows_dev = MomentRows::<B::InnerBackend>::new(&moments, device);
     let frozen = base.field.clone().no_grad();
     let mut optim = AdamSettings::BURN
@@ -631,49 +646,6 @@ fn claim(cfg: &FinetuneConfig, out: &Path, force: bool) -> Result<(), MetaError>
         }
     }
     Ok(())
-}
-
-/// The source's moments in the base's standardized coordinates: in closed form for a weight
-/// model or a Gaussian latent source; for the encoded Kaiming source of a latent model, the
-/// per-coordinate mean and standard deviation of 4,096 encoded draws (an approximation, as for
-/// any non-Gaussian source).
-fn source_moments<B: AutodiffBackend>(
-    base: &MetaModel<B>,
-    seed: u64,
-    device: &B::Device,
-) -> Result<SourceMoments, MetaError> {
-    let Some(codec) = &base.latent else {
-        return Ok(SourceMoments::of(
-            &base.config.source,
-            &base.layout,
-            &base.normalizer,
-        ));
-    };
-    let latent = crate::meta::latent::codec::latent_layout(codec.latent());
-    if matches!(base.config.source, super::source::Source::Gaussian { .. }) {
-        return Ok(SourceMoments::of(
-            &base.config.source,
-            &latent,
-            &base.normalizer,
-        ));
-    }
-    let n = 4096;
-    let mut z = base.source_samples(n, derive_seed(seed, u64::MAX), device)?;
-    base.normalizer.apply(&mut z);
-    let l = codec.latent();
-    let (mut mean, mut scale) = (vec![0.0f32; l], vec![0.0f32; l]);
-    for j in 0..l {
-        let col = z.iter().skip(j).step_by(l).map(|&v| f64::from(v));
-        let (s, s2) = col.fold((0.0, 0.0), |(a, b), v| (a + v, b + v * v));
-        let m = s / n as f64;
-        mean[j] = m as f32;
-        scale[j] = ((s2 / n as f64 - m * m).max(1e-12).sqrt()) as f32;
-    }
-    Ok(SourceMoments {
-        mean,
-        scale,
-        exact: false,
-    })
 }
 
 /// The base model's settings with another field, on the inner backend.
