@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use nmflow_format::{FieldLayer, FieldNet, FieldWeights, Header, ModelFile};
+use nmflow_format::{FieldLayer, FieldNet, FieldWeights, Header, ModelFile, SolverKind};
 use nmflow_runtime::classifier::{Classifier, ClassifierScratch};
 use nmflow_runtime::rng::derive_seed;
 use nmflow_runtime::{ModelView, Support, Workspace, synthesize_task, synthesize_with};
@@ -404,6 +404,9 @@ pub struct ModelFileReport {
     pub solver: String,
     /// Default steps.
     pub steps: usize,
+    /// The memoryless SDE sampler's first time (only when the default solver is `sde`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sde_t0: Option<f32>,
     /// `mlp` or `set`.
     pub field_kind: &'static str,
     /// Token width of a set field (0 for an MLP field).
@@ -525,6 +528,7 @@ pub fn describe(path: &Path) -> Result<ModelFileReport, MetaError> {
         num_params: m.num_params(),
         solver: name(&m.solver),
         steps: usize::from(m.steps),
+        sde_t0: (m.solver == SolverKind::Sde).then_some(m.sde_t0),
         field_kind: field_kind_name(&m),
         set_hidden: match &m.field {
             FieldNet::Set(net) => net.hidden as usize,
@@ -629,10 +633,13 @@ impl std::fmt::Display for ModelFileReport {
         )?;
         writeln!(
             f,
-            "synthesizes {} parameters with {} × {} steps from a {} source; time embedding {} (max frequency {}){}",
+            "synthesizes {} parameters with {} × {} steps{} from a {} source; time embedding {} (max frequency {}){}",
             self.num_params,
             self.solver,
             self.steps,
+            self.sde_t0.map_or(String::new(), |t0| format!(
+                " (the ODE to t0 = {t0}, then Euler–Maruyama)"
+            )),
             self.source,
             self.time_dim,
             self.max_frequency,

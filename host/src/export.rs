@@ -533,10 +533,16 @@ pub fn export(
             Solver::Rk4 => SolverKind::Rk4,
             Solver::Dopri5 => {
                 return Err(refuse(
-                    "the device runtime integrates with fixed steps; pass --solver euler, heun or rk4"
+                    "the device runtime integrates with fixed steps; pass --solver euler, heun, rk4 or sde"
                         .into(),
                 ));
             }
+            Solver::Sde if steps < 2 => {
+                return Err(refuse(format!(
+                    "the memoryless SDE takes at least 2 steps (one ODE step to t0, then Euler–Maruyama); got {steps}"
+                )));
+            }
+            Solver::Sde => SolverKind::Sde,
         },
         steps: u16::try_from(steps).map_err(|_| {
             refuse(format!(
@@ -562,6 +568,7 @@ pub fn export(
             .zip(&owned[chain..])
             .map(|(l, b)| file_layer(l, b, quant, Activation::Identity))
             .next(),
+        sde_t0: model.config.sde_t0() as f32,
     };
     let bytes = file.encode().map_err(|e| MetaError::file(out, e))?;
     write_atomic(out, &bytes).map_err(|e| MetaError::file(out, e))?;

@@ -202,21 +202,23 @@ fn fixture() -> &'static Fixture {
             "--diagonal",
             "--quiet",
         ]);
-        // The fine-tuned field with the per-coordinate term exports (format version 7); a copy
-        // whose term ends in a NaN bias (the payload's last four bytes), with a valid checksum.
+        // The fine-tuned field with the per-coordinate term exports (format version 7) with its
+        // memoryless SDE sampler (version 8); a copy whose term ends in a NaN bias (the four
+        // bytes before the SDE's t0, the payload's last four), with a valid checksum.
         ok(&["export", "--model", &p("m0d"), "--out", &p("m0d.nmf")]);
         let o = run(&["inspect", &p("m0d.nmf")], &data);
         let text = String::from_utf8_lossy(&o.stdout);
         assert!(
             o.status.success()
-                && text.contains("format v7")
+                && text.contains("format v8")
+                && text.contains("sde")
                 && text.contains("per-coordinate term"),
             "{text}"
         );
         let m0d = fs::read(dir.join("m0d.nmf")).unwrap();
         let mut payload = m0d[nmflow_format::HEADER_LEN..].to_vec();
-        let at = payload.len() - 4;
-        payload[at..].copy_from_slice(&f32::NAN.to_le_bytes());
+        let at = payload.len() - 8;
+        payload[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
         let mut nan = nmflow_format::Header::for_payload(&payload)
             .to_bytes()
             .to_vec();
@@ -721,6 +723,11 @@ fn train_settings_out_of_range() {
             ]),
             2,
             &["--functional-rollout-max 2 needs --functional-rollout between 1 and it (got 4)"],
+        ),
+        (
+            t(&["--solver", "sde"]),
+            2,
+            &["--solver sde is the sampler of adjoint fine-tuning"],
         ),
         (
             t(&["--recipe", "reward", "--field", "set"]),
@@ -1743,6 +1750,49 @@ fn sample_eval_export_edge_eval_bad_input() {
             ],
             2,
             &["70000 steps do not fit"],
+        ),
+        (
+            vec![
+                "export",
+                "--model",
+                "{dir}/m0d",
+                "--steps",
+                "1",
+                "--out",
+                "{dir}/new.nmf",
+            ],
+            2,
+            &["the memoryless SDE takes at least 2 steps"],
+        ),
+        (
+            vec![
+                "sample",
+                "--model",
+                "{dir}/m0",
+                "--solver",
+                "sde",
+                "--steps",
+                "1",
+                "--out",
+                "{dir}/new.safetensors",
+            ],
+            2,
+            &["--solver sde takes at least 2 steps"],
+        ),
+        (
+            vec![
+                "finetune",
+                "--model",
+                "{dir}/m0d",
+                "--out",
+                "{dir}/new-ft",
+                "--dataset",
+                "mnist8",
+                "--method",
+                "direct",
+            ],
+            2,
+            &["samples with the memoryless SDE"],
         ),
         (
             vec!["edge-eval", "{dir}/m0d-nan.nmf", "--n", "2"],

@@ -145,12 +145,14 @@ impl<'a> ModelView<'a> {
     }
 
     /// Floats of workspace a synthesis with `solver` needs: the state, the solver's stages (none
-    /// for Euler, which updates the state in place; two state-sized vectors for Heun and RK4) and
+    /// for Euler, which updates the state in place; one state-sized vector, the velocity, for the
+    /// memoryless SDE; two for Heun and RK4) and
     /// the field's scratch; for a latent model also the decoded weights (`P`), with the
     /// decoder's scratch reusing the stages' and the field's.
     pub fn workspace_floats(&self, solver: SolverKind) -> usize {
         let stages = match solver {
             SolverKind::Euler => 0,
+            SolverKind::Sde => 1,
             SolverKind::Heun | SolverKind::Rk4 => 2,
         };
         let integration = self

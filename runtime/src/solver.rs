@@ -1,12 +1,16 @@
-//! Fixed-step Euler, Heun and RK4, the same schemes and step placement as the host's sampler.
+//! Fixed-step Euler, Heun and RK4, and the memoryless SDE sampler: the same schemes and step
+//! placement as the host's sampler.
 
 use nmflow_format::SolverKind;
 
+use crate::math;
 use crate::model_view::ModelView;
+use crate::rng::Rng;
+use crate::source::{self, standard_normal};
 use crate::vector_field::{Emit, absorb, emit};
 
 /// Buffers of one integration, carved from a [`crate::Workspace`]: the solver's two stage vectors
-/// (`P` each; empty for Euler) and the field's scratch.
+/// (`P` each; empty for Euler; `tmp` only, the velocity, for the SDE) and the field's scratch.
 pub struct Scratch<'w> {
     /// Stage input and stage derivative (Heun, RK4).
     pub tmp: &'w mut [f32],
@@ -37,7 +41,9 @@ fn set_axpy(dst: &mut [f32], base: &[f32], x: &[f32], alpha: f32) {
 }
 
 /// Integrates `x` (standardized, length `P`) from `t = 0` to `1` in `steps` steps. Returns the
-/// number of field evaluations, or the first step whose state is not finite.
+/// number of field evaluations, or the first step whose state is not finite. This is the ODE:
+/// [`SolverKind::Sde`] is integrated as Euler here (the flow whose marginals the SDE shares);
+/// [`integrate_sde`] draws the SDE.
 ///
 /// Euler writes `x += h·v` into the state during the evaluation; Heun and RK4 keep a stage input
 /// (`tmp`) and the weighted sum of the stage derivatives (`acc`), reusing `tmp` for each stage's
@@ -56,7 +62,7 @@ pub fn integrate(
         let t = f32::from(step) * h;
         let f = &mut *s.field;
         match solver {
-            SolverKind::Euler => {
+            SolverKind::Euler | SolverKind::Sde => {
                 absorb(model, x, t, h, f);
                 emit(model, f, x, Emit::Add(h));
             }
@@ -89,4 +95,49 @@ pub fn integrate(
         }
     }
     Ok(nfe)
+}
+
+/// The memoryless SDE sampler ([`SolverKind::Sde`]) from the standardized source sample `x`: one
+/// Euler step of the ODE to `t0` ([`nmflow_format::ModelFile::sde_t0`]), then `steps − 1`
+/// Euler–Maruyama steps of `dz = (2v + μ − (z − (1 − t)μ)/t)·dt + c·σ(t)·dW`, `σ(t) = √(2(1 −
+/// t)/t)`, with `μ`, `c` the source's moments in standardized units ([`source::moments`]) and one
+/// standard normal per coordinate per step from `noise` (in coordinate order, as the host draws
+/// them). Uses `tmp` (`P` floats) for the velocity. A step count below 2 is taken as 2. Returns
+/// the field evaluations (`steps`), or the first step whose state is not finite.
+pub fn integrate_sde(
+    model: &ModelView<'_>,
+    steps: u16,
+    x: &mut [f32],
+    s: &mut Scratch<'_>,
+    noise: &mut Rng,
+) -> Result<u32, u16> {
+    let steps = steps.max(2);
+    // The step-size input of a field trained with one: the nominal 1/steps, as the host feeds it.
+    let h_in = 1.0 / f32::from(steps);
+    let t0 = model.file.sde_t0;
+    let f = &mut *s.field;
+    absorb(model, x, 0.0, h_in, f);
+    emit(model, f, x, Emit::Add(t0));
+    if !x.iter().all(|v| v.is_finite()) {
+        return Err(0);
+    }
+    let em = steps.saturating_sub(1);
+    let h = (1.0 - t0) / f32::from(em);
+    for k in 0..em {
+        let t = t0 + f32::from(k) * h;
+        absorb(model, x, t, h_in, f);
+        emit(model, f, s.tmp, Emit::Store);
+        let spread = math::sqrt(2.0 * (1.0 - t).max(0.0) / t) * math::sqrt(h);
+        let v = &*s.tmp;
+        source::moments(&model.file, |i, mu, c| {
+            if let (Some(xi), Some(vi)) = (x.get_mut(i), v.get(i)) {
+                let drift = *vi * 2.0 + mu - (*xi - mu * (1.0 - t)) / t;
+                *xi += drift * h + c * standard_normal(noise) * spread;
+            }
+        });
+        if !x.iter().all(|v| v.is_finite()) {
+            return Err(k.saturating_add(1));
+        }
+    }
+    Ok(u32::from(steps))
 }

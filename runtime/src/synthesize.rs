@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::model_view::ModelView;
 use crate::rng::Rng;
 use crate::solver::{self, Scratch};
-use crate::source::{self, STREAM_SOURCE};
+use crate::source::{self, STREAM_SDE, STREAM_SOURCE};
 use crate::vector_field::split;
 use crate::workspace::Workspace;
 
@@ -82,9 +82,11 @@ fn run<'w, const N: usize>(
     model.check_capacity(solver, N)?;
     let file = &model.file;
     let d = model.state_dim();
-    let stage = match solver {
-        SolverKind::Euler => 0,
-        SolverKind::Heun | SolverKind::Rk4 => d,
+    // The stage vectors: none (Euler), the velocity (the SDE), a stage and a sum (Heun, RK4).
+    let (tmp_len, acc_len) = match solver {
+        SolverKind::Euler => (0, 0),
+        SolverKind::Sde => (d, 0),
+        SolverKind::Heun | SolverKind::Rk4 => (d, d),
     };
     // A latent model decodes into the first `P` floats; the state follows them.
     let decoded = if file.latent.is_some() {
@@ -94,16 +96,21 @@ fn run<'w, const N: usize>(
     };
     let (weights, rest) = split(&mut ws.buf, decoded);
     let (x, rest) = split(rest, d);
-    let branches = prepare_context(model, task, rest, stage.saturating_mul(2))?;
+    let branches = prepare_context(model, task, rest, tmp_len.saturating_add(acc_len))?;
     let mut rng = Rng::new(seed, STREAM_SOURCE);
     source::sample(file, &mut rng, x);
     source::map_state(file, x, |v, m, s| (v - m) / s);
     let nfe = {
-        let (tmp, rest) = split(rest, stage);
-        let (acc, field) = split(rest, stage);
+        let (tmp, rest) = split(rest, tmp_len);
+        let (acc, field) = split(rest, acc_len);
         let mut scratch = Scratch { tmp, acc, field };
-        solver::integrate(model, solver, steps, x, &mut scratch)
-            .map_err(|step| Error::NonFiniteState { step })?
+        let done = if solver == SolverKind::Sde {
+            let mut noise = Rng::new(seed, STREAM_SDE);
+            solver::integrate_sde(model, steps, x, &mut scratch, &mut noise)
+        } else {
+            solver::integrate(model, solver, steps, x, &mut scratch)
+        };
+        done.map_err(|step| Error::NonFiniteState { step })?
             .saturating_mul(branches)
     };
     source::map_state(file, x, |v, m, s| v * s + m);

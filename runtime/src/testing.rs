@@ -7,7 +7,8 @@
 //! ([`tiny_latent_model_bytes`]: a 3-value latent, an MLP field `7 → 8 (SiLU) → 3`, a decoder trunk
 //! `3 → 6 (SiLU)` and the units head or a dense head `6 → 23`); and a class-conditioned set
 //! field ([`tiny_condition_model_bytes`], with [`TINY_SUPPORT`] as a task's labeled examples);
-//! and the MLP field with a per-coordinate term ([`tiny_diagonal_model_bytes`]).
+//! and the MLP field with a per-coordinate term ([`tiny_diagonal_model_bytes`]); and the MLP
+//! model with a Gaussian source sampled by the memoryless SDE ([`tiny_sde_model_bytes`]).
 
 use heapless_free::TinyBuffers;
 use nmflow_format::{
@@ -139,6 +140,7 @@ pub fn tiny_model_bytes() -> TinyModelBytes {
         condition: None,
         step_input: false,
         diagonal: None,
+        sde_t0: nmflow_format::DEFAULT_SDE_T0,
     };
     let mut out = TinyModelBytes {
         buf: [0; TINY_FILE],
@@ -183,6 +185,18 @@ pub fn tiny_diagonal_model_bytes() -> TinyModelBytes {
             },
             bias: &bias,
         });
+    })
+}
+
+/// [`tiny_model_bytes`] with a Gaussian source and the memoryless SDE sampler (format version 8):
+/// 4 steps from `t0 = 0.2`.
+pub fn tiny_sde_model_bytes() -> TinyModelBytes {
+    let mlp_bytes = tiny_model_bytes();
+    edited(&mlp_bytes, |file| {
+        file.model_id = *b"nmflow-tiny-sde1";
+        file.source = SourceKind::Gaussian { std: 0.3 };
+        file.solver = SolverKind::Sde;
+        file.sde_t0 = 0.2;
     })
 }
 

@@ -6,7 +6,8 @@ use nmflow_runtime::classifier::{Classifier, ClassifierScratch};
 use nmflow_runtime::shift::{EnsembleStats, softmax};
 use nmflow_runtime::testing::{
     TINY_SUPPORT, TINY_SUPPORT_LABELS, tiny_condition_model_bytes, tiny_diagonal_model_bytes,
-    tiny_latent_model_bytes, tiny_model_bytes, tiny_set_model_bytes, tiny_step_set_model_bytes,
+    tiny_latent_model_bytes, tiny_model_bytes, tiny_sde_model_bytes, tiny_set_model_bytes,
+    tiny_step_set_model_bytes,
 };
 use nmflow_runtime::vector_field::{self, Emit};
 use nmflow_runtime::{
@@ -544,10 +545,10 @@ fn a_set_field_with_the_step_input_reads_the_step_size() {
         let mut file = nmflow_format::ModelFile::decode(&bytes).unwrap();
         file.step_input = true;
         assert!(file.encode_into(&mut vec![0u8; 8192]).is_err());
-        // The same written by hand: the flag is the payload's byte before the last (the absent
-        // per-coordinate term's tag).
+        // The same written by hand: the flag is the payload's byte before the absent
+        // per-coordinate term's tag and the SDE's four-byte t0.
         let mut payload = bytes[nmflow_format::HEADER_LEN..].to_vec();
-        let at = payload.len() - 2;
+        let at = payload.len() - 6;
         payload[at] = 1;
         let mut forged = nmflow_format::Header::for_payload(&payload)
             .to_bytes()
@@ -653,4 +654,120 @@ fn the_per_coordinate_term_adds_a_times_x_plus_b_to_the_mlp_velocity() {
             .to_string()
             .contains("per-coordinate")
     );
+}
+
+/// The memoryless SDE sampler by hand on the tiny model with a Gaussian source: the ODE step to
+/// t0, then Euler–Maruyama with the source's moments worked out per block from the file and one
+/// normal per coordinate from the classifier's noise stream.
+#[test]
+fn the_memoryless_sde_is_an_ode_step_to_t0_then_euler_maruyama_with_the_source_moments() {
+    use nmflow_format::model::le_f32;
+    use nmflow_runtime::source::{self, STREAM_SDE, STREAM_SOURCE, standard_normal};
+    let bytes = tiny_sde_model_bytes();
+    let model = ModelView::parse(&bytes).unwrap();
+    let file = &model.file;
+    assert_eq!(
+        (file.solver, file.steps, file.sde_t0),
+        (SolverKind::Sde, 4, 0.2)
+    );
+    // One velocity more than Euler's workspace.
+    assert_eq!(
+        model.workspace_floats(SolverKind::Sde),
+        model.workspace_floats(SolverKind::Euler) + 23
+    );
+    let std = match file.source {
+        nmflow_format::SourceKind::Gaussian { std } => std,
+        nmflow_format::SourceKind::Kaiming => unreachable!("the tiny SDE model is Gaussian"),
+    };
+    // Block of every coordinate: W1 (12), b1 (3), W2 (6), b2 (2).
+    let block: Vec<usize> = [12, 3, 6, 2]
+        .iter()
+        .enumerate()
+        .flat_map(|(b, &n)| std::iter::repeat_n(b, n))
+        .collect();
+    let mean = |b: usize| {
+        (
+            le_f32(file.normalization.mean, b).unwrap(),
+            le_f32(file.normalization.std, b).unwrap(),
+        )
+    };
+    let (seed, steps) = (11u64, 3u16);
+    let mut x = vec![0.0f32; 23];
+    source::sample(file, &mut Rng::new(seed, STREAM_SOURCE), &mut x);
+    for (i, v) in x.iter_mut().enumerate() {
+        let (m, s) = mean(block[i]);
+        *v = (*v - m) / s;
+    }
+    let (mut v, mut scratch) = (vec![0.0f32; 23], vec![0.0f32; 64]);
+    let h_in = 1.0 / f32::from(steps);
+    vector_field::evaluate(&model, &x, 0.0, h_in, &mut v, &mut scratch);
+    for (xi, vi) in x.iter_mut().zip(&v) {
+        *xi += 0.2 * vi;
+    }
+    let mut noise = Rng::new(seed, STREAM_SDE);
+    let h = 0.8 / 2.0;
+    for k in 0..2 {
+        let t = 0.2 + k as f32 * h;
+        vector_field::evaluate(&model, &x, t, h_in, &mut v, &mut scratch);
+        for i in 0..23 {
+            let (m, s) = mean(block[i]);
+            let (mu, c) = (-m / s, std / s);
+            let drift = 2.0 * v[i] + mu - (x[i] - (1.0 - t) * mu) / t;
+            let sigma = (2.0 * (1.0 - t) / t).sqrt();
+            x[i] += drift * h + c * standard_normal(&mut noise) * sigma * h.sqrt();
+        }
+    }
+    for (i, w) in x.iter_mut().enumerate() {
+        let (m, s) = mean(block[i]);
+        *w = *w * s + m;
+    }
+    let mut ws: Workspace<512> = Workspace::new();
+    let (got, nfe) = synthesize_with(&model, seed, SolverKind::Sde, steps, &mut ws).unwrap();
+    assert_eq!(nfe, 3);
+    for (i, (a, b)) in got.iter().zip(&x).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+            "weight {i}: {a} vs {b}"
+        );
+    }
+    // The noise is the classifier's own: another seed, other weights; and the ODE of the same
+    // field differs. Fewer than 2 steps are taken as 2.
+    let other = synthesize_with(&model, seed + 1, SolverKind::Sde, steps, &mut ws)
+        .unwrap()
+        .0
+        .to_vec();
+    assert_ne!(other, x);
+    let ode = synthesize_with(&model, seed, SolverKind::Euler, steps, &mut ws)
+        .unwrap()
+        .0
+        .to_vec();
+    assert_ne!(ode, x);
+    let one = synthesize_with(&model, seed, SolverKind::Sde, 1, &mut ws)
+        .unwrap()
+        .1;
+    assert_eq!(one, 2);
+}
+
+/// Version 8's sampler settings are validated: an SDE of fewer than 2 steps, a t0 outside (0, 1).
+#[test]
+fn sde_settings_out_of_range_are_refused() {
+    let bytes = tiny_sde_model_bytes();
+    for (steps, t0, index) in [
+        (1u16, 0.2f32, 0u16),
+        (4, 0.0, 1),
+        (4, 1.0, 1),
+        (4, f32::NAN, 1),
+    ] {
+        let mut file = nmflow_format::ModelFile::decode(&bytes).unwrap();
+        file.steps = steps;
+        file.sde_t0 = t0;
+        assert_eq!(
+            file.validate(),
+            Err(FormatError::InvalidValue {
+                part: nmflow_format::SAMPLER_PART,
+                index
+            }),
+            "steps {steps}, t0 {t0}"
+        );
+    }
 }

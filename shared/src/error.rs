@@ -39,7 +39,8 @@ pub enum FormatError {
         /// 5 set field (index: the layer in `SetNet::layers` order), 6 shift section, 7 latent
         /// section (index: the layer in `LatentSection::layers` order), 8 condition section
         /// (index: 0 its own values, else 1 + the layer in `ConditionSection::layers` order), 9 the
-        /// MLP field's per-coordinate term.
+        /// MLP field's per-coordinate term, 10 the memoryless SDE sampler (index 0 its step count,
+        /// 1 its first time).
         part: u8,
         /// Index of the layer or block within the part.
         index: u16,
@@ -101,6 +102,7 @@ fn part_name(part: u8) -> &'static str {
         7 => "latent-decoder layer",
         8 => "condition-section entry",
         9 => "per-coordinate field term",
+        10 => "sampler setting",
         _ => "model part",
     }
 }

@@ -14,11 +14,12 @@ use crate::error::FormatError;
 /// The magic bytes.
 pub const MAGIC: [u8; 4] = *b"NMFL";
 /// The format version this code writes. Any change to the schema bumps it.
-pub const FORMAT_VERSION: u16 = 7;
+pub const FORMAT_VERSION: u16 = 8;
 /// The oldest format version this code reads (version 1 files, MLP fields only, version 2 files,
 /// without a shift section, version 3 files, without a latent section, version 4 files, without a
-/// condition section, version 5 files, without the step-size input, and version 6 files, without
-/// the per-coordinate term, are read as version 7).
+/// condition section, version 5 files, without the step-size input, version 6 files, without
+/// the per-coordinate term, and version 7 files, without the SDE sampler's first time, are read as
+/// version 8).
 pub const MIN_FORMAT_VERSION: u16 = 1;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 16;

@@ -9,7 +9,7 @@
 //! calibrated shift detector ([`shift`]), and for a latent model the decoder that turns its latent
 //! state into weights ([`latent`]), and for a class-conditioned set field the support-set encoder
 //! and class lift ([`condition`]), and for an MLP field fine-tuned with `--diagonal` its
-//! per-coordinate term. Tensors are borrowed
+//! per-coordinate term, and the first time of the memoryless SDE sampler. Tensors are borrowed
 //! byte slices of the input (zero-copy); nothing needs an allocator to read. See
 //! `docs/wire-format.md` for the byte-level description.
 #![no_std]
@@ -33,8 +33,8 @@ pub use error::FormatError;
 pub use header::{FORMAT_VERSION, HEADER_LEN, Header, MAGIC, MIN_FORMAT_VERSION};
 pub use latent::{DecoderHead, LatentSection, UnitsHead};
 pub use model::{
-    Activation, ClassifierLayer, DIAGONAL_PART, FieldLayer, FieldNet, FieldWeights,
-    MAX_CLASSIFIER_LAYERS, MAX_FIELD_LAYERS, MAX_SET_BLOCKS, ModelFile, Normalization, SetBlock,
-    SetNet, SolverKind, SourceKind, TimeEmbedding, TokenDims,
+    Activation, ClassifierLayer, DEFAULT_SDE_T0, DIAGONAL_PART, FieldLayer, FieldNet, FieldWeights,
+    MAX_CLASSIFIER_LAYERS, MAX_FIELD_LAYERS, MAX_SET_BLOCKS, ModelFile, Normalization,
+    SAMPLER_PART, SetBlock, SetNet, SolverKind, SourceKind, TimeEmbedding, TokenDims,
 };
 pub use shift::{ShiftSection, ShiftStatistic};

@@ -27,6 +27,13 @@ pub const MAX_SET_BLOCKS: usize = 6;
 
 /// The part number of the MLP field's per-coordinate term in a [`FormatError`].
 pub const DIAGONAL_PART: u8 = 9;
+/// The part number of the memoryless SDE sampler's settings in a [`FormatError`] (index 0: fewer
+/// than 2 steps for [`SolverKind::Sde`], 1: [`ModelFile::sde_t0`] outside (0, 1)); a zero step
+/// count is part 1, as before version 8.
+pub const SAMPLER_PART: u8 = 10;
+/// The first time of the memoryless SDE sampler in files before version 8 (and the host's
+/// default).
+pub const DEFAULT_SDE_T0: f32 = 0.1;
 
 /// An elementwise activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,7 +133,7 @@ pub struct FieldLayer<'a> {
     pub bias: &'a [u8],
 }
 
-/// The ODE solver.
+/// The sampler: an ODE solver, or the memoryless SDE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum SolverKind {
@@ -136,13 +143,19 @@ pub enum SolverKind {
     Heun,
     /// Classic RK4 (4 evaluations per step).
     Rk4,
+    /// The memoryless SDE of the linear path (version 8; 1 evaluation per step): one Euler step
+    /// of the ODE to [`ModelFile::sde_t0`], then `steps − 1` Euler–Maruyama steps with drift
+    /// `2v + μ − (z − (1 − t)μ)/t` and diffusion `c·√(2(1 − t)/t)`, where `μ`, `c` are the
+    /// source's mean and standard deviation in standardized units. The sampler adjoint matching
+    /// fine-tunes (`nmflow finetune --method adjoint`); at least 2 steps.
+    Sde,
 }
 
 impl SolverKind {
     /// Field evaluations per step.
     pub fn stages(self) -> u32 {
         match self {
-            Self::Euler => 1,
+            Self::Euler | Self::Sde => 1,
             Self::Heun => 2,
             Self::Rk4 => 4,
         }
@@ -189,6 +202,9 @@ pub struct ModelFile<'a> {
     /// the last layer's span (`finetune --diagonal`). Its activation is `Identity`.
     #[serde(borrow)]
     pub diagonal: Option<FieldLayer<'a>>,
+    /// The first time `t0` of the memoryless SDE sampler ([`SolverKind::Sde`]; version 8, older
+    /// files: [`DEFAULT_SDE_T0`]), in (0, 1).
+    pub sde_t0: f32,
 }
 
 /// The vector-field network.
@@ -491,6 +507,12 @@ impl<'a> ModelFile<'a> {
         }
         if self.steps == 0 {
             return Err(invalid(1, 0));
+        }
+        if self.solver == SolverKind::Sde && self.steps < 2 {
+            return Err(invalid(SAMPLER_PART, 0));
+        }
+        if !(self.sde_t0.is_finite() && self.sde_t0 > 0.0 && self.sde_t0 < 1.0) {
+            return Err(invalid(SAMPLER_PART, 1));
         }
         let state = match &self.latent {
             Some(latent) => {

@@ -5,8 +5,8 @@
 use serde::Deserialize;
 
 use crate::model::{
-    ClassifierLayer, FieldLayer, FieldNet, MAX_CLASSIFIER_LAYERS, MAX_FIELD_LAYERS, ModelFile,
-    Normalization, SolverKind, SourceKind, TimeEmbedding,
+    ClassifierLayer, DEFAULT_SDE_T0, FieldLayer, FieldNet, MAX_CLASSIFIER_LAYERS, MAX_FIELD_LAYERS,
+    ModelFile, Normalization, SolverKind, SourceKind, TimeEmbedding,
 };
 
 /// Decodes the payload of a file of `version` (checked by the header), returning the model and
@@ -33,6 +33,9 @@ pub(crate) fn take(version: u16, payload: &[u8]) -> postcard::Result<(ModelFile<
     }
     if version >= 7 {
         (m.diagonal, rest) = postcard::take_from_bytes(rest)?;
+    }
+    if version >= 8 {
+        (m.sde_t0, rest) = postcard::take_from_bytes(rest)?;
     }
     Ok((m, rest))
 }
@@ -68,6 +71,7 @@ impl<'a> From<ModelFileV1<'a>> for ModelFile<'a> {
             condition: None,
             step_input: false,
             diagonal: None,
+            sde_t0: DEFAULT_SDE_T0,
         }
     }
 }
@@ -103,6 +107,7 @@ impl<'a> From<ModelFileV2<'a>> for ModelFile<'a> {
             condition: None,
             step_input: false,
             diagonal: None,
+            sde_t0: DEFAULT_SDE_T0,
         }
     }
 }

@@ -6,8 +6,8 @@
 
 use nmflow_runtime::testing::{
     TINY_SUPPORT, TINY_SUPPORT_LABELS, TinyModelBytes, tiny_condition_model_bytes,
-    tiny_diagonal_model_bytes, tiny_latent_model_bytes, tiny_model_bytes, tiny_set_model_bytes,
-    tiny_shift_model_bytes, tiny_step_set_model_bytes,
+    tiny_diagonal_model_bytes, tiny_latent_model_bytes, tiny_model_bytes, tiny_sde_model_bytes,
+    tiny_set_model_bytes, tiny_shift_model_bytes, tiny_step_set_model_bytes,
 };
 use nmflow_runtime::{ModelView, Support, Workspace, synthesize, synthesize_task};
 use nmflow_tests::fixtures;
@@ -63,14 +63,14 @@ fn pinned(bytes: &[u8], bin: &str, txt: &str) {
 
 #[test]
 fn tiny_model_bytes_and_weights_are_pinned() {
-    for (name, bytes) in version_6_models()
+    for (name, bytes) in version_7_models()
         .into_iter()
-        .chain([("tiny-diagonal", tiny_diagonal_model_bytes())])
+        .chain([("tiny-sde", tiny_sde_model_bytes())])
     {
         pinned(
             &bytes,
-            &format!("{name}-v7.nmf"),
-            &format!("{name}-v7-seed7.txt"),
+            &format!("{name}-v8.nmf"),
+            &format!("{name}-v8-seed7.txt"),
         );
     }
 }
@@ -113,6 +113,26 @@ fn version_6_models() -> Vec<(&'static str, TinyModelBytes)> {
     models.push(("tiny-condition", tiny_condition_model_bytes()));
     models.push(("tiny-step-set", tiny_step_set_model_bytes()));
     models
+}
+
+/// The tiny models of version 7 builds, by name.
+fn version_7_models() -> Vec<(&'static str, TinyModelBytes)> {
+    let mut models = version_6_models();
+    models.push(("tiny-diagonal", tiny_diagonal_model_bytes()));
+    models
+}
+
+#[test]
+fn version_7_files_still_read_and_synthesize_what_they_did() {
+    still_reads(7, &version_7_models(), |a, b, bin| {
+        let (a, b) = (&a.file, &b.file);
+        assert_eq!(a.sde_t0, nmflow_format::DEFAULT_SDE_T0);
+        assert_eq!(
+            (&a.shift, &a.latent, &a.condition, a.step_input, &a.diagonal),
+            (&b.shift, &b.latent, &b.condition, b.step_input, &b.diagonal),
+            "{bin}"
+        );
+    });
 }
 
 #[test]

@@ -219,23 +219,16 @@ fn meta_config_field() -> FieldConfig {
     }
 }
 
-/// An MLP field fine-tuned with `finetune --diagonal` (format version 7 carries its per-coordinate
-/// term): the device synthesizes what the host samples, and without the term it would not.
-#[test]
-fn runtime_matches_the_host_sampler_with_the_per_coordinate_term() {
+/// `base` fine-tuned on mnist8 with the per-coordinate term into `tmp/fine`: adjoint matching,
+/// λ = 1, 8 trajectories of 10 steps, 30 iterations at lr 1e-3, unless `tweak` says otherwise.
+fn fine_tuned(
+    tmp: &Path,
+    base: &Path,
+    tweak: impl Fn(&mut nmflow_host::meta::finetune::FinetuneConfig),
+) -> PathBuf {
     use nmflow_host::meta::finetune::{FinetuneConfig, FinetuneEnv, Method, RewardKind, finetune};
-    let (solver, steps) = (Solver::Euler, 4);
-    let (tmp, base) = trained(
-        "parity-diagonal",
-        "mnist8",
-        "mlp:64-16-10",
-        meta_config_field(),
-        solver,
-        steps,
-        |_| {},
-    );
-    let cfg = FinetuneConfig {
-        method: Method::Direct,
+    let mut cfg = FinetuneConfig {
+        method: Method::Adjoint,
         reward: RewardKind::Ce,
         dataset: "mnist8".parse().unwrap(),
         lambda: 1.0,
@@ -243,8 +236,7 @@ fn runtime_matches_the_host_sampler_with_the_per_coordinate_term() {
         trajectories: 8,
         steps: 10,
         t0: 0.1,
-        // A large step, so that 30 iterations move the term well away from its zero start.
-        lr: 3e-3,
+        lr: 1e-3,
         lr_schedule: nmflow_host::meta::config::LrSchedule::Constant,
         max_grad_norm: None,
         control_cost: 0.0,
@@ -258,13 +250,40 @@ fn runtime_matches_the_host_sampler_with_the_per_coordinate_term() {
         base: base.display().to_string(),
         base_field_sha256: None,
     };
+    tweak(&mut cfg);
     let env = FinetuneEnv {
         data_dir: data_dir(),
         quiet: true,
         force: false,
     };
-    let model_dir = tmp.join("fine");
-    finetune::<CpuAutodiff>(&cfg, &base, &model_dir, &env, &Default::default()).unwrap();
+    let out = tmp.join("fine");
+    finetune::<CpuAutodiff>(&cfg, base, &out, &env, &Default::default()).unwrap();
+    out
+}
+
+/// An MLP field fine-tuned with `finetune --diagonal` (format version 7 carries its per-coordinate
+/// term): the device synthesizes what the host samples, and without the term it would not.
+#[test]
+fn runtime_matches_the_host_sampler_with_the_per_coordinate_term() {
+    use nmflow_host::meta::finetune::Method;
+    let (solver, steps) = (Solver::Euler, 4);
+    let (tmp, base) = trained(
+        "parity-diagonal",
+        "mnist8",
+        "mlp:64-16-10",
+        meta_config_field(),
+        solver,
+        steps,
+        |_| {},
+    );
+    // A large step, so that 30 iterations move the term well away from its zero start.
+    let model_dir = fine_tuned(&tmp, &base, |c| {
+        c.method = Method::Direct;
+        c.lambda = 1.0;
+        c.iterations = 30;
+        c.eval_every = 30;
+        c.lr = 3e-3;
+    });
     let (f32_file, host_w, nfe) = assert_parity(
         "parity-diagonal",
         &tmp,
@@ -293,5 +312,70 @@ fn runtime_matches_the_host_sampler_with_the_per_coordinate_term() {
         })
         .fold(0.0f64, f64::max);
     assert!(worst > 1e-3, "the term moved the samples by only {worst}");
+    std::fs::remove_dir_all(tmp).unwrap();
+}
+
+/// A model fine-tuned by adjoint matching samples with the memoryless SDE (format version 8): the
+/// device draws the host's noise for each classifier, so the f32 export synthesizes the host
+/// sampler's weights, and the int8 export's accuracy is the host's within 0.5 pp.
+#[test]
+fn runtime_matches_the_host_memoryless_sde_sampler() {
+    use nmflow_host::meta::source::Source;
+    let (tmp, base) = trained(
+        "parity-sde",
+        "mnist8",
+        "mlp:64-16-10",
+        meta_config_field(),
+        Solver::Euler,
+        8,
+        |c| {
+            c.source = Source::Gaussian { std: 0.1 };
+            c.coupling = nmflow_host::meta::config::Coupling::Independent;
+        },
+    );
+    let model_dir = fine_tuned(&tmp, &base, |c| {
+        c.lambda = 100.0;
+        c.iterations = 10;
+        c.eval_every = 10;
+        c.steps = 7;
+        c.t0 = 0.15;
+    });
+    let host = MetaModel::<Cpu>::load(&model_dir, &Default::default()).unwrap();
+    // Fine-tuning stored its sampler: one ODE step to t0 and 7 Euler–Maruyama steps.
+    assert_eq!(
+        (
+            host.config.solver,
+            host.config.solver_steps,
+            host.config.sde_t0
+        ),
+        (Solver::Sde, 8, Some(0.15))
+    );
+    let (f32_file, host_w, nfe) = assert_parity(
+        "parity-sde",
+        &tmp,
+        &model_dir,
+        "mnist8",
+        "mlp:64-16-10",
+        Solver::Sde,
+        8,
+    );
+    assert_eq!(nfe, 8);
+    let file = std::fs::read(&f32_file).unwrap();
+    let view = nmflow_runtime::ModelView::parse(&file).unwrap();
+    assert_eq!(
+        (view.file.solver, view.file.steps, view.file.sde_t0),
+        (nmflow_format::SolverKind::Sde, 8, 0.15)
+    );
+    // Each classifier's noise is its own: the first 3 of 100 are the 3 drawn alone.
+    let p = host.layout.num_params();
+    let (three, _) = host
+        .sample(3, Solver::Sde, 8, 5, &Default::default())
+        .unwrap();
+    assert!(nmflow_tests::relative_l2(&three, &host_w[..3 * p]) < 1e-6);
+    // And the noise matters: the ODE of the same field gives other classifiers.
+    let (ode, _) = host
+        .sample(3, Solver::Euler, 8, 5, &Default::default())
+        .unwrap();
+    assert!(nmflow_tests::relative_l2(&ode, &three) > 1e-2);
     std::fs::remove_dir_all(tmp).unwrap();
 }
