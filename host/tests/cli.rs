@@ -1019,3 +1019,25 @@ fn killed_conditioned_training_resumes_to_the_same_bytes() {
     }
     fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// `inspect` names the memoryless SDE sampler of a version 8 file, and a reader that stops early
+/// (`nmflow inspect F | head -1`) ends the output without a panic.
+#[test]
+fn inspect_names_the_sde_sampler_and_a_closed_stdout_is_not_a_panic() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-sde-v8.nmf");
+    let info = nmflow_plain(&["inspect", file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.status.success() && text.contains("sde × 4 steps (the ODE to t0 = 0.2"),
+        "{text}"
+    );
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_nmflow"))
+        .args(["inspect", file.to_str().unwrap()])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{err}");
+}

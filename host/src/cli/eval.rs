@@ -149,11 +149,10 @@ pub fn exec(a: &EvalArgs) -> Result<()> {
     let text = serde_json::to_string_pretty(&r)?;
     crate::io::write_atomic(&a.model.join(files::EVAL), text.as_bytes())?;
     if a.json {
-        println!("{text}");
+        super::say(&text)
     } else {
-        println!("{}", summary_line(&r, &a.model));
+        super::say(&summary_line(&r, &a.model))
     }
-    Ok(())
 }
 
 /// `nmflow eval` of a conditioned model: the tasks of its zoo.
@@ -200,7 +199,7 @@ fn exec_tasks(
     crate::io::write_atomic(&a.model.join(files::EVAL), text.as_bytes())?;
     crate::meta::charts::tasks(&a.model, &r)?;
     if a.json {
-        println!("{text}");
+        super::say(&text)
     } else {
         let best = r
             .rows
@@ -226,16 +225,15 @@ fn exec_tasks(
                 .collect();
             parts.join(", ")
         };
-        println!(
+        super::say(&format!(
             "eval ({:?} tasks): {line}; trained runs of these tasks {:.2}%; few-shot baseline {}; fine-tuned samples {} → {}",
             r.tasks,
             100.0 * r.trained.acc_mean,
             list(&r.few_shot),
             list(&r.fine_tuned),
             a.model.join(files::EVAL).display()
-        );
+        ))
     }
-    Ok(())
 }
 
 /// The one-line summary of an evaluation: the model's own sampler's row against trained runs,

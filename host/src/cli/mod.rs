@@ -179,9 +179,22 @@ pub fn refuse_existing(path: &std::path::Path, force: bool) -> Result<()> {
 /// When the report cannot be serialized.
 pub fn emit<T: Serialize>(json: bool, report: &T, line: impl FnOnce() -> String) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string(report)?);
+        say(&serde_json::to_string(report)?)
     } else {
-        println!("{}", line());
+        say(&line())
     }
-    Ok(())
+}
+
+/// Writes `text` and a newline to standard output. A reader that has gone away (`nmflow inspect F
+/// | head -3`) ends the output quietly instead of panicking as `println!` does.
+///
+/// # Errors
+/// Any other write error.
+pub fn say(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
