@@ -1904,7 +1904,7 @@ fn sample_eval_export_edge_eval_bad_input() {
                 "16",
             ],
             2,
-            &["--rollout-max 16 applies to --method direct only"],
+            &["--rollout-max 16: adjoint matching's range starts at --steps 20"],
         ),
         (
             vec![

@@ -120,11 +120,12 @@ pub struct FinetuneArgs {
     /// `edge-eval` runs it: the device's int8 classifiers were within 0.04 pp of the host's.
     #[arg(long)]
     pub diagonal: bool,
-    /// Direct method only: roll out each iteration with the base's solver at a step count drawn
-    /// uniformly from the base's own count up to this one (0, the default: the base's count only). A sampler
-    /// fine-tuned through one count is fitted to it: BENCHMARKS.md measured the 8-step Fashion
-    /// recipe at 84.19 % with 8 steps, 78.15 % with 16 and 71.27 % with 32. With the range it
-    /// holds at every count inside it (`eval --steps` reports `step_robustness`).
+    /// Roll out each iteration at a step count drawn uniformly up to this one (0, the default: one
+    /// count only): the direct method the base's solver from the base's own count, adjoint
+    /// matching its SDE from --steps Euler–Maruyama steps (the stored sampler keeps --steps). A
+    /// sampler fine-tuned through one count is fitted to it: BENCHMARKS.md measured the 8-step
+    /// Fashion recipe at 84.19 % with 8 steps, 78.15 % with 16 and 71.27 % with 32. With the
+    /// range it holds at every count inside it (`eval --steps` reports `step_robustness`).
     #[arg(long, default_value_t = 0)]
     pub rollout_max: usize,
     /// Training images per reward evaluation.

@@ -126,9 +126,10 @@ pub struct FinetuneConfig {
     /// runs: none).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub diagonal: bool,
-    /// Direct method: each iteration rolls out the base's solver with a step count drawn
-    /// uniformly from the base's own count up to this one, so the fine-tuned sampler holds at every count a user may
-    /// pick (0, older runs: the base's count only).
+    /// Each iteration draws its step count uniformly up to this one, so the fine-tuned sampler
+    /// holds at every count a user may pick: the direct method rolls out the base's solver from
+    /// the base's own count, adjoint matching its SDE from `steps` Euler–Maruyama steps (0, older
+    /// runs: one count only).
     #[serde(default, skip_serializing_if = "crate::meta::config::is_zero")]
     pub rollout_max: usize,
     /// Training images per reward evaluation.
@@ -202,10 +203,10 @@ impl FinetuneConfig {
                 self.trajectories
             )));
         }
-        if self.rollout_max > 0 && self.method != Method::Direct {
+        if self.rollout_max > 0 && self.method == Method::Adjoint && self.rollout_max < self.steps {
             return Err(UsageError(format!(
-                "--rollout-max {} applies to --method direct only (adjoint matching integrates its SDE with --steps)",
-                self.rollout_max
+                "--rollout-max {}: adjoint matching's range starts at --steps {}, so its maximum must be at least that",
+                self.rollout_max, self.steps
             )));
         }
         if !(self.t0 > 0.0 && self.t0 < 1.0) {
@@ -560,7 +561,10 @@ pub fn finetune<B: AutodiffBackend>(
                 &fine,
                 &frozen,
                 &rows_dev,
-                settings,
+                AdjointSettings {
+                    steps: rollout_steps(cfg, cfg.steps, seed),
+                    ..settings
+                },
                 x0,
                 &mut Rng::new(seed, STREAM_NOISE),
                 &mut image_reward,
@@ -783,16 +787,23 @@ mod tests {
     }
 
     #[test]
-    fn the_rollout_range_is_for_the_direct_method_only() {
+    fn adjoint_matchings_rollout_range_starts_at_its_steps() {
         assert!(direct(16).validate().is_ok());
         let mut adjoint = direct(16);
         adjoint.method = Method::Adjoint;
         let e = adjoint.validate().unwrap_err();
         assert!(
-            e.0.contains("--rollout-max 16 applies to --method direct only"),
+            e.0.contains("--rollout-max 16: adjoint matching's range starts at --steps 20"),
             "{}",
             e.0
         );
+        adjoint.rollout_max = 20;
+        assert!(adjoint.validate().is_ok());
+        // Its counts are drawn from --steps up (the direct method's from the base's own).
+        let counts: Vec<usize> = (0..200)
+            .map(|s| rollout_steps(&direct(28), 20, s))
+            .collect();
+        assert!(counts.iter().all(|k| (20..=28).contains(k)));
         // An older settings file without the field reads as no range.
         let mut json = serde_json::to_value(direct(0)).unwrap();
         assert!(json.get("rollout_max").is_none());
