@@ -677,6 +677,10 @@ fn finetuning_raises_the_reward_and_resumes_to_the_same_bytes() {
         summary["reward_after"].as_f64().unwrap(),
     );
     assert!(after > before + 0.02, "reward {before} → {after}");
+    // The model's own sampler (the SDE) is reported, and the run is not flagged.
+    let sde_acc = summary["sde_acc_after"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&sde_acc), "{summary}");
+    assert!(summary.get("worse_than_base").is_none(), "{summary}");
     // Adjoint matching also measures the law it tilts: the memoryless SDE's classifiers.
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(reference.join("finetune.json")).unwrap()).unwrap();

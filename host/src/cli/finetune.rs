@@ -212,8 +212,20 @@ pub fn exec(a: &FinetuneArgs) -> Result<()> {
     }
     let r = dispatch(a.device, Job(&cfg, a, &env))?;
     super::emit(a.json, &r, || {
+        let sde = match (r.sde_acc_after, r.sde_reward_after) {
+            (Some(acc), Some(reward)) => format!(
+                " (its SDE sampler, the model's: {:.2} %, reward {reward:.3})",
+                100.0 * acc
+            ),
+            _ => String::new(),
+        };
+        let warning = if r.worse_than_base {
+            "; WARNING: the fine-tuned samples score below the base's reward (diverged? lower --lambda or --lr)"
+        } else {
+            ""
+        };
         format!(
-            "finetune ({:?}, {} iterations, {:.1} s): {} accuracy {:.2} % → {:.2} %, reward {:.3} → {:.3}, spread {:.2} → {:.2} (units matched {:.2} → {:.2}), {:.2} from the base's classifiers → {}",
+            "finetune ({:?}, {} iterations, {:.1} s): {} accuracy {:.2} % → {:.2} %, reward {:.3} → {:.3}{sde}, spread {:.2} → {:.2} (units matched {:.2} → {:.2}), {:.2} from the base's classifiers{warning} → {}",
             r.method,
             r.iterations,
             r.seconds,

@@ -310,6 +310,19 @@ pub struct FinetuneSummary {
     /// Whether the memoryless schedule is exact (a Gaussian-source base trained with independent
     /// coupling) or an approximation (a Kaiming source, or the natural coupling).
     pub exact_memoryless: bool,
+    /// Adjoint matching: the mean test accuracy of the fine-tuned model's own sampler, its
+    /// memoryless SDE (`acc_after` is the base's ODE sampler run on the fine-tuned field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sde_acc_after: Option<f64>,
+    /// Adjoint matching: the reward of those classifiers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sde_reward_after: Option<f64>,
+    /// The fine-tuned samples score a lower reward than the base's on the same sampler (the SDE
+    /// for adjoint matching, the ODE for the direct method): the run moved away from what it
+    /// optimizes, e.g. diverged at too large a --lambda or --lr. Such a model is written, and
+    /// flagged here and in the summary line.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub worse_than_base: bool,
     /// Every measurement.
     pub measurements: Vec<Measurement>,
     /// The output directory.
@@ -704,6 +717,15 @@ fn finish<B: AutodiffBackend>(
         spread_aligned_after: pick(last, |m| m.spread_aligned),
         exact_memoryless: moments.exact
             && base.config.coupling == crate::meta::config::Coupling::Independent,
+        sde_acc_after: last.and_then(|m| m.sde_acc_mean),
+        sde_reward_after: last.and_then(|m| m.sde_reward),
+        worse_than_base: match (
+            first.and_then(|m| m.sde_reward),
+            last.and_then(|m| m.sde_reward),
+        ) {
+            (Some(before), Some(after)) => after < before,
+            _ => pick(last, |m| m.reward) < pick(first, |m| m.reward),
+        },
         measurements: state.measurements.clone(),
         out: out.into(),
     };
