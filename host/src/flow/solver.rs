@@ -20,7 +20,7 @@ pub enum Solver {
     /// Classic RK4: 4 evaluations per step, fourth order.
     Rk4,
     /// Dormand–Prince 5(4), adaptive: the step count is the initial step (1/steps), the step
-    /// size then follows the local error (relative and absolute tolerance [`DOPRI_TOL`], one
+    /// size then follows the local error (relative and absolute tolerance 1e-4, one
     /// step size for the whole batch); 6 evaluations per accepted or rejected step, plus 1.
     Dopri5,
     /// The memoryless SDE with the flow's marginals, a stochastic sampler: one Euler step of the
