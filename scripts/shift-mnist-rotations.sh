@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # MNIST mlp:784-10-10 against rotations of its test set (BENCHMARKS.md "Harmful covariate shift").
-# Needs the MNIST zoo and meta-model of BENCHMARKS.md's MNIST section (runs/mnist-1024/).
+# Needs the MNIST zoo and the functional recipe's seed-1 model (BENCHMARKS.md, "The functional
+# recipe on MNIST"; runs/mnist-1024/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${NMFLOW:-nmflow}

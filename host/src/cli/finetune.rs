@@ -31,23 +31,24 @@ pub struct FinetuneArgs {
     /// `direct` (the baseline: the reward backpropagated through the base's own sampler;
     /// BENCHMARKS.md measures it with `--lambda 1`, which with Adam only rescales the loss).
     ///
-    /// The memoryless schedule is exact for a base trained from a Gaussian source with
-    /// independent coupling (`train --source gaussian --coupling independent`); for a
-    /// Kaiming-uniform source the source is replaced by the Gaussian with its mean and variance,
-    /// and a base trained with the natural coupling has dependent endpoints: the schedule is then
-    /// only approximately memoryless (finetune.json records which: `exact_memoryless`). Measured
-    /// (BENCHMARKS.md, MNIST → Fashion-MNIST, MLP field, λ = 10,000): the exact Gaussian-source
-    /// base reached 72.7 % in 500 iterations, the Kaiming base 35 % in 1,000; so for adjoint
-    /// matching, train the base with a Gaussian source. Its scale matters for either method: with
-    /// --method direct (3,000 iterations), a base with `--source-std 0.07` kept the Fashion runs'
-    /// spread at 83.45 %, 0.03 collapsed it (3.9) at 84.29 %, and the default 0.1 kept it at 79 %.
+    /// The memoryless schedule is exact for a base trained from a Gaussian source with independent
+    /// coupling (`train --source gaussian --coupling independent`); for a Kaiming-uniform source
+    /// the source is replaced by the Gaussian with its mean and variance, and a base trained with
+    /// the natural coupling has dependent endpoints: the schedule is then only approximately
+    /// memoryless (finetune.json records which: `exact_memoryless`). Measured
+    /// (docs/explorations.md, MNIST → Fashion-MNIST, MLP field, λ = 10,000, one seed each): the
+    /// exact Gaussian-source base reached 72.7 % in 500 iterations, the Kaiming base 35 % in 1,000;
+    /// so for adjoint matching, train the base with a Gaussian source. Its scale matters for either
+    /// method: with --method direct (3,000 iterations), a base with `--source-std 0.07` kept the
+    /// Fashion runs' spread at 83.45 %, 0.03 collapsed it (3.9) at 84.29 %, and the default 0.1
+    /// kept it at 79 %.
     ///
     /// Adjoint matching tilts the law of the memoryless SDE it trains through, not the ODE of the
     /// same field (they agree only for an exact marginal field), so the model it writes samples
     /// with that SDE: its stored sampler is `sde` with --steps + 1 evaluations from --t0, which
-    /// `sample`, `eval`, `export` and the device use unless told another solver. Measured on
-    /// mnist8 (BENCHMARKS.md): λ = 10⁵, --steps 7: 92.28 ± 0.19 % over three seeds with the SDE
-    /// at 8 evaluations, 87.4 % with Euler × 8 of the same field.
+    /// `sample`, `eval`, `export` and the device use unless told another solver. Measured on mnist8
+    /// (BENCHMARKS.md): λ = 10⁵, --steps 7: 92.28 ± 0.19 % over three seeds with the SDE at 8
+    /// evaluations, 87.4 % with Euler × 8 of the same field.
     #[arg(long, value_enum, default_value = "adjoint")]
     pub method: Method,
     /// Reward: `ce`, minus the cross-entropy of the generated classifier on --dataset's training
@@ -58,9 +59,9 @@ pub struct FinetuneArgs {
     /// classifiers' input shape: e.g. `fashion` for a model of MNIST classifiers).
     #[arg(long)]
     pub dataset: DatasetView,
-    /// Reward multiplier λ > 0: the target is p_base(w)·exp(λ·r(w)); larger moves further from
-    /// the base (BENCHMARKS.md: 10 barely moves an mnist8 model in 200 iterations, 10,000 gains
-    /// 11 pp in 600).
+    /// Reward multiplier λ > 0: the target is p_base(w)·exp(λ·r(w)); larger moves further from the
+    /// base (docs/explorations.md, one seed each: 10 barely moves an mnist8 model in 200
+    /// iterations, 10,000 gains 11 pp in 600).
     #[arg(long, default_value_t = 10_000.0)]
     pub lambda: f64,
     /// Optimizer steps.
@@ -87,45 +88,45 @@ pub struct FinetuneArgs {
     #[arg(long, value_enum, default_value_t = LrSchedule::Constant)]
     pub lr_schedule: LrSchedule,
     /// Clip each parameter tensor's gradient to this L2 norm before the Adam step (default: no
-    /// clipping). BENCHMARKS.md: the direct method at --lr 3e-3 diverged in 3 of 4 unclipped
+    /// clipping). docs/explorations.md: the direct method at --lr 3e-3 diverged in 3 of 4 unclipped
     /// Fashion runs; clipped at 1, one of two still did. --lr 1e-3 has not diverged.
     #[arg(long)]
     pub max_grad_norm: Option<f64>,
-    /// Direct method only: weight c of the control cost c·∫‖v_fine − v_base‖²dt along each
-    /// rollout (standardized units), added to −λ·reward. It charges each sample for leaving the
-    /// base's path, the deterministic counterpart of the KL term of p_base·exp(λr): the plain
-    /// baseline (0, the default) lets the samples collapse onto one high-reward region;
-    /// larger c holds the samples closer to the base's (finetune.json reports the spread before
-    /// and after). Measured on MNIST → Fashion-MNIST (BENCHMARKS.md), c = 1e-3 and 1e-2 did not
-    /// stop the early collapse; the base's source scale did.
+    /// Direct method only: weight c of the control cost c·∫‖v_fine − v_base‖²dt along each rollout
+    /// (standardized units), added to −λ·reward. It charges each sample for leaving the base's
+    /// path, the deterministic counterpart of the KL term of p_base·exp(λr): the plain baseline (0,
+    /// the default) lets the samples collapse onto one high-reward region; larger c holds the
+    /// samples closer to the base's (finetune.json reports the spread before and after). Measured
+    /// on MNIST → Fashion-MNIST (docs/explorations.md, one seed), c = 1e-3 and 1e-2 did not stop
+    /// the early collapse; the base's source scale did.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub control_cost: f64,
     /// Direct method only: weight τ of an entropy bonus, τ × the mean log distance from each
     /// rollout's endpoint to its nearest other endpoint (standardized units; the
     /// Kozachenko–Leonenko entropy estimate up to a factor and a constant). The objective becomes
-    /// λ·reward + τ·entropy, whose optimum keeps spread instead of collapsing onto one region;
-    /// 0 (the default) is the plain baseline. Measured on MNIST → Fashion-MNIST (BENCHMARKS.md):
-    /// τ = 0.5 let the samples collapse first, then spread them along weights the reward barely
-    /// constrains, at a loss of accuracy.
+    /// λ·reward + τ·entropy, whose optimum keeps spread instead of collapsing onto one region; 0
+    /// (the default) is the plain baseline. Measured on MNIST → Fashion-MNIST
+    /// (docs/explorations.md, one seed): τ = 0.5 let the samples collapse first, then spread them
+    /// along weights the reward barely constrains, at a loss of accuracy.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub entropy_weight: f64,
-    /// MLP fields only: give the fine-tuned field a per-coordinate term a(t)⊙x + b(t), zero at
-    /// the start (so the run starts from the base's sampler exactly). An MLP field's velocity
-    /// lies in a fixed subspace as wide as its last hidden layer (256 of MNIST's 7,960
-    /// coordinates for `--hidden 256`), so without the term fine-tuning cannot change the source
-    /// sample along the other directions, and the source's noise there stays in every generated
-    /// classifier. Measured on MNIST → Fashion-MNIST (BENCHMARKS.md): from a `--source-std 0.1`
-    /// base the direct method reached 84.43 ± 0.50 % over five seeds with the term, 79 % without;
-    /// adjoint matching gained 1.6 pp. `export` carries the term (model format version 7) and
+    /// MLP fields only: give the fine-tuned field a per-coordinate term a(t)⊙x + b(t), zero at the
+    /// start (so the run starts from the base's sampler exactly). An MLP field's velocity lies in a
+    /// fixed subspace as wide as its last hidden layer (256 of MNIST's 7,960 coordinates for
+    /// `--hidden 256`), so without the term fine-tuning cannot change the source sample along the
+    /// other directions, and the source's noise there stays in every generated classifier. Measured
+    /// on MNIST → Fashion-MNIST (BENCHMARKS.md): from a `--source-std 0.1` base the direct method
+    /// reached 84.43 ± 0.50 % over five seeds with the term, 79 % without (one seed); adjoint
+    /// matching gained 1.6 pp (one seed). `export` carries the term (model format version 7) and
     /// `edge-eval` runs it: the device's int8 classifiers were within 0.04 pp of the host's.
     #[arg(long)]
     pub diagonal: bool,
     /// Roll out each iteration at a step count drawn uniformly up to this one (0, the default: one
-    /// count only): the direct method the base's solver from the base's own count, adjoint
-    /// matching its SDE from --steps Euler–Maruyama steps (the stored sampler keeps --steps). A
-    /// sampler fine-tuned through one count is fitted to it: BENCHMARKS.md measured the 8-step
-    /// Fashion recipe at 84.19 % with 8 steps, 78.15 % with 16 and 71.27 % with 32. With the
-    /// range it holds at every count inside it (`eval --steps` reports `step_robustness`).
+    /// count only): the direct method the base's solver from the base's own count, adjoint matching
+    /// its SDE from --steps Euler–Maruyama steps (the stored sampler keeps --steps). A sampler
+    /// fine-tuned through one count is fitted to it: docs/explorations.md measured the 8-step
+    /// Fashion recipe (one seed) at 84.19 % with 8 steps, 78.15 % with 16 and 71.27 % with 32. With
+    /// the range it holds at every count inside it (`eval --steps` reports `step_robustness`).
     #[arg(long, default_value_t = 0)]
     pub rollout_max: usize,
     /// Training images per reward evaluation.

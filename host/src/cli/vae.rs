@@ -27,8 +27,9 @@ pub struct VaeArgs {
     /// loss.png, vae-summary.json); `nmflow train --latent` takes it.
     #[arg(long)]
     pub out: PathBuf,
-    /// Latent values per classifier (smaller than its parameter count). BENCHMARKS.md: on mnist8
-    /// `mlp:64-16-10`, 16 generated better classifiers than 32 or 64 (which reconstruct better).
+    /// Latent values per classifier (smaller than its parameter count). docs/explorations.md: on
+    /// mnist8 `mlp:64-16-10`, 16 generated better classifiers than 32 or 64 (which reconstruct
+    /// better).
     #[arg(long)]
     pub latent: usize,
     /// Weight β of the KL term, per weight coordinate (β = 1: the ELBO with a Gaussian likelihood
@@ -37,12 +38,13 @@ pub struct VaeArgs {
     #[arg(long, default_value_t = 0.01)]
     pub beta: f32,
     /// Weight of the functional term: the cross-entropy, on the zoo's training images, of the
-    /// classifiers decoded from posterior samples of training runs' final weights (0: off).
-    /// It trades diversity for accuracy: on MNIST `mlp:784-10-10` with a 32-wide decoder, 1 makes
-    /// nearly one classifier (two generated ones disagree on 1 % of test images, trained runs on
-    /// 7 %), 0.15 keeps about half the runs' disagreement at 0.7 pp less accuracy, 0 fails
-    /// (BENCHMARKS.md). With `--functional-target teacher`, 10 and `--eval-every` equal to
-    /// `--steps` (keep the last VAE) reached the set field's accuracy in a smaller device file.
+    /// classifiers decoded from posterior samples of training runs' final weights (0: off). It
+    /// trades diversity for accuracy: on MNIST `mlp:784-10-10` with a 32-wide decoder, 1 makes
+    /// nearly one classifier (two generated ones disagree on 1 % of test images, trained runs
+    /// on 7 %), 0.15 keeps about half the runs' disagreement at 0.7 pp less accuracy, 0 fails
+    /// (docs/explorations.md, one seed each). With `--functional-target teacher`, 10 and
+    /// `--eval-every` equal to `--steps` (keep the last VAE) reached the set field's accuracy in a
+    /// smaller device file.
     #[arg(long, default_value_t = 1.0)]
     pub functional_weight: f32,
     /// What the functional term scores a decoded classifier against: `labels` (the images'
@@ -61,9 +63,9 @@ pub struct VaeArgs {
     /// point per network instead of ∏ H_l! equivalent ones); `none` encodes the stored order.
     #[arg(long, value_enum, default_value_t = Symmetry::Sort)]
     pub symmetry: Symmetry,
-    /// Width of the encoder's and decoder's hidden layers. The decoder's last layer holds
-    /// width × the classifier's parameter count: for MNIST `mlp:784-10-10`, 32 makes an int8 device
-    /// file (369,538 bytes) smaller than the set field's (BENCHMARKS.md, "A narrow decoder").
+    /// Width of the encoder's and decoder's hidden layers. The decoder's last layer holds width ×
+    /// the classifier's parameter count: for MNIST `mlp:784-10-10`, 32 makes an int8 device file
+    /// (369,538 bytes) smaller than the set field's (docs/explorations.md, "A narrow decoder").
     #[arg(long, default_value_t = 512)]
     pub hidden: usize,
     /// Hidden layers of the encoder, and of the decoder.
@@ -72,7 +74,7 @@ pub struct VaeArgs {
     /// Decoder: `mlp` (from z to the whole weight vector) or `units` (one-hidden-layer MLP
     /// classifiers: every hidden unit's weights decoded by a shared two-layer network from the
     /// trunk's output and a learned slot embedding; its output layer has one unit's size, so it
-    /// is far smaller for wide inputs such as MNIST's; BENCHMARKS.md: below `mlp` so far).
+    /// is far smaller for wide inputs such as MNIST's; docs/explorations.md: below `mlp` so far).
     #[arg(long, value_enum, default_value_t = DecoderKind::Mlp)]
     pub decoder: DecoderKind,
     /// Optimizer steps.
