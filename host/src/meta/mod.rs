@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod pairs;
 pub mod potential;
+pub mod recipe;
 pub mod report;
 pub mod reward;
 pub mod sample;
